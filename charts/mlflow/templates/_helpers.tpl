@@ -1,0 +1,482 @@
+{{/* Names ------------------------------------------------------------------------------------- */}}
+
+{{- define "mlflow.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "mlflow.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A component's resource name: "<fullname>-<component>", kept within 63 characters. */}}
+{{- define "mlflow.componentName" -}}
+{{- printf "%s-%s" (include "mlflow.fullname" .root | trunc (int (sub 62 (len .component))) | trimSuffix "-") .component -}}
+{{- end -}}
+
+{{- define "mlflow.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels: call with (dict "root" $ "component" "server"). */}}
+{{- define "mlflow.labels" -}}
+helm.sh/chart: {{ include "mlflow.chart" .root }}
+{{ include "mlflow.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: helm-mlops
+{{- with .root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "mlflow.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "mlflow.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "mlflow.annotations" -}}
+{{- with .Values.commonAnnotations }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{- define "mlflow.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "mlflow.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Images ------------------------------------------------------------------------------------ */}}
+
+{{- define "mlflow.imageTag" -}}
+{{- if .Values.image.tag -}}
+{{- .Values.image.tag -}}
+{{- else -}}
+{{- printf "v%s%s" .Chart.AppVersion (ternary "-full" "" (eq .Values.image.flavor "full")) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "mlflow.image" -}}
+{{- printf "%s:%s" .Values.image.repository (include "mlflow.imageTag" .) -}}
+{{- end -}}
+
+{{- define "mlflow.testImage" -}}
+{{- $repo := default .Values.image.repository .Values.tests.image.repository -}}
+{{- $tag := default (include "mlflow.imageTag" .) .Values.tests.image.tag -}}
+{{- printf "%s:%s" $repo $tag -}}
+{{- end -}}
+
+{{- define "mlflow.imagePullSecrets" -}}
+{{- with .Values.image.pullSecrets }}
+imagePullSecrets:
+{{- range . }}
+  - name: {{ . }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Store facts --------------------------------------------------------------------------------- */}}
+
+{{- define "mlflow.usesDatabase" -}}
+{{- if ne .Values.backendStore.type "sqlite" }}true{{ end -}}
+{{- end -}}
+
+{{- define "mlflow.inClusterPostgres" -}}
+{{- if and (eq .Values.backendStore.type "postgresql") .Values.backendStore.postgresql.inCluster }}true{{ end -}}
+{{- end -}}
+
+{{- define "mlflow.inClusterMinio" -}}
+{{- if and (eq .Values.artifactStore.type "minio") .Values.artifactStore.minio.inCluster }}true{{ end -}}
+{{- end -}}
+
+{{/* The shared volume holds the SQLite file and/or PVC artifacts. */}}
+{{- define "mlflow.usesVolume" -}}
+{{- if or (eq .Values.backendStore.type "sqlite") (eq .Values.artifactStore.type "pvc") }}true{{ end -}}
+{{- end -}}
+
+{{- define "mlflow.claimName" -}}
+{{- default (include "mlflow.componentName" (dict "root" . "component" "data")) .Values.persistence.existingClaim -}}
+{{- end -}}
+
+{{/* Only one server pod can run: SQLite, or a ReadWriteOnce claim the chart mounts. */}}
+{{- define "mlflow.singleReplica" -}}
+{{- if or (eq .Values.backendStore.type "sqlite") (and (include "mlflow.usesVolume" .) (ne .Values.persistence.accessMode "ReadWriteMany")) }}true{{ end -}}
+{{- end -}}
+
+{{- define "mlflow.dataDir" -}}/mlflow/data{{- end -}}
+
+{{- define "mlflow.postgresHost" -}}
+{{- if .Values.backendStore.postgresql.inCluster -}}
+{{- include "mlflow.componentName" (dict "root" . "component" "postgresql") -}}
+{{- else -}}
+{{- .Values.backendStore.postgresql.host -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "mlflow.minioEndpoint" -}}
+{{- if .Values.artifactStore.minio.inCluster -}}
+{{- printf "http://%s:9000" (include "mlflow.componentName" (dict "root" . "component" "minio")) -}}
+{{- else -}}
+{{- .Values.artifactStore.minio.endpointUrl -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "mlflow.joinPath" -}}
+{{- $parts := list -}}
+{{- range . }}{{- if . }}{{- $parts = append $parts (trimAll "/" .) -}}{{- end }}{{- end -}}
+{{- join "/" $parts -}}
+{{- end -}}
+
+{{/* The artifact destination URI (proxied) or default artifact root (direct). */}}
+{{- define "mlflow.artifactDestination" -}}
+{{- $a := .Values.artifactStore -}}
+{{- if eq $a.type "pvc" -}}
+{{- printf "%s/%s" (include "mlflow.dataDir" .) (trimAll "/" $a.pvc.path) -}}
+{{- else if eq $a.type "s3" -}}
+{{- printf "s3://%s" (include "mlflow.joinPath" (list $a.s3.bucket $a.s3.prefix)) -}}
+{{- else if eq $a.type "minio" -}}
+{{- printf "s3://%s" (include "mlflow.joinPath" (list $a.minio.bucket $a.minio.prefix)) -}}
+{{- else if eq $a.type "gcs" -}}
+{{- printf "gs://%s" (include "mlflow.joinPath" (list $a.gcs.bucket $a.gcs.prefix)) -}}
+{{- else if eq $a.type "azure" -}}
+{{- printf "wasbs://%s@%s.blob.core.windows.net/%s" $a.azure.container $a.azure.storageAccount (trimAll "/" $a.azure.prefix) | trimSuffix "/" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Secrets --------------------------------------------------------------------------------------
+The chart keeps every credential it owns in one Secret, "<fullname>". Generated values are read back
+with lookup so they survive `helm upgrade`. */}}
+
+{{- define "mlflow.secretName" -}}{{ include "mlflow.fullname" . }}{{- end -}}
+
+{{/* A stored value: (dict "root" $ "key" "k" "value" "given-or-empty" "generate" true) */}}
+{{- define "mlflow.secretValue" -}}
+{{- if .value -}}
+{{- .value -}}
+{{- else -}}
+{{- $existing := lookup "v1" "Secret" .root.Release.Namespace (include "mlflow.secretName" .root) -}}
+{{- if and $existing (hasKey $existing.data .key) -}}
+{{- index $existing.data .key | b64dec -}}
+{{- else if .generate -}}
+{{- randAlphaNum 32 -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* secretKeyRef pairs: each returns "secretName/key". */}}
+{{/* (dict "root" $ "secretName" "holder-of-chart-owned-password") */}}
+{{- define "mlflow.dbPasswordRef" -}}
+{{- $db := index .root.Values.backendStore .root.Values.backendStore.type -}}
+{{- if $db.existingSecret -}}
+{{- printf "%s/%s" $db.existingSecret $db.existingSecretPasswordKey -}}
+{{- else -}}
+{{- printf "%s/%s" .secretName "db-password" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "mlflow.secretKeyRef" -}}
+{{- $parts := splitList "/" . -}}
+valueFrom:
+  secretKeyRef:
+    name: {{ index $parts 0 }}
+    key: {{ index $parts 1 }}
+{{- end -}}
+
+{{/* Env shared by the server, the migration Job and gc: how the entrypoint builds the store URI. */}}
+{{- define "mlflow.dbEnv" -}}
+{{- include "mlflow.dbEnvFrom" (dict "root" . "secretName" (include "mlflow.secretName" .)) -}}
+{{- end -}}
+
+{{- define "mlflow.dbEnvFrom" -}}
+{{- $secretName := .secretName -}}
+{{- with .root -}}
+{{- $t := .Values.backendStore.type -}}
+- name: MLFLOW_HELM_DB_DIALECT
+{{- if eq $t "mysql" }}
+  value: {{ printf "mysql+%s" .Values.backendStore.mysql.driver | quote }}
+{{- else }}
+  value: {{ $t | quote }}
+{{- end }}
+{{- if eq $t "sqlite" }}
+- name: MLFLOW_HELM_SQLITE_PATH
+  value: {{ printf "%s/%s" (include "mlflow.dataDir" .) .Values.backendStore.sqlite.file | quote }}
+{{- else }}
+{{- $db := index .Values.backendStore $t }}
+- name: MLFLOW_HELM_DB_HOST
+  value: {{ ternary (include "mlflow.postgresHost" .) $db.host (eq $t "postgresql") | quote }}
+- name: MLFLOW_HELM_DB_PORT
+  value: {{ $db.port | quote }}
+- name: MLFLOW_HELM_DB_NAME
+  value: {{ $db.database | quote }}
+- name: MLFLOW_HELM_DB_USER
+  value: {{ $db.user | quote }}
+- name: MLFLOW_HELM_DB_PASSWORD
+  {{- include "mlflow.secretKeyRef" (include "mlflow.dbPasswordRef" (dict "root" . "secretName" $secretName)) | nindent 2 }}
+{{- if and (eq $t "postgresql") .Values.backendStore.postgresql.sslMode }}
+- name: MLFLOW_HELM_DB_SSLMODE
+  value: {{ .Values.backendStore.postgresql.sslMode | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Env for the artifact store's credentials and endpoints. */}}
+{{- define "mlflow.storageEnv" -}}
+{{- $a := .Values.artifactStore -}}
+{{- if eq $a.type "s3" }}
+{{- if $a.s3.region }}
+- name: AWS_DEFAULT_REGION
+  value: {{ $a.s3.region | quote }}
+{{- end }}
+{{- if $a.s3.endpointUrl }}
+- name: MLFLOW_S3_ENDPOINT_URL
+  value: {{ $a.s3.endpointUrl | quote }}
+{{- end }}
+{{- if $a.s3.ignoreTls }}
+- name: MLFLOW_S3_IGNORE_TLS
+  value: "true"
+{{- end }}
+{{- if or $a.s3.existingSecret $a.s3.accessKeyId }}
+{{- $name := default (include "mlflow.secretName" .) $a.s3.existingSecret }}
+- name: AWS_ACCESS_KEY_ID
+  {{- include "mlflow.secretKeyRef" (printf "%s/%s" $name (ternary $a.s3.existingSecretAccessKeyIdKey "s3-access-key-id" (not (empty $a.s3.existingSecret)))) | nindent 2 }}
+- name: AWS_SECRET_ACCESS_KEY
+  {{- include "mlflow.secretKeyRef" (printf "%s/%s" $name (ternary $a.s3.existingSecretSecretAccessKeyKey "s3-secret-access-key" (not (empty $a.s3.existingSecret)))) | nindent 2 }}
+{{- end }}
+{{- else if eq $a.type "minio" }}
+{{- $name := default (include "mlflow.secretName" .) $a.minio.existingSecret }}
+- name: MLFLOW_S3_ENDPOINT_URL
+  value: {{ include "mlflow.minioEndpoint" . | quote }}
+- name: AWS_DEFAULT_REGION
+  value: us-east-1
+- name: AWS_ACCESS_KEY_ID
+  {{- include "mlflow.secretKeyRef" (printf "%s/%s" $name (ternary $a.minio.existingSecretAccessKeyKey "minio-access-key" (not (empty $a.minio.existingSecret)))) | nindent 2 }}
+- name: AWS_SECRET_ACCESS_KEY
+  {{- include "mlflow.secretKeyRef" (printf "%s/%s" $name (ternary $a.minio.existingSecretSecretKeyKey "minio-secret-key" (not (empty $a.minio.existingSecret)))) | nindent 2 }}
+{{- else if and (eq $a.type "gcs") $a.gcs.existingSecret }}
+- name: GOOGLE_APPLICATION_CREDENTIALS
+  value: /var/run/secrets/gcs/{{ $a.gcs.existingSecretKey }}
+{{- else if eq $a.type "azure" }}
+{{- if $a.azure.existingSecretConnectionStringKey }}
+- name: AZURE_STORAGE_CONNECTION_STRING
+  {{- include "mlflow.secretKeyRef" (printf "%s/%s" $a.azure.existingSecret $a.azure.existingSecretConnectionStringKey) | nindent 2 }}
+{{- else }}
+- name: AZURE_STORAGE_ACCESS_KEY
+  {{- include "mlflow.secretKeyRef" (printf "%s/%s" $a.azure.existingSecret $a.azure.existingSecretAccessKeyKey) | nindent 2 }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Env every MLflow container gets: a writable HOME on a read-only root filesystem. */}}
+{{- define "mlflow.baseEnv" -}}
+- name: HOME
+  value: /tmp
+- name: PYTHONUNBUFFERED
+  value: "1"
+{{- end -}}
+
+{{/* Volumes every MLflow pod needs: the entrypoint, /tmp, and storage credentials files. */}}
+{{- define "mlflow.baseVolumes" -}}
+- name: entrypoint
+  configMap:
+    name: {{ include "mlflow.fullname" . }}
+- name: tmp
+  emptyDir: {}
+{{- if and (eq .Values.artifactStore.type "gcs") .Values.artifactStore.gcs.existingSecret }}
+- name: gcs-credentials
+  secret:
+    secretName: {{ .Values.artifactStore.gcs.existingSecret }}
+{{- end }}
+{{- end -}}
+
+{{- define "mlflow.baseVolumeMounts" -}}
+- name: entrypoint
+  mountPath: /opt/helm-mlops
+  readOnly: true
+- name: tmp
+  mountPath: /tmp
+{{- if and (eq .Values.artifactStore.type "gcs") .Values.artifactStore.gcs.existingSecret }}
+- name: gcs-credentials
+  mountPath: /var/run/secrets/gcs
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/* The entrypoint command: python /opt/helm-mlops/entrypoint.py <verb> */}}
+{{- define "mlflow.entrypoint" -}}
+- python
+- /opt/helm-mlops/entrypoint.py
+- {{ . }}
+{{- end -}}
+
+{{- define "mlflow.podSecurityContext" -}}
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- end -}}
+
+{{- define "mlflow.containerSecurityContext" -}}
+securityContext:
+  {{- toYaml .Values.containerSecurityContext | nindent 2 }}
+{{- end -}}
+
+{{/* Hosts MLflow accepts in the Host header (MLflow 3 security middleware). */}}
+{{- define "mlflow.allowedHosts" -}}
+{{- $svc := include "mlflow.fullname" . -}}
+{{- $ns := .Release.Namespace -}}
+{{- $hosts := list "localhost" "127.0.0.1" $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns) -}}
+{{- $hosts = concat $hosts (list (printf "%s:*" $svc) (printf "%s.%s:*" $svc $ns) (printf "%s.%s.svc:*" $svc $ns) (printf "%s.%s.svc.cluster.local:*" $svc $ns) "localhost:*" "127.0.0.1:*") -}}
+{{- if and .Values.ingress.enabled .Values.ingress.host -}}
+{{- $hosts = append $hosts .Values.ingress.host -}}
+{{- end -}}
+{{- if .Values.httpRoute.enabled -}}
+{{- $hosts = concat $hosts .Values.httpRoute.hostnames -}}
+{{- end -}}
+{{- $hosts = concat $hosts .Values.server.allowedHosts -}}
+{{- if has "*" .Values.server.allowedHosts -}}*{{- else -}}{{- join "," (uniq $hosts) -}}{{- end -}}
+{{- end -}}
+
+{{- define "mlflow.healthPath" -}}
+{{- printf "%s/health" (trimSuffix "/" .Values.server.staticPrefix) -}}
+{{- end -}}
+
+{{/* Checksum of what the pods read, so a config change rolls them. */}}
+{{- define "mlflow.configChecksum" -}}
+{{- $cm := include (print $.Template.BasePath "/configmap.yaml") . -}}
+{{- $sec := include (print $.Template.BasePath "/secret.yaml") . -}}
+{{- printf "%s%s" $cm $sec | sha256sum -}}
+{{- end -}}
+
+{{/* Basic-auth env: the admin (read by MLflow itself) and the Flask secret shared by all workers. */}}
+{{- define "mlflow.authEnv" -}}
+{{- $b := .Values.auth.basic -}}
+{{- if $b.enabled }}
+- name: MLFLOW_HELM_AUTH
+  value: basic
+- name: MLFLOW_HELM_AUTH_DEFAULT_PERMISSION
+  value: {{ $b.defaultPermission | quote }}
+- name: MLFLOW_AUTH_ADMIN_USERNAME
+  {{- include "mlflow.secretKeyRef" (ternary (printf "%s/%s" $b.existingSecret $b.existingSecretUsernameKey) (printf "%s/admin-username" (include "mlflow.secretName" .)) (not (empty $b.existingSecret))) | nindent 2 }}
+- name: MLFLOW_AUTH_ADMIN_PASSWORD
+  {{- include "mlflow.secretKeyRef" (ternary (printf "%s/%s" $b.existingSecret $b.existingSecretPasswordKey) (printf "%s/admin-password" (include "mlflow.secretName" .)) (not (empty $b.existingSecret))) | nindent 2 }}
+- name: MLFLOW_FLASK_SERVER_SECRET_KEY
+  {{- include "mlflow.secretKeyRef" (printf "%s/flask-secret-key" (include "mlflow.secretName" .)) | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* Arguments of `mlflow server` (the entrypoint adds --backend-store-uri). */}}
+{{- define "mlflow.serverArgs" -}}
+- --host=0.0.0.0
+- --port={{ .Values.server.port }}
+- --workers={{ .Values.server.workers }}
+{{- with .Values.server.staticPrefix }}
+- --static-prefix={{ . }}
+{{- end }}
+- --allowed-hosts={{ include "mlflow.allowedHosts" . }}
+{{- with .Values.server.corsAllowedOrigins }}
+- --cors-allowed-origins={{ join "," . }}
+{{- end }}
+{{- if .Values.artifactStore.proxied }}
+- --serve-artifacts
+- --artifacts-destination={{ include "mlflow.artifactDestination" . }}
+{{- else }}
+- --no-serve-artifacts
+- --default-artifact-root={{ include "mlflow.artifactDestination" . }}
+{{- end }}
+{{- if .Values.metrics.enabled }}
+- --expose-prometheus=/tmp/prometheus
+{{- end }}
+{{- if .Values.auth.basic.enabled }}
+- --app-name=basic-auth
+{{- else if .Values.auth.appName }}
+- --app-name={{ .Values.auth.appName }}
+{{- end }}
+{{- range .Values.server.extraArgs }}
+- {{ . | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* The migration Job: (dict "root" $ "name" "migrate" "hook" "pre-install,..." "hookScoped" bool).
+hookScoped: read the entrypoint and a chart-owned password from hook-scoped objects, because the
+release's ConfigMap and Secret do not exist yet at pre-install. */}}
+{{- define "mlflow.migrationJob" -}}
+{{- $hookName := include "mlflow.componentName" (dict "root" .root "component" "migration") -}}
+{{- $secretName := ternary $hookName (include "mlflow.secretName" .root) .hookScoped -}}
+{{- $configMap := ternary $hookName (include "mlflow.fullname" .root) .hookScoped -}}
+{{- with .root }}
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {{ include "mlflow.componentName" (dict "root" . "component" $.name) }}
+  namespace: {{ .Release.Namespace }}
+  labels:
+    {{- include "mlflow.labels" (dict "root" . "component" "migration") | nindent 4 }}
+  {{- if $.hook }}
+  annotations:
+    helm.sh/hook: {{ $.hook }}
+    helm.sh/hook-weight: "0"
+    helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+  {{- end }}
+spec:
+  backoffLimit: {{ .Values.migration.backoffLimit }}
+  activeDeadlineSeconds: {{ add .Values.migration.waitTimeoutSeconds 1800 }}
+  template:
+    metadata:
+      labels:
+        {{- include "mlflow.labels" (dict "root" . "component" "migration") | nindent 8 }}
+    spec:
+      restartPolicy: Never
+      serviceAccountName: {{ include "mlflow.serviceAccountName" . }}
+      automountServiceAccountToken: false
+      {{- include "mlflow.imagePullSecrets" . | nindent 6 }}
+      {{- include "mlflow.podSecurityContext" . | nindent 6 }}
+      containers:
+        - name: migrate
+          image: {{ include "mlflow.image" . }}
+          imagePullPolicy: {{ .Values.image.pullPolicy }}
+          command:
+            {{- include "mlflow.entrypoint" "upgrade" | nindent 12 }}
+          env:
+            {{- include "mlflow.baseEnv" . | nindent 12 }}
+            {{- include "mlflow.dbEnvFrom" (dict "root" . "secretName" $secretName) | nindent 12 }}
+            - name: MLFLOW_HELM_DB_WAIT_SECONDS
+              value: {{ .Values.migration.waitTimeoutSeconds | quote }}
+          {{- include "mlflow.containerSecurityContext" . | nindent 10 }}
+          resources:
+            {{- toYaml .Values.migration.resources | nindent 12 }}
+          volumeMounts:
+            - name: entrypoint
+              mountPath: /opt/helm-mlops
+              readOnly: true
+            - name: tmp
+              mountPath: /tmp
+      volumes:
+        - name: entrypoint
+          configMap:
+            name: {{ $configMap }}
+        - name: tmp
+          emptyDir: {}
+{{- end }}
+{{- end -}}
+
+{{/* Paths routed from outside. With the UI off only the API, health and metrics are routed. */}}
+{{- define "mlflow.routedPaths" -}}
+{{- $base := trimSuffix "/" (default .path .root.Values.server.staticPrefix) -}}
+{{- if .root.Values.ui.enabled -}}
+{{- list (default "/" .path) | toJson -}}
+{{- else -}}
+{{- list (printf "%s/api" $base) (printf "%s/ajax-api" $base) (printf "%s/health" $base) (printf "%s/metrics" $base) | toJson -}}
+{{- end -}}
+{{- end -}}
