@@ -1,0 +1,65 @@
+# helm-mlops: one entry point. `make demo` and `make test` bootstrap everything they need.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TOOLS := $(CURDIR)/.tools/bin
+export PATH := $(TOOLS):$(CURDIR)/$(BIN):$(PATH)
+PYTEST_ARGS ?=
+
+.PHONY: help setup tools system-deps cluster-tools cluster-up cluster-down test test-fast lint docs demo bench ct-lint clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(BIN)/helm-mlops: pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $@
+
+setup: $(BIN)/helm-mlops tools ## Create .venv (project editable + test extras) and install the pinned tools
+
+tools: ## Install helm (4), helm3, helm3.17, kubectl and ct into .tools/bin (sha256-checked, cached)
+	@bash hack/install-tools.sh
+
+system-deps: ## Install the Debian packages the tests start (postgresql, wrk) when missing
+	@bash hack/install-system-deps.sh
+
+cluster-tools: ## Build kube-apiserver, controller-manager, scheduler, etcd and kwok from Go modules (cached)
+	@bash hack/build-cluster-tools.sh
+
+cluster-up: cluster-tools ## Start the local kwok cluster (kubeconfig path printed)
+	@bash hack/cluster.sh up
+
+cluster-down: ## Stop and delete the local kwok cluster
+	@bash hack/cluster.sh down
+
+test: setup system-deps cluster-tools ## Run every test (lint, render, real servers, e2e on the local cluster)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup ## Unit, lint and render tests only (no real servers, no cluster)
+	$(BIN)/python -m pytest -m "not real and not e2e" $(PYTEST_ARGS)
+
+lint: setup ## ruff, ruff format --check, mypy
+	$(BIN)/ruff check generator tests charts/*/files
+	$(BIN)/ruff format --check generator tests
+	$(BIN)/mypy
+
+docs: setup ## Regenerate the values tables in the chart READMEs
+	$(BIN)/helm-mlops docs
+
+ct-lint: setup ## chart-testing lint with our config and with ct's upstream defaults
+	ct lint --all --config ct.yaml
+	@if [ -d ../shared/chart-testing ]; then ct lint --all --config ct.yaml \
+	  --lint-conf ../shared/chart-testing/lintconf.yaml --chart-yaml-schema ../shared/chart-testing/chart_schema.yaml; fi
+
+demo: setup ## The main job: lint and render the MLflow quickstart and show what would be installed
+	$(BIN)/helm-mlops demo
+
+bench: setup ## Measure performance against peers; writes docs/benchmarks.md
+	$(BIN)/python hack/bench.py
+
+clean: ## Remove .venv and .tools (the download/build cache outside the repo stays)
+	rm -rf $(VENV) .tools

@@ -1,0 +1,135 @@
+"""Real servers on 127.0.0.1 for tests: PostgreSQL (Debian's binaries), moto_server (S3)."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 120, proc: subprocess.Popen[bytes] | None = None, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered:\n{_tail(log)}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                if resp.status < 500:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer within {timeout}s:\n{_tail(log)}")
+
+
+def _tail(log: Path | None, lines: int = 60) -> str:
+    if log is None or not log.exists():
+        return ""
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def postgres_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+@dataclass
+class Postgres:
+    port: int
+    user: str
+    password: str
+    database: str
+
+
+@contextlib.contextmanager
+def postgres(base: Path, password: str) -> Iterator[Postgres]:
+    """A private PostgreSQL cluster on 127.0.0.1 with a password-protected database."""
+    bindir = postgres_bin()
+    if bindir is None:
+        raise RuntimeError("PostgreSQL binaries not found: run `make system-deps`")
+    data = base / "pgdata"
+    run_as: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root.
+        run_as = ["runuser", "-u", "postgres", "--"]
+        pw = pwd.getpwnam("postgres")
+        base.mkdir(parents=True, exist_ok=True)
+        os.chown(base, pw.pw_uid, pw.pw_gid)
+        os.chmod(base, 0o755)
+        for parent in base.parents:  # postgres must be able to reach its directory
+            if str(parent).startswith(("/tmp", "/var/tmp")) and parent != Path("/tmp"):
+                os.chmod(parent, os.stat(parent).st_mode | 0o005)
+    pwfile = base / "pw"
+    pwfile.write_text("bootstrap\n")
+    if run_as:
+        os.chown(pwfile, pw.pw_uid, pw.pw_gid)
+    subprocess.run([*run_as, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--pwfile", str(pwfile),
+                    "-A", "scram-sha-256", "--no-sync"], check=True, capture_output=True)
+    port = free_port()
+    log = base / "postgres.log"
+    proc = subprocess.Popen(
+        [*run_as, str(bindir / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port), "-k", str(base),
+         "-c", "fsync=off"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        env = {**os.environ, "PGPASSWORD": "bootstrap"}
+        while subprocess.run([str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)], capture_output=True).returncode:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"postgres did not start: {log}")
+            time.sleep(0.3)
+        sql = (f"CREATE USER mlflow PASSWORD '{password.replace(chr(39), chr(39) * 2)}';"
+               "CREATE DATABASE mlflow OWNER mlflow;")
+        psql = shutil.which("psql") or str(bindir / "psql")
+        subprocess.run([psql, "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-d", "postgres", "-v",
+                        "ON_ERROR_STOP=1", "-c", sql], check=True, capture_output=True, env=env)
+        yield Postgres(port=port, user="mlflow", password=password, database="mlflow")
+    finally:
+        stop(proc)
+
+
+@contextlib.contextmanager
+def moto_s3(log_dir: Path) -> Iterator[str]:
+    """moto_server as an S3 endpoint; yields its URL."""
+    port = free_port()
+    log = log_dir / "moto.log"
+    exe = Path(sys.executable).parent / "moto_server"
+    proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=log.open("wb"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + "/moto-api/", timeout=60, proc=proc, log=log)
+        yield url
+    finally:
+        stop(proc)

@@ -1,0 +1,95 @@
+"""What the charts render, checked against Kubernetes' own schemas (kubernetes-validate, strict),
+the upstream CRDs, Pod Security "restricted" and our conventions, on Helm 4 and Helm 3 renders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.support.charts import chart_dirs, ci_values, find, pod_specs, template
+from tests.support.crds import load_crd_schemas, validate_custom_resource
+from tests.support.policy import hardening_violations, missing_labels, restricted_violations
+
+KUBE_VERSION = "1.34.0"
+SCENARIOS = [(c, v) for c in chart_dirs() for v in ci_values(c)]
+IDS = [f"{c.name}-{v.stem}" for c, v in SCENARIOS]
+CUSTOM_GROUPS = ("monitoring.coreos.com/", "gateway.networking.k8s.io/", "serving.kserve.io/", "kubeflow.org/",
+                 "trainer.kubeflow.org/")
+
+
+def _render(chart: Path, values: Path, helm_name: str) -> list[dict[str, Any]]:
+    return template(chart, values_files=[values], helm_name=helm_name)
+
+
+@pytest.mark.parametrize("helm_name", ["helm4", "helm3"])
+@pytest.mark.parametrize(("chart", "values"), SCENARIOS, ids=IDS)
+def test_renders_pass_kubernetes_validate_strict(helm_name: str, chart: Path, values: Path) -> None:
+    docs = _render(chart, values, helm_name)
+    assert docs
+    for doc in docs:
+        if doc["apiVersion"].startswith(CUSTOM_GROUPS):
+            continue
+        kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+
+
+@pytest.mark.parametrize(("chart", "values"), SCENARIOS, ids=IDS)
+def test_custom_resources_match_upstream_crds(chart: Path, values: Path, shared_crds: Path) -> None:
+    schemas = load_crd_schemas(shared_crds)
+    for doc in _render(chart, values, "helm4"):
+        if doc["apiVersion"].startswith(CUSTOM_GROUPS):
+            key = (doc["apiVersion"], doc["kind"])
+            assert key in schemas, f"no upstream CRD serves {key}"
+            assert validate_custom_resource(doc, schemas[key]) == [], doc["metadata"]["name"]
+
+
+def test_crd_validation_catches_mistakes(shared_crds: Path) -> None:
+    """The offline CRD check must reject what the API server would: unknown fields, wrong types."""
+    schemas = load_crd_schemas(shared_crds)
+    monitor = {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor", "metadata": {"name": "x"},
+               "spec": {"selector": {}, "endpoints": [{"port": "http", "intervall": "30s"}]}}
+    assert any("intervall" in p for p in validate_custom_resource(monitor, schemas[("monitoring.coreos.com/v1", "ServiceMonitor")]))
+    route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "x"},
+             "spec": {"rules": [{"backendRefs": [{"name": "svc", "port": "http"}]}]}}
+    assert validate_custom_resource(route, schemas[("gateway.networking.k8s.io/v1", "HTTPRoute")])
+
+
+@pytest.mark.parametrize(("chart", "values"), SCENARIOS, ids=IDS)
+def test_pods_are_restricted_and_hardened(chart: Path, values: Path) -> None:
+    docs = _render(chart, values, "helm4")
+    specs = pod_specs(docs)
+    assert specs
+    for where, spec in specs:
+        assert restricted_violations(spec) == [], where
+        assert hardening_violations(spec) == [], where
+
+
+def test_policy_check_catches_violations() -> None:
+    bad = {"containers": [{"name": "c", "securityContext": {"privileged": True}}], "hostNetwork": True,
+           "volumes": [{"name": "h", "hostPath": {"path": "/"}}]}
+    problems = restricted_violations(bad)
+    assert any("privileged" in p for p in problems) and any("hostNetwork" in p for p in problems)
+    assert any("hostPath" in p for p in problems) and any("runAsNonRoot" in p for p in problems)
+
+
+@pytest.mark.parametrize(("chart", "values"), SCENARIOS, ids=IDS)
+def test_standard_labels_everywhere(chart: Path, values: Path) -> None:
+    for doc in _render(chart, values, "helm4"):
+        assert missing_labels(doc) == [], f"{doc['kind']}/{doc['metadata']['name']}"
+
+
+@pytest.mark.parametrize(("chart", "values"), SCENARIOS, ids=IDS)
+def test_helm3_and_helm4_render_the_same_objects(chart: Path, values: Path) -> None:
+    def names(helm_name: str) -> list[tuple[str, str]]:
+        return sorted((d["kind"], d["metadata"]["name"]) for d in _render(chart, values, helm_name))
+
+    assert names("helm4") == names("helm3") == names("helm3.17")
+
+
+def test_each_ci_scenario_is_distinct() -> None:
+    for chart in chart_dirs():
+        contents = [yaml.safe_load(v.read_text()) for v in ci_values(chart)]
+        assert len({yaml.safe_dump(c) for c in contents}) == len(contents)
