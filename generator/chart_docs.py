@@ -140,7 +140,9 @@ def update_readme(chart_dir: Path, check: bool = False) -> bool:
         )
     current = readme.read_text()
     if START not in current or END not in current:
-        raise UserError(f"{readme} lacks the markers {START} / {END}", hint="add both lines where the table goes")
+        raise UserError(
+            f"{readme} lacks the markers {START} / {END}", hint="add both lines where the table goes"
+        )
     head, rest = current.split(START, 1)
     _, tail = rest.split(END, 1)
     updated = f"{head}{START}\n{render_table(parse_values_docs(values))}{END}{tail}"

@@ -25,10 +25,11 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.argument("chart_dirs", nargs=-1, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--check", is_flag=True, help="Fail (exit 4) instead of writing when a README is stale.")
 def docs(chart_dirs: tuple[Path, ...], check: bool) -> None:
-    """Regenerate the values table in each chart's README from the comments in values.yaml."""
+    """Regenerate each chart's README values table and values.schema.json from values.yaml."""
     from generator.chart_docs import undocumented_keys, update_readme
     from generator.errors import UserError
     from generator.paths import chart_dirs as all_charts
+    from generator.values_schema import update_schema
 
     for chart in chart_dirs or all_charts():
         missing = undocumented_keys(chart / "values.yaml")
@@ -38,15 +39,24 @@ def docs(chart_dirs: tuple[Path, ...], check: bool) -> None:
                 field=f"{chart}/values.yaml",
                 hint="add a `# -- description` comment above each key",
             )
-        changed = update_readme(chart, check=check)
-        click.echo(f"{chart}/README.md: {'updated' if changed else 'up to date'}")
+        for name, changed in (
+            ("values.schema.json", update_schema(chart, check=check)),
+            ("README.md", update_readme(chart, check=check)),
+        ):
+            click.echo(f"{chart}/{name}: {'updated' if changed else 'up to date'}")
 
 
 @cli.command()
 @click.option("--chart", "chart", default="mlflow", show_default=True, help="Chart to show.")
-@click.option("--values", "values_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="Values file (default: values-presets/<chart>-quickstart.yaml).")
-@click.option("--helm", "helm_bin", envvar="HELM_MLOPS_HELM", help="helm binary (default: .tools/bin/helm, then PATH).")
+@click.option(
+    "--values",
+    "values_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Values file (default: values-presets/<chart>-quickstart.yaml).",
+)
+@click.option(
+    "--helm", "helm_bin", envvar="HELM_MLOPS_HELM", help="helm binary (default: .tools/bin/helm, then PATH)."
+)
 def demo(chart: str, values_file: Path | None, helm_bin: str | None) -> None:
     """Render and lint a chart with its quickstart preset and show what would be installed."""
     from generator.demo import run_demo

@@ -11,9 +11,10 @@ from typing import Any
 
 import yaml
 
-from generator.errors import UserError
+from generator.errors import ToolError, UserError
 from generator.helm_tool import find_helm, run_helm
 from generator.paths import PRESETS_DIR, chart_dir
+from generator.values_check import check_values, is_values_error
 
 
 def _load_values(path: Path) -> dict[str, Any]:
@@ -26,30 +27,52 @@ def _load_values(path: Path) -> dict[str, Any]:
     return data
 
 
-def render(chart: Path, values: dict[str, Any], helm: str, release: str = "demo") -> list[dict[str, Any]]:
-    """Rendered resources (hooks and tests included) as helm would install them."""
+def render(
+    chart: Path, values: dict[str, Any], helm: str, source: str, release: str = "demo"
+) -> list[dict[str, Any]]:
+    """Rendered resources (hooks and tests included) as helm would install them. Rendering, unlike
+    `helm lint`, runs the chart's `fail` checks, so values the chart rejects surface here."""
     from pyhelm3 import Client
+    from pyhelm3.errors import Error as PyHelmError
 
     async def _render() -> list[dict[str, Any]]:
         client = Client(executable=helm)
         loaded = await client.get_chart(chart)
         return list(await client.template_resources(loaded, release, values))
 
-    return asyncio.run(_render())
+    try:
+        return asyncio.run(_render())
+    except PyHelmError as exc:
+        message = (
+            exc.stderr.decode(errors="replace")
+            .replace("Use --debug flag to render out invalid YAML", "")
+            .strip()
+        )
+        if is_values_error(message):
+            raise UserError(message, field=source, hint="change the values named above") from None
+        raise ToolError(f"helm template failed: {message}") from None
 
 
 def run_demo(chart_name: str, values_file: Path | None, helm_bin: str | None) -> Iterator[str]:
     chart = chart_dir(chart_name)
     values_file = values_file or PRESETS_DIR / f"{chart_name}-quickstart.yaml"
     if not values_file.is_file():
-        raise UserError(f"{values_file} does not exist", field="--values", hint="pass an existing values file")
+        raise UserError(
+            f"{values_file} does not exist", field="--values", hint="pass an existing values file"
+        )
     values = _load_values(values_file)
+    check_values(chart, values, str(values_file))
     helm = find_helm(helm_bin)
     version = run_helm(helm, "version", "--short").strip()
     yield f"helm {version}: linting {chart} with {values_file}"
-    run_helm(helm, "lint", "--strict", chart, "-f", values_file)
+    try:
+        run_helm(helm, "lint", "--strict", chart, "-f", values_file)
+    except ToolError as exc:
+        if is_values_error(str(exc)):
+            raise UserError(str(exc), field=str(values_file), hint="change the values named above") from None
+        raise
     yield "lint: ok"
-    resources = render(chart, values, helm)
+    resources = render(chart, values, helm, str(values_file))
     yield f"an install of release 'demo' would create {len(resources)} resources:"
     for res in resources:
         hook = res.get("metadata", {}).get("annotations", {}).get("helm.sh/hook")

@@ -33,9 +33,18 @@ def test_helm_lint_strict(helm_name: str, chart: Path, values: Path | None) -> N
 
 
 def _ct(*extra: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PATH": f"{TOOLS_BIN}{os.pathsep}{Path(os.sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run(["ct", "lint", "--all", "--config", "ct.yaml", *extra], cwd=REPO, env=env,
-                          capture_output=True, text=True, check=False)
+    env = {
+        **os.environ,
+        "PATH": f"{TOOLS_BIN}{os.pathsep}{Path(os.sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    return subprocess.run(
+        ["ct", "lint", "--all", "--config", "ct.yaml", *extra],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def test_ct_lint_with_project_config() -> None:
@@ -45,6 +54,11 @@ def test_ct_lint_with_project_config() -> None:
 
 
 def test_ct_lint_with_upstream_defaults(shared_ct: Path) -> None:
-    result = _ct("--lint-conf", str(shared_ct / "lintconf.yaml"), "--chart-yaml-schema", str(shared_ct / "chart_schema.yaml"))
+    result = _ct(
+        "--lint-conf",
+        str(shared_ct / "lintconf.yaml"),
+        "--chart-yaml-schema",
+        str(shared_ct / "chart_schema.yaml"),
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "All charts linted successfully" in result.stdout

@@ -10,15 +10,20 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.support.charts import chart_dirs, ci_values, find, pod_specs, template
+from tests.support.charts import chart_dirs, ci_values, pod_specs, template
 from tests.support.crds import load_crd_schemas, validate_custom_resource
 from tests.support.policy import hardening_violations, missing_labels, restricted_violations
 
 KUBE_VERSION = "1.34.0"
 SCENARIOS = [(c, v) for c in chart_dirs() for v in ci_values(c)]
 IDS = [f"{c.name}-{v.stem}" for c, v in SCENARIOS]
-CUSTOM_GROUPS = ("monitoring.coreos.com/", "gateway.networking.k8s.io/", "serving.kserve.io/", "kubeflow.org/",
-                 "trainer.kubeflow.org/")
+CUSTOM_GROUPS = (
+    "monitoring.coreos.com/",
+    "gateway.networking.k8s.io/",
+    "serving.kserve.io/",
+    "kubeflow.org/",
+    "trainer.kubeflow.org/",
+)
 
 
 def _render(chart: Path, values: Path, helm_name: str) -> list[dict[str, Any]]:
@@ -49,11 +54,22 @@ def test_custom_resources_match_upstream_crds(chart: Path, values: Path, shared_
 def test_crd_validation_catches_mistakes(shared_crds: Path) -> None:
     """The offline CRD check must reject what the API server would: unknown fields, wrong types."""
     schemas = load_crd_schemas(shared_crds)
-    monitor = {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor", "metadata": {"name": "x"},
-               "spec": {"selector": {}, "endpoints": [{"port": "http", "intervall": "30s"}]}}
-    assert any("intervall" in p for p in validate_custom_resource(monitor, schemas[("monitoring.coreos.com/v1", "ServiceMonitor")]))
-    route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "x"},
-             "spec": {"rules": [{"backendRefs": [{"name": "svc", "port": "http"}]}]}}
+    monitor = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": {"name": "x"},
+        "spec": {"selector": {}, "endpoints": [{"port": "http", "intervall": "30s"}]},
+    }
+    assert any(
+        "intervall" in p
+        for p in validate_custom_resource(monitor, schemas[("monitoring.coreos.com/v1", "ServiceMonitor")])
+    )
+    route = {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "x"},
+        "spec": {"rules": [{"backendRefs": [{"name": "svc", "port": "http"}]}]},
+    }
     assert validate_custom_resource(route, schemas[("gateway.networking.k8s.io/v1", "HTTPRoute")])
 
 
@@ -68,8 +84,11 @@ def test_pods_are_restricted_and_hardened(chart: Path, values: Path) -> None:
 
 
 def test_policy_check_catches_violations() -> None:
-    bad = {"containers": [{"name": "c", "securityContext": {"privileged": True}}], "hostNetwork": True,
-           "volumes": [{"name": "h", "hostPath": {"path": "/"}}]}
+    bad = {
+        "containers": [{"name": "c", "securityContext": {"privileged": True}}],
+        "hostNetwork": True,
+        "volumes": [{"name": "h", "hostPath": {"path": "/"}}],
+    }
     problems = restricted_violations(bad)
     assert any("privileged" in p for p in problems) and any("hostNetwork" in p for p in problems)
     assert any("hostPath" in p for p in problems) and any("runAsNonRoot" in p for p in problems)

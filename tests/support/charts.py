@@ -70,7 +70,9 @@ def template(
     for f in values_files or []:
         args += ["-f", f]
     if values is not None:
-        target = (tmp_dir or Path(os.environ.get("TMPDIR", "/tmp"))) / f"values-{os.getpid()}-{id(values)}.yaml"
+        target = (
+            tmp_dir or Path(os.environ.get("TMPDIR", "/tmp"))
+        ) / f"values-{os.getpid()}-{id(values)}.yaml"
         target.write_text(yaml.safe_dump(values))
         args += ["-f", target]
     args += extra or []
@@ -95,7 +97,9 @@ class TemplateError(Exception):
 
 def find(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
     matches = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
-    assert len(matches) == 1, f"expected one {kind} {name or ''}, found {[d['metadata']['name'] for d in matches]}"
+    assert len(matches) == 1, (
+        f"expected one {kind} {name or ''}, found {[d['metadata']['name'] for d in matches]}"
+    )
     return matches[0]
 
 

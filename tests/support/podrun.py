@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -49,12 +50,16 @@ class LocalPod:
         return target
 
     def map_text(self, text: str) -> str:
-        # Longest mount paths first, so /mlflow/data wins over /mlflow.
-        for path in sorted(self.mounts, key=len, reverse=True):
-            text = text.replace(path, str(self.mounts[path]))
-        for host, local in self.host_map.items():
-            text = text.replace(host, local)
-        return text
+        """One pass, so a mapped path (temp dirs live under /tmp) is never mapped again. Mount
+        paths match only where a path starts; longest first, so /mlflow/data wins over /mlflow."""
+        table = {**self.host_map, **{k: str(v) for k, v in self.mounts.items()}}
+        if not table:
+            return text
+        mounts = "|".join(re.escape(m) for m in sorted(self.mounts, key=len, reverse=True))
+        hosts = "|".join(re.escape(h) for h in sorted(self.host_map, key=len, reverse=True))
+        parts = [f"(?<![\\w./-])(?:{mounts})(?![\\w.-])"] if mounts else []
+        parts += [f"(?:{hosts})"] if hosts else []
+        return re.sub("|".join(parts), lambda m: table[m.group(0)], text)
 
     def command(self, spec: dict[str, Any], container: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
         for mount in container.get("volumeMounts", []):
@@ -76,11 +81,15 @@ class LocalPod:
             base["TMPDIR"] = str(tmp)
         return argv, {**base, **env}
 
-    def run(self, spec: dict[str, Any], container: dict[str, Any], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, spec: dict[str, Any], container: dict[str, Any], timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
         argv, env = self.command(spec, container)
         return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
     def start(self, spec: dict[str, Any], container: dict[str, Any], log: Path) -> subprocess.Popen[bytes]:
         argv, env = self.command(spec, container)
         handle = log.open("wb")
-        return subprocess.Popen(argv, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            argv, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        )

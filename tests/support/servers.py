@@ -24,7 +24,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, timeout: float = 120, proc: subprocess.Popen[bytes] | None = None, log: Path | None = None) -> None:
+def wait_http(
+    url: str, timeout: float = 120, proc: subprocess.Popen[bytes] | None = None, log: Path | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -93,27 +95,78 @@ def postgres(base: Path, password: str) -> Iterator[Postgres]:
     pwfile.write_text("bootstrap\n")
     if run_as:
         os.chown(pwfile, pw.pw_uid, pw.pw_gid)
-    subprocess.run([*run_as, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--pwfile", str(pwfile),
-                    "-A", "scram-sha-256", "--no-sync"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            *run_as,
+            str(bindir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "--pwfile",
+            str(pwfile),
+            "-A",
+            "scram-sha-256",
+            "--no-sync",
+        ],
+        check=True,
+        capture_output=True,
+    )
     port = free_port()
     log = base / "postgres.log"
     proc = subprocess.Popen(
-        [*run_as, str(bindir / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port), "-k", str(base),
-         "-c", "fsync=off"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            *run_as,
+            str(bindir / "postgres"),
+            "-D",
+            str(data),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-k",
+            str(base),
+            "-c",
+            "fsync=off",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 60
         env = {**os.environ, "PGPASSWORD": "bootstrap"}
-        while subprocess.run([str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)], capture_output=True).returncode:
+        while subprocess.run(
+            [str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)], capture_output=True
+        ).returncode:
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError(f"postgres did not start: {log}")
             time.sleep(0.3)
-        sql = (f"CREATE USER mlflow PASSWORD '{password.replace(chr(39), chr(39) * 2)}';"
-               "CREATE DATABASE mlflow OWNER mlflow;")
+        quoted = password.replace("'", "''")
         psql = shutil.which("psql") or str(bindir / "psql")
-        subprocess.run([psql, "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-d", "postgres", "-v",
-                        "ON_ERROR_STOP=1", "-c", sql], check=True, capture_output=True, env=env)
+        # Separate -c: CREATE DATABASE cannot run inside the transaction one multi-statement -c opens.
+        subprocess.run(
+            [
+                psql,
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                f"CREATE USER mlflow PASSWORD '{quoted}'",
+                "-c",
+                "CREATE DATABASE mlflow OWNER mlflow",
+            ],
+            check=True,
+            capture_output=True,
+            env=env,
+        )
         yield Postgres(port=port, user="mlflow", password=password, database="mlflow")
     finally:
         stop(proc)
@@ -125,8 +178,12 @@ def moto_s3(log_dir: Path) -> Iterator[str]:
     port = free_port()
     log = log_dir / "moto.log"
     exe = Path(sys.executable).parent / "moto_server"
-    proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=log.open("wb"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(exe), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(url + "/moto-api/", timeout=60, proc=proc, log=log)

@@ -7,7 +7,7 @@ which shell string concatenation cannot do safely.
 Usage: python entrypoint.py {server|upgrade|wait-schema|gc} [extra arguments for mlflow]
 
 Environment:
-  MLFLOW_HELM_DB_DIALECT    sqlite | postgresql | mysql+pymysql | mysql+mysqldb
+  MLFLOW_HELM_DB_DIALECT    sqlite | postgresql+psycopg2 | postgresql+psycopg | mysql+pymysql | mysql+mysqldb
   MLFLOW_HELM_SQLITE_PATH   path of the SQLite file (sqlite)
   MLFLOW_HELM_DB_HOST/PORT/NAME/USER/PASSWORD/SSLMODE  (server databases)
   MLFLOW_HELM_DB_WAIT_SECONDS   how long upgrade/wait-schema wait for the database (default 300)

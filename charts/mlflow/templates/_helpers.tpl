@@ -205,10 +205,10 @@ valueFrom:
 {{- with .root -}}
 {{- $t := .Values.backendStore.type -}}
 - name: MLFLOW_HELM_DB_DIALECT
-{{- if eq $t "mysql" }}
-  value: {{ printf "mysql+%s" .Values.backendStore.mysql.driver | quote }}
+{{- if eq $t "sqlite" }}
+  value: sqlite
 {{- else }}
-  value: {{ $t | quote }}
+  value: {{ printf "%s+%s" $t (index .Values.backendStore $t).driver | quote }}
 {{- end }}
 {{- if eq $t "sqlite" }}
 - name: MLFLOW_HELM_SQLITE_PATH

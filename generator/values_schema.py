@@ -1,0 +1,92 @@
+"""Generates a chart's values.schema.json (JSON Schema draft-07, which Helm 3.17+ and Helm 4 enforce)
+from its values.yaml: types from the defaults, `additionalProperties: false` on every documented map
+so a typo fails, Kubernetes quantity patterns for `resources` and `size`, and the enums, patterns and
+bounds listed in values.schema.refine.yaml beside it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from generator.errors import StaleError
+
+QUANTITY = {
+    "type": ["string", "integer", "number"],
+    "pattern": r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$",
+}
+RESOURCES = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "requests": {"type": "object", "additionalProperties": QUANTITY},
+        "limits": {"type": "object", "additionalProperties": QUANTITY},
+    },
+}
+SIZE = {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"}
+# Maps whose keys are the user's own (labels, selectors, Kubernetes objects passed through).
+FREE_FORM = {
+    "nodeSelector",
+    "affinity",
+    "podAnnotations",
+    "podLabels",
+    "commonLabels",
+    "commonAnnotations",
+    "annotations",
+    "labels",
+    "podSecurityContext",
+    "containerSecurityContext",
+}
+
+
+def _infer(value: Any, path: str, refine: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    if path in refine:
+        schema = dict(refine[path])
+        if "enum" in schema and "type" not in schema:
+            schema["type"] = "string"
+        return schema
+    last = path.rsplit(".", 1)[-1]
+    if last == "resources":
+        return RESOURCES
+    if last == "size":
+        return SIZE
+    if last in FREE_FORM:
+        return {"type": "object"}
+    if isinstance(value, bool):
+        return {"type": "boolean"}
+    if isinstance(value, int):
+        return {"type": "integer"}
+    if isinstance(value, str):
+        return {"type": "string"}
+    if isinstance(value, list):
+        return {"type": "array"}
+    if isinstance(value, dict):
+        props = {k: _infer(v, f"{path}.{k}" if path else k, refine) for k, v in value.items()}
+        return {"type": "object", "additionalProperties": False, "properties": props}
+    return {}
+
+
+def generate(chart_dir: Path) -> dict[str, Any]:
+    values = yaml.safe_load((chart_dir / "values.yaml").read_text()) or {}
+    refine_file = chart_dir / "values.schema.refine.yaml"
+    refine = yaml.safe_load(refine_file.read_text()) if refine_file.is_file() else {}
+    body = _infer(values, "", refine or {})
+    body["properties"]["global"] = {"type": "object"}  # set by umbrella charts for all subcharts
+    return {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "title": f"{chart_dir.name} chart values",
+        **body,
+    }
+
+
+def update_schema(chart_dir: Path, check: bool = False) -> bool:
+    target = chart_dir / "values.schema.json"
+    text = json.dumps(generate(chart_dir), indent=2) + "\n"
+    if target.is_file() and target.read_text() == text:
+        return False
+    if check:
+        raise StaleError(f"{target} is out of date with values.yaml: run `make docs`")
+    target.write_text(text)
+    return True

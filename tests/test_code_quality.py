@@ -1,0 +1,28 @@
+"""ruff (lint and format) and mypy --strict over the package and tests."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["ruff", "check", "generator", "tests", "charts/mlflow/files"],
+        ["ruff", "format", "--check", "generator", "tests", "charts/mlflow/files"],
+        ["mypy"],
+    ],
+    ids=["ruff-check", "ruff-format", "mypy"],
+)
+def test_tool_passes(argv: list[str]) -> None:
+    proc = subprocess.run(
+        [str(BIN / argv[0]), *argv[1:]], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
