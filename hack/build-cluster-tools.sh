@@ -1,87 +1,77 @@
 #!/usr/bin/env bash
 # Builds the local test cluster's binaries from upstream Go modules into a cache outside the repo:
 # kube-apiserver, kube-controller-manager, kube-scheduler (k8s.io/kubernetes), etcd (go.etcd.io/etcd)
-# and kwok/kwokctl (sigs.k8s.io/kwok). A second run with every binary present does nothing.
+# and kwok/kwokctl (sigs.k8s.io/kwok), plus kwok's upstream stage files. A second run with
+# everything present does nothing. The first run takes about 15 minutes on 2 cores.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
 . "$here/versions.env"
+LOG_TAG=cluster-tools
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 
-cache=${HELM_MLOPS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/helm-mlops}
-bin="$cache/kube-$KUBE_VERSION/bin"
+dir="$HELM_MLOPS_CACHE/kube-$KUBE_VERSION"
+bin="$dir/bin"
+stages="$dir/stages"
 want=(kube-apiserver kube-controller-manager kube-scheduler etcd kwok kwokctl)
-
 missing=()
 for b in "${want[@]}"; do [ -x "$bin/$b" ] || missing+=("$b"); done
-if [ ${#missing[@]} -eq 0 ]; then
-  echo "cluster-tools: all present in $bin"
+if [ ${#missing[@]} -eq 0 ] && [ -f "$stages/.complete" ]; then
+  log "all present in $dir"
   exit 0
 fi
-mkdir -p "$bin"
-export CGO_ENABLED=0 GOFLAGS=-trimpath GOTOOLCHAIN=local
-step() { printf '[cluster-tools %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
-
-need() { for m in "${missing[@]}"; do [ "$m" = "$1" ] && return 0; done; return 1; }
-
-# A throwaway module per upstream, so `replace` directives can point k8s.io/kubernetes's
-# staging modules at their published v0.x.y versions (go install pkg@version refuses replaces).
-workdir() { local d="$cache/build/$1"; mkdir -p "$d"; echo "$d"; }
+command -v go >/dev/null || die "Go is needed to build the cluster binaries (Go 1.24+)"
+export GOTOOLCHAIN=local
+need() { local m; for m in "${missing[@]}"; do [ "$m" = "$1" ] && return 0; done; return 1; }
+start=$(date +%s)
 
 if need kube-apiserver || need kube-controller-manager || need kube-scheduler; then
-  d=$(workdir "kubernetes-$KUBE_VERSION")
-  cd "$d"
-  step "resolving k8s.io/kubernetes@$KUBE_VERSION"
-  [ -f go.mod ] || go mod init helm-mlops.local/kubebuild >/dev/null 2>&1
-  upstream_mod=$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
-  staging_version="v0.${KUBE_VERSION#v1.}"
-  # Generate one replace per staging module from upstream's own go.mod (lines "k8s.io/x => ./staging/...").
-  grep -E '^\s*k8s\.io/[^ ]+ => \./staging/' "$upstream_mod" | awk '{print $1}' | while read -r m; do
-    go mod edit -replace "$m=$m@$staging_version"
-  done
-  go mod edit -require "k8s.io/kubernetes@$KUBE_VERSION"
-  cat > tools.go <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
-	_ "k8s.io/kubernetes/cmd/kube-scheduler"
-)
-GO
-  step "go mod tidy (downloads modules the first time)"
-  go mod tidy >/dev/null
-  ver_pkg=k8s.io/component-base/version
-  minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
-  ldflags="-s -w -X $ver_pkg.gitVersion=$KUBE_VERSION -X $ver_pkg.gitMajor=1 -X $ver_pkg.gitMinor=$minor -X $ver_pkg.gitTreeState=clean -X $ver_pkg.buildDate=1970-01-01T00:00:00Z"
-  ldflags="$ldflags -X k8s.io/client-go/pkg/version.gitVersion=$KUBE_VERSION"
-  for c in kube-apiserver kube-controller-manager kube-scheduler; do
-    need "$c" || continue
-    step "building $c (several minutes on 2 cores the first time)"
-    go build -tags tools -ldflags "$ldflags" -o "$bin/$c.tmp" "k8s.io/kubernetes/cmd/$c"
-    mv "$bin/$c.tmp" "$bin/$c"
-  done
+  log "resolving k8s.io/kubernetes@$KUBE_VERSION"
+  ( gomod_prepare "kubernetes-$KUBE_VERSION" "k8s.io/kubernetes@$KUBE_VERSION" \
+      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+      k8s.io/kubernetes/cmd/kube-scheduler
+    # k8s.io/kubernetes points its staging modules at ./staging; point them at their published
+    # v0.x.y versions instead, one replace per line of upstream's own go.mod.
+    upstream_mod=$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+    staging_version="v0.${KUBE_VERSION#v1.}"
+    grep -E '^\s*k8s\.io/[^ ]+ => \./staging/' "$upstream_mod" | awk '{print $1}' | while read -r m; do
+      go mod edit -replace "$m=$m@$staging_version"
+    done
+    log "go mod tidy (downloads modules the first time)"
+    go mod tidy >/dev/null 2>&1
+    ver=k8s.io/component-base/version
+    minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
+    flags="-X $ver.gitVersion=$KUBE_VERSION -X $ver.gitMajor=1 -X $ver.gitMinor=$minor -X $ver.gitTreeState=clean"
+    flags="$flags -X $ver.buildDate=1970-01-01T00:00:00Z -X k8s.io/client-go/pkg/version.gitVersion=$KUBE_VERSION"
+    for c in kube-apiserver kube-controller-manager kube-scheduler; do
+      need "$c" || continue
+      log "building $c (several minutes on 2 cores)"
+      gomod_build "k8s.io/kubernetes/cmd/$c" "$bin/$c" "$flags"
+    done )
 fi
 
 if need etcd; then
-  d=$(workdir "etcd-$ETCD_VERSION")
-  cd "$d"
-  [ -f go.mod ] || go mod init helm-mlops.local/etcdbuild >/dev/null 2>&1
-  printf '//go:build tools\n\npackage tools\n\nimport _ "go.etcd.io/etcd/server/v3"\n' > tools.go
-  step "resolving go.etcd.io/etcd/server/v3@$ETCD_VERSION"
-  go mod edit -require "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
-  go mod tidy >/dev/null
-  step "building etcd"
-  go build -tags tools -ldflags "-s -w" -o "$bin/etcd.tmp" go.etcd.io/etcd/server/v3
-  mv "$bin/etcd.tmp" "$bin/etcd"
+  log "building etcd $ETCD_VERSION"
+  ( gomod_prepare "etcd-$ETCD_VERSION" "go.etcd.io/etcd/server/v3@$ETCD_VERSION" go.etcd.io/etcd/server/v3
+    go mod tidy >/dev/null 2>&1
+    gomod_build go.etcd.io/etcd/server/v3 "$bin/etcd" "" )
 fi
 
-if need kwok || need kwokctl; then
-  step "building kwok and kwokctl $KWOK_VERSION"
-  ver_pkg=sigs.k8s.io/kwok/pkg/consts
-  GOBIN="$bin" go install -ldflags "-s -w -X $ver_pkg.Version=$KWOK_VERSION -X $ver_pkg.KubeVersion=$KUBE_VERSION" \
-    "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION"
+if need kwok || need kwokctl || [ ! -f "$stages/.complete" ]; then
+  log "building kwok and kwokctl $KWOK_VERSION"
+  ( gomod_prepare "kwok-$KWOK_VERSION" "sigs.k8s.io/kwok@$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok sigs.k8s.io/kwok/cmd/kwokctl
+    go mod tidy >/dev/null 2>&1
+    flags="-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=$KUBE_VERSION"
+    for c in kwok kwokctl; do need "$c" && gomod_build "sigs.k8s.io/kwok/cmd/$c" "$bin/$c" "$flags"; done
+    # kwok's own stage definitions (node, pod, volume), used by hack/cluster.sh.
+    src=$(go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)/kustomize/stage
+    mkdir -p "$stages"
+    cp "$src/node/fast/node-initialize.yaml" "$src/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml" \
+       "$src/pod/fast/pod-ready.yaml" "$src/pod/fast/pod-delete.yaml" \
+       "$src/volume/fast/"{pv-bind,pv-delete,pvc-provision,pvc-delete,storage-class}.yaml "$stages/"
+    cat "$src/volume/rbac/role.yaml" <(echo ---) "$src/volume/rbac/role_binding.yaml" > "$stages/volume-rbac.yaml"
+    touch "$stages/.complete" )
 fi
 
-step "done: $(ls "$bin" | tr '\n' ' ')"
+log "done in $(( $(date +%s) - start ))s: $(ls "$bin" | tr '\n' ' ')"

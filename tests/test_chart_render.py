@@ -95,6 +95,15 @@ def test_policy_check_catches_violations() -> None:
 
 
 @pytest.mark.parametrize(("chart", "values"), SCENARIOS, ids=IDS)
+def test_no_null_metadata(chart: Path, values: Path) -> None:
+    for doc in _render(chart, values, "helm4"):
+        for key in ("labels", "annotations"):
+            assert doc["metadata"].get(key, {}) is not None, (
+                f"{doc['kind']}/{doc['metadata']['name']} has {key}: null"
+            )
+
+
+@pytest.mark.parametrize(("chart", "values"), SCENARIOS, ids=IDS)
 def test_standard_labels_everywhere(chart: Path, values: Path) -> None:
     for doc in _render(chart, values, "helm4"):
         assert missing_labels(doc) == [], f"{doc['kind']}/{doc['metadata']['name']}"
@@ -112,3 +121,40 @@ def test_each_ci_scenario_is_distinct() -> None:
     for chart in chart_dirs():
         contents = [yaml.safe_load(v.read_text()) for v in ci_values(chart)]
         assert len({yaml.safe_dump(c) for c in contents}) == len(contents)
+
+
+def _references(spec: dict[str, Any]) -> set[tuple[str, str]]:
+    refs = {("ServiceAccount", spec.get("serviceAccountName", "default"))}
+    for volume in spec.get("volumes", []):
+        if "configMap" in volume:
+            refs.add(("ConfigMap", volume["configMap"]["name"]))
+        if "secret" in volume:
+            refs.add(("Secret", volume["secret"]["secretName"]))
+        if "persistentVolumeClaim" in volume:
+            refs.add(("PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"]))
+    for c in spec.get("initContainers", []) + spec.get("containers", []):
+        for env in c.get("env", []):
+            ref = env.get("valueFrom", {}).get("secretKeyRef")
+            if ref:
+                refs.add(("Secret", ref["name"]))
+    return refs
+
+
+@pytest.mark.parametrize(("chart", "values"), SCENARIOS, ids=IDS)
+def test_pre_install_hooks_only_use_what_exists_before_install(chart: Path, values: Path) -> None:
+    """A pre-install hook runs before the release's own objects exist: it may use objects of earlier
+    pre-install hooks or objects the chart does not create, never the release's regular objects."""
+    docs = _render(chart, values, "helm4")
+
+    def phases(doc: dict[str, Any]) -> set[str]:
+        return set((doc["metadata"].get("annotations") or {}).get("helm.sh/hook", "").split(",")) - {""}
+
+    regular = {(d["kind"], d["metadata"]["name"]) for d in docs if not phases(d)}
+    for doc in docs:
+        if "pre-install" not in phases(doc):
+            continue
+        for where, spec in pod_specs([doc]):
+            late = _references(spec) & regular
+            assert not late, (
+                f"{where} (pre-install hook) uses release objects created after it: {sorted(late)}"
+            )

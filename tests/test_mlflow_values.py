@@ -265,3 +265,14 @@ def test_minio_in_cluster_bucket_hook_and_endpoint(tmp_path: Path) -> None:
         find(docs, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"][0]
         == "--older-than=7d"
     )
+
+
+def test_node_port_only_for_node_port_services(tmp_path: Path) -> None:
+    fixed = {"service": {"type": "NodePort", "nodePort": 30500}}
+    port = find(template(CHART, values=fixed, tmp_dir=tmp_path), "Service")["spec"]["ports"][0]
+    assert port["nodePort"] == 30500
+    cluster_ip = {"service": {"type": "ClusterIP", "nodePort": 30500}}
+    assert (
+        "nodePort"
+        not in find(template(CHART, values=cluster_ip, tmp_dir=tmp_path), "Service")["spec"]["ports"][0]
+    )

@@ -438,7 +438,12 @@ spec:
         {{- include "mlflow.labels" (dict "root" . "component" "migration") | nindent 8 }}
     spec:
       restartPolicy: Never
+      {{- if not $.hookScoped }}
       serviceAccountName: {{ include "mlflow.serviceAccountName" . }}
+      {{- else if not .Values.serviceAccount.create }}
+      {{- /* An existing account the user named; the chart's own does not exist yet at pre-install. */}}
+      serviceAccountName: {{ include "mlflow.serviceAccountName" . }}
+      {{- end }}
       automountServiceAccountToken: false
       {{- include "mlflow.imagePullSecrets" . | nindent 6 }}
       {{- include "mlflow.podSecurityContext" . | nindent 6 }}

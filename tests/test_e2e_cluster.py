@@ -1,0 +1,259 @@
+"""End to end on a real API server (kube-apiserver, controller-manager, scheduler, etcd built from
+upstream; kwok fakes the nodes): install with hooks and --wait, helm test, upgrade, a failing
+upgrade that rolls back, rollback, uninstall and ct install, on Helm 4 and Helm 3, in namespaces
+where the PodSecurity admission enforces "restricted"."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import IN_CI, need_shared
+from tests.support.charts import CHARTS, REPO, TOOLS_BIN, ci_values, helm_path
+from tests.support.cluster import Cluster, cluster_binaries_dir, cluster_script
+
+pytestmark = pytest.mark.e2e
+HELMS = ["helm4", "helm3"]
+MLFLOW = CHARTS / "mlflow"
+# Secrets the ci scenarios name as existingSecret: a user creates them before installing.
+EXISTING_SECRETS = {
+    "mlflow-db": {"password": "db-pass"},
+    "mlflow-mysql": {"mysql-password": "db-pass"},
+    "mlflow-azure": {"connection-string": "DefaultEndpointsProtocol=https;AccountName=x;AccountKey=eA==;"},
+    "mlflow-admin": {"username": "admin", "password": "admin-pass"},
+}
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    if not (cluster_binaries_dir() / "stages" / ".complete").is_file():
+        message = f"cluster binaries not built in {cluster_binaries_dir()}: run `make cluster-tools`"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    cluster_script("up")
+    c = Cluster(Path(cluster_script("kubeconfig").strip()))
+    crds = need_shared("crds")
+    c.kubectl("apply", "--server-side", "-f", str(crds))
+    for crd in ("servicemonitors.monitoring.coreos.com", "httproutes.gateway.networking.k8s.io"):
+        c.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+    yield c
+    if not os.environ.get("HELM_MLOPS_KEEP_CLUSTER"):
+        cluster_script("down")
+
+
+@pytest.fixture
+def namespace(cluster: Cluster) -> Iterator[str]:
+    name = cluster.restricted_namespace("e2e")
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def _install_args(release: str, ns: str, *extra: str | Path) -> list[str | Path]:
+    return [
+        "upgrade",
+        "--install",
+        release,
+        MLFLOW,
+        "-n",
+        ns,
+        "--wait",
+        "--wait-for-jobs",
+        "--timeout",
+        "180s",
+        *extra,
+    ]
+
+
+def _secret(cluster: Cluster, ns: str, name: str) -> dict[str, str]:
+    data = cluster.get("secret", name, "-n", ns)["data"]
+    return {k: base64.b64decode(v).decode() for k, v in data.items()}
+
+
+def _server_pods(cluster: Cluster, ns: str, release: str) -> set[str]:
+    pods = cluster.get(
+        "pods", "-n", ns, "-l", f"app.kubernetes.io/instance={release},app.kubernetes.io/component=server"
+    )
+    return {p["metadata"]["name"] for p in pods["items"] if not p["metadata"].get("deletionTimestamp")}
+
+
+def test_admission_enforces_restricted(cluster: Cluster, namespace: str) -> None:
+    bad = """
+apiVersion: v1
+kind: Pod
+metadata: {name: privileged}
+spec:
+  containers: [{name: c, image: busybox, securityContext: {privileged: true}}]
+"""
+    proc = cluster.kubectl("apply", "-n", namespace, "-f", "-", input=bad, check=False)
+    assert proc.returncode != 0 and 'violates PodSecurity "restricted' in proc.stderr
+
+
+@pytest.mark.parametrize("helm_name", HELMS)
+@pytest.mark.parametrize("values", ci_values(MLFLOW), ids=[v.stem for v in ci_values(MLFLOW)])
+def test_install_each_scenario_and_helm_test(
+    cluster: Cluster, namespace: str, helm_name: str, values: Path
+) -> None:
+    for name, data in EXISTING_SECRETS.items():
+        cluster.kubectl(
+            "create",
+            "secret",
+            "generic",
+            name,
+            "-n",
+            namespace,
+            *[f"--from-literal={k}={v}" for k, v in data.items()],
+        )
+    cluster.helm(helm_name, *_install_args("mlf", namespace, "-f", values))
+    status = cluster.helm(helm_name, "status", "mlf", "-n", namespace).stdout
+    assert "STATUS: deployed" in status
+    dep = cluster.get("deployment", "mlf-mlflow", "-n", namespace)
+    assert dep["status"].get("readyReplicas", 0) >= 1
+    test = cluster.helm(helm_name, "test", "mlf", "-n", namespace)
+    assert "Phase:          Succeeded" in test.stdout
+    # Hook-scoped objects are gone once their hook succeeded.
+    secrets = {s["metadata"]["name"] for s in cluster.get("secrets", "-n", namespace)["items"]}
+    assert "mlf-mlflow-migration" not in secrets
+
+
+@pytest.mark.parametrize("helm_name", HELMS)
+def test_upgrade_rolls_pods_and_keeps_generated_secrets(
+    cluster: Cluster, namespace: str, helm_name: str
+) -> None:
+    values = MLFLOW / "ci" / "incluster-postgresql-minio-values.yaml"
+    cluster.helm(helm_name, *_install_args("up", namespace, "-f", values, "--set", "auth.basic.enabled=true"))
+    before = _secret(cluster, namespace, "up-mlflow")
+    pods_before = _server_pods(cluster, namespace, "up")
+    assert {"db-password", "minio-access-key", "minio-secret-key", "admin-password"} <= set(before)
+    jobs = {j["metadata"]["name"] for j in cluster.get("jobs", "-n", namespace)["items"]}
+    assert "up-mlflow-db-init" in jobs
+
+    cluster.helm(
+        helm_name,
+        *_install_args(
+            "up",
+            namespace,
+            "-f",
+            values,
+            "--set",
+            "auth.basic.enabled=true",
+            "--set",
+            "auth.basic.defaultPermission=EDIT",
+        ),
+    )
+    history = cluster.helm(helm_name, "history", "up", "-n", namespace).stdout
+    assert "2 " in history and "deployed" in history.splitlines()[-1]
+    assert _secret(cluster, namespace, "up-mlflow") == before  # lookup kept every generated value
+    pods_after = _server_pods(cluster, namespace, "up")
+    assert pods_after and pods_after.isdisjoint(pods_before), "a config change must roll the server pods"
+    jobs = {j["metadata"]["name"] for j in cluster.get("jobs", "-n", namespace)["items"]}
+    assert "up-mlflow-db-init" not in jobs  # install-only Job left the release
+
+
+@pytest.mark.parametrize("helm_name", HELMS)
+def test_failing_upgrade_rolls_back(cluster: Cluster, namespace: str, helm_name: str) -> None:
+    values = MLFLOW / "ci" / "external-postgresql-s3-values.yaml"
+    cluster.helm(helm_name, *_install_args("rb", namespace, "-f", values))
+    image_before = cluster.get("deployment", "rb-mlflow", "-n", namespace)["spec"]["template"]["spec"][
+        "containers"
+    ][0]["image"]
+    rollback_flag = "--rollback-on-failure" if helm_name == "helm4" else "--atomic"
+    # The pre-upgrade migration hook runs the new image; kwok fails pods whose tag is "kwok-fail".
+    failed = cluster.helm(
+        helm_name,
+        "upgrade",
+        "rb",
+        MLFLOW,
+        "-n",
+        namespace,
+        "-f",
+        values,
+        "--wait",
+        "--timeout",
+        "120s",
+        rollback_flag,
+        "--set",
+        "image.tag=kwok-fail",
+        "--set",
+        "image.driversIncluded=true",
+        "--set",
+        "migration.backoffLimit=0",
+        check=False,
+    )
+    assert failed.returncode != 0
+    assert "pre-upgrade" in failed.stderr.lower() or "hook" in failed.stderr.lower(), failed.stderr
+    status = cluster.helm(helm_name, "status", "rb", "-n", namespace).stdout
+    assert "STATUS: deployed" in status and "REVISION: 3" in status
+    image_after = cluster.get("deployment", "rb-mlflow", "-n", namespace)["spec"]["template"]["spec"][
+        "containers"
+    ][0]["image"]
+    assert image_after == image_before
+
+
+@pytest.mark.parametrize("helm_name", HELMS)
+def test_rollback_then_uninstall_leaves_nothing(cluster: Cluster, namespace: str, helm_name: str) -> None:
+    cluster.helm(helm_name, *_install_args("life", namespace, "--set", "persistence.retainOnUninstall=false"))
+    cluster.helm(
+        helm_name,
+        *_install_args(
+            "life", namespace, "--set", "persistence.retainOnUninstall=false", "--set", "server.workers=4"
+        ),
+    )
+    args = cluster.get("deployment", "life-mlflow", "-n", namespace)["spec"]["template"]["spec"][
+        "containers"
+    ][0]["args"]
+    assert "--workers=4" in args
+    cluster.helm(helm_name, "rollback", "life", "1", "-n", namespace, "--wait")
+    args = cluster.get("deployment", "life-mlflow", "-n", namespace)["spec"]["template"]["spec"][
+        "containers"
+    ][0]["args"]
+    assert "--workers=2" in args
+    assert "REVISION: 3" in cluster.helm(helm_name, "status", "life", "-n", namespace).stdout
+
+    cluster.helm(helm_name, "uninstall", "life", "-n", namespace, "--wait")
+    left = cluster.kubectl(
+        "get",
+        "all,pvc,secret,configmap,serviceaccount,ingress,networkpolicy",
+        "-n",
+        namespace,
+        "-l",
+        "app.kubernetes.io/instance=life",
+        "-o",
+        "name",
+    ).stdout.split()
+    assert left == []
+
+
+@pytest.mark.parametrize("helm_name", HELMS)
+def test_uninstall_keeps_data_volume_by_default(cluster: Cluster, namespace: str, helm_name: str) -> None:
+    cluster.helm(helm_name, *_install_args("keep", namespace))
+    cluster.helm(helm_name, "uninstall", "keep", "-n", namespace, "--wait")
+    left = cluster.kubectl(
+        "get", "all,pvc", "-n", namespace, "-l", "app.kubernetes.io/instance=keep", "-o", "name"
+    ).stdout.split()
+    assert left == ["persistentvolumeclaim/keep-mlflow-data"]
+
+
+@pytest.mark.parametrize("helm_name", HELMS)
+def test_ct_install(cluster: Cluster, helm_name: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        # ct runs `helm` from PATH: put the helm under test there.
+        Path(tmp, "helm").symlink_to(helm_path(helm_name))
+        path = os.pathsep.join([tmp, str(TOOLS_BIN), str(Path(os.sys.executable).parent), os.environ["PATH"]])
+        proc = subprocess.run(
+            ["ct", "install", "--all", "--config", "ct.yaml"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**cluster.env, "PATH": path},
+        )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert "All charts installed successfully" in proc.stdout
+    assert proc.stdout.count("Phase:          Succeeded") >= len(ci_values(MLFLOW))
