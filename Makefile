@@ -55,7 +55,7 @@ ct-lint: setup ## chart-testing lint with our config and with ct's upstream defa
 	@if [ -d ../shared/chart-testing ]; then ct lint --all --config ct.yaml \
 	  --lint-conf ../shared/chart-testing/lintconf.yaml --chart-yaml-schema ../shared/chart-testing/chart_schema.yaml; fi
 
-demo: setup ## The main job: lint and render the MLflow quickstart and show what would be installed
+demo: setup cluster-tools ## The main job: lint, render and install the MLflow quickstart (embedded cluster unless a kubeconfig is set)
 	$(BIN)/helm-mlops demo
 
 bench: setup ## Measure performance against peers; writes docs/benchmarks.md

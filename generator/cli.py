@@ -57,11 +57,38 @@ def docs(chart_dirs: tuple[Path, ...], check: bool) -> None:
 @click.option(
     "--helm", "helm_bin", envvar="HELM_MLOPS_HELM", help="helm binary (default: .tools/bin/helm, then PATH)."
 )
-def demo(chart: str, values_file: Path | None, helm_bin: str | None) -> None:
-    """Render and lint a chart with its quickstart preset and show what would be installed."""
+@click.option("--install/--no-install", default=True, show_default=True, help="Install after rendering.")
+@click.option(
+    "--kubeconfig",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Cluster to install into (default: $KUBECONFIG, ~/.kube/config, else the embedded local cluster).",
+)
+@click.option(
+    "-n", "--namespace", default="helm-mlops-demo", show_default=True, help="Namespace to install into."
+)
+@click.option("--release", default="demo", show_default=True, help="Release name.")
+def demo(
+    chart: str,
+    values_file: Path | None,
+    helm_bin: str | None,
+    install: bool,
+    kubeconfig: Path | None,
+    namespace: str,
+    release: str,
+) -> None:
+    """Lint and render a chart with its quickstart preset, install it and show its status."""
     from generator.demo import run_demo
 
-    for line in run_demo(chart, values_file, helm_bin):
+    lines = run_demo(
+        chart,
+        values_file,
+        helm_bin,
+        install=install,
+        kubeconfig=kubeconfig,
+        namespace=namespace,
+        release=release,
+    )
+    for line in lines:
         click.echo(line)
 
 

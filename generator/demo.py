@@ -1,6 +1,7 @@
 """`helm-mlops demo`: the main job until the generator lands. Lints a chart with its quickstart
-preset on the pinned helm, renders it through pyhelm3 (the same driver later layers install with)
-and lists what an install would create."""
+preset on the pinned helm, renders it through pyhelm3 and lists what an install creates; then
+installs it (pyhelm3, --wait) into the user's cluster, or into the embedded local cluster when no
+kubeconfig is configured, and shows the release and its pods."""
 
 from __future__ import annotations
 
@@ -53,7 +54,16 @@ def render(
         raise ToolError(f"helm template failed: {message}") from None
 
 
-def run_demo(chart_name: str, values_file: Path | None, helm_bin: str | None) -> Iterator[str]:
+def run_demo(
+    chart_name: str,
+    values_file: Path | None,
+    helm_bin: str | None,
+    *,
+    install: bool = True,
+    kubeconfig: Path | None = None,
+    namespace: str = "helm-mlops-demo",
+    release: str = "demo",
+) -> Iterator[str]:
     chart = chart_dir(chart_name)
     values_file = values_file or PRESETS_DIR / f"{chart_name}-quickstart.yaml"
     if not values_file.is_file():
@@ -72,9 +82,28 @@ def run_demo(chart_name: str, values_file: Path | None, helm_bin: str | None) ->
             raise UserError(str(exc), field=str(values_file), hint="change the values named above") from None
         raise
     yield "lint: ok"
-    resources = render(chart, values, helm, str(values_file))
-    yield f"an install of release 'demo' would create {len(resources)} resources:"
+    resources = render(chart, values, helm, str(values_file), release)
+    yield f"release '{release}' consists of {len(resources)} resources:"
     for res in resources:
-        hook = res.get("metadata", {}).get("annotations", {}).get("helm.sh/hook")
+        hook = (res.get("metadata", {}).get("annotations") or {}).get("helm.sh/hook")
         suffix = f"  (hook: {hook})" if hook else ""
         yield f"  {res['kind']:<24} {res['metadata']['name']}{suffix}"
+    if not install:
+        return
+
+    from generator import release as lifecycle
+    from generator.target import resolve
+
+    target = resolve(kubeconfig)
+    yield f"installing into the {target.describe()}, namespace {namespace} (helm --wait)..."
+    lifecycle.ensure_namespace(target.kubeconfig, namespace)
+    done = lifecycle.install(helm, target.kubeconfig, chart, release, namespace, values, str(values_file))
+    yield f"release {done.release}: revision {done.revision}, {done.status}"
+    for pod in lifecycle.pod_statuses(target.kubeconfig, namespace, release):
+        yield f"  pod {pod.name:<40} {pod.component:<12} {pod.phase:<10} ready {pod.ready}"
+    yield ""
+    yield done.notes.strip()
+    if target.embedded:
+        yield ""
+        yield "(the embedded cluster's pods are simulated by kwok)"
+        yield f"use it with: export KUBECONFIG={target.kubeconfig}"

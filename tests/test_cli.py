@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -31,7 +32,7 @@ def test_version_and_help() -> None:
 
 
 def test_demo_lints_and_lists_resources() -> None:
-    result = run("demo")
+    result = run("demo", "--no-install")
     assert result.returncode == 0, result.stderr
     assert "lint: ok" in result.stdout
     assert "Deployment               demo-mlflow" in result.stdout
@@ -48,7 +49,7 @@ def test_unknown_chart_is_a_user_error() -> None:
 def test_invalid_values_file_is_a_user_error(tmp_path: Path) -> None:
     bad = tmp_path / "v.yaml"
     bad.write_text("backendStore: [unclosed\n")
-    result = run("demo", "--values", str(bad))
+    result = run("demo", "--no-install", "--values", str(bad))
     assert result.returncode == 2 and "not valid YAML" in result.stderr and str(bad) in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -56,7 +57,7 @@ def test_invalid_values_file_is_a_user_error(tmp_path: Path) -> None:
 def test_values_rejected_by_the_chart_name_the_key(tmp_path: Path) -> None:
     bad = tmp_path / "v.yaml"
     bad.write_text("autoscaling:\n  enabled: true\n")
-    result = run("demo", "--values", str(bad))
+    result = run("demo", "--no-install", "--values", str(bad))
     assert result.returncode == 2 and "autoscaling.enabled=true" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -64,7 +65,7 @@ def test_values_rejected_by_the_chart_name_the_key(tmp_path: Path) -> None:
 def test_schema_problems_are_all_listed_with_paths(tmp_path: Path) -> None:
     bad = tmp_path / "v.yaml"
     bad.write_text("replicaCount: two\nbackendStore:\n  type: sqllite\nartifactStor: {}\n")
-    result = run("demo", "--values", str(bad))
+    result = run("demo", "--no-install", "--values", str(bad))
     assert result.returncode == 2, result.stderr
     for text in (
         "3 invalid value(s)",
@@ -93,3 +94,12 @@ def test_docs_check_detects_stale_readme_and_undocumented_values(tmp_path: Path)
     values.write_text(values.read_text() + "undocumentedKey: 1\n")
     missing = run("docs", str(chart))
     assert missing.returncode == 2 and "undocumentedKey" in missing.stderr
+
+
+def test_missing_kubeconfig_is_a_user_error(tmp_path: Path) -> None:
+    exe = Path(sys.executable).parent / "helm-mlops"
+    env = {**os.environ, "KUBECONFIG": str(tmp_path / "nope")}
+    result = subprocess.run([str(exe), "demo"], capture_output=True, text=True, env=env, check=False)
+    assert result.returncode == 2 and "KUBECONFIG" in result.stderr and "does not exist" in result.stderr
+    explicit = run("demo", "--kubeconfig", str(tmp_path / "nope"))
+    assert explicit.returncode == 2 and "--kubeconfig" in explicit.stderr

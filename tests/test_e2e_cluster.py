@@ -257,3 +257,20 @@ def test_ct_install(cluster: Cluster, helm_name: str) -> None:
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "All charts installed successfully" in proc.stdout
     assert proc.stdout.count("Phase:          Succeeded") >= len(ci_values(MLFLOW))
+
+
+def test_demo_installs_and_reports_status(cluster: Cluster) -> None:
+    """The main job against a cluster given by --kubeconfig: a new namespace enforcing restricted,
+    the quickstart installed and its pods listed; a second run upgrades."""
+    namespace = f"demo-{os.getpid()}"
+    exe = Path(os.sys.executable).parent / "helm-mlops"
+    argv = [str(exe), "demo", "--kubeconfig", str(cluster.kubeconfig), "-n", namespace]
+    first = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert first.returncode == 0, first.stderr
+    assert "release demo: revision 1, deployed" in first.stdout
+    assert "server" in first.stdout and "Running" in first.stdout
+    labels = cluster.get("namespace", namespace)["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    second = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert "release demo: revision 2, deployed" in second.stdout, second.stderr
+    cluster.kubectl("delete", "namespace", namespace, "--wait=false")
