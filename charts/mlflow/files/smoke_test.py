@@ -1,8 +1,9 @@
-"""`helm test` for the MLflow chart: /health answers, then an experiment is created and deleted
-through the REST API. Standard library only, so it runs in any Python image.
+"""`helm test` for the MLflow chart: /health answers, the UI page is served (when the UI is on),
+then an experiment is created, read back and deleted through the REST API, which exercises the
+backend store. Standard library only, so it runs in any Python image.
 
-Environment: MLFLOW_URL (base URL including any static prefix); MLFLOW_TRACKING_USERNAME and
-MLFLOW_TRACKING_PASSWORD when basic auth is on.
+Environment: MLFLOW_URL (base URL including any static prefix); MLFLOW_CHECK_UI=1 to check the UI;
+MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD when basic auth is on.
 """
 
 from __future__ import annotations
@@ -47,6 +48,13 @@ def main() -> int:
             return 1
         time.sleep(3)
     print("ok   /health")
+
+    if os.environ.get("MLFLOW_CHECK_UI") == "1":
+        status, body = _request("GET", "/")
+        if status != 200 or b"<html" not in body.lower():
+            print(f"FAIL UI page: {status} {body[:200]!r}")
+            return 1
+        print("ok   UI page")
 
     name = f"helm-test-{uuid.uuid4().hex[:12]}"
     status, body = _request("POST", "/api/2.0/mlflow/experiments/create", {"name": name})
