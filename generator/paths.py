@@ -1,5 +1,5 @@
-"""Where the project's charts and presets live. A source checkout is used as is; an installed
-package reads the same files shipped inside it (importlib.resources) once packaging lands."""
+"""Where the project's charts, presets and tools live. helm-mlops runs from its checkout (`make setup`,
+or the helm plugin, which is the checkout), so these are paths inside it."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 # Installs only what is missing; needs root or sudo for apt-get.
 set -euo pipefail
 need=()
-[ -x /usr/lib/postgresql/*/bin/initdb ] 2>/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 command -v wrk >/dev/null || need+=(wrk)
 [ ${#need[@]} -eq 0 ] && { echo "[system-deps] present"; exit 0; }
 sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
