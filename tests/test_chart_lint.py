@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,7 @@ def test_helm_lint_strict(helm_name: str, chart: Path, values: Path | None) -> N
 def _ct(*extra: str) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
-        "PATH": f"{TOOLS_BIN}{os.pathsep}{Path(os.sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PATH": f"{TOOLS_BIN}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
     }
     return subprocess.run(
         ["ct", "lint", "--all", "--config", "ct.yaml", *extra],

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import os
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -245,7 +246,7 @@ def test_ct_install(cluster: Cluster, helm_name: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         # ct runs `helm` from PATH: put the helm under test there.
         Path(tmp, "helm").symlink_to(helm_path(helm_name))
-        path = os.pathsep.join([tmp, str(TOOLS_BIN), str(Path(os.sys.executable).parent), os.environ["PATH"]])
+        path = os.pathsep.join([tmp, str(TOOLS_BIN), str(Path(sys.executable).parent), os.environ["PATH"]])
         proc = subprocess.run(
             ["ct", "install", "--all", "--config", "ct.yaml"],
             cwd=REPO,
@@ -263,7 +264,7 @@ def test_demo_installs_and_reports_status(cluster: Cluster) -> None:
     """The main job against a cluster given by --kubeconfig: a new namespace enforcing restricted,
     the quickstart installed and its pods listed; a second run upgrades."""
     namespace = f"demo-{os.getpid()}"
-    exe = Path(os.sys.executable).parent / "helm-mlops"
+    exe = Path(sys.executable).parent / "helm-mlops"
     argv = [str(exe), "demo", "--kubeconfig", str(cluster.kubeconfig), "-n", namespace]
     first = subprocess.run(argv, capture_output=True, text=True, check=False)
     assert first.returncode == 0, first.stderr
