@@ -12,6 +12,8 @@ import pytest
 
 from tests.support.charts import HELMS, REPO, TOOLS_BIN, chart_dirs, ci_values, helm
 
+# Charts whose defaults cannot render on purpose, and the message that tells the user what to set.
+NEEDS_INPUT = {"training-job": "script.content or command is required"}
 SCENARIOS = [(chart, values) for chart in chart_dirs() for values in [None, *ci_values(chart)]]
 
 
@@ -29,6 +31,12 @@ def test_pinned_helm_versions(helm_name: str) -> None:
 def test_helm_lint_strict(helm_name: str, chart: Path, values: Path | None) -> None:
     args = ["lint", "--strict", chart] + (["-f", values] if values else [])
     result = helm(helm_name, *args)
+    if values is None and chart.name in NEEDS_INPUT:
+        # A training job has nothing to run until it is given a script or a command: the defaults
+        # must fail, and with the message that says what to set.
+        # (helm lint reports a template `fail` as a log line, so the text is what to check.)
+        assert NEEDS_INPUT[chart.name] in result.stdout + result.stderr
+        return
     assert result.code == 0, result.stdout + result.stderr
     assert "[WARNING]" not in result.stdout and "[INFO]" not in result.stdout, result.stdout
 

@@ -114,4 +114,7 @@ def pod_specs(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
             out.append((f"{kind}/{name}", d["spec"]["template"]["spec"]))
         elif kind == "CronJob":
             out.append((f"CronJob/{name}", d["spec"]["jobTemplate"]["spec"]["template"]["spec"]))
+        elif kind == "PyTorchJob":
+            for role, replica in d["spec"]["pytorchReplicaSpecs"].items():
+                out.append((f"PyTorchJob/{name}/{role}", replica["template"]["spec"]))
     return out

@@ -1,0 +1,162 @@
+"""Hyperparameter sweep spaces: which parameters trial N of a sweep gets.
+
+Shipped in the training-job chart's ConfigMap (the launcher imports it inside the pod) and imported
+by helm-mlops itself (validation, `helm-mlops sweep plan`), so both always agree. Standard library
+only: it runs in the stock python image.
+
+A spec is the chart's `sweep` values: {"strategy": "grid"|"random", "trials": N, "seed": S,
+"parameters": [{"name", "type": "int"|"float"|"categorical", "values" | "min"/"max"/"step"/"count",
+"scale": "linear"|"log"}]}.
+- grid: every combination; trial i is the mixed-radix decomposition of i over the parameters' value
+  lists, the first parameter varying slowest.
+- random: trial i draws from a generator seeded with (seed, i) alone, so a trial's parameters do not
+  depend on how many trials there are or on which other trials ran.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+MAX_TRIALS = 10_000
+
+
+class SweepError(ValueError):
+    """A sweep spec that cannot be expanded; the message names the field."""
+
+
+def _where(i: int, p: dict[str, Any]) -> str:
+    return f"sweep.parameters[{i}] ({p.get('name', '?')})"
+
+
+def _number(value: Any, where: str, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SweepError(f"{where}: {key} must be a number, got {value!r}")
+    return float(value)
+
+
+def grid_values(p: dict[str, Any], i: int = 0) -> list[Any]:
+    """The values a parameter takes in a grid sweep."""
+    where = _where(i, p)
+    if p.get("values"):
+        return list(p["values"])
+    kind = p.get("type")
+    if kind == "categorical":
+        raise SweepError(f"{where}: a categorical parameter needs values")
+    if "min" not in p or "max" not in p:
+        raise SweepError(f"{where}: set min and max, or values")
+    lo, hi = _number(p["min"], where, "min"), _number(p["max"], where, "max")
+    if hi < lo:
+        raise SweepError(f"{where}: max must be >= min")
+    if kind == "int":
+        step = int(p.get("step") or 1)
+        if step <= 0:
+            raise SweepError(f"{where}: step must be > 0")
+        return list(range(int(lo), int(hi) + 1, step))
+    if kind == "float":
+        count = int(p.get("count") or 0)
+        if count <= 0:
+            raise SweepError(f"{where}: a float grid needs count (number of points) or values")
+        if count == 1:
+            return [lo]
+        if p.get("scale") == "log":
+            if lo <= 0:
+                raise SweepError(f"{where}: scale=log needs min > 0")
+            a, b = math.log(lo), math.log(hi)
+            return [math.exp(a + (b - a) * k / (count - 1)) for k in range(count)]
+        return [lo + (hi - lo) * k / (count - 1) for k in range(count)]
+    raise SweepError(f"{where}: type must be int, float or categorical, got {kind!r}")
+
+
+def trial_count(spec: dict[str, Any]) -> int:
+    """Number of trials; raises SweepError for an empty space or more than MAX_TRIALS."""
+    params = spec.get("parameters") or []
+    if spec.get("strategy", "grid") == "random":
+        for i, p in enumerate(params):
+            _check_random(p, i)
+        n = int(spec.get("trials", 0))
+        if n <= 0:
+            raise SweepError("sweep.trials must be at least 1 for a random sweep")
+    else:
+        if not params:
+            raise SweepError("sweep.parameters is empty: a grid sweep needs at least one parameter")
+        n = 1
+        for i, p in enumerate(params):
+            size = len(grid_values(p, i))
+            if size == 0:
+                raise SweepError(f"{_where(i, p)} has no values, so the sweep has 0 trials")
+            n = min(n * size, MAX_TRIALS + 1)
+    if n > MAX_TRIALS:
+        raise SweepError(
+            f"the sweep has more than {MAX_TRIALS} trials (one Indexed Job): narrow sweep.parameters "
+            "or use strategy=random with fewer sweep.trials"
+        )
+    names = [p.get("name") for p in params]
+    dupes = sorted({str(n) for n in names if names.count(n) > 1})
+    if dupes:
+        raise SweepError(f"sweep.parameters: duplicate names {', '.join(dupes)}")
+    return n
+
+
+def _check_random(p: dict[str, Any], i: int) -> None:
+    where = _where(i, p)
+    if p.get("values"):
+        return
+    if p.get("type") == "categorical":
+        raise SweepError(f"{where}: a categorical parameter needs values")
+    if "min" not in p or "max" not in p:
+        raise SweepError(f"{where}: set min and max, or values")
+    lo, hi = _number(p["min"], where, "min"), _number(p["max"], where, "max")
+    if hi < lo:
+        raise SweepError(f"{where}: max must be >= min")
+    if p.get("scale") == "log" and lo <= 0:
+        raise SweepError(f"{where}: scale=log needs min > 0")
+    if p.get("type") not in ("int", "float"):
+        raise SweepError(f"{where}: type must be int, float or categorical, got {p.get('type')!r}")
+
+
+def _draw(rng: random.Random, p: dict[str, Any]) -> Any:
+    if p.get("values"):
+        return rng.choice(list(p["values"]))
+    lo, hi = float(p["min"]), float(p["max"])
+    log = p.get("scale") == "log"
+    if p["type"] == "int":
+        step = int(p.get("step") or 1)
+        if log:
+            return min(int(hi), max(int(lo), round(math.exp(rng.uniform(math.log(lo), math.log(hi))))))
+        return int(lo) + step * rng.randrange((int(hi) - int(lo)) // step + 1)
+    if log:
+        return math.exp(rng.uniform(math.log(lo), math.log(hi)))
+    return rng.uniform(lo, hi)
+
+
+def trial_params(spec: dict[str, Any], index: int) -> dict[str, Any]:
+    """The parameters of trial `index` (0-based)."""
+    total = trial_count(spec)
+    if not 0 <= index < total:
+        raise SweepError(f"trial index {index} is outside the sweep's {total} trials")
+    params = spec.get("parameters") or []
+    if spec.get("strategy", "grid") == "random":
+        rng = random.Random(f"helm-mlops-sweep/{spec.get('seed', 0)}/{index}")
+        return {p["name"]: _draw(rng, p) for p in params}
+    out: dict[str, Any] = {}
+    rest = index
+    for i in reversed(range(len(params))):
+        values = grid_values(params[i], i)
+        rest, digit = divmod(rest, len(values))
+        out[params[i]["name"]] = values[digit]
+    return {p["name"]: out[p["name"]] for p in params}
+
+
+def env_name(name: str) -> str:
+    """HPARAM_<NAME>: upper case, every character outside [A-Z0-9_] as `_`."""
+    return "HPARAM_" + "".join(c if c.isalnum() else "_" for c in name.upper())
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)

@@ -1,0 +1,514 @@
+{{/* Names ------------------------------------------------------------------------------------- */}}
+
+{{- define "training-job.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Kept to 52 characters: Indexed Job pods are named "<job>-<index>-<suffix>" and their hostname
+"<job>-<index>" must stay a DNS label. */}}
+{{- define "training-job.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 52 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 52 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 52 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "training-job.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels: call with (dict "root" $ "component" "training"). */}}
+{{- define "training-job.labels" -}}
+helm.sh/chart: {{ include "training-job.chart" .root }}
+{{ include "training-job.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: helm-mlops
+{{- with .root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "training-job.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "training-job.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* metadata.annotations from commonAnnotations plus an optional dict "extra". */}}
+{{- define "training-job.annotations" -}}
+{{- $ann := merge (deepCopy (default dict .extra)) (deepCopy .root.Values.commonAnnotations) -}}
+{{- with $ann -}}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end -}}
+{{- end -}}
+
+{{- define "training-job.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "training-job.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "training-job.image" -}}
+{{- printf "%s:%s" .Values.image.repository .Values.image.tag -}}
+{{- end -}}
+
+{{/* Facts --------------------------------------------------------------------------------------- */}}
+
+{{/* What runs the pods: job, cronjob, indexed (distributed without operator), pytorchjob, trainjob. */}}
+{{- define "training-job.kind" -}}
+{{- if .Values.distributed.enabled -}}
+{{- if eq .Values.distributed.operator "none" }}indexed{{ else }}{{ .Values.distributed.operator }}{{ end -}}
+{{- else if .Values.cronJob.schedule -}}cronjob
+{{- else -}}job
+{{- end -}}
+{{- end -}}
+
+{{/* The Job's name. A Job's pod template is immutable, so each release revision gets its own Job:
+`helm upgrade` retrains with the new settings instead of failing. */}}
+{{- define "training-job.jobName" -}}
+{{- printf "%s-r%d" (include "training-job.fullname" . | trunc 47 | trimSuffix "-") (int .Release.Revision) -}}
+{{- end -}}
+
+{{- define "training-job.headlessName" -}}
+{{- include "training-job.fullname" . -}}
+{{- end -}}
+
+{{- define "training-job.trackingUri" -}}
+{{- $global := dig "mlflow" "trackingUri" "" (.Values.global | default dict) -}}
+{{- default $global .Values.mlflow.trackingUri -}}
+{{- end -}}
+
+{{- define "training-job.backend" -}}
+{{- if ne .Values.distributed.backend "auto" -}}{{ .Values.distributed.backend }}
+{{- else if gt (int .Values.gpu.count) 0 -}}nccl
+{{- else -}}gloo
+{{- end -}}
+{{- end -}}
+
+{{/* Number of values a grid parameter takes (0 when the entry is incomplete; validation reports it). */}}
+{{- define "training-job.paramSize" -}}
+{{- $p := . -}}
+{{- if $p.values -}}{{ len $p.values }}
+{{- else if and (eq (toString $p.type) "int") (hasKey $p "min") (hasKey $p "max") -}}
+{{- $step := int (default 1 $p.step) -}}
+{{- if and (gt $step 0) (ge (int $p.max) (int $p.min)) -}}{{ add1 (div (sub (int $p.max) (int $p.min)) $step) }}{{ else }}0{{ end -}}
+{{- else if and (eq (toString $p.type) "float") $p.count -}}{{ int $p.count }}
+{{- else -}}0
+{{- end -}}
+{{- end -}}
+
+{{/* Trials of the sweep: the grid's product or sweep.trials. Capped while multiplying so a huge grid
+cannot overflow; validation rejects anything above 10000. */}}
+{{- define "training-job.trialCount" -}}
+{{- $s := .Values.sweep -}}
+{{- if eq $s.strategy "random" -}}{{ int $s.trials }}
+{{- else if not $s.parameters -}}0
+{{- else -}}
+{{- $n := 1 -}}
+{{- range $s.parameters -}}
+{{- $n = min 10001 (mul $n (int (include "training-job.paramSize" .))) -}}
+{{- end -}}
+{{- $n -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "training-job.launcherDir" -}}/opt/helm-mlops/launcher{{- end -}}
+{{- define "training-job.scriptDir" -}}/opt/helm-mlops/script{{- end -}}
+{{- define "training-job.stateDir" -}}/opt/helm-mlops/runtime{{- end -}}
+{{- define "training-job.workingDir" -}}{{ default "/workspace" .Values.workingDir }}{{- end -}}
+
+{{- define "training-job.configChecksum" -}}
+{{- $files := "" -}}
+{{- range $path, $_ := .Files.Glob "files/*.py" }}{{ $files = print $files ($.Files.Get $path) }}{{ end -}}
+{{- print $files (toJson .Values.script) (toJson .Values.requirements) (toJson .Values.sweep) | sha256sum -}}
+{{- end -}}
+
+{{/* Pod pieces ---------------------------------------------------------------------------------- */}}
+
+{{- define "training-job.launcherArgs" -}}
+- python3
+- {{ include "training-job.launcherDir" . }}/launcher.py
+- run
+{{- if .Values.script.content }}
+- --script
+- {{ include "training-job.scriptDir" . }}/{{ .Values.script.fileName }}
+{{- end }}
+- --
+{{- range .Values.command }}
+- {{ . | quote }}
+{{- end }}
+{{- range .Values.script.args }}
+- {{ . | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* The env of the training container. Call with (dict "root" $ "mode" kind). */}}
+{{- define "training-job.env" -}}
+{{- $v := .root.Values -}}
+{{- $root := .root -}}
+- name: HOME
+  value: /tmp
+- name: PYTHONUNBUFFERED
+  value: "1"
+- name: PYTHONDONTWRITEBYTECODE
+  value: "1"
+- name: HELM_MLOPS_RELEASE
+  value: {{ .root.Release.Name | quote }}
+- name: HELM_MLOPS_TRAINING_JOB
+  value: {{ include "training-job.fullname" .root | quote }}
+- name: HELM_MLOPS_POD
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: HELM_MLOPS_STATE_DIR
+  value: {{ include "training-job.stateDir" .root }}
+{{- if has .mode (list "job" "cronjob" "indexed") }}
+- name: HELM_MLOPS_JOB_UID
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.labels['batch.kubernetes.io/controller-uid']
+{{- end }}
+{{- if $v.requirements }}
+- name: HELM_MLOPS_REQUIREMENTS_FILE
+  value: {{ include "training-job.launcherDir" .root }}/requirements.txt
+{{- end }}
+{{- if $v.pip.existingSecret }}
+- name: PIP_INDEX_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.pip.existingSecret }}
+      key: {{ $v.pip.existingSecretKey }}
+{{- else if $v.pip.indexUrl }}
+- name: PIP_INDEX_URL
+  value: {{ $v.pip.indexUrl | quote }}
+{{- end }}
+{{- with $v.pip.extraIndexUrls }}
+- name: PIP_EXTRA_INDEX_URL
+  value: {{ join " " . | quote }}
+{{- end }}
+{{- with $v.pip.trustedHosts }}
+- name: PIP_TRUSTED_HOST
+  value: {{ join " " . | quote }}
+{{- end }}
+{{- with $v.pip.extraArgs }}
+- name: HELM_MLOPS_PIP_ARGS
+  value: {{ toJson . | quote }}
+{{- end }}
+{{- if $v.distributed.enabled }}
+- name: HELM_MLOPS_DISTRIBUTED
+  value: {{ ternary "indexed" "operator" (eq .mode "indexed") | quote }}
+- name: HELM_MLOPS_NPROC_PER_NODE
+  value: {{ $v.distributed.nprocPerNode | quote }}
+- name: HELM_MLOPS_DIST_BACKEND
+  value: {{ include "training-job.backend" .root | quote }}
+{{- if eq .mode "indexed" }}
+- name: HELM_MLOPS_NNODES
+  value: {{ $v.distributed.nodes | quote }}
+- name: HELM_MLOPS_MASTER_ADDR
+  value: {{ printf "%s-0.%s.%s.svc" (include "training-job.jobName" .root) (include "training-job.headlessName" .root) .root.Release.Namespace | quote }}
+- name: HELM_MLOPS_MASTER_PORT
+  value: {{ $v.distributed.port | quote }}
+{{- if $v.distributed.elastic.enabled }}
+- name: HELM_MLOPS_MIN_NODES
+  value: {{ $v.distributed.elastic.minNodes | quote }}
+- name: HELM_MLOPS_MAX_RESTARTS
+  value: {{ $v.distributed.elastic.maxRestarts | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if $v.sweep.enabled }}
+- name: HELM_MLOPS_SWEEP_FILE
+  value: {{ include "training-job.launcherDir" .root }}/sweep.json
+{{- end }}
+{{- $uri := include "training-job.trackingUri" .root -}}
+{{- if $uri }}
+- name: MLFLOW_TRACKING_URI
+  value: {{ $uri | quote }}
+- name: MLFLOW_EXPERIMENT_NAME
+  value: {{ default .root.Release.Name $v.mlflow.experimentName | quote }}
+- name: HELM_MLOPS_RUN_NAME
+  value: {{ default (include "training-job.fullname" .root) $v.mlflow.runName | quote }}
+- name: HELM_MLOPS_MLFLOW_CREATE_RUN
+  value: {{ $v.mlflow.createRun | quote }}
+{{- with $v.mlflow.existingSecret }}
+- name: MLFLOW_TRACKING_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $v.mlflow.usernameKey }}
+- name: MLFLOW_TRACKING_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $v.mlflow.passwordKey }}
+{{- end }}
+{{- end }}
+{{- with $v.mlflow.s3.endpointUrl }}
+- name: MLFLOW_S3_ENDPOINT_URL
+  value: {{ . | quote }}
+{{- end }}
+{{- with $v.mlflow.s3.existingSecret }}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $v.mlflow.s3.accessKeyIdKey }}
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $v.mlflow.s3.secretAccessKeyKey }}
+{{- end }}
+{{- with $v.env }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "training-job.resources" -}}
+{{- $res := deepCopy .Values.resources -}}
+{{- $gpus := int .Values.gpu.count -}}
+{{- if gt $gpus 0 -}}
+{{- $_ := set $res "requests" (merge (dict .Values.gpu.resourceName $gpus) (default dict $res.requests)) -}}
+{{- $_ := set $res "limits" (merge (dict .Values.gpu.resourceName $gpus) (default dict $res.limits)) -}}
+{{- end -}}
+{{- toYaml $res -}}
+{{- end -}}
+
+{{- define "training-job.volumeMounts" -}}
+- name: launcher
+  mountPath: {{ include "training-job.launcherDir" . }}
+  readOnly: true
+{{- if .Values.script.content }}
+- name: script
+  mountPath: {{ include "training-job.scriptDir" . }}
+  readOnly: true
+{{- end }}
+- name: runtime
+  mountPath: {{ include "training-job.stateDir" . }}
+- name: tmp
+  mountPath: /tmp
+{{- if not .Values.workingDir }}
+- name: workspace
+  mountPath: /workspace
+{{- end }}
+{{- if .Values.shm.enabled }}
+- name: dshm
+  mountPath: /dev/shm
+{{- end }}
+{{- range .Values.volumes }}
+- name: data-{{ .name }}
+  mountPath: {{ .mountPath }}
+  {{- with .subPath }}
+  subPath: {{ . }}
+  {{- end }}
+  {{- if or .readOnly (and .pvc .pvc.readOnly) }}
+  readOnly: true
+  {{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "training-job.claimName" -}}
+{{- printf "%s-%s" (include "training-job.fullname" .root | trunc 40 | trimSuffix "-") .volume.name -}}
+{{- end -}}
+
+{{- define "training-job.volumes" -}}
+{{- $root := . -}}
+- name: launcher
+  configMap:
+    name: {{ include "training-job.fullname" . }}-launcher
+    defaultMode: 0444
+{{- if .Values.script.content }}
+- name: script
+  configMap:
+    name: {{ include "training-job.fullname" . }}-script
+    defaultMode: 0444
+{{- end }}
+- name: runtime
+  emptyDir: {}
+- name: tmp
+  emptyDir: {}
+{{- if not .Values.workingDir }}
+- name: workspace
+  emptyDir: {}
+{{- end }}
+{{- if .Values.shm.enabled }}
+- name: dshm
+  emptyDir:
+    medium: Memory
+    sizeLimit: {{ .Values.shm.sizeLimit }}
+{{- end }}
+{{- range .Values.volumes }}
+- name: data-{{ .name }}
+  {{- if .pvc }}
+  persistentVolumeClaim:
+    claimName: {{ ternary (include "training-job.claimName" (dict "root" $root "volume" .)) .pvc.claimName (and (hasKey .pvc "create") .pvc.create) }}
+    {{- if .pvc.readOnly }}
+    readOnly: true
+    {{- end }}
+  {{- else if hasKey . "emptyDir" }}
+  emptyDir: {{ toJson (default dict .emptyDir) }}
+  {{- else if .secret }}
+  secret: {{ toJson .secret }}
+  {{- else if .configMap }}
+  configMap: {{ toJson .configMap }}
+  {{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "training-job.tolerations" -}}
+{{- $tol := default list .Values.tolerations -}}
+{{- if and (gt (int .Values.gpu.count) 0) .Values.gpu.tolerateTaint -}}
+{{- $tol = append $tol (dict "key" .Values.gpu.resourceName "operator" "Exists" "effect" "NoSchedule") -}}
+{{- end -}}
+{{- with $tol }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* Scheduling and identity fields shared by every pod the chart runs. */}}
+{{- define "training-job.podScheduling" -}}
+serviceAccountName: {{ include "training-job.serviceAccountName" . }}
+automountServiceAccountToken: {{ .Values.serviceAccount.automountToken }}
+{{- with .Values.image.pullSecrets }}
+imagePullSecrets:
+{{- range . }}
+  - name: {{ . }}
+{{- end }}
+{{- end }}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- include "training-job.tolerations" . }}
+{{- with .Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with .Values.runtimeClassName }}
+runtimeClassName: {{ . }}
+{{- end }}
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+terminationGracePeriodSeconds: {{ .Values.job.terminationGracePeriodSeconds }}
+{{- end -}}
+
+{{/* The training container. Call with (dict "root" $ "mode" kind "name" containerName). */}}
+{{- define "training-job.container" -}}
+{{- $v := .root.Values -}}
+- name: {{ .name }}
+  image: {{ include "training-job.image" .root }}
+  imagePullPolicy: {{ $v.image.pullPolicy }}
+  command:
+    {{- include "training-job.launcherArgs" .root | nindent 4 }}
+  workingDir: {{ include "training-job.workingDir" .root }}
+  env:
+    {{- include "training-job.env" . | nindent 4 }}
+  {{- with $v.envFrom }}
+  envFrom:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- if eq .mode "indexed" }}
+  ports:
+    - name: rendezvous
+      containerPort: {{ $v.distributed.port }}
+  {{- end }}
+  resources:
+    {{- include "training-job.resources" .root | nindent 4 }}
+  securityContext:
+    {{- toYaml $v.containerSecurityContext | nindent 4 }}
+  terminationMessagePolicy: FallbackToLogsOnError
+  volumeMounts:
+    {{- include "training-job.volumeMounts" .root | nindent 4 }}
+{{- end -}}
+
+{{/* A full pod template. Call with (dict "root" $ "mode" kind "restartPolicy" policy "containerName" n). */}}
+{{- define "training-job.podTemplate" -}}
+{{- $v := .root.Values -}}
+metadata:
+  labels:
+    {{- include "training-job.selectorLabels" (dict "root" .root "component" "training") | nindent 4 }}
+    helm-mlops.io/training-job: {{ include "training-job.fullname" .root }}
+    {{- with $v.podLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  annotations:
+    checksum/config: {{ include "training-job.configChecksum" .root }}
+    {{- with $v.podAnnotations }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+spec:
+  restartPolicy: {{ .restartPolicy }}
+  {{- if eq .mode "indexed" }}
+  subdomain: {{ include "training-job.headlessName" .root }}
+  {{- end }}
+  {{- include "training-job.podScheduling" .root | nindent 2 }}
+  containers:
+    {{- include "training-job.container" (dict "root" .root "mode" .mode "name" .containerName) | nindent 4 }}
+  volumes:
+    {{- include "training-job.volumes" .root | nindent 4 }}
+{{- end -}}
+
+{{/* A Job spec (plain, sweep or distributed Indexed Job); shared by the Job and the CronJob. */}}
+{{- define "training-job.jobSpec" -}}
+{{- $v := .root.Values -}}
+{{- $mode := .mode -}}
+{{- if $v.sweep.enabled }}
+completionMode: Indexed
+completions: {{ include "training-job.trialCount" .root }}
+parallelism: {{ min (int $v.sweep.parallelism) (int (include "training-job.trialCount" .root)) }}
+backoffLimitPerIndex: {{ $v.sweep.backoffLimitPerIndex }}
+{{- if gt (int $v.sweep.maxFailedIndexes) 0 }}
+maxFailedIndexes: {{ $v.sweep.maxFailedIndexes }}
+{{- end }}
+{{- else if eq $mode "indexed" }}
+completionMode: Indexed
+completions: {{ $v.distributed.nodes }}
+parallelism: {{ $v.distributed.nodes }}
+backoffLimit: {{ $v.job.backoffLimit }}
+{{- else }}
+backoffLimit: {{ $v.job.backoffLimit }}
+{{- end }}
+{{- if gt (int $v.job.activeDeadlineSeconds) 0 }}
+activeDeadlineSeconds: {{ $v.job.activeDeadlineSeconds }}
+{{- end }}
+{{- if ge (int $v.job.ttlSecondsAfterFinished) 0 }}
+ttlSecondsAfterFinished: {{ $v.job.ttlSecondsAfterFinished }}
+{{- end }}
+{{- if and (eq $v.job.restartPolicy "Never") (or $v.job.nonRetriableExitCodes $v.job.ignoreDisruptions) }}
+podFailurePolicy:
+  rules:
+    {{- if $v.job.ignoreDisruptions }}
+    - action: Ignore
+      onPodConditions:
+        - type: DisruptionTarget
+          status: "True"
+    {{- end }}
+    {{- with $v.job.nonRetriableExitCodes }}
+    - action: {{ ternary "FailIndex" "FailJob" $v.sweep.enabled }}
+      onExitCodes:
+        containerName: train
+        operator: In
+        values: {{ toJson . }}
+    {{- end }}
+{{- end }}
+template:
+  {{- include "training-job.podTemplate" (dict "root" .root "mode" $mode "restartPolicy" $v.job.restartPolicy "containerName" "train") | nindent 2 }}
+{{- end -}}
