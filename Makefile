@@ -8,7 +8,7 @@ TOOLS := $(CURDIR)/.tools/bin
 export PATH := $(TOOLS):$(CURDIR)/$(BIN):$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: help setup tools system-deps cluster-tools cluster-up cluster-down test test-fast lint docs demo bench ct-lint clean
+.PHONY: help setup tools system-deps cluster-tools torch-env cluster-up cluster-down test test-fast lint docs demo bench ct-lint clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -36,7 +36,10 @@ cluster-up: cluster-tools ## Start the local kwok cluster (kubeconfig path print
 cluster-down: ## Stop and delete the local kwok cluster
 	@bash hack/cluster.sh down
 
-test: setup system-deps cluster-tools ## Run every test (lint, render, real servers, e2e on the local cluster)
+torch-env: ## Create the PyTorch venv the distributed-training tests use (outside the repo, cached)
+	@bash hack/torch-env.sh >/dev/null
+
+test: setup system-deps cluster-tools torch-env ## Run every test (lint, render, real servers, e2e on the local cluster)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: setup ## Unit, lint and render tests only (no real servers, no cluster)

@@ -92,6 +92,217 @@ def demo(
         click.echo(line)
 
 
+KUBECONFIG_OPTION = click.option(
+    "--kubeconfig",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Cluster (default: $KUBECONFIG, ~/.kube/config, else the embedded local cluster).",
+)
+NAMESPACE_OPTION = click.option("-n", "--namespace", default="default", show_default=True, help="Namespace.")
+
+
+@cli.command(context_settings={"ignore_unknown_options": False})
+@click.argument("release")
+@click.option("--script", type=click.Path(path_type=Path), help="Training script (.py) to ship and run.")
+@click.option(
+    "--command", "command", multiple=True, help="Run this from your image instead (repeat per argv item)."
+)
+@click.option("--arg", "script_args", multiple=True, help="Argument for the script or command (repeatable).")
+@click.option(
+    "-r", "--requirement", "requirements", multiple=True, help="pip requirement to install at start."
+)
+@click.option(
+    "--requirements-file", type=click.Path(path_type=Path), help="requirements.txt to install at start."
+)
+@click.option("--index-url", help="Package index (mirror) for the requirements.")
+@click.option(
+    "--image", help="Training image, e.g. python:3.12-slim or your own (default: python:3.11-slim)."
+)
+@click.option("--cpu", help="CPU request = limit per pod, e.g. 2 or 500m.")
+@click.option("--memory", help="Memory request = limit per pod, e.g. 8Gi.")
+@click.option("--gpus", type=click.IntRange(min=0), help="GPUs per pod (nvidia.com/gpu).")
+@click.option("--nodes", type=click.IntRange(min=1), help="Distributed: number of pods (torchrun nodes).")
+@click.option("--nproc-per-node", type=click.IntRange(min=1), help="Distributed: processes per pod.")
+@click.option(
+    "--operator",
+    type=click.Choice(["none", "pytorchjob", "trainjob"]),
+    help="Distributed: Indexed Job (none) or a Kubeflow PyTorchJob/TrainJob.",
+)
+@click.option(
+    "--sweep", "sweep_file", type=click.Path(path_type=Path), help="YAML file with the sweep values."
+)
+@click.option("--tracking-uri", help="MLflow tracking URI.")
+@click.option("--experiment", help="MLflow experiment name.")
+@click.option("--schedule", help="Cron schedule: periodic retraining as a CronJob.")
+@click.option(
+    "-f", "--values", "values_files", multiple=True, type=click.Path(path_type=Path), help="Values file."
+)
+@click.option("--set", "set_values", multiple=True, help="Set a chart value, e.g. --set job.backoffLimit=0.")
+@click.option(
+    "--render-to", type=click.Path(file_okay=False, path_type=Path), help="Write manifests, do not install."
+)
+@click.option(
+    "--skip-preflight",
+    is_flag=True,
+    help="Install even when the cluster has no node with the GPUs asked for.",
+)
+@click.option("--helm", "helm_bin", envvar="HELM_MLOPS_HELM", help="helm binary (default: .tools/bin/helm).")
+@KUBECONFIG_OPTION
+@NAMESPACE_OPTION
+def train(
+    release: str,
+    script: Path | None,
+    command: tuple[str, ...],
+    script_args: tuple[str, ...],
+    requirements: tuple[str, ...],
+    requirements_file: Path | None,
+    index_url: str | None,
+    image: str | None,
+    cpu: str | None,
+    memory: str | None,
+    gpus: int | None,
+    nodes: int | None,
+    nproc_per_node: int | None,
+    operator: str | None,
+    sweep_file: Path | None,
+    tracking_uri: str | None,
+    experiment: str | None,
+    schedule: str | None,
+    values_files: tuple[Path, ...],
+    set_values: tuple[str, ...],
+    render_to: Path | None,
+    skip_preflight: bool,
+    helm_bin: str | None,
+    kubeconfig: Path | None,
+    namespace: str,
+) -> None:
+    """Submit a training job: a script (or your image's command), optionally distributed or a sweep."""
+    from generator.training import TrainRequest, run_train
+
+    req = TrainRequest(
+        release=release,
+        script=script,
+        command=command,
+        script_args=script_args,
+        requirements=requirements,
+        requirements_file=requirements_file,
+        index_url=index_url,
+        image=image,
+        cpu=cpu,
+        memory=memory,
+        gpus=gpus,
+        nodes=nodes,
+        nproc_per_node=nproc_per_node,
+        operator=operator,
+        sweep_file=sweep_file,
+        tracking_uri=tracking_uri,
+        experiment=experiment,
+        schedule=schedule,
+        values_files=values_files,
+        set_values=set_values,
+    )
+    lines = run_train(
+        req,
+        helm_bin,
+        namespace=namespace,
+        kubeconfig=kubeconfig,
+        render_to=render_to,
+        skip_preflight=skip_preflight,
+    )
+    for line in lines:
+        click.echo(line)
+
+
+@cli.command()
+@click.argument("release")
+@click.argument("job")
+@click.option("-f", "--follow", is_flag=True, help="Keep streaming, including pods that start later.")
+@click.option("--all-pods", is_flag=True, help="Every pod (all ranks, retries, trials), not just rank 0.")
+@KUBECONFIG_OPTION
+@NAMESPACE_OPTION
+def logs(
+    release: str, job: str, follow: bool, all_pods: bool, kubeconfig: Path | None, namespace: str
+) -> None:
+    """Stream a training job's logs, each line prefixed with its pod and rank."""
+    from generator.target import resolve
+    from generator.training_logs import follower
+
+    target = resolve(kubeconfig)
+    for line in follower(
+        target.kubeconfig, namespace, release, job, follow=follow, all_pods=all_pods
+    ).lines():
+        click.echo(line)
+
+
+@cli.command()
+@click.argument("release")
+@KUBECONFIG_OPTION
+@NAMESPACE_OPTION
+def status(release: str, kubeconfig: Path | None, namespace: str) -> None:
+    """Each training job of a release: phase, pods, start and duration, MLflow run links."""
+    from generator.target import resolve
+    from generator.training_status import collect, format_summaries
+
+    target = resolve(kubeconfig)
+    for line in format_summaries(collect(target.kubeconfig, namespace, release)):
+        click.echo(line)
+
+
+@cli.group()
+def sweep() -> None:
+    """Hyperparameter sweeps: the trial plan, and the best trials from MLflow."""
+
+
+@sweep.command("plan")
+@click.option(
+    "-f",
+    "--values",
+    "values_file",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Values or sweep file.",
+)
+def sweep_plan(values_file: Path) -> None:
+    """Every trial's parameters, by completion index, as the pods will get them."""
+    from generator import sweep_space
+    from generator.training import TrainRequest, build_values
+
+    values = build_values(TrainRequest(release="plan", values_files=(values_file,)))
+    spec = values.get("sweep", values)
+    for index, params in enumerate(sweep_space.plan(spec, f"{values_file}: sweep")):
+        shown = " ".join(f"{k}={sweep_space.format_value(v)}" for k, v in params.items())
+        click.echo(f"{index:>5}  {shown}")
+
+
+@sweep.command("best")
+@click.option(
+    "--tracking-uri", required=True, envvar="MLFLOW_TRACKING_URI", help="MLflow URL reachable from here."
+)
+@click.option("--experiment", required=True, help="MLflow experiment of the sweep.")
+@click.option("--sweep-id", required=True, help="The sweep's id: its Job's uid (tag helm-mlops.sweep).")
+@click.option("--metric", required=True, help="Metric to rank by.")
+@click.option("--goal", type=click.Choice(["minimize", "maximize"]), default="minimize", show_default=True)
+@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True)
+def sweep_best(tracking_uri: str, experiment: str, sweep_id: str, metric: str, goal: str, top: int) -> None:
+    """The best trials of a sweep, ranked by its objective metric."""
+    import os
+
+    from generator.sweep_results import rank, trials
+
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    found = rank(
+        trials(tracking_uri, experiment, sweep_id, metric, (user, password) if user and password else None),
+        goal,
+    )
+    if not found:
+        click.echo(f"no runs tagged helm-mlops.sweep={sweep_id} in experiment {experiment}")
+        return
+    click.echo(f"{'TRIAL':>5}  {metric:<14} {'STATUS':<9} RUN / PARAMS")
+    for t in found[:top]:
+        value = "-" if t.value is None else f"{t.value:.6g}"
+        params = " ".join(f"{k}={v}" for k, v in sorted(t.params.items()))
+        click.echo(f"{t.index:>5}  {value:<14} {t.status:<9} {t.run_id}  {params}")
+
+
 def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:

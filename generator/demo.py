@@ -5,7 +5,6 @@ kubeconfig is configured, and shows the release and its pods."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import yaml
 from generator.errors import ToolError, UserError
 from generator.helm_tool import find_helm, run_helm
 from generator.paths import PRESETS_DIR, chart_dir
+from generator.rendering import render
 from generator.values_check import check_values, is_values_error
 
 
@@ -26,32 +26,6 @@ def _load_values(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UserError("must be a mapping of values", field=str(path))
     return data
-
-
-def render(
-    chart: Path, values: dict[str, Any], helm: str, source: str, release: str = "demo"
-) -> list[dict[str, Any]]:
-    """Rendered resources (hooks and tests included) as helm would install them. Rendering, unlike
-    `helm lint`, runs the chart's `fail` checks, so values the chart rejects surface here."""
-    from pyhelm3 import Client
-    from pyhelm3.errors import Error as PyHelmError
-
-    async def _render() -> list[dict[str, Any]]:
-        client = Client(executable=helm)
-        loaded = await client.get_chart(chart)
-        return list(await client.template_resources(loaded, release, values))
-
-    try:
-        return asyncio.run(_render())
-    except PyHelmError as exc:
-        message = (
-            exc.stderr.decode(errors="replace")
-            .replace("Use --debug flag to render out invalid YAML", "")
-            .strip()
-        )
-        if is_values_error(message):
-            raise UserError(message, field=source, hint="change the values named above") from None
-        raise ToolError(f"helm template failed: {message}") from None
 
 
 def run_demo(

@@ -21,6 +21,11 @@ class LocalPod:
     host_map: dict[str, str] = field(default_factory=dict)
     extra_secrets: dict[str, dict[str, str]] = field(default_factory=dict)
     mounts: dict[str, Path] = field(default_factory=dict)
+    # What the kubelet would fill in: downward-API fields and the variables Kubernetes itself sets
+    # (JOB_COMPLETION_INDEX in Indexed Jobs), plus the python that stands in for the image's.
+    field_refs: dict[str, str] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    python: str = sys.executable
 
     def _object(self, kind: str, name: str) -> dict[str, Any] | None:
         for d in self.docs:
@@ -68,28 +73,46 @@ class LocalPod:
         for item in container.get("env", []):
             if "value" in item:
                 env[item["name"]] = self.map_text(str(item["value"]))
+            elif "fieldRef" in item["valueFrom"]:
+                env[item["name"]] = self.field_refs.get(item["valueFrom"]["fieldRef"]["fieldPath"], "")
             else:
                 ref = item["valueFrom"]["secretKeyRef"]
                 env[item["name"]] = self.secret_value(ref["name"], ref["key"])
         argv = [self.map_text(a) for a in [*container.get("command", []), *container.get("args", [])]]
-        if argv and argv[0] == "python":
-            argv[0] = sys.executable
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
-        base["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{base.get('PATH', '')}"
+        if argv and argv[0] in ("python", "python3"):
+            argv[0] = self.python
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_", "PIP_"))}
+        base["PATH"] = f"{Path(self.python).parent}{os.pathsep}{base.get('PATH', '')}"
         tmp = self.mounts.get("/tmp")
         if tmp:
             base["TMPDIR"] = str(tmp)
-        return argv, {**base, **env}
+        return argv, {**base, **env, **self.extra_env}
 
     def run(
         self, spec: dict[str, Any], container: dict[str, Any], timeout: float = 300
     ) -> subprocess.CompletedProcess[str]:
         argv, env = self.command(spec, container)
-        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+        return subprocess.run(
+            argv,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            cwd=self.cwd(container),
+        )
+
+    def cwd(self, container: dict[str, Any]) -> Path | None:
+        return self.mounts.get(container.get("workingDir", ""))
 
     def start(self, spec: dict[str, Any], container: dict[str, Any], log: Path) -> subprocess.Popen[bytes]:
         argv, env = self.command(spec, container)
         handle = log.open("wb")
         return subprocess.Popen(
-            argv, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+            argv,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=self.cwd(container),
         )

@@ -190,3 +190,37 @@ def moto_s3(log_dir: Path) -> Iterator[str]:
         yield url
     finally:
         stop(proc)
+
+
+@contextlib.contextmanager
+def mlflow_server(root: Path) -> Iterator[str]:
+    """A real `mlflow server` (SQLite backend, proxied artifacts in a temp dir); yields its URL."""
+    port = free_port()
+    log = root / "mlflow-server.log"
+    exe = Path(sys.executable).parent / "mlflow"
+    proc = subprocess.Popen(
+        [
+            str(exe),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+        ],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=root,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + "/health", timeout=120, proc=proc, log=log)
+        yield url
+    finally:
+        stop(proc)

@@ -36,11 +36,22 @@ def _number(value: Any, where: str, key: str) -> float:
     return float(value)
 
 
+def _typed(p: dict[str, Any]) -> list[Any]:
+    """A parameter's listed values in its declared type. Helm's toJson writes 10.0 as 10, so without
+    this a float parameter would reach the pod as an int and the CLI's plan would disagree."""
+    values = list(p["values"])
+    if p.get("type") == "float":
+        return [float(v) for v in values]
+    if p.get("type") == "int":
+        return [int(v) for v in values]
+    return values
+
+
 def grid_values(p: dict[str, Any], i: int = 0) -> list[Any]:
     """The values a parameter takes in a grid sweep."""
     where = _where(i, p)
     if p.get("values"):
-        return list(p["values"])
+        return _typed(p)
     kind = p.get("type")
     if kind == "categorical":
         raise SweepError(f"{where}: a categorical parameter needs values")
@@ -118,7 +129,7 @@ def _check_random(p: dict[str, Any], i: int) -> None:
 
 def _draw(rng: random.Random, p: dict[str, Any]) -> Any:
     if p.get("values"):
-        return rng.choice(list(p["values"]))
+        return rng.choice(_typed(p))
     lo, hi = float(p["min"]), float(p["max"])
     log = p.get("scale") == "log"
     if p["type"] == "int":

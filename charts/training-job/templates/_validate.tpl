@@ -93,6 +93,6 @@ are rejected earlier by values.schema.json. */}}
 {{- end -}}
 {{- end -}}
 {{- if $errors -}}
-{{- fail (printf "\n\ninvalid values for the training-job chart:\n  - %s\n" (join "\n  - " $errors)) -}}
+{{- fail (printf "\n\nInvalid values for the training-job chart:\n  - %s\n" (join "\n  - " $errors)) -}}
 {{- end -}}
 {{- end -}}

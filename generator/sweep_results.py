@@ -1,0 +1,71 @@
+"""The trials of a sweep as MLflow recorded them, ranked by the sweep's objective. The launcher
+tags every trial's run with `helm-mlops.sweep` (the Job's uid) and `helm-mlops.trial` (its index)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from generator.errors import ToolError, UserError
+
+
+@dataclass(frozen=True)
+class Trial:
+    index: int
+    run_id: str
+    status: str
+    value: float | None
+    params: dict[str, str]
+
+
+def _call(uri: str, path: str, body: dict[str, Any], auth: tuple[str, str] | None) -> dict[str, Any]:
+    import requests
+
+    url = f"{uri.rstrip('/')}/api/2.0/mlflow/{path}"
+    try:
+        response = requests.post(url, json=body, auth=auth, timeout=30)
+    except requests.RequestException as exc:
+        raise ToolError(f"MLflow at {uri} is not reachable: {exc}") from None
+    if response.status_code == 401:
+        raise UserError("MLflow refused the credentials", field="MLFLOW_TRACKING_USERNAME/PASSWORD")
+    if response.status_code >= 400:
+        raise ToolError(f"MLflow {path} failed ({response.status_code}): {response.text[:300]}")
+    return dict(response.json())
+
+
+def trials(
+    uri: str, experiment: str, sweep_id: str, metric: str, auth: tuple[str, str] | None = None
+) -> list[Trial]:
+    found = _call(uri, "experiments/search", {"filter": f"name = '{experiment}'", "max_results": 1}, auth)
+    experiments = found.get("experiments") or []
+    if not experiments:
+        raise UserError(f"no MLflow experiment named {experiment!r}", field="--experiment")
+    body = {
+        "experiment_ids": [experiments[0]["experiment_id"]],
+        "filter": f"tags.`helm-mlops.sweep` = '{sweep_id}'",
+        "max_results": 10000,
+    }
+    out = []
+    for run in _call(uri, "runs/search", body, auth).get("runs") or []:
+        data = run.get("data") or {}
+        tags = {t["key"]: t["value"] for t in data.get("tags") or []}
+        metrics = {m["key"]: m["value"] for m in data.get("metrics") or []}
+        value = metrics.get(metric)
+        out.append(
+            Trial(
+                index=int(tags.get("helm-mlops.trial", -1)),
+                run_id=run["info"]["run_id"],
+                status=run["info"].get("status", ""),
+                value=float(value) if value is not None else None,
+                params={p["key"]: p["value"] for p in data.get("params") or []},
+            )
+        )
+    return out
+
+
+def rank(found: list[Trial], goal: str) -> list[Trial]:
+    """Best first; trials without the metric (failed, still running) last, by index."""
+    scored = [t for t in found if t.value is not None]
+    unscored = sorted((t for t in found if t.value is None), key=lambda t: t.index)
+    scored.sort(key=lambda t: (t.value if goal == "minimize" else -(t.value or 0.0), t.index))
+    return scored + unscored

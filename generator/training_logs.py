@@ -1,0 +1,192 @@
+"""`helm-mlops logs RELEASE JOB`: the training pods' logs from the start, each line prefixed with its
+pod and rank; with -f it keeps following and picks up pods that appear later (retries, the other
+nodes of a distributed job, the next trials of a sweep) until the job has finished.
+
+Pod selection, rank and line formatting are pure functions (tested with recorded API objects); the
+streaming runs one thread per pod over the Kubernetes client's log stream."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from generator.errors import UserError
+from generator.training_status import TRAINING_LABEL, job_phase
+
+RANK_KEYS = (
+    ("annotation", "batch.kubernetes.io/job-completion-index"),  # Indexed Job: node rank / trial
+    ("label", "training.kubeflow.org/replica-index"),  # PyTorchJob
+    ("label", "jobset.sigs.k8s.io/job-index"),  # TrainJob (JobSet)
+)
+
+
+def pod_rank(pod: dict[str, Any]) -> str:
+    meta = pod["metadata"]
+    for where, key in RANK_KEYS:
+        value = (meta.get("annotations" if where == "annotation" else "labels") or {}).get(key)
+        if value is not None:
+            role = (meta.get("labels") or {}).get("training.kubeflow.org/replica-type", "")
+            return f"{role.lower()}-{value}" if role else str(value)
+    return "0"
+
+
+def matches_job(obj: dict[str, Any], job: str) -> bool:
+    """A pod (or Job) belongs to JOB given as the chart alias, the training job's name or the Job's name."""
+    labels = obj["metadata"].get("labels") or {}
+    return job in (
+        obj["metadata"]["name"] if obj.get("kind") == "Job" else None,
+        labels.get("app.kubernetes.io/name"),
+        labels.get(TRAINING_LABEL),
+        labels.get("batch.kubernetes.io/job-name"),
+    )
+
+
+def select_pods(pods: list[dict[str, Any]], job: str, all_pods: bool) -> list[dict[str, Any]]:
+    """The job's pods oldest first; without all_pods only the newest attempt of the first rank."""
+    mine = [p for p in pods if matches_job(p, job)]
+    mine.sort(key=lambda p: (p["metadata"].get("creationTimestamp") or "", p["metadata"]["name"]))
+    if all_pods or not mine:
+        return mine
+    ranks = sorted({pod_rank(p) for p in mine}, key=lambda r: (len(r), r))
+    first = [p for p in mine if pod_rank(p) == ranks[0]]
+    return first[-1:]
+
+
+def prefix(pod: dict[str, Any]) -> str:
+    return f"[{pod['metadata']['name']} rank {pod_rank(pod)}]"
+
+
+def format_lines(pod: dict[str, Any], chunks: Iterable[bytes]) -> Iterator[str]:
+    """Split a log byte stream into prefixed lines (a line may arrive in several chunks)."""
+    head = prefix(pod)
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            yield f"{head} {line.decode(errors='replace')}"
+    if pending:
+        yield f"{head} {pending.decode(errors='replace')}"
+
+
+def started(pod: dict[str, Any]) -> bool:
+    """Logs exist once a container has started (running or terminated)."""
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        state = status.get("state") or {}
+        if "running" in state or "terminated" in state:
+            return True
+    return False
+
+
+class LogFollower:
+    """Streams the logs of a release's training pods. `list_pods()` returns pod dicts, `stream(name,
+    follow)` an iterable of byte chunks, `job_done()` whether the job has finished; injected so the
+    follow logic runs against recorded responses in tests and the Kubernetes API in use."""
+
+    def __init__(
+        self,
+        list_pods: Callable[[], list[dict[str, Any]]],
+        stream: Callable[[str, bool], Iterable[bytes]],
+        job_done: Callable[[], bool],
+        job: str,
+        *,
+        all_pods: bool,
+        follow: bool,
+        poll: float = 2.0,
+    ) -> None:
+        self.list_pods, self.stream, self.job_done = list_pods, stream, job_done
+        self.job, self.all_pods, self.follow, self.poll = job, all_pods, follow, poll
+
+    def _reader(self, pod: dict[str, Any], out: queue.Queue[str | None]) -> None:
+        try:
+            for line in format_lines(pod, self.stream(pod["metadata"]["name"], self.follow)):
+                out.put(line)
+        except Exception as exc:
+            out.put(f"{prefix(pod)} (log stream ended: {type(exc).__name__}: {exc})")
+        finally:
+            out.put(None)
+
+    def lines(self) -> Iterator[str]:
+        out: queue.Queue[str | None] = queue.Queue()
+        seen: set[str] = set()
+        running = 0
+        first = True
+        while True:
+            pods = select_pods(self.list_pods(), self.job, self.all_pods)
+            if first and not pods:
+                raise UserError(
+                    f"no pods of training job {self.job!r} in this release",
+                    field="JOB",
+                    hint="pass the job's name as `helm-mlops status` lists it (or the chart alias)",
+                )
+            first = False
+            for pod in pods:
+                name = pod["metadata"]["name"]
+                if name in seen or not started(pod):
+                    continue
+                seen.add(name)
+                running += 1
+                threading.Thread(target=self._reader, args=(pod, out), daemon=True).start()
+            deadline = time.monotonic() + self.poll
+            while running and time.monotonic() < deadline:
+                try:
+                    item = out.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if item is None:
+                    running -= 1
+                else:
+                    yield item
+            if not self.follow and running == 0:
+                return
+            # Done once the job finished and no pod is left unread (a pod that finished between two
+            # polls still gets printed).
+            if (
+                self.follow
+                and running == 0
+                and self.job_done()
+                and all(
+                    p["metadata"]["name"] in seen
+                    for p in select_pods(self.list_pods(), self.job, self.all_pods)
+                )
+            ):
+                return
+
+
+def follower(
+    kubeconfig: Path, namespace: str, release: str, job: str, *, follow: bool, all_pods: bool
+) -> LogFollower:
+    import json
+
+    from kubernetes import client, config
+
+    api_client = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
+    core, batch = client.CoreV1Api(api_client), client.BatchV1Api(api_client)
+    selector = f"app.kubernetes.io/instance={release},{TRAINING_LABEL}"
+
+    def list_pods() -> list[dict[str, Any]]:
+        raw: Any = core.list_namespaced_pod(namespace, label_selector=selector, _preload_content=False)
+        return list(json.loads(raw.data)["items"])
+
+    def stream(name: str, follow_it: bool) -> Iterable[bytes]:
+        response: Any = core.read_namespaced_pod_log(
+            name, namespace, follow=follow_it, _preload_content=False, container=None
+        )
+        return response.stream(4096)  # type: ignore[no-any-return]
+
+    def job_done() -> bool:
+        raw: Any = batch.list_namespaced_job(namespace, label_selector=selector, _preload_content=False)
+        jobs = [j for j in json.loads(raw.data)["items"] if matches_job(j, job)]
+        if jobs:
+            return all(job_phase(j) in ("Complete", "Failed") for j in jobs)
+        # PyTorchJob and TrainJob pods belong to no Job of ours: done when every pod has finished.
+        pods = select_pods(list_pods(), job, all_pods=True)
+        return bool(pods) and all(
+            (p.get("status") or {}).get("phase") in ("Succeeded", "Failed") for p in pods
+        )
+
+    return LogFollower(list_pods, stream, job_done, job, all_pods=all_pods, follow=follow)
