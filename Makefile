@@ -47,7 +47,7 @@ test-fast: setup ## Unit, lint and render tests only (no real servers, no cluste
 
 lint: setup ## ruff, ruff format --check, mypy
 	$(BIN)/ruff check generator tests charts/*/files
-	$(BIN)/ruff format --check generator tests
+	$(BIN)/ruff format --check generator tests charts/*/files
 	$(BIN)/mypy
 
 docs: setup ## Regenerate the values tables in the chart READMEs

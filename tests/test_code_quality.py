@@ -12,11 +12,15 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
+# Python shipped inside the charts (entrypoints, the launcher) is code like any other.
+CHART_FILES = ["charts/mlflow/files", "charts/training-job/files"]
+
+
 @pytest.mark.parametrize(
     "argv",
     [
-        ["ruff", "check", "generator", "tests", "charts/mlflow/files"],
-        ["ruff", "format", "--check", "generator", "tests", "charts/mlflow/files"],
+        ["ruff", "check", "generator", "tests", *CHART_FILES],
+        ["ruff", "format", "--check", "generator", "tests", *CHART_FILES],
         ["mypy"],
     ],
     ids=["ruff-check", "ruff-format", "mypy"],

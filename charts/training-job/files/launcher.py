@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import py_compile
@@ -80,7 +81,7 @@ def sweep_trial() -> tuple[int, dict[str, Any]] | None:
     if not spec_file:
         return None
     sys.path.insert(0, str(HERE))
-    import sweep  # noqa: PLC0415 - shipped beside this file
+    import sweep
 
     spec = json.loads(Path(spec_file).read_text())
     index = int(os.environ.get("JOB_COMPLETION_INDEX", "0"))
@@ -88,7 +89,7 @@ def sweep_trial() -> tuple[int, dict[str, Any]] | None:
 
 
 def apply_trial(index: int, params: dict[str, Any], env: dict[str, str], args: list[str]) -> list[str]:
-    import sweep  # noqa: PLC0415
+    import sweep
 
     spec = json.loads(Path(os.environ["HELM_MLOPS_SWEEP_FILE"]).read_text())
     env["HELM_MLOPS_TRIAL_INDEX"] = str(index)
@@ -109,7 +110,10 @@ class Mlflow:
 
     def __init__(self, uri: str) -> None:
         self.uri = uri.rstrip("/")
-        user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+        user, password = (
+            os.environ.get("MLFLOW_TRACKING_USERNAME"),
+            os.environ.get("MLFLOW_TRACKING_PASSWORD"),
+        )
         self.headers = {"Content-Type": "application/json"}
         if user and password:
             token = base64.b64encode(f"{user}:{password}".encode()).decode()
@@ -170,12 +174,16 @@ class Mlflow:
         """End the run unless the script already did (its own end_run wins)."""
         info = self.call("GET", "runs/get", {"run_id": run_id})["run"]["info"]
         if info.get("status") == "RUNNING":
-            status = "FINISHED" if exit_code == 0 else ("KILLED" if exit_code > TERMINATED_BY_SIGNAL else "FAILED")
+            status = (
+                "FINISHED" if exit_code == 0 else ("KILLED" if exit_code > TERMINATED_BY_SIGNAL else "FAILED")
+            )
             body = {"run_id": run_id, "status": status, "end_time": int(time.time() * 1000)}
             self.call("POST", "runs/update", body)
 
 
-def start_mlflow_run(env: dict[str, str], trial: tuple[int, dict[str, Any]] | None) -> tuple[Mlflow, str] | None:
+def start_mlflow_run(
+    env: dict[str, str], trial: tuple[int, dict[str, Any]] | None
+) -> tuple[Mlflow, str] | None:
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if not uri or not env_flag("HELM_MLOPS_MLFLOW_CREATE_RUN", True) or "MLFLOW_RUN_ID" in os.environ:
         return None
@@ -207,7 +215,8 @@ def start_mlflow_run(env: dict[str, str], trial: tuple[int, dict[str, Any]] | No
         return None
     env["MLFLOW_RUN_ID"] = run_id
     env["MLFLOW_EXPERIMENT_ID"] = experiment
-    log(f"MLflow run {run_id} in experiment {experiment}: {client.uri}/#/experiments/{experiment}/runs/{run_id}")
+    link = f"{client.uri}/#/experiments/{experiment}/runs/{run_id}"
+    log(f"MLflow run {run_id} in experiment {experiment}: {link}")
     return client, run_id
 
 
@@ -274,10 +283,8 @@ def run_child(argv: list[str], env: dict[str, str]) -> tuple[int, bool]:
     def forward(signum: int, _frame: Any) -> None:
         received.append(signum)
         log(f"received {signal.Signals(signum).name}, stopping the training")
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(child.pid, signum)
-        except ProcessLookupError:
-            pass
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, forward)
@@ -291,10 +298,8 @@ def write_termination_message(payload: dict[str, Any]) -> None:
     """Kubernetes shows this in the pod's status (state.terminated.message): `helm-mlops status`
     reads the MLflow run from it without access to the logs."""
     path = Path(os.environ.get("HELM_MLOPS_TERMINATION_LOG", "/dev/termination-log"))
-    try:
+    with contextlib.suppress(OSError):
         path.write_text(json.dumps(payload)[:4000])
-    except OSError:
-        pass
 
 
 def command_run(script: str | None, args: list[str]) -> int:
@@ -353,14 +358,16 @@ def command_check(script: str | None) -> int:
     problems = 0
     if script:
         try:
-            py_compile.compile(script, cfile=str(Path(os.environ.get("TMPDIR", "/tmp")) / "check.pyc"), doraise=True)
+            py_compile.compile(
+                script, cfile=str(Path(os.environ.get("TMPDIR", "/tmp")) / "check.pyc"), doraise=True
+            )
             print(f"ok: {script} compiles")
         except py_compile.PyCompileError as exc:
             print(f"FAIL: {script} does not compile: {exc.msg}")
             problems += 1
     if os.environ.get("HELM_MLOPS_SWEEP_FILE"):
         sys.path.insert(0, str(HERE))
-        import sweep  # noqa: PLC0415
+        import sweep
 
         spec = json.loads(Path(os.environ["HELM_MLOPS_SWEEP_FILE"]).read_text())
         try:
