@@ -1,0 +1,336 @@
+"""The training-job chart's values: what each group renders, and the values it must refuse (with a
+message naming the value), on Helm 4 and Helm 3."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.charts import CHARTS, find, pod_specs, template, template_error
+
+CHART = CHARTS / "training-job"
+SCRIPT = {"script": {"content": "print('train')\n"}}
+
+
+def _render(
+    tmp_path: Path, values: dict[str, Any], helm_name: str = "helm4", **kw: Any
+) -> list[dict[str, Any]]:
+    return template(CHART, values={**SCRIPT, **values}, helm_name=helm_name, tmp_dir=tmp_path, **kw)
+
+
+def _env(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+BAD = [
+    ({"script": {"content": ""}}, ["script.content or command is required", "--set-file"]),
+    ({"command": ["python", "-m", "x"]}, ["script.content and command are both set"]),
+    ({"job": {"restartPolicy": "Always"}}, ["restartPolicy"]),
+    ({"resources": {"requests": {"cpu": "2 cores"}}}, ["resources", "cpu"]),
+    ({"resources": {"limits": {"memory": "4GB"}}}, ["resources", "memory"]),
+    (
+        {"gpu": {"count": 1}, "distributed": {"enabled": True, "nprocPerNode": 4}},
+        ["distributed.nprocPerNode=4", "gpu.count=1"],
+    ),
+    ({"distributed": {"enabled": True, "backend": "nccl"}}, ["distributed.backend=nccl needs GPUs"]),
+    (
+        {"distributed": {"enabled": True}, "cronJob": {"schedule": "0 3 * * *"}},
+        ["cronJob.schedule cannot be combined"],
+    ),
+    ({"distributed": {"enabled": True, "elastic": {"enabled": True, "minNodes": 5}}}, ["elastic.minNodes"]),
+    (
+        {
+            "sweep": {"enabled": True, "parameters": [{"name": "a", "type": "int", "min": 1, "max": 3}]},
+            "distributed": {"enabled": True},
+        },
+        ["sweep.enabled and distributed.enabled"],
+    ),
+    ({"sweep": {"enabled": True, "strategy": "random", "trials": 0, "parameters": []}}, ["sweep.trials=0"]),
+    (
+        {"sweep": {"enabled": True, "strategy": "random", "trials": 10001, "parameters": []}},
+        ["10001 trials exceed the limit of 10000"],
+    ),
+    (
+        {
+            "sweep": {
+                "enabled": True,
+                "parameters": [
+                    {"name": "a", "type": "int", "min": 0, "max": 200},
+                    {"name": "b", "type": "int", "min": 0, "max": 99},
+                ],
+            }
+        },
+        ["more than 10000 trials exceed the limit"],
+    ),
+    (
+        {"sweep": {"enabled": True, "parameters": [{"name": "a", "type": "categorical"}]}},
+        ["sweep.parameters[0] (a)", "needs values"],
+    ),
+    (
+        {
+            "sweep": {"enabled": True, "parameters": [{"name": "a", "type": "int", "min": 1, "max": 3}]},
+            "job": {"restartPolicy": "OnFailure"},
+        },
+        ["sweep.enabled needs job.restartPolicy=Never"],
+    ),
+    (
+        {"job": {"restartPolicy": "OnFailure", "nonRetriableExitCodes": [2]}},
+        ["job.nonRetriableExitCodes needs job.restartPolicy=Never"],
+    ),
+    (
+        {"volumes": [{"name": "d", "mountPath": "/d", "pvc": {"claimName": "x"}, "emptyDir": {}}]},
+        ["volumes[0] (d)", "exactly one"],
+    ),
+    ({"volumes": [{"name": "d", "mountPath": "/d", "pvc": {"create": True}}]}, ["volumes[0].pvc.size"]),
+    ({"volumes": [{"name": "d", "mountPath": "data"}]}, ["mountPath"]),
+    (
+        {"distributed": {"enabled": True, "operator": "trainjob"}, "priorityClassName": "high"},
+        ["TrainJob", "TrainingRuntime"],
+    ),
+    ({"script": {"content": "x" * 950_000}}, ["1 MiB", "volumes"]),
+    ({"distributed": {"enabled": True, "operator": "mpi"}}, ["operator"]),
+    ({"jobs": {"backoffLimit": 1}}, ["jobs"]),
+]
+
+
+@pytest.mark.parametrize("helm_name", ["helm4", "helm3"])
+@pytest.mark.parametrize(("values", "words"), BAD, ids=[str(i) for i in range(len(BAD))])
+def test_bad_values_are_refused_with_the_value_named(
+    helm_name: str, values: dict[str, Any], words: list[str], tmp_path: Path
+) -> None:
+    message = template_error(CHART, {**SCRIPT, **values}, helm_name, tmp_path)
+    for word in words:
+        assert word in message, message
+
+
+def test_plain_job_hygiene_and_pod(tmp_path: Path) -> None:
+    docs = _render(
+        tmp_path,
+        {
+            "job": {
+                "backoffLimit": 1,
+                "activeDeadlineSeconds": 600,
+                "ttlSecondsAfterFinished": 60,
+                "nonRetriableExitCodes": [2, 3],
+            },
+            "nodeSelector": {"pool": "train"},
+            "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
+            "priorityClassName": "batch-high",
+            "runtimeClassName": "gvisor",
+        },
+        extra=["--set", "image.tag=3.12-slim"],
+    )
+    job = find(docs, "Job")
+    assert job["metadata"]["name"] == "t-training-job-r1"  # a new Job per revision: upgrades retrain
+    spec = job["spec"]
+    assert (spec["backoffLimit"], spec["activeDeadlineSeconds"], spec["ttlSecondsAfterFinished"]) == (
+        1,
+        600,
+        60,
+    )
+    rules = spec["podFailurePolicy"]["rules"]
+    assert {
+        "action": "FailJob",
+        "onExitCodes": {"containerName": "train", "operator": "In", "values": [2, 3]},
+    } in rules
+    assert rules[0]["action"] == "Ignore" and rules[0]["onPodConditions"][0]["type"] == "DisruptionTarget"
+    pod = spec["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    assert pod["nodeSelector"] == {"pool": "train"} and pod["priorityClassName"] == "batch-high"
+    assert pod["runtimeClassName"] == "gvisor" and pod["tolerations"][0]["key"] == "dedicated"
+    container = pod["containers"][0]
+    assert container["image"] == "python:3.12-slim"
+    assert container["command"][:5] == [
+        "python3",
+        "/opt/helm-mlops/launcher/launcher.py",
+        "run",
+        "--script",
+        "/opt/helm-mlops/script/train.py",
+    ]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert mounts["/dev/shm"] == "dshm"
+    shm = next(v for v in pod["volumes"] if v["name"] == "dshm")
+    assert shm["emptyDir"] == {"medium": "Memory", "sizeLimit": "1Gi"}
+    assert find(docs, "ConfigMap", "t-training-job-script")["data"]["train.py"] == "print('train')\n"
+
+
+def test_gpus_set_requests_limits_and_tolerate_the_gpu_taint(tmp_path: Path) -> None:
+    docs = _render(tmp_path, {"gpu": {"count": 2}})
+    pod = find(docs, "Job")["spec"]["template"]["spec"]
+    res = pod["containers"][0]["resources"]
+    assert res["requests"]["nvidia.com/gpu"] == 2 and res["limits"]["nvidia.com/gpu"] == 2
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+
+
+def test_data_volumes_env_and_credentials_from_secrets(tmp_path: Path) -> None:
+    docs = _render(
+        tmp_path,
+        {
+            "volumes": [
+                {"name": "ds", "mountPath": "/data", "pvc": {"claimName": "datasets", "readOnly": True}},
+                {"name": "ckpt", "mountPath": "/ckpt", "pvc": {"create": True, "size": "5Gi"}},
+                {"name": "scratch", "mountPath": "/scratch", "emptyDir": {"sizeLimit": "1Gi"}},
+                {"name": "creds", "mountPath": "/etc/creds", "secret": {"secretName": "wh"}},
+                {"name": "cfg", "mountPath": "/etc/cfg", "configMap": {"name": "features"}},
+            ],
+            "env": [{"name": "A", "value": "1"}],
+            "envFrom": [{"secretRef": {"name": "extra"}}],
+            "mlflow": {
+                "existingSecret": "mlf",
+                "s3": {"endpointUrl": "http://minio:9000", "existingSecret": "s3"},
+            },
+            "pip": {"existingSecret": "pip-index"},
+            "requirements": ["numpy"],
+        },
+        extra=["--set", "global.mlflow.trackingUri=http://stack-mlflow:5000"],
+    )
+    pod = find(docs, "Job")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["data-ds"]["persistentVolumeClaim"] == {"claimName": "datasets", "readOnly": True}
+    assert volumes["data-ckpt"]["persistentVolumeClaim"]["claimName"] == "t-training-job-ckpt"
+    assert volumes["data-creds"]["secret"] == {"secretName": "wh"} and volumes["data-cfg"]["configMap"] == {
+        "name": "features"
+    }
+    pvc = find(docs, "PersistentVolumeClaim")
+    assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    env = _env(container)
+    # The umbrella chart's global wires the stack's MLflow; credentials only ever come from Secrets.
+    assert env["MLFLOW_TRACKING_URI"] == "http://stack-mlflow:5000"
+    assert env["MLFLOW_TRACKING_PASSWORD"] == {"secretKeyRef": {"name": "mlf", "key": "password"}}
+    assert env["AWS_SECRET_ACCESS_KEY"] == {"secretKeyRef": {"name": "s3", "key": "AWS_SECRET_ACCESS_KEY"}}
+    assert env["MLFLOW_S3_ENDPOINT_URL"] == "http://minio:9000"
+    assert env["PIP_INDEX_URL"] == {"secretKeyRef": {"name": "pip-index", "key": "index-url"}}
+    assert env["A"] == "1" and container["envFrom"] == [{"secretRef": {"name": "extra"}}]
+    assert find(docs, "ConfigMap", "t-training-job-launcher")["data"]["requirements.txt"] == "numpy"
+
+
+def test_distributed_indexed_job(tmp_path: Path) -> None:
+    docs = _render(
+        tmp_path, {"gpu": {"count": 4}, "distributed": {"enabled": True, "nodes": 3, "nprocPerNode": 4}}
+    )
+    job = find(docs, "Job")
+    spec = job["spec"]
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 3, 3)
+    pod = spec["template"]["spec"]
+    service = find(docs, "Service")
+    assert pod["subdomain"] == service["metadata"]["name"] and service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["publishNotReadyAddresses"] is True
+    env = _env(pod["containers"][0])
+    assert env["HELM_MLOPS_NNODES"] == "3" and env["HELM_MLOPS_NPROC_PER_NODE"] == "4"
+    assert env["HELM_MLOPS_DIST_BACKEND"] == "nccl"
+    assert (
+        env["HELM_MLOPS_MASTER_ADDR"] == f"{job['metadata']['name']}-0.{service['metadata']['name']}.ml.svc"
+    )
+    cpu = _render(tmp_path, {"distributed": {"enabled": True}})
+    assert (
+        _env(find(cpu, "Job")["spec"]["template"]["spec"]["containers"][0])["HELM_MLOPS_DIST_BACKEND"]
+        == "gloo"
+    )
+
+
+def test_pytorchjob_master_and_workers(tmp_path: Path) -> None:
+    docs = _render(
+        tmp_path, {"distributed": {"enabled": True, "operator": "pytorchjob", "nodes": 4, "nprocPerNode": 2}}
+    )
+    pj = find(docs, "PyTorchJob")
+    replicas = pj["spec"]["pytorchReplicaSpecs"]
+    assert replicas["Master"]["replicas"] == 1 and replicas["Worker"]["replicas"] == 3
+    assert pj["spec"]["nprocPerNode"] == "2"
+    assert replicas["Master"]["template"]["spec"]["containers"][0]["name"] == "pytorch"  # the operator's rule
+    assert not [d for d in docs if d["kind"] in ("Job", "Service")]
+    elastic = find(
+        _render(
+            tmp_path,
+            {
+                "distributed": {
+                    "enabled": True,
+                    "operator": "pytorchjob",
+                    "nodes": 4,
+                    "elastic": {"enabled": True, "minNodes": 2},
+                }
+            },
+        ),
+        "PyTorchJob",
+    )
+    assert "Master" not in elastic["spec"]["pytorchReplicaSpecs"]
+    assert elastic["spec"]["elasticPolicy"] == {
+        "rdzvBackend": "c10d",
+        "minReplicas": 2,
+        "maxReplicas": 4,
+        "maxRestarts": 3,
+    }
+
+
+def test_trainjob_patches_the_runtime_pods(tmp_path: Path) -> None:
+    docs = _render(
+        tmp_path, {"gpu": {"count": 1}, "distributed": {"enabled": True, "operator": "trainjob", "nodes": 2}}
+    )
+    tj = find(docs, "TrainJob")
+    trainer = tj["spec"]["trainer"]
+    assert (trainer["numNodes"], trainer["numProcPerNode"]) == (2, 1)
+    assert trainer["resourcesPerNode"]["limits"]["nvidia.com/gpu"] == 1
+    patch = tj["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]
+    pod = patch["template"]["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert {m["name"] for m in pod["containers"][0]["volumeMounts"]} >= {
+        "launcher",
+        "script",
+        "runtime",
+        "tmp",
+    }
+
+
+def test_sweep_job(tmp_path: Path) -> None:
+    docs = _render(
+        tmp_path,
+        {
+            "sweep": {
+                "enabled": True,
+                "parallelism": 4,
+                "maxFailedIndexes": 2,
+                "parameters": [
+                    {"name": "lr", "type": "float", "values": [0.1, 0.01]},
+                    {"name": "depth", "type": "int", "min": 1, "max": 3},
+                ],
+            },
+            "job": {"nonRetriableExitCodes": [2]},
+        },
+    )
+    spec = find(docs, "Job")["spec"]
+    assert (spec["completions"], spec["parallelism"], spec["maxFailedIndexes"]) == (6, 4, 2)
+    assert spec["backoffLimitPerIndex"] == 1 and "backoffLimit" not in spec
+    # A non-retriable exit code fails that trial only, not the sweep.
+    assert spec["podFailurePolicy"]["rules"][-1]["action"] == "FailIndex"
+
+
+def test_cronjob_runs_the_image_command(tmp_path: Path) -> None:
+    docs = template(
+        CHART,
+        values={
+            "command": ["python3", "-m", "trainer"],
+            "cronJob": {"schedule": "0 3 * * 1", "timeZone": "Europe/Berlin"},
+        },
+        tmp_dir=tmp_path,
+    )
+    cron = find(docs, "CronJob")
+    assert cron["spec"]["schedule"] == "0 3 * * 1" and cron["spec"]["concurrencyPolicy"] == "Forbid"
+    container = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"][-4:] == ["--", "python3", "-m", "trainer"]
+    assert not [d for d in docs if d["kind"] == "Job"]
+    assert not [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-script")]
+
+
+def test_every_pod_is_restricted_in_every_mode(tmp_path: Path) -> None:
+    from tests.support.policy import restricted_violations
+
+    for values in (
+        {},
+        {"distributed": {"enabled": True, "operator": "pytorchjob"}},
+        {"cronJob": {"schedule": "@daily"}},
+    ):
+        for where, spec in pod_specs(_render(tmp_path, values)):
+            assert restricted_violations(spec) == [], where
