@@ -7,6 +7,7 @@ streaming runs one thread per pod over the Kubernetes client's log stream."""
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 import time
@@ -56,6 +57,17 @@ def select_pods(pods: list[dict[str, Any]], job: str, all_pods: bool) -> list[di
     return first[-1:]
 
 
+def api_message(exc: Exception) -> str:
+    """The API server's own message for a failed request, not the client's dump of headers."""
+    body = getattr(exc, "body", None)
+    if body:
+        try:
+            return f"{getattr(exc, 'status', '?')}: {json.loads(body)['message']}"
+        except (ValueError, KeyError, TypeError):
+            pass
+    return f"{type(exc).__name__}: {exc}"
+
+
 def prefix(pod: dict[str, Any]) -> str:
     return f"[{pod['metadata']['name']} rank {pod_rank(pod)}]"
 
@@ -73,6 +85,10 @@ def format_lines(pod: dict[str, Any], chunks: Iterable[bytes]) -> Iterator[str]:
         yield f"{head} {pending.decode(errors='replace')}"
 
 
+def finished(pod: dict[str, Any]) -> bool:
+    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
 def started(pod: dict[str, Any]) -> bool:
     """Logs exist once a container has started (running or terminated)."""
     for status in (pod.get("status") or {}).get("containerStatuses") or []:
@@ -84,29 +100,35 @@ def started(pod: dict[str, Any]) -> bool:
 
 class LogFollower:
     """Streams the logs of a release's training pods. `list_pods()` returns pod dicts, `stream(name,
-    follow)` an iterable of byte chunks, `job_done()` whether the job has finished; injected so the
+    follow)` an iterable of byte chunks, `job_state()` "missing", "running" or "done"; injected so the
     follow logic runs against recorded responses in tests and the Kubernetes API in use."""
 
     def __init__(
         self,
         list_pods: Callable[[], list[dict[str, Any]]],
         stream: Callable[[str, bool], Iterable[bytes]],
-        job_done: Callable[[], bool],
+        job_state: Callable[[], str],
         job: str,
         *,
         all_pods: bool,
         follow: bool,
         poll: float = 2.0,
+        linger: float = 10.0,
     ) -> None:
-        self.list_pods, self.stream, self.job_done = list_pods, stream, job_done
+        self.list_pods, self.stream, self.job_state = list_pods, stream, job_state
         self.job, self.all_pods, self.follow, self.poll = job, all_pods, follow, poll
+        # How long a stream may stay open after the job finished: a kubelet closes it when the
+        # container exits, but a stream that hangs (a node gone, a simulated kubelet) must not.
+        self.linger = linger
 
     def _reader(self, pod: dict[str, Any], out: queue.Queue[str | None]) -> None:
+        # A finished pod is read to its end without follow: nothing more can come.
+        follow = self.follow and not finished(pod)
         try:
-            for line in format_lines(pod, self.stream(pod["metadata"]["name"], self.follow)):
+            for line in format_lines(pod, self.stream(pod["metadata"]["name"], follow)):
                 out.put(line)
         except Exception as exc:
-            out.put(f"{prefix(pod)} (log stream ended: {type(exc).__name__}: {exc})")
+            out.put(f"{prefix(pod)} (log stream ended: {api_message(exc)})")
         finally:
             out.put(None)
 
@@ -115,9 +137,11 @@ class LogFollower:
         seen: set[str] = set()
         running = 0
         first = True
+        done_since: float | None = None
         while True:
             pods = select_pods(self.list_pods(), self.job, self.all_pods)
-            if first and not pods:
+            # Following a job whose pods are not created yet (suspended, queued) waits for them.
+            if first and not pods and (not self.follow or self.job_state() == "missing"):
                 raise UserError(
                     f"no pods of training job {self.job!r} in this release",
                     field="JOB",
@@ -143,12 +167,17 @@ class LogFollower:
                     yield item
             if not self.follow and running == 0:
                 return
+            if self.follow and running:
+                if done_since is None and self.job_state() == "done":
+                    done_since = time.monotonic()
+                if done_since is not None and time.monotonic() - done_since > self.linger:
+                    return
             # Done once the job finished and no pod is left unread (a pod that finished between two
             # polls still gets printed).
             if (
                 self.follow
                 and running == 0
-                and self.job_done()
+                and self.job_state() == "done"
                 and all(
                     p["metadata"]["name"] in seen
                     for p in select_pods(self.list_pods(), self.job, self.all_pods)
@@ -160,8 +189,6 @@ class LogFollower:
 def follower(
     kubeconfig: Path, namespace: str, release: str, job: str, *, follow: bool, all_pods: bool
 ) -> LogFollower:
-    import json
-
     from kubernetes import client, config
 
     api_client = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
@@ -178,15 +205,15 @@ def follower(
         )
         return response.stream(4096)  # type: ignore[no-any-return]
 
-    def job_done() -> bool:
+    def job_state() -> str:
         raw: Any = batch.list_namespaced_job(namespace, label_selector=selector, _preload_content=False)
         jobs = [j for j in json.loads(raw.data)["items"] if matches_job(j, job)]
         if jobs:
-            return all(job_phase(j) in ("Complete", "Failed") for j in jobs)
+            return "done" if all(job_phase(j) in ("Complete", "Failed") for j in jobs) else "running"
         # PyTorchJob and TrainJob pods belong to no Job of ours: done when every pod has finished.
         pods = select_pods(list_pods(), job, all_pods=True)
-        return bool(pods) and all(
-            (p.get("status") or {}).get("phase") in ("Succeeded", "Failed") for p in pods
-        )
+        if not pods:
+            return "missing"
+        return "done" if all(finished(p) for p in pods) else "running"
 
-    return LogFollower(list_pods, stream, job_done, job, all_pods=all_pods, follow=follow)
+    return LogFollower(list_pods, stream, job_state, job, all_pods=all_pods, follow=follow)

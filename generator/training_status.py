@@ -26,6 +26,7 @@ class JobSummary:
     started: str = ""
     duration: str = ""
     runs: list[str] = field(default_factory=list)
+    sweep_id: str = ""
 
 
 def _time(text: str | None) -> datetime | None:
@@ -97,7 +98,13 @@ def summarize_job(job: dict[str, Any], pods: list[dict[str, Any]], now: datetime
         started=status.get("startTime") or "",
         duration=_duration(start, end, now),
         runs=mlflow_links(pods),
+        sweep_id=job["metadata"].get("uid", "") if is_sweep(job) else "",
     )
+
+
+def is_sweep(job: dict[str, Any]) -> bool:
+    containers = job["spec"]["template"]["spec"].get("containers") or []
+    return any(e.get("name") == "HELM_MLOPS_SWEEP_FILE" for c in containers for e in c.get("env") or [])
 
 
 def summarize_cronjob(cron: dict[str, Any]) -> JobSummary:
@@ -142,6 +149,8 @@ def format_summaries(summaries: list[JobSummary]) -> list[str]:
         done = f"{s.succeeded}/{s.completions}" if s.completions else str(s.succeeded)
         when = f"{s.started} / {s.duration}" if s.started else ""
         lines.append(f"{s.name:<40} {s.kind:<10} {s.phase:<12} {s.active:>6} {done:>4} {s.failed:>6}  {when}")
+        if s.sweep_id:
+            lines.append(f"    sweep id: {s.sweep_id}  (helm-mlops sweep best --sweep-id {s.sweep_id} ...)")
         lines += [f"    MLflow run: {link}" for link in s.runs]
     return lines
 

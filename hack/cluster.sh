@@ -41,6 +41,11 @@ up() {
     { cat "$dir/stages/$f.yaml"; echo "---"; } >> "$config"
   done
   cat "$here/kwok/stages.yaml" >> "$config"
+  # Simulated container logs, so `kubectl logs` and `helm-mlops logs` stream through the real
+  # API server (kube-apiserver -> kwok's kubelet endpoint) for every pod of the cluster.
+  logs="$KWOK_WORKDIR/pod-$name.log"
+  cp "$here/kwok/pod.log" "$logs"
+  printf -- '---\napiVersion: kwok.x-k8s.io/v1alpha1\nkind: ClusterLogs\nmetadata:\n  name: simulated-logs\nspec:\n  selector: {}\n  logs:\n    - logsFile: %s\n      follow: false\n' "$logs" >> "$config"
   start=$(date +%s.%N)
   "$bin/kwokctl" create cluster --name "$name" --runtime binary --config "$config" \
     --kube-apiserver-binary "$bin/kube-apiserver" --kube-controller-manager-binary "$bin/kube-controller-manager" \
