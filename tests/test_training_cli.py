@@ -1,0 +1,312 @@
+"""`helm-mlops train`, `logs`, `status` and `sweep plan` without a cluster: bad input is refused with
+exit code 2 and nothing written; status and logs are checked against recorded API objects (the
+shapes `kubectl get -o json` prints) and a scripted sequence of pod lists and log chunks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from generator import sweep_space
+from generator.training_logs import LogFollower, format_lines, pod_rank, select_pods
+from generator.training_status import format_summaries, job_phase, summarize_custom, summarize_job
+
+EXE = str(Path(sys.executable).parent / "helm-mlops")
+
+
+def _cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([EXE, *map(str, args)], capture_output=True, text=True, check=False, cwd=cwd)
+
+
+@pytest.fixture
+def script(tmp_path: Path) -> Path:
+    path = tmp_path / "train.py"
+    path.write_text("print('train')\n")
+    return path
+
+
+def _sweep_file(tmp_path: Path, body: dict[str, Any]) -> Path:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(body))
+    return path
+
+
+BAD_INPUT = [
+    (["--script", "missing.py"], "--script: missing.py does not exist"),
+    (["--script", "{script}", "--cpu", "two"], "--cpu: 'two' is not a Kubernetes quantity"),
+    (["--script", "{script}", "--memory", "4GB"], "--memory: '4GB' is not a Kubernetes quantity"),
+    (["--script", "{script}", "--set", "resources.limits.cpu=1.5cores"], "resources.limits.cpu"),
+    (["--script", "{script}", "--gpus", "1", "--nodes", "2", "--nproc-per-node", "2"], "--nproc-per-node"),
+    (["--script", "{script}", "--sweep", "{sweep0}"], "sweep: sweep.trials must be at least 1"),
+    (["--script", "{script}", "--sweep", "{sweep_huge}"], "more than 10000 trials"),
+    (
+        ["--script", "{script}", "--set", "job.restartPolicy=Always"],
+        "job.restartPolicy: 'Always' is not one of",
+    ),
+    (["--script", "{script}", "--command", "python"], "script.content and command are both set"),
+    (["--requirements-file", "nope.txt", "--script", "{script}"], "--requirements-file"),
+]
+
+
+@pytest.mark.parametrize(("args", "words"), BAD_INPUT, ids=[w[:30] for _, w in BAD_INPUT])
+def test_bad_input_exits_2_names_the_field_and_writes_nothing(
+    args: list[str], words: str, tmp_path: Path, script: Path
+) -> None:
+    sweep0 = _sweep_file(
+        tmp_path,
+        {"strategy": "random", "trials": 0, "parameters": [{"name": "a", "type": "int", "min": 1, "max": 2}]},
+    )
+    huge = {
+        "parameters": [
+            {"name": "a", "type": "int", "min": 0, "max": 100},
+            {"name": "b", "type": "int", "min": 0, "max": 100},
+        ]
+    }
+    sweep_huge = tmp_path / "huge.yaml"
+    sweep_huge.write_text(yaml.safe_dump(huge))
+    out = tmp_path / "out"
+    argv = [a.format(script=script, sweep0=sweep0, sweep_huge=sweep_huge) for a in args]
+    result = _cli("train", "r1", *argv, "--render-to", out, cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert words in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        p.name for p in tmp_path.iterdir() if not p.name.startswith(".helm-mlops-")
+    )
+
+
+def test_render_to_writes_values_and_every_manifest(tmp_path: Path, script: Path) -> None:
+    out = tmp_path / "out"
+    result = _cli(
+        "train", "r1", "--script", script, "--nodes", "2", "--cpu", "2", "--memory", "4Gi", "--render-to", out
+    )
+    assert result.returncode == 0, result.stderr
+    values = yaml.safe_load((out / "values.yaml").read_text())
+    assert values["script"]["content"] == "print('train')\n" and values["distributed"]["nodes"] == 2
+    kinds = sorted(yaml.safe_load(p.read_text())["kind"] for p in out.glob("[0-9]*.yaml"))
+    assert kinds == ["ConfigMap", "ConfigMap", "Job", "Pod", "Service", "ServiceAccount"]
+    docs = [yaml.safe_load(p.read_text()) for p in out.glob("[0-9]*.yaml")]
+    job = next(d for d in docs if d["kind"] == "Job")
+    assert job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] == {
+        "cpu": "2",
+        "memory": "4Gi",
+    }
+    # A second run does not overwrite a result.
+    again = _cli("train", "r1", "--script", script, "--render-to", out)
+    assert again.returncode == 2 and "--render-to" in again.stderr
+
+
+def test_sweep_plan_prints_what_the_pods_get(tmp_path: Path) -> None:
+    spec = {
+        "strategy": "random",
+        "trials": 4,
+        "seed": 3,
+        "parameters": [{"name": "lr", "type": "float", "min": 0.001, "max": 0.1, "scale": "log"}],
+    }
+    result = _cli("sweep", "plan", "-f", _sweep_file(tmp_path, {"sweep": spec}))
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines()]
+    assert [int(r[0]) for r in rows] == [0, 1, 2, 3]
+    assert [float(r[1].split("=")[1]) for r in rows] == [p["lr"] for p in sweep_space.plan(spec)]
+
+
+# Status from recorded objects -----------------------------------------------------------------------
+
+NOW = datetime(2026, 11, 23, 12, 10, 0, tzinfo=UTC)
+
+
+def _job(conditions: list[str], **status: Any) -> dict[str, Any]:
+    return {
+        "kind": "Job",
+        "metadata": {
+            "name": "r-training-job-r1",
+            "uid": "u-1",
+            "labels": {"app.kubernetes.io/name": "training-job"},
+        },
+        "spec": {
+            "completions": 3,
+            "template": {
+                "spec": {
+                    "containers": [
+                        {"name": "train", "env": [{"name": "HELM_MLOPS_SWEEP_FILE", "value": "x"}]}
+                    ]
+                }
+            },
+        },
+        "status": {
+            "conditions": [
+                {"type": c, "status": "True", "lastTransitionTime": "2026-11-23T12:05:00Z"}
+                for c in conditions
+            ],
+            **status,
+        },
+    }
+
+
+def _pod(
+    name: str, index: str, phase: str, message: str | None = None, labels: dict[str, str] | None = None
+) -> dict[str, Any]:
+    terminated = {"terminated": {"exitCode": 0, "message": message}} if message else {"running": {}}
+    return {
+        "metadata": {
+            "name": name,
+            "creationTimestamp": f"2026-11-23T12:0{index}:00Z",
+            "annotations": {"batch.kubernetes.io/job-completion-index": index},
+            "labels": {
+                "app.kubernetes.io/name": "training-job",
+                "batch.kubernetes.io/job-name": "r-training-job-r1",
+                **(labels or {}),
+            },
+        },
+        "spec": {
+            "containers": [
+                {"name": "train", "env": [{"name": "MLFLOW_TRACKING_URI", "value": "http://mlflow:5000"}]}
+            ]
+        },
+        "status": {"phase": phase, "containerStatuses": [{"name": "train", "state": terminated}]},
+    }
+
+
+def test_job_phases() -> None:
+    assert job_phase(_job(["SuccessCriteriaMet", "Complete"])) == "Complete"
+    assert job_phase(_job(["FailureTarget", "Failed"])) == "Failed"
+    assert job_phase(_job(["FailureTarget"])) == "Failing"
+    assert job_phase(_job([], active=2)) == "Running"
+    assert job_phase(_job([])) == "Pending"
+    assert job_phase({**_job([]), "spec": {"suspend": True}}) == "Suspended"
+
+
+def test_status_summary_with_mlflow_runs_and_sweep_id() -> None:
+    message = json.dumps({"exitCode": 0, "trial": 1, "mlflowRunId": "abc", "mlflowExperimentId": "7"})
+    job = _job(
+        ["Complete"], startTime="2026-11-23T12:00:00Z", completionTime="2026-11-23T12:04:05Z", succeeded=3
+    )
+    summary = summarize_job(
+        job, [_pod("p-1", "1", "Succeeded", message), _pod("p-0", "0", "Succeeded", "not json")], NOW
+    )
+    assert (summary.phase, summary.succeeded, summary.completions, summary.duration) == (
+        "Complete",
+        3,
+        3,
+        "4m05s",
+    )
+    assert summary.runs == ["http://mlflow:5000/#/experiments/7/runs/abc (trial 1)"]
+    assert summary.sweep_id == "u-1"
+    text = "\n".join(format_summaries([summary]))
+    assert "3/3" in text and "sweep id: u-1" in text and "runs/abc" in text
+    running = summarize_job(_job([], startTime="2026-11-23T11:00:00Z", active=1), [], NOW)
+    assert running.duration == "1h10m00s" and running.phase == "Running"
+
+
+def test_pytorchjob_summary_counts_pods() -> None:
+    obj = {
+        "kind": "PyTorchJob",
+        "metadata": {"name": "r-training-job", "creationTimestamp": "2026-11-23T12:00:00Z"},
+        "status": {
+            "conditions": [{"type": "Created", "status": "True"}, {"type": "Running", "status": "True"}],
+            "startTime": "2026-11-23T12:00:00Z",
+        },
+    }
+    pods = [_pod("m", "0", "Running"), _pod("w0", "0", "Succeeded", "{}"), _pod("w1", "1", "Failed", "{}")]
+    summary = summarize_custom(obj, pods, NOW)
+    assert (summary.phase, summary.active, summary.succeeded, summary.failed) == ("Running", 1, 1, 1)
+
+
+# Logs: selection, formatting and the follow loop ---------------------------------------------------
+
+
+def test_rank_and_pod_selection() -> None:
+    pods = [_pod("j-1-a", "1", "Running"), _pod("j-0-a", "0", "Failed"), _pod("j-0-b", "0", "Running")]
+    pods[2]["metadata"]["creationTimestamp"] = "2026-11-23T12:09:00Z"  # the retry of rank 0
+    assert [p["metadata"]["name"] for p in select_pods(pods, "training-job", all_pods=True)] == [
+        "j-0-a",
+        "j-1-a",
+        "j-0-b",
+    ]
+    assert [p["metadata"]["name"] for p in select_pods(pods, "training-job", all_pods=False)] == ["j-0-b"]
+    assert select_pods(pods, "other-job", all_pods=True) == []
+    kubeflow = _pod(
+        "pj-worker-2",
+        "0",
+        "Running",
+        labels={"training.kubeflow.org/replica-type": "Worker", "training.kubeflow.org/replica-index": "2"},
+    )
+    del kubeflow["metadata"]["annotations"]
+    assert pod_rank(kubeflow) == "worker-2"
+
+
+def test_lines_split_across_chunks_are_joined() -> None:
+    pod = _pod("j-0-a", "0", "Running")
+    lines = list(format_lines(pod, [b"epoch 1 lo", b"ss 0.5\nepoch 2", b" loss 0.4\n\xff tail"]))
+    assert lines == [
+        "[j-0-a rank 0] epoch 1 loss 0.5",
+        "[j-0-a rank 0] epoch 2 loss 0.4",
+        "[j-0-a rank 0] \ufffd tail",
+    ]
+
+
+def test_follow_picks_up_pods_that_start_later_and_stops_when_the_job_is_done() -> None:
+    rank0, rank1 = _pod("j-0-a", "0", "Running"), _pod("j-1-a", "1", "Pending")
+    rank1["status"]["containerStatuses"] = [{"name": "train", "state": {"waiting": {}}}]
+    later = _pod("j-1-a", "1", "Running")
+    listings = iter([[rank0, rank1], [rank0, rank1], [rank0, later]])
+    state = {"calls": 0}
+
+    def list_pods() -> list[dict[str, Any]]:
+        return next(listings, [rank0, later])
+
+    def stream(name: str, follow: bool) -> Iterable[bytes]:
+        assert follow  # running pods are followed
+        return [f"hello from {name}\n".encode()]
+
+    def job_state() -> str:
+        state["calls"] += 1
+        return "done" if state["calls"] > 2 else "running"
+
+    follower = LogFollower(
+        list_pods, stream, job_state, "training-job", all_pods=True, follow=True, poll=0.05
+    )
+    assert list(follower.lines()) == ["[j-0-a rank 0] hello from j-0-a", "[j-1-a rank 1] hello from j-1-a"]
+
+
+def test_following_a_missing_job_is_a_user_error() -> None:
+    from generator.errors import UserError
+
+    follower = LogFollower(
+        lambda: [], lambda n, f: [], lambda: "missing", "nope", all_pods=False, follow=True, poll=0.01
+    )
+    with pytest.raises(UserError) as err:
+        list(follower.lines())
+    assert "JOB" in str(err.value) and "nope" in str(err.value)
+
+
+def test_a_hanging_stream_ends_after_the_job_finished() -> None:
+    import threading
+
+    release = threading.Event()
+
+    def stream(name: str, follow: bool) -> Iterable[bytes]:
+        yield b"started\n"
+        release.wait(30)  # a stream the server never closes
+
+    follower = LogFollower(
+        lambda: [_pod("j-0-a", "0", "Running")],
+        stream,
+        lambda: "done",
+        "training-job",
+        all_pods=False,
+        follow=True,
+        poll=0.05,
+        linger=0.3,
+    )
+    assert list(follower.lines()) == ["[j-0-a rank 0] started"]
+    release.set()
