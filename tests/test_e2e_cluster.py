@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IN_CI, need_shared
 from tests.support.charts import CHARTS, REPO, TOOLS_BIN, ci_values, helm_path
-from tests.support.cluster import Cluster, cluster_binaries_dir, cluster_script
+from tests.support.cluster import Cluster
 
 pytestmark = pytest.mark.e2e
 HELMS = ["helm4", "helm3"]
@@ -29,24 +28,6 @@ EXISTING_SECRETS = {
     "mlflow-azure": {"connection-string": "DefaultEndpointsProtocol=https;AccountName=x;AccountKey=eA==;"},
     "mlflow-admin": {"username": "admin", "password": "admin-pass"},
 }
-
-
-@pytest.fixture(scope="session")
-def cluster() -> Iterator[Cluster]:
-    if not (cluster_binaries_dir() / "stages" / ".complete").is_file():
-        message = f"cluster binaries not built in {cluster_binaries_dir()}: run `make cluster-tools`"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    cluster_script("up")
-    c = Cluster(Path(cluster_script("kubeconfig").strip()))
-    crds = need_shared("crds")
-    c.kubectl("apply", "--server-side", "-f", str(crds))
-    for crd in ("servicemonitors.monitoring.coreos.com", "httproutes.gateway.networking.k8s.io"):
-        c.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
-    yield c
-    if not os.environ.get("HELM_MLOPS_KEEP_CLUSTER"):
-        cluster_script("down")
 
 
 @pytest.fixture
