@@ -325,3 +325,24 @@ def test_a_failing_rank_fails_the_job_with_its_exit_code(tmp_path: Path, torch_p
     logs = "\n----\n".join((tmp_path / f"node-{i}.log").read_text() for i in (0, 1))
     assert codes[1] == 3, logs  # torchrun itself would exit 1: the launcher keeps the rank's code
     assert codes[0] != 0, logs  # the other node fails too, so the Job fails
+
+
+def test_helm_test_pod_checks_script_sweep_and_mlflow(tracking: str, tmp_path: Path) -> None:
+    values: dict[str, Any] = {
+        "script": {"content": SKLEARN_SCRIPT},
+        "mlflow": {"trackingUri": f"http://{MLFLOW_HOST}"},
+        "sweep": {"enabled": True, "parameters": [{"name": "C", "type": "float", "values": [0.1, 1.0]}]},
+    }
+    docs = template(CHART, values=values, tmp_dir=tmp_path)
+    test_pod = find(docs, "Pod")
+    assert test_pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    spec = test_pod["spec"]
+    result = _pod(docs, tmp_path / "ok", tracking).run(spec, spec["containers"][0])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "compiles" in result.stdout and "sweep of 2 trials" in result.stdout and "answers" in result.stdout
+
+    values["script"] = {"content": "def broken(:\n"}
+    docs = template(CHART, values=values, tmp_dir=tmp_path)
+    spec = find(docs, "Pod")["spec"]
+    result = _pod(docs, tmp_path / "bad", tracking).run(spec, spec["containers"][0])
+    assert result.returncode == 1 and "does not compile" in result.stdout
