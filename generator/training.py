@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from generator import quantity, sweep_space
+from generator import quantity, sweep_space, yaml_out
 from generator.errors import UserError
 from generator.paths import chart_dir
 
@@ -199,10 +199,10 @@ def write_rendered(prepared: Prepared, out_dir: Path) -> list[Path]:
     parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".helm-mlops-", dir=parent))
     try:
-        (staging / "values.yaml").write_text(yaml.safe_dump(prepared.values, sort_keys=False))
+        (staging / "values.yaml").write_text(yaml_out.dump(prepared.values))
         for i, res in enumerate(prepared.resources):
             name = f"{i:02d}-{res['kind'].lower()}-{res['metadata']['name']}.yaml"
-            (staging / name).write_text(yaml.safe_dump(res, sort_keys=False))
+            (staging / name).write_text(yaml_out.dump(res))
         if out_dir.exists():
             out_dir.rmdir()
         os.replace(staging, out_dir)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from generator import sweep_space
@@ -144,6 +144,10 @@ def test_random_trials_are_in_bounds_reproducible_and_independent_of_count(
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(space=grid_space())
+# Found by hypothesis: helm reads a bare `n` (or `y`, `on`, `off`) as a YAML 1.1 boolean.
+@example(
+    space={"strategy": "grid", "parameters": [{"name": "n", "type": "categorical", "values": ["y", "off"]}]}
+)
 def test_the_chart_runs_as_many_completions_as_the_launcher_has_trials(
     space: dict[str, Any], tmp_path: Path
 ) -> None:

@@ -115,18 +115,22 @@ def test_sklearn_script_logs_to_real_mlflow(tracking: str, tmp_path: Path) -> No
     }
 
 
+def _run_tracked(
+    script: str, experiment: str, tracking: str, tmp_path: Path
+) -> subprocess.CompletedProcess[str]:
+    """Render a job logging to `experiment` and run its container."""
+    values = {
+        "script": {"content": script},
+        "mlflow": {"trackingUri": f"http://{MLFLOW_HOST}", "experimentName": experiment},
+    }
+    docs = template(CHART, values=values, tmp_dir=tmp_path)
+    spec, container = _job_container(docs)
+    return _pod(docs, tmp_path / "pod", tracking).run(spec, container)
+
+
 def test_failing_script_fails_the_pod_and_the_run(tracking: str, tmp_path: Path) -> None:
     script = "import mlflow, sys\nwith mlflow.start_run():\n    mlflow.log_metric('x', 1)\n    sys.exit(3)\n"
-    docs = template(
-        CHART,
-        values={
-            "script": {"content": script},
-            "mlflow": {"trackingUri": f"http://{MLFLOW_HOST}", "experimentName": "launcher-fail"},
-        },
-        tmp_dir=tmp_path,
-    )
-    spec, container = _job_container(docs)
-    result = _pod(docs, tmp_path / "pod", tracking).run(spec, container)
+    result = _run_tracked(script, "launcher-fail", tracking, tmp_path)
     assert result.returncode == 3, result.stderr
     [run] = _runs(tracking, "launcher-fail")
     assert run.info.status == "FAILED"
@@ -135,16 +139,9 @@ def test_failing_script_fails_the_pod_and_the_run(tracking: str, tmp_path: Path)
 
 def test_script_without_mlflow_calls_still_gets_a_finished_run(tracking: str, tmp_path: Path) -> None:
     """The launcher owns the run: a script that never touches MLflow still leaves a closed run."""
-    docs = template(
-        CHART,
-        values={
-            "script": {"content": "import os\nprint('run id', os.environ['MLFLOW_RUN_ID'])\n"},
-            "mlflow": {"trackingUri": f"http://{MLFLOW_HOST}", "experimentName": "launcher-plain"},
-        },
-        tmp_dir=tmp_path,
+    result = _run_tracked(
+        "import os\nprint('run id', os.environ['MLFLOW_RUN_ID'])\n", "launcher-plain", tracking, tmp_path
     )
-    spec, container = _job_container(docs)
-    result = _pod(docs, tmp_path / "pod", tracking).run(spec, container)
     assert result.returncode == 0, result.stderr
     [run] = _runs(tracking, "launcher-plain")
     assert run.info.status == "FINISHED"

@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from generator import yaml_out
+
 REPO = Path(__file__).resolve().parents[2]
 CHARTS = REPO / "charts"
 TOOLS_BIN = REPO / ".tools" / "bin"
@@ -73,7 +75,7 @@ def template(
         target = (
             tmp_dir or Path(os.environ.get("TMPDIR", "/tmp"))
         ) / f"values-{os.getpid()}-{id(values)}.yaml"
-        target.write_text(yaml.safe_dump(values))
+        target.write_text(yaml_out.dump(values))
         args += ["-f", target]
     args += extra or []
     result = helm(helm_name, *args)

@@ -173,54 +173,42 @@ def postgres(base: Path, password: str) -> Iterator[Postgres]:
 
 
 @contextlib.contextmanager
+def serve(
+    argv: list[str], log: Path, health_url: str, timeout: float, cwd: Path | None = None
+) -> Iterator[None]:
+    """Run a server in its own session until the block ends; ready once health_url answers."""
+    proc = subprocess.Popen(
+        argv, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd
+    )
+    try:
+        wait_http(health_url, timeout=timeout, proc=proc, log=log)
+        yield
+    finally:
+        stop(proc)
+
+
+@contextlib.contextmanager
 def moto_s3(log_dir: Path) -> Iterator[str]:
     """moto_server as an S3 endpoint; yields its URL."""
     port = free_port()
-    log = log_dir / "moto.log"
     exe = Path(sys.executable).parent / "moto_server"
-    proc = subprocess.Popen(
-        [str(exe), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(url + "/moto-api/", timeout=60, proc=proc, log=log)
+    with serve([str(exe), "-H", "127.0.0.1", "-p", str(port)], log_dir / "moto.log", url + "/moto-api/", 60):
         yield url
-    finally:
-        stop(proc)
 
 
 @contextlib.contextmanager
 def mlflow_server(root: Path) -> Iterator[str]:
     """A real `mlflow server` (SQLite backend, proxied artifacts in a temp dir); yields its URL."""
     port = free_port()
-    log = root / "mlflow-server.log"
     exe = Path(sys.executable).parent / "mlflow"
-    proc = subprocess.Popen(
-        [
-            str(exe),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            f"sqlite:///{root / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(root / "artifacts"),
-        ],
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        cwd=root,
-    )
+    argv = [str(exe), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    argv += [
+        "--backend-store-uri",
+        f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(root / "artifacts"),
+    ]
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(url + "/health", timeout=120, proc=proc, log=log)
+    with serve(argv, root / "mlflow-server.log", url + "/health", 120, cwd=root):
         yield url
-    finally:
-        stop(proc)

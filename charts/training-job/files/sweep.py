@@ -53,13 +53,7 @@ def grid_values(p: dict[str, Any], i: int = 0) -> list[Any]:
     if p.get("values"):
         return _typed(p)
     kind = p.get("type")
-    if kind == "categorical":
-        raise SweepError(f"{where}: a categorical parameter needs values")
-    if "min" not in p or "max" not in p:
-        raise SweepError(f"{where}: set min and max, or values")
-    lo, hi = _number(p["min"], where, "min"), _number(p["max"], where, "max")
-    if hi < lo:
-        raise SweepError(f"{where}: max must be >= min")
+    lo, hi = _bounds(p, where)
     if kind == "int":
         step = int(p.get("step") or 1)
         if step <= 0:
@@ -110,10 +104,8 @@ def trial_count(spec: dict[str, Any]) -> int:
     return n
 
 
-def _check_random(p: dict[str, Any], i: int) -> None:
-    where = _where(i, p)
-    if p.get("values"):
-        return
+def _bounds(p: dict[str, Any], where: str) -> tuple[float, float]:
+    """min and max of a numeric parameter given as a range (not as values)."""
     if p.get("type") == "categorical":
         raise SweepError(f"{where}: a categorical parameter needs values")
     if "min" not in p or "max" not in p:
@@ -121,6 +113,14 @@ def _check_random(p: dict[str, Any], i: int) -> None:
     lo, hi = _number(p["min"], where, "min"), _number(p["max"], where, "max")
     if hi < lo:
         raise SweepError(f"{where}: max must be >= min")
+    return lo, hi
+
+
+def _check_random(p: dict[str, Any], i: int) -> None:
+    where = _where(i, p)
+    if p.get("values"):
+        return
+    lo, _ = _bounds(p, where)
     if p.get("scale") == "log" and lo <= 0:
         raise SweepError(f"{where}: scale=log needs min > 0")
     if p.get("type") not in ("int", "float"):
