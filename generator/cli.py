@@ -303,6 +303,68 @@ def sweep_best(tracking_uri: str, experiment: str, sweep_id: str, metric: str, g
         click.echo(f"{t.index:>5}  {value:<14} {t.status:<9} {t.run_id}  {params}")
 
 
+@cli.group()
+def runtime() -> None:
+    """The inference runtime: serve a model locally exactly as the inference-service chart does."""
+
+
+@runtime.command("serve")
+@click.option(
+    "--model",
+    required=True,
+    help="Model file (.pkl .joblib .onnx .pt .h5 .keras), MLflow model dir or models:/ URI.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    help="Format when the extension does not say: sklearn, joblib, onnx, torch, keras, mlflow.",
+)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--name", default="model", show_default=True, help="Model name in the v2 protocol.")
+@click.option(
+    "--trust-model",
+    is_flag=True,
+    help="Allow pickles and pickled PyTorch modules (they run code when loaded).",
+)
+@click.option("--sha256", help="Pinned sha256 of the model file (trusts exactly that file).")
+@click.option("--python", "python", help="Python of a venv with the model's framework (torch, keras...).")
+@click.option("--no-batching", is_flag=True, help="Predict each request on its own.")
+@click.option("--max-batch-rows", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--max-batch-wait-ms", type=click.FloatRange(min=0), default=0.0, show_default=True)
+def runtime_serve(
+    model: str,
+    fmt: str | None,
+    port: int,
+    host: str,
+    name: str,
+    trust_model: bool,
+    sha256: str | None,
+    python: str | None,
+    no_batching: bool,
+    max_batch_rows: int,
+    max_batch_wait_ms: float,
+) -> None:
+    """Serve a model: POST /predict, the Open Inference Protocol v2 under /v2, and /metrics."""
+    from generator.runtime_serve import ServeRequest, serve
+
+    serve(
+        ServeRequest(
+            model=model,
+            format=fmt,
+            port=port,
+            host=host,
+            name=name,
+            trust_model=trust_model,
+            sha256=sha256,
+            python=python,
+            batching=not no_batching,
+            max_batch_rows=max_batch_rows,
+            max_batch_wait_ms=max_batch_wait_ms,
+        )
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:

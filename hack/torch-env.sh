@@ -12,13 +12,15 @@ LOG_TAG=torch-env
 py=${PY:-python3}
 tag=$("$py" -c 'import sys; print(f"py{sys.version_info[0]}.{sys.version_info[1]}")')
 venv="$HELM_MLOPS_CACHE/torch-$TORCH_VERSION-$tag"
-marker="$venv/.helm-mlops-torch-$TORCH_VERSION"
+# The marker carries the requirements' hash, so a change to them rebuilds the venv.
+reqs="$here/torch-env-requirements.txt"
+marker="$venv/.helm-mlops-torch-$TORCH_VERSION-$(sha256sum "$reqs" | cut -c1-12)"
 if [ ! -f "$marker" ]; then
-  log "creating $venv (torch $TORCH_VERSION)"
-  rm -rf "$venv"
-  "$py" -m venv "$venv"
+  log "preparing $venv (torch $TORCH_VERSION)"
+  [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
+  rm -f "$venv"/.helm-mlops-torch-*
   "$venv/bin/python" -m pip install -q --upgrade pip >&2
-  "$venv/bin/python" -m pip install -q "torch==$TORCH_VERSION" numpy >&2
+  "$venv/bin/python" -m pip install -q "torch==$TORCH_VERSION" -r "$reqs" >&2
   "$venv/bin/python" -c 'import torch.distributed as d; assert d.is_available() and d.is_gloo_available()' >&2
   touch "$marker"
 fi

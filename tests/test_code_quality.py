@@ -13,7 +13,7 @@ BIN = Path(sys.executable).parent
 
 
 # Python shipped inside the charts (entrypoints, the launcher) is code like any other.
-CHART_FILES = ["charts/mlflow/files", "charts/training-job/files"]
+CHART_FILES = ["charts/mlflow/files", "charts/training-job/files", "charts/inference-service/files"]
 
 
 @pytest.mark.parametrize(

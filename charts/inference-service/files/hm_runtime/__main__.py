@@ -1,0 +1,75 @@
+"""python -m hm_runtime --model PATH_OR_URI [--format F] [--port P] [--name N] [--trust-model] ...
+
+Every option can also come from the environment (HM_RUNTIME_MODEL, HM_RUNTIME_PORT, ...), which is
+how the inference-service chart configures it."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"HM_RUNTIME_{name}", default)
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="hm_runtime", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default=_env("MODEL"), help="model file, MLflow model dir, or models:/ URI")
+    p.add_argument("--format", default=_env("FORMAT"), help="sklearn, joblib, onnx, torch, keras or mlflow")
+    p.add_argument("--name", default=_env("NAME", "model"), help="model name in the v2 protocol")
+    p.add_argument("--host", default=_env("HOST", "0.0.0.0"))
+    p.add_argument("--port", type=int, default=int(_env("PORT", "8000") or 8000))
+    p.add_argument("--trust-model", action="store_true", default=_env("TRUST_MODEL", "false") == "true")
+    p.add_argument("--sha256", default=_env("SHA256"), help="pinned sha256 of the model file")
+    p.add_argument("--no-batching", action="store_true", default=_env("BATCHING", "true") == "false")
+    p.add_argument("--max-batch-rows", type=int, default=int(_env("MAX_BATCH_ROWS", "64") or 64))
+    p.add_argument("--max-batch-wait-ms", type=float, default=float(_env("MAX_BATCH_WAIT_MS", "0") or 0))
+    p.add_argument("--max-body-bytes", type=int, default=int(_env("MAX_BODY_BYTES", str(8 << 20)) or 8 << 20))
+    p.add_argument("--graceful-seconds", type=int, default=int(_env("GRACEFUL_SECONDS", "25") or 25))
+    ns = p.parse_args(argv)
+    if not ns.model:
+        p.error("--model (or HM_RUNTIME_MODEL) is required")
+    return ns
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = parse(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    import uvicorn
+
+    from hm_runtime.app import Settings, build_app
+
+    app = build_app(
+        Settings(
+            model=ns.model,
+            name=ns.name,
+            format=ns.format,
+            trust_model=ns.trust_model,
+            sha256=ns.sha256,
+            batching=not ns.no_batching,
+            max_batch_rows=ns.max_batch_rows,
+            max_batch_wait=ns.max_batch_wait_ms / 1000,
+            max_body_bytes=ns.max_body_bytes,
+        )
+    )
+    # uvloop and httptools when installed (uvicorn[standard]); uvicorn drains in-flight requests on SIGTERM.
+    uvicorn.run(
+        app,
+        host=ns.host,
+        port=ns.port,
+        loop="auto",
+        http="auto",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=ns.graceful_seconds,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""The ASGI application. The hot routes are plain Starlette endpoints inside a FastAPI app: the body
+is parsed with orjson and never through pydantic models, which would cost more than the predict."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import Response
+
+from hm_runtime import metrics
+from hm_runtime.batching import Batcher
+from hm_runtime.models import InputError, LoadedModel, ModelError, load
+from hm_runtime.protocol import rows_from_input, rows_from_v2, v2_metadata, v2_response
+
+log = logging.getLogger("hm_runtime")
+
+
+@dataclass
+class Settings:
+    model: str
+    name: str = "model"
+    format: str | None = None
+    trust_model: bool = False
+    sha256: str | None = None
+    batching: bool = True
+    max_batch_rows: int = 64
+    max_batch_wait: float = 0.0
+    max_body_bytes: int = 8 * 1024 * 1024
+
+
+@dataclass
+class State:
+    settings: Settings
+    model: LoadedModel | None = None
+    error: str | None = None
+    batcher: Batcher | None = None
+    loaded: threading.Event = field(default_factory=threading.Event)
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(
+        orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status, media_type="application/json"
+    )
+
+
+def _error(status: int, message: str) -> Response:
+    return _json({"error": message}, status)
+
+
+async def _body(request: Request, limit: int) -> bytes | Response:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return _error(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return _error(413, f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def build_app(settings: Settings) -> FastAPI:
+    state = State(settings)
+
+    def load_model() -> None:
+        try:
+            model = load(
+                settings.model, settings.name, settings.format, settings.trust_model, settings.sha256
+            )
+        except ModelError as exc:
+            state.error = str(exc)
+            log.error("model %s failed to load: %s", settings.model, exc)
+        except Exception as exc:
+            state.error = f"{type(exc).__name__}: {exc}"
+            log.exception("model %s failed to load", settings.model)
+        else:
+            state.model = model
+            metrics.LOAD_SECONDS.set(model.load_seconds)
+            metrics.READY.set(1)
+            log.warning("model %s (%s) ready in %.2fs", settings.name, model.format, model.load_seconds)
+        finally:
+            state.loaded.set()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Load in a thread: liveness answers at once, readiness once the model is in.
+        loader = asyncio.get_running_loop().run_in_executor(None, load_model)
+        watcher = asyncio.ensure_future(_start_batcher(loader))
+        yield
+        watcher.cancel()
+        if state.batcher is not None:
+            await state.batcher.stop()
+
+    async def _start_batcher(loader: Awaitable[None]) -> None:
+        await loader
+        if state.model is not None and settings.batching and state.model.vectorised:
+            state.batcher = Batcher(
+                state.model.predict,
+                max_rows=settings.max_batch_rows,
+                max_wait=settings.max_batch_wait,
+                observe=metrics.BATCH_ROWS.observe,
+            )
+            state.batcher.start()
+
+    app = FastAPI(
+        title="helm-mlops runtime", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
+
+    def timed(
+        endpoint: str, handler: Callable[[Request], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        latency = metrics.LATENCY.labels(endpoint)
+
+        async def run(request: Request) -> Response:
+            started = time.perf_counter()
+            response = await handler(request)
+            latency.observe(time.perf_counter() - started)
+            metrics.REQUESTS.labels(endpoint, str(response.status_code)).inc()
+            return response
+
+        return run
+
+    async def infer(rows: np.ndarray) -> np.ndarray:
+        assert state.model is not None
+        if state.batcher is not None:
+            return await state.batcher.submit(rows)
+        if not state.model.vectorised:
+            return np.concatenate([state.model.predict(rows[i : i + 1]) for i in range(len(rows))])
+        return state.model.predict(rows)
+
+    def not_ready() -> Response:
+        if state.error:
+            return _error(503, f"model failed to load: {state.error}")
+        return _error(503, "model is loading")
+
+    async def predict(request: Request) -> Response:
+        if state.model is None:
+            return not_ready()
+        raw = await _body(request, settings.max_body_bytes)
+        if isinstance(raw, Response):
+            return raw
+        try:
+            rows, _single = rows_from_input(orjson.loads(raw), state.model)
+        except orjson.JSONDecodeError as exc:
+            return _error(400, f"body is not valid JSON: {exc}")
+        except InputError as exc:
+            return _error(422, str(exc))
+        try:
+            out = await infer(rows)
+        except Exception as exc:
+            log.exception("predict failed")
+            return _error(500, f"{type(exc).__name__}: {exc}")
+        return _json({"prediction": out})
+
+    async def v2_infer(request: Request) -> Response:
+        if request.path_params["name"] != settings.name:
+            return _error(
+                404, f"unknown model {request.path_params['name']!r}; this server serves {settings.name!r}"
+            )
+        if state.model is None:
+            return not_ready()
+        raw = await _body(request, settings.max_body_bytes)
+        if isinstance(raw, Response):
+            return raw
+        try:
+            rows, request_id = rows_from_v2(orjson.loads(raw), state.model)
+        except orjson.JSONDecodeError as exc:
+            return _error(400, f"body is not valid JSON: {exc}")
+        except InputError as exc:
+            return _error(422, str(exc))
+        try:
+            out = await infer(rows)
+        except Exception as exc:
+            log.exception("infer failed")
+            return _error(500, f"{type(exc).__name__}: {exc}")
+        return _json(v2_response(state.model, out, request_id))
+
+    async def live(_request: Request) -> Response:
+        return _json({"live": True})
+
+    async def ready(_request: Request) -> Response:
+        if state.model is None:
+            return not_ready()
+        return _json({"ready": True})
+
+    async def model_ready(request: Request) -> Response:
+        if request.path_params["name"] != settings.name:
+            return _error(404, f"unknown model {request.path_params['name']!r}")
+        return await ready(request)
+
+    async def model_metadata(request: Request) -> Response:
+        if request.path_params["name"] != settings.name:
+            return _error(404, f"unknown model {request.path_params['name']!r}")
+        if state.model is None:
+            return not_ready()
+        return _json(v2_metadata(state.model))
+
+    async def server_metadata(_request: Request) -> Response:
+        from hm_runtime import __version__
+
+        return _json({"name": "helm-mlops-runtime", "version": __version__, "extensions": []})
+
+    async def prometheus(_request: Request) -> Response:
+        return Response(metrics.exposition(), media_type="text/plain; version=0.0.4")
+
+    routes: list[tuple[str, Callable[[Request], Awaitable[Response]], list[str]]] = [
+        ("/predict", timed("predict", predict), ["POST"]),
+        ("/v2/models/{name}/infer", timed("v2_infer", v2_infer), ["POST"]),
+        ("/v2/models/{name}/ready", model_ready, ["GET"]),
+        ("/v2/models/{name}", model_metadata, ["GET"]),
+        ("/v2/health/live", live, ["GET"]),
+        ("/v2/health/ready", ready, ["GET"]),
+        ("/v2", server_metadata, ["GET"]),
+        ("/metrics", prometheus, ["GET"]),
+    ]
+    for path, handler, methods in routes:
+        app.router.add_route(path, handler, methods=methods)
+    app.state.runtime = state
+    return app

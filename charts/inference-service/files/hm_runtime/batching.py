@@ -1,0 +1,91 @@
+"""Adaptive batching: requests that arrive while the model is busy are coalesced into one vectorised
+call (up to max_rows rows, waiting at most max_wait for company), then split back per request.
+
+On a single core a server is either parsing requests or predicting; every row that arrived during
+the last predict joins the next one, so batches grow with load and latency does not."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+
+import numpy as np
+
+# A predict slower than this runs in a worker thread so health checks and parsing go on meanwhile.
+INLINE_LIMIT_S = 0.005
+
+
+class Batcher:
+    def __init__(
+        self,
+        predict: Callable[[np.ndarray], np.ndarray],
+        *,
+        max_rows: int = 64,
+        max_wait: float = 0.0,
+        observe: Callable[[int], None] | None = None,
+    ) -> None:
+        self.predict, self.max_rows, self.max_wait = predict, max_rows, max_wait
+        self.observe = observe or (lambda _n: None)
+        self.pending: deque[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = deque()
+        self.wake = asyncio.Event()
+        self.slow = False  # learnt: the last predicts took longer than INLINE_LIMIT_S
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+    async def submit(self, rows: np.ndarray) -> np.ndarray:
+        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        self.pending.append((rows, future))
+        self.wake.set()
+        return await future
+
+    def _take(self) -> list[tuple[np.ndarray, asyncio.Future[np.ndarray]]]:
+        taken, count = [], 0
+        width = self.pending[0][0].shape[1:]
+        while self.pending and count < self.max_rows and self.pending[0][0].shape[1:] == width:
+            rows, future = self.pending.popleft()
+            if future.cancelled():  # the client went away
+                continue
+            taken.append((rows, future))
+            count += len(rows)
+        return taken
+
+    async def _run(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            while self.pending:
+                if self.max_wait and sum(len(r) for r, _ in self.pending) < self.max_rows:
+                    await asyncio.sleep(self.max_wait)
+                taken = self._take()
+                if not taken:
+                    continue
+                batch = taken[0][0] if len(taken) == 1 else np.concatenate([r for r, _ in taken])
+                self.observe(len(batch))
+                try:
+                    started = time.perf_counter()
+                    if self.slow:
+                        out = await asyncio.to_thread(self.predict, batch)
+                    else:
+                        out = self.predict(batch)
+                    self.slow = time.perf_counter() - started > INLINE_LIMIT_S
+                except Exception as exc:
+                    for _, future in taken:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                start = 0
+                for rows, future in taken:
+                    if not future.done():
+                        future.set_result(out[start : start + len(rows)])
+                    start += len(rows)
+                # Let the loop read the requests that came in while we predicted.
+                await asyncio.sleep(0)

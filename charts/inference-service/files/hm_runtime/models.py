@@ -1,0 +1,277 @@
+"""Loading a model file (or MLflow URI) into something with one vectorised call: rows in, rows out.
+
+Pickles (.pkl, .pickle, .joblib) and full-module .pt files run code while loading, so they load only
+with trust given explicitly (trust_model) or when the file matches a pinned sha256."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+EXTENSIONS = {
+    ".pkl": "sklearn",
+    ".pickle": "sklearn",
+    ".joblib": "joblib",
+    ".onnx": "onnx",
+    ".pt": "torch",
+    ".pth": "torch",
+    ".h5": "keras",
+    ".keras": "keras",
+}
+FORMATS = ("sklearn", "joblib", "onnx", "torch", "keras", "mlflow")
+
+
+class ModelError(Exception):
+    """A model that cannot be loaded; the message says why and what to do."""
+
+
+class InputError(ValueError):
+    """Input that does not fit the model; the message names the expected shape."""
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    format: str
+    predict: Callable[[np.ndarray], np.ndarray]
+    n_features: int | None = None
+    input_dtype: str = "float32"
+    vectorised: bool = True
+    predict_proba: Callable[[np.ndarray], np.ndarray] | None = None
+    load_seconds: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def check_rows(self, rows: np.ndarray) -> None:
+        if rows.ndim != 2:
+            raise InputError(
+                f"expected rows of shape [n, {self.n_features or 'features'}], got shape {list(rows.shape)}"
+            )
+        if self.n_features is not None and rows.shape[1] != self.n_features:
+            raise InputError(
+                f"expected {self.n_features} features per row (shape [n, {self.n_features}]), "
+                f"got {rows.shape[1]}"
+            )
+
+
+def detect_format(model: str, explicit: str | None) -> str:
+    if explicit:
+        if explicit not in FORMATS:
+            raise ModelError(f"unknown format {explicit!r}: use one of {', '.join(FORMATS)}")
+        return explicit
+    if model.startswith("models:/") or model.startswith("runs:/"):
+        return "mlflow"
+    path = Path(model)
+    if path.is_dir() and (path / "MLmodel").is_file():
+        return "mlflow"
+    fmt = EXTENSIONS.get(path.suffix.lower())
+    if fmt is None:
+        raise ModelError(f"cannot tell the format of {model}: give --format ({', '.join(FORMATS)})")
+    return fmt
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _require_trust(path: Path, what: str, trust: bool, pin: str | None) -> None:
+    if pin:
+        actual = sha256_of(path)
+        if actual != pin.lower():
+            raise ModelError(f"{path} has sha256 {actual}, not the pinned {pin}: refusing to load it")
+        return
+    if not trust:
+        raise ModelError(
+            f"{path} is {what}: loading it runs code stored in the file. Load only files you trust: pass "
+            "--trust-model (trustModel: true in the chart) or pin the file's sha256"
+        )
+
+
+def _features(model: Any) -> int | None:
+    n = getattr(model, "n_features_in_", None)
+    return int(n) if n is not None else None
+
+
+def _load_pickled(path: Path, fmt: str) -> Any:
+    if fmt == "joblib":
+        import joblib
+
+        return joblib.load(path)
+    with path.open("rb") as handle:
+        return pickle.load(handle)
+
+
+def _from_estimator(name: str, fmt: str, model: Any) -> LoadedModel:
+    if not hasattr(model, "predict"):
+        raise ModelError(f"the object in the {fmt} file ({type(model).__name__}) has no predict method")
+    proba = getattr(model, "predict_proba", None)
+    return LoadedModel(
+        name,
+        fmt,
+        predict=lambda rows: np.asarray(model.predict(rows)),
+        n_features=_features(model),
+        input_dtype="float64",
+        predict_proba=(lambda rows: np.asarray(proba(rows))) if callable(proba) else None,
+        details={"class": f"{type(model).__module__}.{type(model).__name__}"},
+    )
+
+
+def _load_onnx(name: str, path: Path) -> LoadedModel:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    # One request thread per pod: onnxruntime's own thread pool would fight the server for the CPU.
+    options.intra_op_num_threads = int(os.environ.get("HM_RUNTIME_ONNX_THREADS", "1"))
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    first = session.get_inputs()[0]
+    dtype = "float64" if "double" in first.type else "int64" if "int64" in first.type else "float32"
+    width = first.shape[1] if len(first.shape) == 2 and isinstance(first.shape[1], int) else None
+    outputs = [o.name for o in session.get_outputs()]
+    proba_name = next((o for o in outputs if "prob" in o.lower()), None)
+
+    def predict(rows: np.ndarray) -> np.ndarray:
+        return np.asarray(session.run([outputs[0]], {first.name: rows.astype(dtype, copy=False)})[0])
+
+    def predict_proba(rows: np.ndarray) -> np.ndarray:
+        result = session.run([proba_name], {first.name: rows.astype(dtype, copy=False)})[0]
+        if isinstance(result, list):  # zipmap output: a dict per row
+            return np.asarray([[row[k] for k in sorted(row)] for row in result])
+        return np.asarray(result)
+
+    return LoadedModel(
+        name,
+        "onnx",
+        predict,
+        width,
+        dtype,
+        predict_proba=predict_proba if proba_name else None,
+        details={"input": first.name, "outputs": outputs},
+    )
+
+
+def _is_torchscript(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(n.endswith("constants.pkl") or "/code/" in n for n in archive.namelist())
+    except zipfile.BadZipFile:
+        return False
+
+
+def _load_torch(name: str, path: Path, trust: bool, pin: str | None) -> LoadedModel:
+    import torch
+
+    if _is_torchscript(path):
+        module = torch.jit.load(str(path), map_location="cpu")
+        kind = "torchscript"
+    else:
+        _require_trust(path, "a pickled PyTorch module (not TorchScript)", trust, pin)
+        module = torch.load(str(path), map_location="cpu", weights_only=False)
+        if not callable(module):
+            raise ModelError(
+                f"{path} holds a {type(module).__name__}, not a module: save the model, not a state_dict"
+            )
+        kind = "module"
+    module.eval()
+    first = next(iter(getattr(module, "parameters", lambda: iter(()))()), None)
+    width = int(first.shape[1]) if first is not None and first.dim() == 2 else None
+
+    def predict(rows: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            out = module(torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32)))
+        return np.asarray(out.detach().cpu().numpy())
+
+    return LoadedModel(name, "torch", predict, width, "float32", details={"kind": kind})
+
+
+def _keras_backend() -> None:
+    """Keras 3 defaults to TensorFlow; without it installed, use the backend that is."""
+    import importlib.util
+
+    if "KERAS_BACKEND" in os.environ or importlib.util.find_spec("tensorflow"):
+        return
+    for backend in ("torch", "jax"):
+        if importlib.util.find_spec(backend):
+            os.environ["KERAS_BACKEND"] = backend
+            return
+
+
+def _load_keras(name: str, path: Path) -> LoadedModel:
+    _keras_backend()
+    import keras
+
+    model = keras.models.load_model(str(path), compile=False)
+    shape = getattr(model, "input_shape", None)
+    width = shape[1] if isinstance(shape, tuple) and len(shape) == 2 and isinstance(shape[1], int) else None
+    return LoadedModel(
+        name,
+        "keras",
+        lambda rows: np.asarray(model.predict(rows.astype("float32"), verbose=0)),
+        width,
+        "float32",
+        details={"backend": keras.backend.backend()},
+    )
+
+
+def _load_mlflow(name: str, uri: str) -> LoadedModel:
+    import mlflow.pyfunc
+
+    model = mlflow.pyfunc.load_model(uri)
+    schema = model.metadata.get_input_schema()
+    width = len(schema.inputs) if schema is not None and not schema.is_tensor_spec() else None
+    columns = schema.input_names() if schema is not None and not schema.is_tensor_spec() else None
+
+    def predict(rows: np.ndarray) -> np.ndarray:
+        if columns:
+            import pandas as pd
+
+            return np.asarray(model.predict(pd.DataFrame(rows, columns=columns)))
+        return np.asarray(model.predict(rows))
+
+    return LoadedModel(
+        name,
+        "mlflow",
+        predict,
+        width,
+        "float64",
+        details={"uri": uri, "flavors": list(model.metadata.flavors)},
+    )
+
+
+def load(
+    model: str, name: str, fmt: str | None = None, trust: bool = False, sha256: str | None = None
+) -> LoadedModel:
+    started = time.perf_counter()
+    kind = detect_format(model, fmt)
+    if kind == "mlflow":
+        loaded = _load_mlflow(name, model)
+    else:
+        path = Path(model)
+        if not path.is_file():
+            raise ModelError(f"model file {path} does not exist")
+        if sha256 and kind not in ("sklearn", "joblib", "torch"):
+            actual = sha256_of(path)
+            if actual != sha256.lower():
+                raise ModelError(f"{path} has sha256 {actual}, not the pinned {sha256}")
+        if kind in ("sklearn", "joblib"):
+            _require_trust(path, "a pickle", trust, sha256)
+            loaded = _from_estimator(name, kind, _load_pickled(path, kind))
+        elif kind == "onnx":
+            loaded = _load_onnx(name, path)
+        elif kind == "torch":
+            loaded = _load_torch(name, path, trust, sha256)
+        else:
+            loaded = _load_keras(name, path)
+    loaded.load_seconds = time.perf_counter() - started
+    return loaded

@@ -1,0 +1,125 @@
+"""`helm-mlops runtime serve`: the inference runtime the chart runs in pods, run here. The runtime is
+the chart's own code (charts/inference-service/files/hm_runtime), started with `python -m hm_runtime`
+in this interpreter or in one given with --python (for a venv that has torch or keras)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from generator.errors import UserError
+from generator.paths import CHARTS_DIR
+
+RUNTIME_ROOT = CHARTS_DIR / "inference-service" / "files"
+FORMATS = ("sklearn", "joblib", "onnx", "torch", "keras", "mlflow")
+EXTENSIONS = {
+    ".pkl": "sklearn",
+    ".pickle": "sklearn",
+    ".joblib": "joblib",
+    ".onnx": "onnx",
+    ".pt": "torch",
+    ".pth": "torch",
+    ".h5": "keras",
+    ".keras": "keras",
+}
+TRUST_HINT = (
+    "loading it runs code stored in the file: pass --trust-model if you trust where it came from, "
+    "or --sha256 to pin the exact file"
+)
+
+
+@dataclass(frozen=True)
+class ServeRequest:
+    model: str
+    format: str | None = None
+    port: int = 8000
+    host: str = "127.0.0.1"
+    name: str = "model"
+    trust_model: bool = False
+    sha256: str | None = None
+    python: str | None = None
+    batching: bool = True
+    max_batch_rows: int = 64
+    max_batch_wait_ms: float = 0.0
+
+
+def _is_torchscript(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(n.endswith("constants.pkl") or "/code/" in n for n in archive.namelist())
+    except zipfile.BadZipFile:
+        return False
+
+
+def check(req: ServeRequest) -> str:
+    """The model's format, after the checks that name the option to fix."""
+    uri = req.model.startswith(("models:/", "runs:/"))
+    path = Path(req.model)
+    if not uri and not path.exists():
+        raise UserError(
+            f"{req.model} does not exist",
+            field="--model",
+            hint="pass a model file, an MLflow model dir or models:/ URI",
+        )
+    if req.format is not None and req.format not in FORMATS:
+        raise UserError(
+            f"unknown format {req.format!r}", field="--format", hint=f"use one of {', '.join(FORMATS)}"
+        )
+    fmt = req.format or (
+        "mlflow" if uri or (path / "MLmodel").is_file() else EXTENSIONS.get(path.suffix.lower())
+    )
+    if fmt is None:
+        raise UserError(
+            f"cannot tell the format of {req.model}",
+            field="--format",
+            hint=f"pass one of {', '.join(FORMATS)}",
+        )
+    if req.sha256 is not None and (
+        len(req.sha256) != 64 or not all(c in "0123456789abcdefABCDEF" for c in req.sha256)
+    ):
+        raise UserError("must be 64 hexadecimal characters", field="--sha256")
+    trusted = req.trust_model or req.sha256 is not None
+    if fmt in ("sklearn", "joblib") and not trusted:
+        raise UserError(f"{req.model} is a pickle; {TRUST_HINT}", field="--trust-model")
+    if fmt == "torch" and path.is_file() and not _is_torchscript(path) and not trusted:
+        raise UserError(
+            f"{req.model} is a pickled PyTorch module, not TorchScript; {TRUST_HINT}", field="--trust-model"
+        )
+    if req.python is not None and not Path(req.python).is_file():
+        raise UserError(
+            f"{req.python} does not exist",
+            field="--python",
+            hint="pass the python of a venv with the model's framework",
+        )
+    return fmt
+
+
+def argv_env(req: ServeRequest, fmt: str) -> tuple[list[str], dict[str, str]]:
+    python = req.python or sys.executable
+    argv = [python, "-m", "hm_runtime", "--model", req.model, "--format", fmt, "--name", req.name]
+    argv += ["--host", req.host, "--port", str(req.port), "--max-batch-rows", str(req.max_batch_rows)]
+    argv += ["--max-batch-wait-ms", str(req.max_batch_wait_ms)]
+    if req.trust_model:
+        argv.append("--trust-model")
+    if req.sha256:
+        argv += ["--sha256", req.sha256]
+    if not req.batching:
+        argv.append("--no-batching")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(RUNTIME_ROOT), env.get("PYTHONPATH", "")) if p)
+    return argv, env
+
+
+def serve(req: ServeRequest) -> None:
+    """Replace this process with the runtime, so signals (Ctrl-C, SIGTERM) reach the server itself."""
+    fmt = check(req)
+    argv, env = argv_env(req, fmt)
+    print(
+        f"serving {req.model} ({fmt}) as {req.name!r} on http://{req.host}:{req.port}",
+        file=sys.stderr,
+        flush=True,
+    )
+    os.execve(argv[0], argv, env)
