@@ -8,7 +8,7 @@ TOOLS := $(CURDIR)/.tools/bin
 export PATH := $(TOOLS):$(CURDIR)/$(BIN):$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: help setup tools system-deps cluster-tools torch-env cluster-up cluster-down test test-fast lint docs demo bench ct-lint clean
+.PHONY: help setup tools system-deps cluster-tools torch-env cluster-up cluster-down test test-fast lint docs demo bench ct-lint soak clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -61,8 +61,11 @@ ct-lint: setup ## chart-testing lint with our config and with ct's upstream defa
 demo: setup cluster-tools ## The main job: lint, render and install the MLflow quickstart (embedded cluster unless a kubeconfig is set)
 	$(BIN)/helm-mlops demo
 
-bench: setup ## Measure performance against peers; writes docs/benchmarks.md
+bench: setup system-deps ## Measure performance against peers (CLI, render, inference vs MLServer/KServe); writes docs/benchmarks.md
 	$(BIN)/python hack/bench.py
+
+soak: setup system-deps ## The inference runtime for 10 minutes at concurrency 32: zero errors, RSS growth under 10%
+	$(BIN)/python hack/bench_inference.py --soak $${SOAK_SECONDS:-600}
 
 clean: ## Remove .venv and .tools (the download/build cache outside the repo stays)
 	rm -rf $(VENV) .tools

@@ -9,6 +9,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -100,9 +101,20 @@ def main() -> int:
         "  the command that needs it; tests/test_cli.py checks that `--help` imports none of them.",
         "- The pyhelm3 row is the price of the Python driver over calling helm directly: interpreter start,",
         "  pyhelm3/pydantic import, and parsing every rendered object.",
-        "- Inference runtime throughput against MLServer (issue 5) will be added here when the runtime exists.",
+        "",
+        "## Inference runtime against MLServer and KServe",
         "",
     ]
+    if os.environ.get("BENCH_SKIP_INFERENCE"):
+        lines.append("(skipped: BENCH_SKIP_INFERENCE is set)")
+    else:
+        sys.path.insert(0, str(REPO / "hack"))
+        import bench_inference
+
+        with tempfile.TemporaryDirectory() as tmp:
+            lines += bench_inference.markdown(bench_inference.measure_all(Path(tmp)))
+        lines += ["", *bench_inference.NOTES]
+    lines.append("")
     out = REPO / "docs" / "benchmarks.md"
     out.write_text("\n".join(lines))
     print("\n".join(lines))

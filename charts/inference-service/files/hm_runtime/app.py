@@ -4,6 +4,7 @@ is parsed with orjson and never through pydantic models, which would cost more t
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
 import time
@@ -86,6 +87,10 @@ def build_app(settings: Settings) -> FastAPI:
             state.error = f"{type(exc).__name__}: {exc}"
             log.exception("model %s failed to load", settings.model)
         else:
+            # Everything loaded so far (libraries, the model) lives for the whole process: move it out
+            # of the collector's reach, so full collections under load do not walk it again and again.
+            gc.collect()
+            gc.freeze()
             state.model = model
             metrics.LOAD_SECONDS.set(model.load_seconds)
             metrics.READY.set(1)

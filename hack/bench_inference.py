@@ -1,0 +1,360 @@
+"""Inference throughput and latency of the helm-mlops runtime against MLServer and KServe's Python
+model server, serving the same scikit-learn model on the same machine in one run. Each server is
+pinned to CPU 0 and wrk (the load generator) to CPU 1; requests carry one row.
+
+    python hack/bench_inference.py            # rows for docs/benchmarks.md (used by hack/bench.py)
+    python hack/bench_inference.py --soak 600  # `make soak`: 10 minutes at concurrency 32
+
+The peers run from their own venvs (hack/bench-peers.sh), so their pins never touch ours."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RUNTIME = REPO / "charts" / "inference-service" / "files"
+FEATURES = 20
+DURATION = int(os.environ.get("BENCH_SECONDS", "15"))
+CONCURRENCY = (32, 128)
+
+
+@dataclass
+class Load:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+@dataclass
+class Server:
+    name: str
+    url: str
+    body: str
+    argv: list[str]
+    env: dict[str, str]
+    ready_url: str
+    cwd: Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_model(workdir: Path) -> Path:
+    """A LogisticRegression on 20 features: about as costly per call as the issue's reference model."""
+    import joblib
+    from sklearn.datasets import make_classification
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = make_classification(
+        n_samples=2000, n_features=FEATURES, n_informative=10, n_classes=3, random_state=0
+    )
+    path = workdir / "model.joblib"
+    joblib.dump(LogisticRegression(max_iter=1000).fit(x, y), path)
+    return path
+
+
+def _ms(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(url: str, body: str, connections: int, seconds: int, workdir: Path) -> Load:
+    script = workdir / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = {json.dumps(body)}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+    )
+    argv = [
+        "taskset",
+        "-c",
+        "1",
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+    ]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if socket_errors:
+        errors += sum(int(n) for n in socket_errors.groups())
+    return Load(rps, p50, p99, errors)
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children (MLServer forks workers)."""
+    total = 0
+    pids = [pid] + [
+        int(p)
+        for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    ]
+    for p in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total / 1024
+
+
+@contextlib.contextmanager
+def running(server: Server, log: Path) -> Iterator[tuple[int, float]]:
+    """Start pinned to CPU 0; yields (pid, seconds to ready)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        ["taskset", "-c", "0", *server.argv],
+        env=server.env,
+        cwd=server.cwd,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{server.name} exited:\n{log.read_text()[-3000:]}")
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(server.ready_url, timeout=2) as response:
+                    if response.status == 200:
+                        break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{server.name} not ready:\n{log.read_text()[-3000:]}")
+            time.sleep(0.1)
+        yield proc.pid, time.perf_counter() - started
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def peer_python(name: str) -> str:
+    out = subprocess.run(
+        ["bash", str(REPO / "hack" / "bench-peers.sh"), name], capture_output=True, text=True
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"hack/bench-peers.sh {name} failed:\n{out.stderr}")
+    return out.stdout.strip().splitlines()[-1]
+
+
+def v2_body() -> str:
+    row = [0.1 * i for i in range(FEATURES)]
+    return json.dumps({"inputs": [{"name": "x", "shape": [1, FEATURES], "datatype": "FP64", "data": row}]})
+
+
+def servers(model: Path, workdir: Path) -> list[Server]:
+    row = [0.1 * i for i in range(FEATURES)]
+    env = {**os.environ, "PYTHONPATH": str(RUNTIME)}
+    port = free_port()
+    ours = [sys.executable, "-m", "hm_runtime", "--model", str(model), "--trust-model", "--name", "bench"]
+    ours += ["--port", str(port), "--host", "127.0.0.1"]
+    out = [
+        Server(
+            "helm-mlops runtime, OIP v2 infer",
+            f"http://127.0.0.1:{port}/v2/models/bench/infer",
+            v2_body(),
+            ours,
+            env,
+            f"http://127.0.0.1:{port}/v2/health/ready",
+            workdir,
+        ),
+    ]
+    # MLServer: one model, one process (parallel_workers 0), the sklearn runtime, v2 protocol.
+    mls_dir = workdir / "mlserver"
+    (mls_dir / "bench").mkdir(parents=True)
+    (mls_dir / "bench" / "model.joblib").write_bytes(model.read_bytes())
+    (mls_dir / "bench" / "model-settings.json").write_text(
+        json.dumps(
+            {
+                "name": "bench",
+                "implementation": "mlserver_sklearn.SKLearnModel",
+                "parameters": {"uri": "./model.joblib"},
+            }
+        )
+    )
+    mport, gport, metrics = free_port(), free_port(), free_port()
+    (mls_dir / "settings.json").write_text(
+        json.dumps(
+            {
+                "http_port": mport,
+                "grpc_port": gport,
+                "metrics_port": metrics,
+                "parallel_workers": 0,
+                "host": "127.0.0.1",
+            }
+        )
+    )
+    mls_python = peer_python("mlserver")
+    out.append(
+        Server(
+            "MLServer 1.7.1 (mlserver-sklearn), OIP v2 infer",
+            f"http://127.0.0.1:{mport}/v2/models/bench/infer",
+            v2_body(),
+            [str(Path(mls_python).parent / "mlserver"), "start", str(mls_dir)],
+            dict(os.environ),
+            f"http://127.0.0.1:{mport}/v2/health/ready",
+            mls_dir,
+        )
+    )
+    # KServe's Python model server with the usual custom-model class, v1 protocol (its native JSON path).
+    kport = free_port()
+    (workdir / "kserve_model.py").write_text(
+        "import sys, joblib, numpy as np, kserve\n"
+        "class Bench(kserve.Model):\n"
+        "    def __init__(self):\n"
+        "        super().__init__('bench')\n"
+        f"        self.model = joblib.load({str(model)!r})\n"
+        "        self.ready = True\n"
+        "    def predict(self, payload, headers=None):\n"
+        "        return {'predictions': self.model.predict(np.asarray(payload['instances'])).tolist()}\n"
+        f"kserve.ModelServer(http_port={kport}, grpc_port={free_port()}, enable_grpc=False, workers=1, enable_latency_logging=False).start([Bench()])\n"
+    )
+    out.append(
+        Server(
+            "KServe 0.21.0 Python model server, v1 predict",
+            f"http://127.0.0.1:{kport}/v1/models/bench:predict",
+            json.dumps({"instances": [row]}),
+            [peer_python("kserve"), str(workdir / "kserve_model.py")],
+            dict(os.environ),
+            f"http://127.0.0.1:{kport}/v1/models/bench",
+            workdir,
+        )
+    )
+    # Ours on the seed's /predict body, for the record.
+    out.append(
+        Server(
+            "helm-mlops runtime, POST /predict",
+            f"http://127.0.0.1:{port}/predict",
+            json.dumps({"input": row}),
+            ours,
+            env,
+            f"http://127.0.0.1:{port}/v2/health/ready",
+            workdir,
+        )
+    )
+    return out
+
+
+def measure_all(workdir: Path) -> list[tuple[Server, float, float, dict[int, Load]]]:
+    model = make_model(workdir)
+    results = []
+    for server in servers(model, workdir):
+        with running(server, workdir / f"{server.name.split()[0]}.log") as (pid, ready_s):
+            wrk(server.url, server.body, 32, 3, workdir)  # warm-up
+            loads = {c: wrk(server.url, server.body, c, DURATION, workdir) for c in CONCURRENCY}
+            results.append((server, ready_s, rss_mb(pid), loads))
+            print(f"{server.name}: {loads}", file=sys.stderr, flush=True)
+    return results
+
+
+def markdown(results: list[tuple[Server, float, float, dict[int, Load]]]) -> list[str]:
+    base = next(r for r in results if r[0].name.startswith("MLServer"))
+    lines = [
+        f"Same scikit-learn model (LogisticRegression, {FEATURES} features, 3 classes, joblib), 1-row requests,",
+        f"each server pinned to CPU 0 and wrk to CPU 1, {DURATION} s per concurrency after a 3 s warm-up.",
+        "",
+        "| Server | Concurrency | req/s | p50 | p99 | errors | req/s vs MLServer | ready after | RSS |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for server, ready_s, rss, loads in results:
+        for c, load in loads.items():
+            ratio = load.rps / base[3][c].rps
+            lines.append(
+                f"| {server.name} | {c} | {load.rps:.0f} | {load.p50_ms:.1f} ms | {load.p99_ms:.1f} ms | "
+                f"{load.errors} | {ratio:.2f}x | {ready_s:.1f} s | {rss:.0f} MiB |"
+            )
+    return lines
+
+
+NOTES = [
+    "- The runtime parses with orjson on plain Starlette routes (no pydantic on the hot path), runs on",
+    "  uvloop and httptools, and coalesces the requests that arrive while the model is busy into one",
+    "  vectorised call (adaptive batching), so batches grow with load and latency does not.",
+    "- MLServer runs with `parallel_workers: 0` (one process, as on one core) and its sklearn runtime;",
+    "  KServe with one worker, request latency logging off, and the custom-model class its docs describe.",
+    "- `make soak` runs the runtime for 10 minutes at concurrency 32 and reports errors and RSS growth.",
+]
+
+
+def soak(seconds: int) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        model = make_model(workdir)
+        port = free_port()
+        argv = [
+            sys.executable,
+            "-m",
+            "hm_runtime",
+            "--model",
+            str(model),
+            "--trust-model",
+            "--name",
+            "bench",
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+        ]
+        server = Server(
+            "soak",
+            f"http://127.0.0.1:{port}/v2/models/bench/infer",
+            v2_body(),
+            argv,
+            {**os.environ, "PYTHONPATH": str(RUNTIME)},
+            f"http://127.0.0.1:{port}/v2/health/ready",
+            workdir,
+        )
+        with running(server, workdir / "soak.log") as (pid, _ready):
+            wrk(server.url, server.body, 32, 10, workdir)
+            before = rss_mb(pid)
+            load = wrk(server.url, server.body, 32, seconds, workdir)
+            after = rss_mb(pid)
+    growth = (after - before) / before * 100
+    print(
+        f"soak {seconds} s at concurrency 32: {load.rps:.0f} req/s, p99 {load.p99_ms:.1f} ms, "
+        f"{load.errors} errors, RSS {before:.0f} -> {after:.0f} MiB ({growth:+.1f}%)"
+    )
+    return 0 if load.errors == 0 and growth < 10 else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--soak", type=int, help="run only the soak, for this many seconds")
+    ns = parser.parse_args()
+    if ns.soak:
+        return soak(ns.soak)
+    with tempfile.TemporaryDirectory() as tmp:
+        print("\n".join(markdown(measure_all(Path(tmp)))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
