@@ -13,7 +13,10 @@ import pytest
 from tests.support.charts import HELMS, REPO, TOOLS_BIN, chart_dirs, ci_values, helm
 
 # Charts whose defaults cannot render on purpose, and the message that tells the user what to set.
-NEEDS_INPUT = {"training-job": "script.content or command is required"}
+NEEDS_INPUT = {
+    "training-job": "script.content or command is required",
+    "inference-service": "model.source.pvc.claimName is required",
+}
 SCENARIOS = [(chart, values) for chart in chart_dirs() for values in [None, *ci_values(chart)]]
 
 

@@ -1,0 +1,73 @@
+{{/* Cross-field rules. Each message names the value to change and how. */}}
+{{- define "inference-service.validate" -}}
+{{- $v := .Values -}}
+{{- $s := $v.model.source -}}
+{{- $errors := list -}}
+{{- $format := include "inference-service.format" . -}}
+{{- if ne $v.runtime "bentoml" -}}
+{{- if not $format -}}
+{{- $errors = append $errors (printf "model.format: cannot tell the format of %q; set model.format (sklearn, joblib, onnx, torch, keras, mlflow, xgboost, lightgbm)." (include "inference-service.fileName" .)) -}}
+{{- end -}}
+{{- if and (eq $s.type "pvc") (not $s.pvc.claimName) -}}
+{{- $errors = append $errors "model.source.pvc.claimName is required with model.source.type=pvc (or pick another source: s3, https, mlflow, inline)." -}}
+{{- end -}}
+{{- if and (eq $s.type "s3") (or (not $s.s3.bucket) (not $s.s3.key)) -}}
+{{- $errors = append $errors "model.source.s3.bucket and model.source.s3.key are required with model.source.type=s3." -}}
+{{- end -}}
+{{- if and (eq $s.type "https") (not (regexMatch "^https?://" $s.https.url)) -}}
+{{- $errors = append $errors "model.source.https.url must be an http(s) URL with model.source.type=https." -}}
+{{- end -}}
+{{- if and (eq $s.type "mlflow") (not (regexMatch "^(models|runs):/" $s.mlflow.uri)) -}}
+{{- $errors = append $errors "model.source.mlflow.uri must be models:/<name>@<alias>, models:/<name>/<version> or runs:/... with model.source.type=mlflow." -}}
+{{- end -}}
+{{- if and (eq $s.type "mlflow") (not (include "inference-service.trackingUri" .)) -}}
+{{- $errors = append $errors "model.source.mlflow.trackingUri (or global.mlflow.trackingUri) is required with model.source.type=mlflow." -}}
+{{- end -}}
+{{- if eq $s.type "inline" -}}
+{{- if not $s.inline.base64 -}}
+{{- $errors = append $errors "model.source.inline.base64 is empty: --set-file model.source.inline.base64=model.pkl.b64 (base64 of the file)." -}}
+{{- else if gt (len $s.inline.base64) 1000000 -}}
+{{- $errors = append $errors (printf "model.source.inline.base64 is %d characters (about %d KiB of model); a ConfigMap holds at most 1 MiB. Put the model on a PVC (model.source.type=pvc) or in S3/MinIO (model.source.type=s3)." (len $s.inline.base64) (div (mul (len $s.inline.base64) 3) 4096)) -}}
+{{- end -}}
+{{- if and (eq $v.runtime "kserve") -}}
+{{- $errors = append $errors "model.source.type=inline cannot feed KServe's storage initializer: use pvc, s3, https or mlflow with runtime=kserve." -}}
+{{- end -}}
+{{- end -}}
+{{- if and (has $format (list "sklearn" "joblib")) (not $v.model.trustModel) (not $v.model.sha256) -}}
+{{- $errors = append $errors (printf "model: a %s file is a pickle, and loading it runs code stored in the file. Set model.trustModel=true if you trust its origin, or pin the exact file with model.sha256." $format) -}}
+{{- end -}}
+{{- end -}}
+{{- if and (eq $v.runtime "mlserver") $format (not (include "inference-service.mlserverImplementation" .)) -}}
+{{- $errors = append $errors (printf "runtime=mlserver has no runtime for %s models (it serves sklearn, joblib, xgboost, lightgbm and mlflow). Use runtime=fastapi." $format) -}}
+{{- end -}}
+{{- if and (eq $v.runtime "fastapi") (has $format (list "xgboost" "lightgbm")) -}}
+{{- $errors = append $errors (printf "runtime=fastapi does not load %s boosters; use runtime=mlserver (or save the model as an MLflow model)." $format) -}}
+{{- end -}}
+{{- if and (eq $v.runtime "kserve") (has $format (list "torch" "keras")) (not $v.fastapi.prebuilt) -}}
+{{- $errors = append $errors (printf "runtime=kserve serves %s models with the helm-mlops runtime as a custom predictor, which needs an image with its dependencies: build docker/runtime.Dockerfile, set fastapi.image and fastapi.prebuilt=true." $format) -}}
+{{- end -}}
+{{- if and (eq $v.runtime "kserve") $v.autoscaling.enabled -}}
+{{- $errors = append $errors "autoscaling.enabled does not apply to runtime=kserve: KServe scales the predictor (kserve.minReplicas, kserve.maxReplicas, kserve.scaleMetric)." -}}
+{{- end -}}
+{{- if and (eq $v.runtime "kserve") (gt (int $v.kserve.minReplicas) (int $v.kserve.maxReplicas)) -}}
+{{- $errors = append $errors "kserve.maxReplicas must be >= kserve.minReplicas." -}}
+{{- end -}}
+{{- if and (eq $v.runtime "kserve") (eq (int $v.kserve.minReplicas) 0) (eq $v.kserve.deploymentMode "RawDeployment") -}}
+{{- $errors = append $errors "kserve.minReplicas=0 (scale to zero) needs kserve.deploymentMode=Serverless." -}}
+{{- end -}}
+{{- if and (eq $v.runtime "bentoml") (or (not $v.bentoml.image.repository) (not $v.bentoml.image.tag)) -}}
+{{- $errors = append $errors "bentoml.image.repository and bentoml.image.tag are required with runtime=bentoml (the image `bentoml containerize` built)." -}}
+{{- end -}}
+{{- if and $v.autoscaling.enabled (lt (int $v.autoscaling.maxReplicas) (int $v.autoscaling.minReplicas)) -}}
+{{- $errors = append $errors "autoscaling.maxReplicas must be >= autoscaling.minReplicas." -}}
+{{- end -}}
+{{- if and $v.ingress.enabled (not $v.ingress.host) -}}
+{{- $errors = append $errors "ingress.host is required when ingress.enabled=true." -}}
+{{- end -}}
+{{- if and $v.httpRoute.enabled (not $v.httpRoute.parentRefs) -}}
+{{- $errors = append $errors "httpRoute.parentRefs needs at least one Gateway when httpRoute.enabled=true." -}}
+{{- end -}}
+{{- if $errors -}}
+{{- fail (printf "\n\nInvalid values for the inference-service chart:\n  - %s\n" (join "\n  - " $errors)) -}}
+{{- end -}}
+{{- end -}}
