@@ -1,0 +1,269 @@
+"""The inference-service chart's values: what each runtime and model source renders, and the values
+it must refuse (with the value named), on Helm 4 and Helm 3."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.charts import CHARTS, find, template, template_error
+
+CHART = CHARTS / "inference-service"
+PVC = {
+    "model": {
+        "trustModel": True,
+        "source": {"type": "pvc", "pvc": {"claimName": "models", "path": "iris/model.pkl"}},
+    }
+}
+
+
+def _render(tmp_path: Path, values: dict[str, Any], **kw: Any) -> list[dict[str, Any]]:
+    return template(CHART, values=values, tmp_dir=tmp_path, **kw)
+
+
+def _env(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+def _model(source: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"model": {"source": source, **extra}}
+
+
+S3 = {"type": "s3", "s3": {"bucket": "b", "key": "k/model.onnx"}}
+BAD = [
+    ({}, ["model.source.pvc.claimName is required"]),
+    (
+        {"model": {"source": {"type": "pvc", "pvc": {"claimName": "m", "path": "model.pkl"}}}},
+        ["pickle", "model.trustModel=true", "model.sha256"],
+    ),
+    (
+        {"model": {"source": {"type": "pvc", "pvc": {"claimName": "m", "path": "weights.bin"}}}},
+        ["model.format: cannot tell the format"],
+    ),
+    (
+        _model({"type": "s3", "s3": {"bucket": "b"}}),
+        ["model.source.s3.bucket and model.source.s3.key are required"],
+    ),
+    (
+        _model({"type": "https", "https": {"url": "ftp://x/model.onnx"}}),
+        ["model.source.https.url must be an http(s) URL"],
+    ),
+    (
+        _model({"type": "mlflow", "mlflow": {"uri": "iris", "trackingUri": "http://m:5000"}}),
+        ["model.source.mlflow.uri must be models:/"],
+    ),
+    (
+        _model({"type": "mlflow", "mlflow": {"uri": "models:/iris@prod"}}),
+        ["model.source.mlflow.trackingUri (or global.mlflow.trackingUri) is required"],
+    ),
+    (_model({"type": "inline", "inline": {"fileName": "m.onnx"}}), ["model.source.inline.base64 is empty"]),
+    (
+        _model({"type": "inline", "inline": {"fileName": "m.onnx", "base64": "QUJD" * 300_000}}),
+        ["ConfigMap holds at most 1 MiB", "model.source.type=pvc", "model.source.type=s3"],
+    ),
+    (
+        {"runtime": "mlserver", **_model(S3)},
+        ["runtime=mlserver has no runtime for onnx models", "runtime=fastapi"],
+    ),
+    (
+        {**_model({"type": "s3", "s3": {"bucket": "b", "key": "m.bst"}})},
+        ["runtime=fastapi does not load xgboost", "runtime=mlserver"],
+    ),
+    (
+        {"runtime": "kserve", **_model({"type": "s3", "s3": {"bucket": "b", "key": "m.pt"}})},
+        ["fastapi.prebuilt=true", "docker/runtime.Dockerfile"],
+    ),
+    (
+        {"runtime": "kserve", "autoscaling": {"enabled": True}, **_model(S3)},
+        ["autoscaling.enabled does not apply to runtime=kserve"],
+    ),
+    (
+        {"runtime": "kserve", "kserve": {"minReplicas": 0}, **_model(S3)},
+        ["kserve.minReplicas=0 (scale to zero) needs kserve.deploymentMode=Serverless"],
+    ),
+    (
+        {
+            "runtime": "kserve",
+            **_model({"type": "inline", "inline": {"fileName": "m.onnx", "base64": "QUJD"}}),
+        },
+        ["inline cannot feed KServe"],
+    ),
+    ({"runtime": "bentoml"}, ["bentoml.image.repository and bentoml.image.tag are required"]),
+    ({"runtime": "triton"}, ["runtime"]),
+    ({**PVC, "model": {**PVC["model"], "sha256": "abc"}}, ["sha256"]),
+    ({**PVC, "ingress": {"enabled": True}}, ["ingress.host is required"]),
+    (
+        {**PVC, "autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 2}},
+        ["autoscaling.maxReplicas must be >= autoscaling.minReplicas"],
+    ),
+    ({**PVC, "resources": {"limits": {"memory": "1GB"}}}, ["resources", "memory"]),
+]
+
+
+@pytest.mark.parametrize("helm_name", ["helm4", "helm3"])
+@pytest.mark.parametrize(("values", "words"), BAD, ids=[str(i) for i in range(len(BAD))])
+def test_bad_values_are_refused_with_the_value_named(
+    helm_name: str, values: dict[str, Any], words: list[str], tmp_path: Path
+) -> None:
+    message = template_error(CHART, values, helm_name, tmp_path)
+    for word in words:
+        assert word in message, message
+
+
+def test_fastapi_from_a_pvc(tmp_path: Path) -> None:
+    docs = _render(tmp_path, {**PVC, "autoscaling": {"enabled": True}})
+    pod = find(docs, "Deployment")["spec"]["template"]["spec"]
+    [install] = pod["initContainers"]  # no fetch: the claim is mounted read-only
+    assert install["name"] == "install-deps"
+    assert {"scikit-learn", "joblib", "fastapi>=0.115,<1", "uvicorn[standard]>=0.34,<1"} <= set(
+        install["args"]
+    )
+    server = pod["containers"][0]
+    env = _env(server)
+    assert env["HM_RUNTIME_MODEL"] == "/opt/helm-mlops/model-src/iris/model.pkl"
+    assert env["HM_RUNTIME_FORMAT"] == "sklearn" and env["HM_RUNTIME_TRUST_MODEL"] == "true"
+    assert server["ports"][0]["containerPort"] == 8000
+    assert server["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert server["startupProbe"]["failureThreshold"] * server["startupProbe"]["periodSeconds"] == 600
+    claim = next(v for v in pod["volumes"] if v["name"] == "model-pvc")
+    assert claim["persistentVolumeClaim"] == {"claimName": "models", "readOnly": True}
+    hpa = find(docs, "HorizontalPodAutoscaler")
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 3)  # the seed's defaults
+    assert hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 70
+    assert "replicas" not in find(docs, "Deployment")["spec"]
+
+
+def test_s3_fetch_init_container_and_its_credentials(tmp_path: Path) -> None:
+    values = _model(
+        {
+            "type": "s3",
+            "s3": {
+                "endpointUrl": "http://minio:9000",
+                "bucket": "models",
+                "key": "a/m.onnx",
+                "existingSecret": "minio",
+            },
+        },
+        sha256="a" * 64,
+    )
+    pod = find(_render(tmp_path, values), "Deployment")["spec"]["template"]["spec"]
+    fetch = next(c for c in pod["initContainers"] if c["name"] == "fetch-model")
+    assert fetch["command"][fetch["command"].index("--s3") + 1] == "models/a/m.onnx"
+    assert fetch["command"][fetch["command"].index("--sha256") + 1] == "a" * 64
+    assert _env(fetch)["AWS_SECRET_ACCESS_KEY"] == {
+        "secretKeyRef": {"name": "minio", "key": "AWS_SECRET_ACCESS_KEY"}
+    }
+    assert _env(pod["containers"][0])["HM_RUNTIME_MODEL"] == "/opt/helm-mlops/model/m.onnx"
+    # The server mounts the fetched model read-only; only the init container writes it.
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "model")
+    assert mount["readOnly"] is True
+
+
+def test_inline_model_is_binary_data(tmp_path: Path) -> None:
+    docs = _render(
+        tmp_path, _model({"type": "inline", "inline": {"fileName": "m.onnx", "base64": "AAEC/w=="}})
+    )
+    cm = find(docs, "ConfigMap", "t-inference-service-model")
+    assert cm["binaryData"] == {"m.onnx": "AAEC/w=="} and "data" not in cm
+
+
+def test_mlserver_model_settings_by_format(tmp_path: Path) -> None:
+    docs = _render(
+        tmp_path,
+        {
+            "runtime": "mlserver",
+            "mlserver": {"adaptiveBatching": {"maxBatchSize": 16, "maxBatchTime": 0.005}},
+            **PVC,
+        },
+    )
+    code = find(docs, "ConfigMap", "t-inference-service-code")["data"]
+    import json
+
+    settings = json.loads(code["model-settings.json"])
+    assert settings == {
+        "name": "model",
+        "implementation": "mlserver_sklearn.SKLearnModel",
+        "parameters": {"uri": "/opt/helm-mlops/model-src/iris/model.pkl"},
+        "max_batch_size": 16,
+        "max_batch_time": 0.005,
+    }
+    assert json.loads(code["settings.json"])["http_port"] == 8080
+    server = find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert server["image"] == "seldonio/mlserver:1.7.1"
+    assert [p["containerPort"] for p in server["ports"]] == [8080, 8081, 8082]
+    mlflow = _render(
+        tmp_path,
+        {
+            "runtime": "mlserver",
+            **_model({"type": "mlflow", "mlflow": {"uri": "models:/w@prod", "trackingUri": "http://m:5000"}}),
+        },
+    )
+    settings = json.loads(
+        find(mlflow, "ConfigMap", "t-inference-service-code")["data"]["model-settings.json"]
+    )
+    assert settings["implementation"] == "mlserver_mlflow.MLflowRuntime"  # MLflow 3 sklearn models are .skops
+
+
+def test_bentoml(tmp_path: Path) -> None:
+    docs = _render(
+        tmp_path, {"runtime": "bentoml", "bentoml": {"image": {"repository": "r/iris", "tag": "1"}}}
+    )
+    server = find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert server["image"] == "r/iris:1" and server["ports"][0]["containerPort"] == 3000
+    assert (
+        server["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        and server["livenessProbe"]["httpGet"]["path"] == "/livez"
+    )
+
+
+@pytest.mark.parametrize(
+    ("source", "fmt", "uri"),
+    [
+        (
+            {"type": "s3", "s3": {"bucket": "b", "key": "iris/model.joblib"}},
+            "sklearn",
+            "s3://b/iris/model.joblib",
+        ),
+        (
+            {"type": "pvc", "pvc": {"claimName": "models", "path": "/x/model.onnx"}},
+            "onnx",
+            "pvc://models/x/model.onnx",
+        ),
+        ({"type": "https", "https": {"url": "https://h/m.onnx"}}, "onnx", "https://h/m.onnx"),
+        (
+            {"type": "mlflow", "mlflow": {"uri": "models:/iris@champion", "trackingUri": "http://m"}},
+            "mlflow",
+            "models:/iris@champion",
+        ),
+    ],
+)
+def test_kserve_builtin_formats(source: dict[str, Any], fmt: str, uri: str, tmp_path: Path) -> None:
+    docs = _render(
+        tmp_path,
+        {"runtime": "kserve", "kserve": {"canaryTrafficPercent": 20}, **_model(source, trustModel=True)},
+    )
+    isvc = find(docs, "InferenceService")
+    predictor = isvc["spec"]["predictor"]
+    assert predictor["model"]["modelFormat"] == {"name": fmt} and predictor["model"]["storageUri"] == uri
+    assert predictor["canaryTrafficPercent"] == 20 and predictor["scaleMetric"] == "cpu"
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
+    assert not [d for d in docs if d["kind"] in ("Deployment", "Service", "HorizontalPodAutoscaler")]
+
+
+def test_kserve_serves_pt_with_our_runtime_as_custom_predictor(tmp_path: Path) -> None:
+    values = {
+        "runtime": "kserve",
+        "fastapi": {"prebuilt": True, "image": {"repository": "r/runtime", "tag": "1"}},
+        "kserve": {"deploymentMode": "Serverless", "minReplicas": 0},
+        **_model({"type": "s3", "s3": {"bucket": "b", "key": "m/scripted.pt"}}),
+    }
+    isvc = find(_render(tmp_path, values), "InferenceService")
+    [container] = isvc["spec"]["predictor"]["containers"]
+    env = _env(container)
+    assert (
+        env["STORAGE_URI"] == "s3://b/m/scripted.pt" and env["HM_RUNTIME_MODEL"] == "/mnt/models/scripted.pt"
+    )
+    assert container["image"] == "r/runtime:1" and "model" not in isvc["spec"]["predictor"]
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Serverless"
