@@ -49,8 +49,10 @@ class LocalPod:
         if "configMap" in volume:
             cm = self._object("ConfigMap", volume["configMap"]["name"])
             assert cm is not None, f"the render has no ConfigMap {volume['configMap']['name']}"
-            for key, text in cm["data"].items():
+            for key, text in (cm.get("data") or {}).items():
                 (target / key).write_text(text)
+            for key, blob in (cm.get("binaryData") or {}).items():
+                (target / key).write_bytes(base64.b64decode(blob))
         self.mounts[mount_path] = target
         return target
 
