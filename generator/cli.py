@@ -238,12 +238,18 @@ def logs(
 @KUBECONFIG_OPTION
 @NAMESPACE_OPTION
 def status(release: str, kubeconfig: Path | None, namespace: str) -> None:
-    """Each training job of a release: phase, pods, start and duration, MLflow run links."""
+    """A release's training jobs (phase, pods, duration, MLflow runs) and inference services."""
+    from generator import inference_status
     from generator.target import resolve
     from generator.training_status import collect, format_summaries
 
     target = resolve(kubeconfig)
-    for line in format_summaries(collect(target.kubeconfig, namespace, release)):
+    services = inference_status.collect(target.kubeconfig, namespace, release)
+    jobs = collect(target.kubeconfig, namespace, release)
+    if jobs or not services:
+        for line in format_summaries(jobs):
+            click.echo(line)
+    for line in inference_status.format_services(services):
         click.echo(line)
 
 
@@ -363,6 +369,18 @@ def runtime_serve(
             max_batch_wait_ms=max_batch_wait_ms,
         )
     )
+
+
+@runtime.command("predict")
+@click.option("--url", required=True, help="Base URL of a served model, e.g. http://localhost:8000.")
+@click.option("--input", "data", required=True, help="JSON rows: one row [..] or a batch [[..], ..].")
+@click.option("--name", help="Use the v2 protocol with this model name (default: POST /predict).")
+def runtime_predict(url: str, data: str, name: str | None) -> None:
+    """Send one request and show the response with its status and latency."""
+    from generator.runtime_client import predict
+
+    for line in predict(url, data, name):
+        click.echo(line)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -113,6 +113,8 @@ def main() -> int:
 
         with tempfile.TemporaryDirectory() as tmp:
             lines += bench_inference.markdown(bench_inference.measure_all(Path(tmp)))
+            lines += ["", "Cold start and memory of the helm-mlops runtime by model format:", ""]
+            lines += bench_inference.format_table(Path(tmp))
         lines += ["", *bench_inference.NOTES]
     lines.append("")
     out = REPO / "docs" / "benchmarks.md"

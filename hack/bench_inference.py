@@ -294,6 +294,71 @@ def markdown(results: list[tuple[Server, float, float, dict[int, Load]]]) -> lis
     return lines
 
 
+TORCH_MODELS = """
+import numpy as np, torch, keras
+net = torch.nn.Sequential(torch.nn.Linear(20, 64), torch.nn.ReLU(), torch.nn.Linear(64, 3)).eval()
+torch.jit.script(net).save("model.pt")
+m = keras.Sequential([keras.Input((20,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(3)])
+m.save("model.h5")
+m.save("model.keras")
+"""
+
+
+def format_models(workdir: Path, model: Path) -> list[tuple[str, Path, str, list[str]]]:
+    """(label, model, python, extra args) for every format the runtime serves."""
+    import joblib
+    import mlflow.sklearn
+    from skl2onnx import to_onnx
+
+    estimator = joblib.load(model)
+    pkl = workdir / "model.pkl"
+    pkl.write_bytes(__import__("pickle").dumps(estimator))
+    onnx = workdir / "model.onnx"
+    onnx.write_bytes(to_onnx(estimator, np_zeros(), options={"zipmap": False}).SerializeToString())
+    mlflow_dir = workdir / "mlflow-model"
+    mlflow.sklearn.save_model(estimator, str(mlflow_dir))
+    out = [
+        ("scikit-learn .pkl", pkl, sys.executable, ["--trust-model"]),
+        ("scikit-learn .joblib", model, sys.executable, ["--trust-model"]),
+        ("ONNX (skl2onnx)", onnx, sys.executable, []),
+        ("MLflow model dir (sklearn flavor)", mlflow_dir, sys.executable, []),
+    ]
+    torch_env = subprocess.run(["bash", str(REPO / "hack" / "torch-env.sh")], capture_output=True, text=True)
+    if torch_env.returncode == 0:
+        torch_python = torch_env.stdout.strip().splitlines()[-1]
+        env = {**os.environ, "KERAS_BACKEND": "torch"}
+        subprocess.run([torch_python, "-c", TORCH_MODELS], cwd=workdir, env=env, check=True, capture_output=True)
+        out += [
+            ("TorchScript .pt", workdir / "model.pt", torch_python, []),
+            ("Keras .h5 (torch backend)", workdir / "model.h5", torch_python, []),
+            ("Keras .keras (torch backend)", workdir / "model.keras", torch_python, []),
+        ]
+    return out
+
+
+def np_zeros() -> object:
+    import numpy as np
+
+    return np.zeros((1, FEATURES), dtype=np.float32)
+
+
+def format_table(workdir: Path) -> list[str]:
+    """Cold start to ready and RSS after load, per format (one process per model, pinned to CPU 0)."""
+    model = workdir / "model.joblib" if (workdir / "model.joblib").exists() else make_model(workdir)
+    lines = [
+        "| Format | Ready after (cold start) | RSS after load |",
+        "|---|---|---|",
+    ]
+    for label, path, python, extra in format_models(workdir, model):
+        port = free_port()
+        argv = [python, "-m", "hm_runtime", "--model", str(path), "--port", str(port), "--host", "127.0.0.1", *extra]
+        server = Server(label, "", "", argv, {**os.environ, "PYTHONPATH": str(RUNTIME), "KERAS_BACKEND": "torch"},
+                        f"http://127.0.0.1:{port}/v2/health/ready", workdir)
+        with running(server, workdir / "format.log") as (pid, ready_s):
+            lines.append(f"| {label} | {ready_s:.2f} s | {rss_mb(pid):.0f} MiB |")
+    return lines
+
+
 NOTES = [
     "- The runtime parses with orjson on plain Starlette routes (no pydantic on the hot path), runs on",
     "  uvloop and httptools, and coalesces the requests that arrive while the model is busy into one",

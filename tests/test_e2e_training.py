@@ -165,3 +165,25 @@ def test_operator_resources_pass_the_api_server(cluster: Cluster, ns: str, scena
         "create", "--dry-run=server", "--validate=strict", "-f", "-", input=json.dumps(rendered), check=False
     )
     assert bad.returncode != 0 and "unknownField" in bad.stderr, bad.stdout + bad.stderr
+
+
+def test_inference_service_status_on_the_cluster(cluster: Cluster, ns: str) -> None:
+    """The inference chart installs (restricted namespace, --wait) and `status` shows its replicas."""
+    values = CHARTS / "inference-service" / "ci" / "fastapi-https-onnx-values.yaml"
+    cluster.helm(
+        "helm4",
+        "install",
+        "srv",
+        CHARTS / "inference-service",
+        "-n",
+        ns,
+        "-f",
+        values,
+        "--wait",
+        "--timeout",
+        "120s",
+    )
+    status = _cli(cluster, "status", "srv", ns=ns)
+    assert status.returncode == 0, status.stderr
+    row = next(line for line in status.stdout.splitlines() if line.startswith("srv-inference-service"))
+    assert row.split()[1:4] == ["fastapi", "2/2", "Running"]

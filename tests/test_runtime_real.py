@@ -109,6 +109,27 @@ def test_sklearn_pickles(iris: LogisticRegression, tmp_path: Path, suffix: str) 
         path.write_bytes(pickle.dumps(iris))
     with serving(path, "--trust-model") as url:
         _assert_serves(url, iris.predict(ROWS))
+        # The test interface: the response with its status and latency.
+        shown = subprocess.run(
+            [
+                EXE,
+                "runtime",
+                "predict",
+                "--url",
+                url,
+                "--input",
+                json.dumps(ROWS[:2].tolist()),
+                "--name",
+                "iris",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert shown.returncode == 0 and " -> 200 in " in shown.stdout and " ms" in shown.stdout, shown.stderr
+        assert json.loads(shown.stdout.split("\n", 1)[1])["outputs"][0]["data"] == list(
+            iris.predict(ROWS[:2])
+        )
         code, meta = _http(url + "/v2/models/iris")
         assert (
             code == 200

@@ -310,3 +310,33 @@ def test_a_hanging_stream_ends_after_the_job_finished() -> None:
     )
     assert list(follower.lines()) == ["[j-0-a rank 0] started"]
     release.set()
+
+
+# Inference services in `helm-mlops status` ------------------------------------------------------------
+
+
+def test_inference_service_summaries() -> None:
+    from generator.inference_status import format_services, summarize_deployment, summarize_isvc
+
+    dep = {
+        "metadata": {"name": "r-inference-service", "labels": {"helm-mlops.io/runtime": "fastapi"}},
+        "spec": {"replicas": 3},
+        "status": {"replicas": 3, "readyReplicas": 2},
+    }
+    crashing = {
+        "status": {
+            "phase": "Running",
+            "containerStatuses": [{"state": {"waiting": {"reason": "CrashLoopBackOff"}}}],
+        }
+    }
+    assert summarize_deployment(dep, [crashing]).phase == "Failed"
+    assert summarize_deployment(dep, []).phase == "Pending"
+    ok = summarize_deployment({**dep, "status": {"readyReplicas": 3}}, [])
+    assert (ok.ready, ok.desired, ok.phase, ok.runtime) == (3, 3, "Running", "fastapi")
+    isvc = {
+        "metadata": {"name": "r-inference-service"},
+        "spec": {"predictor": {"minReplicas": 2}},
+        "status": {"url": "http://iris.ml.example.com", "conditions": [{"type": "Ready", "status": "True"}]},
+    }
+    text = "\n".join(format_services([ok, summarize_isvc(isvc)]))
+    assert "3/3  Running" in text and "kserve" in text and "http://iris.ml.example.com" in text
