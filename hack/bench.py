@@ -118,7 +118,10 @@ def main() -> int:
         lines += ["", *bench_inference.NOTES]
     lines.append("")
     out = REPO / "docs" / "benchmarks.md"
-    out.write_text("\n".join(lines))
+    soak = "## Soak (`make soak`)"
+    if out.exists() and soak in out.read_text():  # the last `make soak` result stays
+        lines += ["", soak + out.read_text().split(soak, 1)[1].rstrip()]
+    out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 
