@@ -4,27 +4,18 @@ in this interpreter or in one given with --python (for a venv that has torch or 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
-import zipfile
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
+from types import ModuleType
 
 from generator.errors import UserError
 from generator.paths import CHARTS_DIR
 
 RUNTIME_ROOT = CHARTS_DIR / "inference-service" / "files"
-FORMATS = ("sklearn", "joblib", "onnx", "torch", "keras", "mlflow")
-EXTENSIONS = {
-    ".pkl": "sklearn",
-    ".pickle": "sklearn",
-    ".joblib": "joblib",
-    ".onnx": "onnx",
-    ".pt": "torch",
-    ".pth": "torch",
-    ".h5": "keras",
-    ".keras": "keras",
-}
 TRUST_HINT = (
     "loading it runs code stored in the file: pass --trust-model if you trust where it came from, "
     "or --sha256 to pin the exact file"
@@ -46,12 +37,16 @@ class ServeRequest:
     max_batch_wait_ms: float = 0.0
 
 
-def _is_torchscript(path: Path) -> bool:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return any(n.endswith("constants.pkl") or "/code/" in n for n in archive.namelist())
-    except zipfile.BadZipFile:
-        return False
+@cache
+def _models() -> ModuleType:
+    """The runtime's models.py, loaded from the chart, so the CLI and the pods agree on formats."""
+    path = RUNTIME_ROOT / "hm_runtime" / "models.py"
+    spec = importlib.util.spec_from_file_location("helm_mlops_runtime_models", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
 
 
 def check(req: ServeRequest) -> str:
@@ -64,18 +59,18 @@ def check(req: ServeRequest) -> str:
             field="--model",
             hint="pass a model file, an MLflow model dir or models:/ URI",
         )
-    if req.format is not None and req.format not in FORMATS:
-        raise UserError(
-            f"unknown format {req.format!r}", field="--format", hint=f"use one of {', '.join(FORMATS)}"
-        )
-    fmt = req.format or (
-        "mlflow" if uri or (path / "MLmodel").is_file() else EXTENSIONS.get(path.suffix.lower())
+    models = _models()
+    formats = ", ".join(models.FORMATS)
+    if req.format is not None and req.format not in models.FORMATS:
+        raise UserError(f"unknown format {req.format!r}", field="--format", hint=f"use one of {formats}")
+    fmt: str | None = req.format or (
+        "mlflow" if uri or (path / "MLmodel").is_file() else models.EXTENSIONS.get(path.suffix.lower())
     )
     if fmt is None:
         raise UserError(
             f"cannot tell the format of {req.model}",
             field="--format",
-            hint=f"pass one of {', '.join(FORMATS)}",
+            hint=f"pass one of {formats}",
         )
     if req.sha256 is not None and (
         len(req.sha256) != 64 or not all(c in "0123456789abcdefABCDEF" for c in req.sha256)
@@ -84,7 +79,7 @@ def check(req: ServeRequest) -> str:
     trusted = req.trust_model or req.sha256 is not None
     if fmt in ("sklearn", "joblib") and not trusted:
         raise UserError(f"{req.model} is a pickle; {TRUST_HINT}", field="--trust-model")
-    if fmt == "torch" and path.is_file() and not _is_torchscript(path) and not trusted:
+    if fmt == "torch" and path.is_file() and not models.is_torchscript(path) and not trusted:
         raise UserError(
             f"{req.model} is a pickled PyTorch module, not TorchScript; {TRUST_HINT}", field="--trust-model"
         )
@@ -94,7 +89,7 @@ def check(req: ServeRequest) -> str:
             field="--python",
             hint="pass the python of a venv with the model's framework",
         )
-    return fmt
+    return str(fmt)
 
 
 def argv_env(req: ServeRequest, fmt: str) -> tuple[list[str], dict[str, str]]:

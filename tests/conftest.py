@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.charts import SHARED
+from tests.support.charts import REPO, SHARED
 from tests.support.cluster import Cluster, cluster_binaries_dir, cluster_script
 
 IN_CI = os.environ.get("CI") == "true"
@@ -67,3 +68,27 @@ def cluster() -> Iterator[Cluster]:
     yield c
     if not os.environ.get("HELM_MLOPS_KEEP_CLUSTER"):
         cluster_script("down")
+
+
+def _cached_venv(script: str, *args: str) -> str:
+    """The python of a venv a hack/ script prepares under the cache (PyTorch, the MLServer peer):
+    created on first use; without it the test cannot run, which fails in CI and skips elsewhere."""
+    proc = subprocess.run(
+        ["bash", str(REPO / "hack" / script), *args], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        message = f"hack/{script} {' '.join(args)} failed:\n{proc.stderr[-2000:]}"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return proc.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def torch_python() -> str:
+    return _cached_venv("torch-env.sh")
+
+
+@pytest.fixture(scope="session")
+def mlserver_python() -> str:
+    return _cached_venv("bench-peers.sh", "mlserver")

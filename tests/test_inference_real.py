@@ -28,10 +28,9 @@ import pytest
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
-from tests.conftest import IN_CI
-from tests.support.charts import CHARTS, REPO, find, template
+from tests.support.charts import CHARTS, find, template
 from tests.support.podrun import LocalPod
-from tests.support.servers import free_port, moto_s3
+from tests.support.servers import free_port, moto_s3, wait_http
 
 pytestmark = pytest.mark.real
 CHART = CHARTS / "inference-service"
@@ -77,16 +76,7 @@ def _serving(pod: LocalPod, spec: dict[str, Any], log: Path) -> Iterator[str]:
     proc = pod.start(spec, _container(spec, "server"), log)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                with urllib.request.urlopen(url + "/v2/health/ready", timeout=2):
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
+        wait_http(url + "/v2/health/ready", timeout=120, proc=proc, log=log)  # 503 until loaded
         yield url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -222,22 +212,6 @@ def test_inline_model(model_file: tuple[Path, LogisticRegression], tmp_path: Pat
     assert pod.run(spec, _container(spec, "fetch-model")).returncode == 0
     with _serving(pod, spec, tmp_path / "server.log") as url:
         assert _predict(url) == list(model.predict(ROWS))
-
-
-@pytest.fixture(scope="module")
-def mlserver_python() -> str:
-    proc = subprocess.run(
-        ["bash", str(REPO / "hack" / "bench-peers.sh"), "mlserver"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        message = f"the MLServer venv could not be created (hack/bench-peers.sh):\n{proc.stderr[-2000:]}"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    return proc.stdout.strip().splitlines()[-1]
 
 
 def test_real_mlserver_serves_the_generated_model_settings(

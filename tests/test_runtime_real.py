@@ -28,9 +28,8 @@ import pytest
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
-from tests.conftest import IN_CI
 from tests.support.charts import REPO
-from tests.support.servers import free_port, mlflow_server
+from tests.support.servers import free_port, mlflow_server, wait_http
 
 pytestmark = pytest.mark.real
 EXE = str(Path(sys.executable).parent / "helm-mlops")
@@ -67,16 +66,7 @@ def serving(
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if _http(url + "/v2/health/ready")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
+        wait_http(url + "/v2/health/ready", timeout=120, proc=proc, log=log)  # 503 until loaded
         yield url
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -331,19 +321,6 @@ def test_sigterm_drains_in_flight_requests(tmp_path: Path) -> None:
 
 
 # PyTorch and Keras (served from the torch venv) -------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def torch_python() -> str:
-    proc = subprocess.run(
-        ["bash", str(REPO / "hack" / "torch-env.sh")], capture_output=True, text=True, check=False
-    )
-    if proc.returncode != 0:
-        message = f"the torch venv could not be created (hack/torch-env.sh):\n{proc.stderr[-2000:]}"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    return proc.stdout.strip().splitlines()[-1]
 
 
 def _in_torch_venv(torch_python: str, code: str, tmp_path: Path) -> np.ndarray:

@@ -17,8 +17,7 @@ from typing import Any
 import mlflow
 import pytest
 
-from tests.conftest import IN_CI
-from tests.support.charts import CHARTS, REPO, find, template
+from tests.support.charts import CHARTS, find, template
 from tests.support.podrun import LocalPod
 from tests.support.servers import free_port, mlflow_server
 
@@ -255,19 +254,6 @@ print(f"rank {rank}/{world} sum {t.item()}", flush=True)
 assert t.item() == world * (world + 1) / 2
 dist.destroy_process_group()
 """
-
-
-@pytest.fixture(scope="module")
-def torch_python() -> str:
-    proc = subprocess.run(
-        ["bash", str(REPO / "hack" / "torch-env.sh")], capture_output=True, text=True, check=False
-    )
-    if proc.returncode != 0:
-        message = f"the torch venv could not be created (hack/torch-env.sh):\n{proc.stderr[-2000:]}"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    return proc.stdout.strip().splitlines()[-1]
 
 
 def _torchrun_pods(

@@ -150,14 +150,19 @@ def build_app(settings: Settings) -> FastAPI:
             return _error(503, f"model failed to load: {state.error}")
         return _error(503, "model is loading")
 
-    async def predict(request: Request) -> Response:
+    async def serve(
+        request: Request,
+        parse: Callable[[Any, LoadedModel], tuple[np.ndarray, Any]],
+        reply: Callable[[LoadedModel, np.ndarray, Any], Any],
+    ) -> Response:
+        """Body -> rows -> (batched) model call -> response, with the errors a client can act on."""
         if state.model is None:
             return not_ready()
         raw = await _body(request, settings.max_body_bytes)
         if isinstance(raw, Response):
             return raw
         try:
-            rows, _single = rows_from_input(orjson.loads(raw), state.model)
+            rows, context = parse(orjson.loads(raw), state.model)
         except orjson.JSONDecodeError as exc:
             return _error(400, f"body is not valid JSON: {exc}")
         except InputError as exc:
@@ -165,32 +170,19 @@ def build_app(settings: Settings) -> FastAPI:
         try:
             out = await infer(rows)
         except Exception as exc:
-            log.exception("predict failed")
+            log.exception("model call failed")
             return _error(500, f"{type(exc).__name__}: {exc}")
-        return _json({"prediction": out})
+        return _json(reply(state.model, out, context))
+
+    async def predict(request: Request) -> Response:
+        return await serve(request, rows_from_input, lambda _model, out, _single: {"prediction": out})
 
     async def v2_infer(request: Request) -> Response:
         if request.path_params["name"] != settings.name:
             return _error(
                 404, f"unknown model {request.path_params['name']!r}; this server serves {settings.name!r}"
             )
-        if state.model is None:
-            return not_ready()
-        raw = await _body(request, settings.max_body_bytes)
-        if isinstance(raw, Response):
-            return raw
-        try:
-            rows, request_id = rows_from_v2(orjson.loads(raw), state.model)
-        except orjson.JSONDecodeError as exc:
-            return _error(400, f"body is not valid JSON: {exc}")
-        except InputError as exc:
-            return _error(422, str(exc))
-        try:
-            out = await infer(rows)
-        except Exception as exc:
-            log.exception("infer failed")
-            return _error(500, f"{type(exc).__name__}: {exc}")
-        return _json(v2_response(state.model, out, request_id))
+        return await serve(request, rows_from_v2, v2_response)
 
     async def live(_request: Request) -> Response:
         return _json({"live": True})

@@ -161,7 +161,7 @@ def _load_onnx(name: str, path: Path) -> LoadedModel:
     )
 
 
-def _is_torchscript(path: Path) -> bool:
+def is_torchscript(path: Path) -> bool:
     try:
         with zipfile.ZipFile(path) as archive:
             return any(n.endswith("constants.pkl") or "/code/" in n for n in archive.namelist())
@@ -172,7 +172,7 @@ def _is_torchscript(path: Path) -> bool:
 def _load_torch(name: str, path: Path, trust: bool, pin: str | None) -> LoadedModel:
     import torch
 
-    if _is_torchscript(path):
+    if is_torchscript(path):
         module = torch.jit.load(str(path), map_location="cpu")
         kind = "torchscript"
     else:
