@@ -148,6 +148,8 @@ def test_mlflow_model_dir_and_registry_alias(iris: LogisticRegression, tmp_path:
         _assert_serves(url, iris.predict(ROWS))
     with mlflow_server(tmp_path) as tracking:
         mlflow.set_tracking_uri(tracking)
+        # Name the experiment: the fluent API remembers the active one from earlier tests' servers.
+        mlflow.set_experiment("runtime-registry")
         with mlflow.start_run():
             mlflow.sklearn.log_model(
                 iris, name="model", registered_model_name="iris-clf", input_example=X[:2]
