@@ -1,3 +1,8 @@
 """helm-mlops: Helm charts and a helm plugin for an ML platform."""
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("helm-mlops")
+except PackageNotFoundError:  # imported from a checkout that was never installed
+    __version__ = "0.0.0+unknown"

@@ -3,6 +3,7 @@ exit codes in main(). Heavy modules are imported inside the commands so `--help`
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -26,10 +27,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--check", is_flag=True, help="Fail (exit 4) instead of writing when a README is stale.")
 def docs(chart_dirs: tuple[Path, ...], check: bool) -> None:
     """Regenerate each chart's README values table and values.schema.json from values.yaml."""
-    from generator.chart_docs import undocumented_keys, update_readme
+    from generator.charts.docs import undocumented_keys, update_readme
+    from generator.charts.schema import update_schema
     from generator.errors import UserError
     from generator.paths import chart_dirs as all_charts
-    from generator.values_schema import update_schema
 
     for chart in chart_dirs or all_charts():
         missing = undocumented_keys(chart / "values.yaml")
@@ -52,7 +53,7 @@ def docs(chart_dirs: tuple[Path, ...], check: bool) -> None:
     "--values",
     "values_file",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="Values file (default: values-presets/<chart>-quickstart.yaml).",
+    help="Values file (default: the <chart>-quickstart preset).",
 )
 @click.option(
     "--helm", "helm_bin", envvar="HELM_MLOPS_HELM", help="helm binary (default: .tools/bin/helm, then PATH)."
@@ -136,7 +137,17 @@ NAMESPACE_OPTION = click.option("-n", "--namespace", default="default", show_def
 @click.option(
     "-f", "--values", "values_files", multiple=True, type=click.Path(path_type=Path), help="Values file."
 )
-@click.option("--set", "set_values", multiple=True, help="Set a chart value, e.g. --set job.backoffLimit=0.")
+@click.option(
+    "--set",
+    "set_values",
+    multiple=True,
+    help="Set chart values (helm's rules), e.g. --set job.backoffLimit=0.",
+)
+@click.option("--set-string", multiple=True, help="Set chart values as strings (helm's --set-string).")
+@click.option("--set-json", multiple=True, help="Set chart values from JSON, e.g. --set-json 'env=[...]'.")
+@click.option(
+    "--set-file", multiple=True, help="Set chart values from files, e.g. --set-file script.content=t.py."
+)
 @click.option(
     "--render-to", type=click.Path(file_okay=False, path_type=Path), help="Write manifests, do not install."
 )
@@ -169,6 +180,9 @@ def train(
     schedule: str | None,
     values_files: tuple[Path, ...],
     set_values: tuple[str, ...],
+    set_string: tuple[str, ...],
+    set_json: tuple[str, ...],
+    set_file: tuple[str, ...],
     render_to: Path | None,
     skip_preflight: bool,
     helm_bin: str | None,
@@ -177,6 +191,7 @@ def train(
 ) -> None:
     """Submit a training job: a script (or your image's command), optionally distributed or a sweep."""
     from generator.training import TrainRequest, run_train
+    from generator.values import helm_order
 
     req = TrainRequest(
         release=release,
@@ -198,7 +213,7 @@ def train(
         experiment=experiment,
         schedule=schedule,
         values_files=values_files,
-        set_values=set_values,
+        sets=tuple(helm_order(set_json, set_values, set_string, set_file)),
     )
     lines = run_train(
         req,
@@ -223,13 +238,11 @@ def logs(
     release: str, job: str, follow: bool, all_pods: bool, kubeconfig: Path | None, namespace: str
 ) -> None:
     """Stream a training job's logs, each line prefixed with its pod and rank."""
-    from generator.target import resolve
-    from generator.training_logs import follower
+    from generator.kube.logs import follower
+    from generator.kube.target import resolve
 
     target = resolve(kubeconfig)
-    for line in follower(
-        target.kubeconfig, namespace, release, job, follow=follow, all_pods=all_pods
-    ).lines():
+    for line in follower(target.kube(), namespace, release, job, follow=follow, all_pods=all_pods).lines():
         click.echo(line)
 
 
@@ -239,17 +252,16 @@ def logs(
 @NAMESPACE_OPTION
 def status(release: str, kubeconfig: Path | None, namespace: str) -> None:
     """A release's training jobs (phase, pods, duration, MLflow runs) and inference services."""
-    from generator import inference_status
-    from generator.target import resolve
-    from generator.training_status import collect, format_summaries
+    from generator.kube.status import collect, collect_services, format_services, format_summaries
+    from generator.kube.target import resolve
 
-    target = resolve(kubeconfig)
-    services = inference_status.collect(target.kubeconfig, namespace, release)
-    jobs = collect(target.kubeconfig, namespace, release)
+    kube = resolve(kubeconfig).kube()
+    services = collect_services(kube, namespace, release)
+    jobs = collect(kube, namespace, release)
     if jobs or not services:
         for line in format_summaries(jobs):
             click.echo(line)
-    for line in inference_status.format_services(services):
+    for line in format_services(services):
         click.echo(line)
 
 
@@ -269,13 +281,16 @@ def sweep() -> None:
 )
 def sweep_plan(values_file: Path) -> None:
     """Every trial's parameters, by completion index, as the pods will get them."""
-    from generator import sweep_space
+    from generator import sweep
+    from generator.errors import UserError
     from generator.training import TrainRequest, build_values
 
     values = build_values(TrainRequest(release="plan", values_files=(values_file,)))
     spec = values.get("sweep", values)
-    for index, params in enumerate(sweep_space.plan(spec, f"{values_file}: sweep")):
-        shown = " ".join(f"{k}={sweep_space.format_value(v)}" for k, v in params.items())
+    if not isinstance(spec, dict):
+        raise UserError("`sweep` must be a mapping", field=str(values_file))
+    for index, params in enumerate(sweep.plan(spec, f"{values_file}: sweep")):
+        shown = " ".join(f"{k}={sweep.format_value(v)}" for k, v in params.items())
         click.echo(f"{index:>5}  {shown}")
 
 
@@ -292,7 +307,7 @@ def sweep_best(tracking_uri: str, experiment: str, sweep_id: str, metric: str, g
     """The best trials of a sweep, ranked by its objective metric."""
     import os
 
-    from generator.sweep_results import rank, trials
+    from generator.sweep import rank, trials
 
     user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
     found = rank(
@@ -352,7 +367,7 @@ def runtime_serve(
     max_batch_wait_ms: float,
 ) -> None:
     """Serve a model: POST /predict, the Open Inference Protocol v2 under /v2, and /metrics."""
-    from generator.runtime_serve import ServeRequest, serve
+    from generator.runtime import ServeRequest, serve
 
     serve(
         ServeRequest(
@@ -377,17 +392,33 @@ def runtime_serve(
 @click.option("--name", help="Use the v2 protocol with this model name (default: POST /predict).")
 def runtime_predict(url: str, data: str, name: str | None) -> None:
     """Send one request and show the response with its status and latency."""
-    from generator.runtime_client import predict
+    from generator.runtime import predict
 
     for line in predict(url, data, name):
         click.echo(line)
 
 
+DEBUG_ENV = "HELM_DEBUG"  # helm sets it for plugins when run with --debug
+
+
+def _debug_from_env() -> bool:
+    return os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
 def main(argv: list[str] | None = None) -> None:
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    """Run the CLI; every failure becomes an exit code: 2 bad input, 3 a tool or the cluster failed,
+    4 a stale generated file, 130 interrupted, 1 a bug (one line, unless --debug)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = _debug_from_env()
     try:
-        cli.main(args=argv, prog_name="helm-mlops", standalone_mode=False)
-    except click.exceptions.Abort:
+        with cli.make_context("helm-mlops", args) as ctx:
+            debug = debug or bool(ctx.params.get("debug"))
+            cli.invoke(ctx)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        if debug:
+            raise
         click.echo("aborted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
@@ -398,3 +429,17 @@ def main(argv: list[str] | None = None) -> None:
             raise
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(exc.exit_code)
+    except BrokenPipeError:  # the reader went away (| head): nothing left to say
+        sys.stderr.close()
+        sys.exit(0)
+    except Exception as exc:
+        if debug:
+            raise
+        click.secho(
+            f"error: unexpected {type(exc).__name__}: {exc}\n"
+            f"  this is a bug in helm-mlops {__version__}: please report it on the project's issue tracker "
+            "with the output of the same command run with --debug (or HELM_DEBUG=1)",
+            fg="red",
+            err=True,
+        )
+        sys.exit(1)

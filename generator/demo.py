@@ -7,25 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-from generator.errors import ToolError, UserError
-from generator.helm_tool import find_helm, run_helm
-from generator.paths import PRESETS_DIR, chart_dir
-from generator.rendering import render
-from generator.values_check import check_values, is_values_error
-
-
-def _load_values(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise UserError(f"not valid YAML: {exc}", field=str(path), hint="fix the YAML syntax") from None
-    if not isinstance(data, dict):
-        raise UserError("must be a mapping of values", field=str(path))
-    return data
+from generator import yamlio
+from generator.errors import UserError
+from generator.helm.adapter import Helm
+from generator.helm.binary import find_helm
+from generator.paths import chart_dir, presets_dir
+from generator.values import check_values
 
 
 def run_demo(
@@ -39,24 +27,18 @@ def run_demo(
     release: str = "demo",
 ) -> Iterator[str]:
     chart = chart_dir(chart_name)
-    values_file = values_file or PRESETS_DIR / f"{chart_name}-quickstart.yaml"
+    values_file = values_file or presets_dir() / f"{chart_name}-quickstart.yaml"
     if not values_file.is_file():
         raise UserError(
             f"{values_file} does not exist", field="--values", hint="pass an existing values file"
         )
-    values = _load_values(values_file)
+    values = yamlio.load_mapping(values_file)
     check_values(chart, values, str(values_file))
-    helm = find_helm(helm_bin)
-    version = run_helm(helm, "version", "--short").strip()
-    yield f"helm {version}: linting {chart} with {values_file}"
-    try:
-        run_helm(helm, "lint", "--strict", chart, "-f", values_file)
-    except ToolError as exc:
-        if is_values_error(str(exc)):
-            raise UserError(str(exc), field=str(values_file), hint="change the values named above") from None
-        raise
+    helm = Helm(find_helm(helm_bin))
+    yield f"helm {helm.version()}: linting {chart} with {values_file}"
+    helm.lint(chart, values, source=str(values_file))
     yield "lint: ok"
-    resources = render(chart, values, helm, str(values_file), release)
+    resources = helm.template(chart, release, values, namespace=namespace, source=str(values_file))
     yield f"release '{release}' consists of {len(resources)} resources:"
     for res in resources:
         hook = (res.get("metadata", {}).get("annotations") or {}).get("helm.sh/hook")
@@ -65,15 +47,19 @@ def run_demo(
     if not install:
         return
 
-    from generator import release as lifecycle
-    from generator.target import resolve
+    from generator.kube.status import pod_statuses
+    from generator.kube.target import resolve
 
     target = resolve(kubeconfig)
+    kube = target.kube()
     yield f"installing into the {target.describe()}, namespace {namespace} (helm --wait)..."
-    lifecycle.ensure_namespace(target.kubeconfig, namespace)
-    done = lifecycle.install(helm, target.kubeconfig, chart, release, namespace, values, str(values_file))
+    kube.ensure_namespace(namespace)
+    cluster_helm = Helm(helm.binary, kubeconfig=target.kubeconfig)
+    done = cluster_helm.install_or_upgrade(
+        release, chart, values, namespace=namespace, source=str(values_file)
+    )
     yield f"release {done.release}: revision {done.revision}, {done.status}"
-    for pod in lifecycle.pod_statuses(target.kubeconfig, namespace, release):
+    for pod in pod_statuses(kube, namespace, release):
         yield f"  pod {pod.name:<40} {pod.component:<12} {pod.phase:<10} ready {pod.ready}"
     yield ""
     yield done.notes.strip()

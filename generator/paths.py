@@ -1,25 +1,92 @@
-"""Where the project's charts, presets and tools live. helm-mlops runs from its checkout (`make setup`,
-or the helm plugin, which is the checkout), so these are paths inside it."""
+"""Where helm-mlops finds its charts, presets and the files the CLI shares with the pods.
+
+Three layouts, in this order:
+- ``HELM_MLOPS_CHARTS=DIR``: another charts root (its ``values-presets/`` beside it, if any);
+- a source checkout (``make setup`` or the helm plugin): ``<repo>/charts`` and ``<repo>/values-presets``;
+- an installed wheel: the copies the build puts in the package (``generator/_data/``, see setup.py).
+
+Only the checkout has ``hack/`` (the embedded cluster) and ``.tools/bin`` (the pinned helm)."""
 
 from __future__ import annotations
 
+import os
+from functools import cache
+from importlib.resources import files
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-CHARTS_DIR = REPO_ROOT / "charts"
-PRESETS_DIR = REPO_ROOT / "values-presets"
-TOOLS_BIN = REPO_ROOT / ".tools" / "bin"
+from generator.errors import UserError
+
+CHARTS_ENV = "HELM_MLOPS_CHARTS"
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def checkout_root() -> Path | None:
+    """The source checkout this package runs from, or None when installed from a wheel."""
+    root = _PACKAGE.parent
+    if (root / "pyproject.toml").is_file() and (root / "charts").is_dir() and (root / "hack").is_dir():
+        return root
+    return None
+
+
+@cache
+def _data_root() -> Path:
+    root = checkout_root()
+    if root is not None:
+        return root
+    return Path(str(files("generator") / "_data"))
+
+
+def charts_root() -> Path:
+    env = os.environ.get(CHARTS_ENV)
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_dir():
+            raise UserError(
+                f"{path} is not a directory",
+                field=CHARTS_ENV,
+                hint="point it at a folder of charts, or unset it",
+            )
+        return path
+    return _data_root() / "charts"
+
+
+def presets_dir() -> Path:
+    env = os.environ.get(CHARTS_ENV)
+    if env and (Path(env).expanduser().parent / "values-presets").is_dir():
+        return Path(env).expanduser().parent / "values-presets"
+    return _data_root() / "values-presets"
+
+
+def tools_bin() -> Path | None:
+    root = checkout_root()
+    return root / ".tools" / "bin" if root is not None else None
+
+
+def hack_script(name: str, needed_for: str) -> Path:
+    """A script of the checkout's hack/ folder; from a wheel, a UserError that says what to do."""
+    root = checkout_root()
+    if root is None:
+        raise UserError(
+            f"{needed_for} needs a source checkout of helm-mlops (this one is installed from a wheel)",
+            field=needed_for,
+            hint="pass --kubeconfig (or set KUBECONFIG) to use your cluster, or run from a git clone "
+            "after `make setup`",
+        )
+    return root / "hack" / name
 
 
 def chart_dirs() -> list[Path]:
-    return sorted(p.parent for p in CHARTS_DIR.glob("*/Chart.yaml"))
+    return sorted(p.parent for p in charts_root().glob("*/Chart.yaml"))
 
 
 def chart_dir(name: str) -> Path:
-    from generator.errors import UserError
-
-    path = CHARTS_DIR / name
+    path = charts_root() / name
     if not (path / "Chart.yaml").is_file():
         known = ", ".join(p.name for p in chart_dirs())
         raise UserError(f"no chart named {name!r}", field="--chart", hint=f"use one of: {known}")
     return path
+
+
+def chart_file(chart: str, *parts: str) -> Path:
+    """A file the CLI shares with a chart's pods (files/sweep.py, files/hm_runtime)."""
+    return chart_dir(chart).joinpath("files", *parts)

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from generator import quantity, sweep_space, yaml_out
+from generator import sweep, yamlio
 from generator.errors import UserError
+from generator.helm.adapter import Helm
 from generator.paths import chart_dir
+from generator.values import apply_sets, deep_merge, parse_quantity
 
 CHART = "training-job"
 
@@ -42,54 +42,27 @@ class TrainRequest:
     experiment: str | None = None
     schedule: str | None = None
     values_files: tuple[Path, ...] = ()
-    set_values: tuple[str, ...] = ()
+    sets: tuple[tuple[str, str], ...] = ()  # (flag, KEY=VALUE) in helm's order, see values.helm_order
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _read_yaml(path: Path, what: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise UserError(f"{path} does not exist", field=what, hint="pass an existing file")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path} is not valid YAML: {exc}", field=what) from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path} must hold a mapping", field=what)
-    return data
-
-
-def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def _set(values: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set an option's value at a dotted key (the keys are ours, never the user's text)."""
     keys = dotted.split(".")
     node = values
     for key in keys[:-1]:
-        node = node.setdefault(key, {})
-        if not isinstance(node, dict):
-            raise UserError(f"{key} is not a mapping", field=f"--set {dotted}")
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = node[key] = {}
+        node = child
     node[keys[-1]] = value
-
-
-def _parse_set(item: str) -> tuple[str, Any]:
-    key, sep, raw = item.partition("=")
-    if not sep or not key:
-        raise UserError(f"{item!r} is not KEY=VALUE", field="--set", hint="e.g. --set job.backoffLimit=0")
-    return key, yaml.safe_load(raw) if raw else ""
 
 
 def build_values(req: TrainRequest) -> dict[str, Any]:
     """The chart values the request stands for; options win over values files, --set wins over all."""
     values: dict[str, Any] = {}
     for path in req.values_files:
-        values = deep_merge(values, _read_yaml(path, "--values"))
+        values = deep_merge(values, yamlio.load_mapping(path, "--values"))
     if req.script is not None:
         if not req.script.is_file():
             raise UserError(
@@ -122,7 +95,7 @@ def build_values(req: TrainRequest) -> dict[str, Any]:
         _set(values, "image.tag", tag)
     for option, key, text in (("--cpu", "cpu", req.cpu), ("--memory", "memory", req.memory)):
         if text is not None:
-            quantity.parse(text, option)
+            parse_quantity(text, option)
             _set(values, f"resources.requests.{key}", text)
             _set(values, f"resources.limits.{key}", text)
     if req.gpus is not None:
@@ -136,39 +109,56 @@ def build_values(req: TrainRequest) -> dict[str, Any]:
         if req.operator is not None:
             _set(values, "distributed.operator", req.operator)
     if req.sweep_file is not None:
-        sweep = _read_yaml(req.sweep_file, "--sweep")
-        values["sweep"] = deep_merge(values.get("sweep", {}), {"enabled": True, **sweep.get("sweep", sweep)})
+        space = yamlio.load_mapping(req.sweep_file, "--sweep")
+        inner = space.get("sweep", space)
+        if not isinstance(inner, dict):
+            raise UserError("`sweep` must be a mapping", field=f"--sweep ({req.sweep_file})")
+        values["sweep"] = deep_merge(values.get("sweep") or {}, {"enabled": True, **inner})
     if req.tracking_uri:
         _set(values, "mlflow.trackingUri", req.tracking_uri)
     if req.experiment:
         _set(values, "mlflow.experimentName", req.experiment)
     if req.schedule:
         _set(values, "cronJob.schedule", req.schedule)
-    for item in req.set_values:
-        _set(values, *_parse_set(item))
+    values = apply_sets(values, list(req.sets))
     return deep_merge(values, req.extra)
 
 
 def check(values: dict[str, Any]) -> list[str]:
     """Checks that name the option or value to change. Returns notes (e.g. the trial count)."""
     notes: list[str] = []
+    resources = values.get("resources") or {}
     for section in ("requests", "limits"):
-        for name, text in ((values.get("resources") or {}).get(section) or {}).items():
-            quantity.parse(str(text), f"resources.{section}.{name}")
-    gpus = int((values.get("gpu") or {}).get("count") or 0)
-    dist = values.get("distributed") or {}
-    nproc = int(dist.get("nprocPerNode") or 1)
+        entries = resources.get(section) if isinstance(resources, dict) else None
+        for name, text in (entries if isinstance(entries, dict) else {}).items():
+            parse_quantity(text, f"resources.{section}.{name}")
+    gpus = _int(values, "gpu", "count", 0)
+    dist = values.get("distributed")
+    dist = dist if isinstance(dist, dict) else {}
+    nproc = _int(values, "distributed", "nprocPerNode", 1)
     if dist.get("enabled") and gpus > 0 and nproc > gpus:
         raise UserError(
             f"{nproc} processes per node but only {gpus} GPU(s) per pod",
             field="--nproc-per-node (distributed.nprocPerNode)",
             hint=f"use at most --nproc-per-node {gpus}, or request more with --gpus",
         )
-    sweep = values.get("sweep") or {}
-    if sweep.get("enabled"):
-        count = sweep_space.trial_count(sweep, "sweep")
-        notes.append(f"sweep: {count} trials ({sweep.get('strategy', 'grid')})")
+    space = values.get("sweep")
+    if isinstance(space, dict) and space.get("enabled"):
+        count = sweep.trial_count(space, "sweep")
+        notes.append(f"sweep: {count} trials ({space.get('strategy', 'grid')})")
     return notes
+
+
+def _int(values: dict[str, Any], section: str, key: str, default: int) -> int:
+    """An integer value the checks need before the schema runs; a wrong type is the schema's to name."""
+    node = values.get(section)
+    raw = node.get(key) if isinstance(node, dict) else None
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise UserError(f"{raw!r} is not an integer", field=f"{section}.{key}") from None
 
 
 @dataclass(frozen=True)
@@ -178,15 +168,14 @@ class Prepared:
     notes: list[str]
 
 
-def prepare(req: TrainRequest, helm: str) -> Prepared:
-    from generator.rendering import render
-    from generator.values_check import check_values
+def prepare(req: TrainRequest, helm: Helm) -> Prepared:
+    from generator.values import check_values
 
     values = build_values(req)
     notes = check(values)
     chart = chart_dir(CHART)
     check_values(chart, values, "training-job values")
-    resources = render(chart, values, helm, "training-job values", req.release)
+    resources = helm.template(chart, req.release, values, source="training-job values")
     return Prepared(values, resources, notes)
 
 
@@ -199,10 +188,10 @@ def write_rendered(prepared: Prepared, out_dir: Path) -> list[Path]:
     parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".helm-mlops-", dir=parent))
     try:
-        (staging / "values.yaml").write_text(yaml_out.dump(prepared.values))
+        (staging / "values.yaml").write_text(yamlio.dump(prepared.values))
         for i, res in enumerate(prepared.resources):
             name = f"{i:02d}-{res['kind'].lower()}-{res['metadata']['name']}.yaml"
-            (staging / name).write_text(yaml_out.dump(res))
+            (staging / name).write_text(yamlio.dump(res))
         if out_dir.exists():
             out_dir.rmdir()
         os.replace(staging, out_dir)
@@ -210,29 +199,6 @@ def write_rendered(prepared: Prepared, out_dir: Path) -> list[Path]:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return sorted(out_dir.iterdir())
-
-
-def gpu_nodes(kubeconfig: Path, resource: str) -> list[str]:
-    """Nodes whose allocatable resources include the GPU resource."""
-    from kubernetes import client, config
-
-    api = client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfig)))  # type: ignore[no-untyped-call]
-    names = []
-    for node in api.list_node().items:
-        allocatable = (node.status.allocatable if node.status else None) or {}
-        if str(allocatable.get(resource, "0")) not in ("0", ""):
-            names.append(str(node.metadata.name if node.metadata else "?"))
-    return names
-
-
-def preflight_gpus(values: dict[str, Any], kubeconfig: Path) -> str | None:
-    """A problem message when the job asks for GPUs the cluster has none of, else None."""
-    gpu = values.get("gpu") or {}
-    count = int(gpu.get("count") or 0)
-    resource = str(gpu.get("resourceName") or "nvidia.com/gpu")
-    if count <= 0 or gpu_nodes(kubeconfig, resource):
-        return None
-    return f"{count} {resource} requested per pod, but no node of the cluster has {resource}"
 
 
 def run_train(
@@ -244,33 +210,37 @@ def run_train(
     render_to: Path | None,
     skip_preflight: bool,
 ) -> Iterator[str]:
-    from generator.helm_tool import find_helm
+    from generator.helm.binary import find_helm
+    from generator.kube.preflight import preflight_gpus
 
-    helm = find_helm(helm_bin)
+    helm = Helm(find_helm(helm_bin))
     prepared = prepare(req, helm)
     yield from prepared.notes
     if render_to is not None:
-        from generator.target import user_kubeconfig
+        from generator.kube.target import user_kubeconfig
 
         configured = user_kubeconfig(kubeconfig)
         if configured is not None and not skip_preflight:
+            from generator.errors import HelmMlopsError
+            from generator.kube.client import Kube
+
             try:
-                problem = preflight_gpus(prepared.values, configured)
-            except Exception as exc:
+                problem = preflight_gpus(prepared.values, Kube(configured))
+            except HelmMlopsError as exc:
                 problem = None
-                yield f"preflight skipped: cluster not reachable ({type(exc).__name__})"
+                yield f"preflight skipped: {str(exc).splitlines()[0]}"
             if problem:
                 yield f"warning: {problem}; the pods would stay Pending"
         files = write_rendered(prepared, render_to)
         yield f"wrote {len(files)} files to {render_to}"
         return
 
-    from generator import release as lifecycle
-    from generator.target import resolve
+    from generator.kube.target import resolve
 
     target = resolve(kubeconfig)
+    kube = target.kube()
     if not skip_preflight:
-        problem = preflight_gpus(prepared.values, target.kubeconfig)
+        problem = preflight_gpus(prepared.values, kube)
         if problem:
             raise UserError(
                 problem,
@@ -278,15 +248,14 @@ def run_train(
                 hint="add GPU nodes, drop --gpus, or pass --skip-preflight "
                 "when an autoscaler adds GPU nodes on demand",
             )
-    lifecycle.ensure_namespace(target.kubeconfig, namespace)
-    done = lifecycle.install(
-        helm,
-        target.kubeconfig,
-        chart_dir(CHART),
+    kube.ensure_namespace(namespace)
+    cluster_helm = Helm(helm.binary, kubeconfig=target.kubeconfig)
+    done = cluster_helm.install_or_upgrade(
         req.release,
-        namespace,
+        chart_dir(CHART),
         prepared.values,
-        "training-job values",
+        namespace=namespace,
+        source="training-job values",
     )
     yield f"release {done.release}: revision {done.revision}, {done.status} in {target.describe()}"
     yield done.notes.strip()

@@ -11,8 +11,8 @@ import jsonschema
 import pytest
 import yaml
 
-from generator.chart_docs import undocumented_keys, update_readme
-from generator.values_schema import update_schema
+from generator.charts.docs import undocumented_keys, update_readme
+from generator.charts.schema import update_schema
 from tests.support.charts import CHARTS, find, template, template_error
 
 CHART = CHARTS / "mlflow"

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from generator import sweep_space
+from generator import sweep as sweep_space
 from generator.errors import UserError
 from tests.support.charts import CHARTS, TemplateError, find, template
 

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-from generator import sweep_space
-from generator.training_logs import LogFollower, format_lines, pod_rank, select_pods
-from generator.training_status import format_summaries, job_phase, summarize_custom, summarize_job
+from generator import sweep as sweep_space
+from generator.kube.logs import LogFollower, format_lines, pod_rank, select_pods
+from generator.kube.status import format_summaries, job_phase, summarize_custom, summarize_job
 
 EXE = str(Path(sys.executable).parent / "helm-mlops")
 
@@ -316,7 +316,7 @@ def test_a_hanging_stream_ends_after_the_job_finished() -> None:
 
 
 def test_inference_service_summaries() -> None:
-    from generator.inference_status import format_services, summarize_deployment, summarize_isvc
+    from generator.kube.status import format_services, summarize_deployment, summarize_isvc
 
     dep = {
         "metadata": {"name": "r-inference-service", "labels": {"helm-mlops.io/runtime": "fastapi"}},

@@ -208,7 +208,7 @@ def test_sweep_trials_log_to_mlflow_and_the_cli_ranks_them(tracking: str, tmp_pa
     job = find(docs, "Job")
     assert job["spec"]["completions"] == 6
     spec, container = _job_container(docs)
-    from generator import sweep_space
+    from generator import sweep as sweep_space
 
     plan = sweep_space.plan(values["sweep"])
     for index in range(6):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,10 +10,13 @@ from typing import Any
 
 import yaml
 
-from generator import yaml_out
+from generator import paths, yamlio
+from generator.helm.binary import find_helm
 
-REPO = Path(__file__).resolve().parents[2]
-CHARTS = REPO / "charts"
+_root = paths.checkout_root()
+assert _root is not None, "the tests run from a source checkout"
+REPO: Path = _root
+CHARTS = paths.charts_root()
 TOOLS_BIN = REPO / ".tools" / "bin"
 SHARED = REPO.parent / "shared"
 
@@ -23,15 +25,18 @@ HELMS = {"helm4": ("helm", "v4."), "helm3": ("helm3", "v3.18."), "helm3.17": ("h
 
 
 def helm_path(name: str) -> str:
-    binary, _ = HELMS[name]
-    found = shutil.which(str(TOOLS_BIN / binary)) or shutil.which(binary)
-    if not found:
-        raise RuntimeError(f"{binary} not found: run `make tools`")
-    return found
+    binary, prefix = HELMS[name]
+    pinned = TOOLS_BIN / binary
+    found = find_helm(str(pinned) if pinned.is_file() else binary)
+    if not found.version.startswith(prefix):
+        raise RuntimeError(
+            f"{found.describe()} is not the {prefix}x that {name} stands for: run `make tools`"
+        )
+    return found.path
 
 
 def chart_dirs() -> list[Path]:
-    return sorted(p.parent for p in CHARTS.glob("*/Chart.yaml"))
+    return paths.chart_dirs()
 
 
 def ci_values(chart: Path) -> list[Path]:
@@ -75,7 +80,7 @@ def template(
         target = (
             tmp_dir or Path(os.environ.get("TMPDIR", "/tmp"))
         ) / f"values-{os.getpid()}-{id(values)}.yaml"
-        target.write_text(yaml_out.dump(values))
+        target.write_text(yamlio.dump(values))
         args += ["-f", target]
     args += extra or []
     result = helm(helm_name, *args)

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from generator.errors import ToolError, UserError
-from generator.paths import REPO_ROOT
+from generator.kube.client import Kube
+from generator.paths import hack_script
 
 EMBEDDED_CLUSTER = "helm-mlops"
 
@@ -18,6 +19,9 @@ EMBEDDED_CLUSTER = "helm-mlops"
 class Target:
     kubeconfig: Path
     embedded: bool
+
+    def kube(self) -> Kube:
+        return Kube(self.kubeconfig)
 
     def describe(self) -> str:
         return (
@@ -28,13 +32,13 @@ class Target:
 
 
 def _has_current_context(path: Path) -> bool:
-    import yaml
+    from generator.yamlio import loads
 
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError):
+        data = loads(path.read_text(), str(path))
+    except (OSError, UserError):
         return False
-    return bool(data.get("current-context"))
+    return isinstance(data, dict) and bool(data.get("current-context"))
 
 
 def user_kubeconfig(explicit: Path | None) -> Path | None:
@@ -60,18 +64,19 @@ def user_kubeconfig(explicit: Path | None) -> Path | None:
 
 def embedded_cluster() -> Path:
     """Start (or reuse) the embedded cluster and return its kubeconfig."""
-    script = REPO_ROOT / "hack" / "cluster.sh"
+    script = hack_script("cluster.sh", "the embedded cluster")
     env = {**os.environ, "HELM_MLOPS_CLUSTER": EMBEDDED_CLUSTER}
-    up = subprocess.run(["bash", str(script), "up"], env=env, capture_output=True, text=True, check=False)
-    if up.returncode != 0:
-        raise ToolError(
-            f"could not start the embedded cluster:\n{(up.stderr or up.stdout).strip()}\n"
-            "  fix: run `make cluster-tools` (builds it from source once), or pass --kubeconfig"
+    for action in ("up", "kubeconfig"):
+        proc = subprocess.run(
+            ["bash", str(script), action], env=env, capture_output=True, text=True, check=False
         )
-    path = subprocess.run(
-        ["bash", str(script), "kubeconfig"], env=env, capture_output=True, text=True, check=True
-    )
-    return Path(path.stdout.strip())
+        if proc.returncode != 0:
+            raise ToolError(
+                f"could not start the embedded cluster (hack/cluster.sh {action}):\n"
+                f"{(proc.stderr or proc.stdout).strip()[-2000:]}\n"
+                "  fix: run `make cluster-tools` (builds it from source once), or pass --kubeconfig"
+            )
+    return Path(proc.stdout.strip())
 
 
 def resolve(explicit: Path | None) -> Target:

@@ -9,14 +9,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from generator import yamlio
 from generator.errors import StaleError
+from generator.values import QUANTITY_PATTERN
 
-QUANTITY = {
-    "type": ["string", "integer", "number"],
-    "pattern": r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$",
-}
+# One quantity rule for the CLI and the schema: Kubernetes' own grammar (generator.values).
+QUANTITY = {"type": ["string", "integer", "number"], "pattern": QUANTITY_PATTERN}
 RESOURCES = {
     "type": "object",
     "additionalProperties": False,
@@ -25,7 +23,7 @@ RESOURCES = {
         "limits": {"type": "object", "additionalProperties": QUANTITY},
     },
 }
-SIZE = {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"}
+SIZE = {"type": "string", "pattern": QUANTITY_PATTERN}
 # Maps whose keys are the user's own (labels, selectors, Kubernetes objects passed through).
 FREE_FORM = {
     "nodeSelector",
@@ -69,9 +67,9 @@ def _infer(value: Any, path: str, refine: dict[str, dict[str, Any]]) -> dict[str
 
 
 def generate(chart_dir: Path) -> dict[str, Any]:
-    values = yaml.safe_load((chart_dir / "values.yaml").read_text()) or {}
+    values = yamlio.load_mapping(chart_dir / "values.yaml")
     refine_file = chart_dir / "values.schema.refine.yaml"
-    refine = yaml.safe_load(refine_file.read_text()) if refine_file.is_file() else {}
+    refine = yamlio.load_mapping(refine_file) if refine_file.is_file() else {}
     body = _infer(values, "", refine or {})
     body["properties"]["global"] = {"type": "object"}  # set by umbrella charts for all subcharts
     return {

@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from generator import yamlio
 from generator.errors import StaleError, UserError
 
 START = "<!-- values-table:start -->"
@@ -59,7 +58,7 @@ def parse_values_docs(values_file: Path) -> list[ValueDoc]:
     """Every documented key, in file order. A documented map whose children are documented too is
     a section heading and gets no row of its own."""
     text = values_file.read_text()
-    values = yaml.safe_load(text) or {}
+    values = yamlio.loads(text, str(values_file)) or {}
     stack: list[tuple[int, str]] = []
     pending: list[str] | None = None
     found: list[tuple[str, str]] = []
@@ -99,7 +98,7 @@ def parse_values_docs(values_file: Path) -> list[ValueDoc]:
 def undocumented_keys(values_file: Path) -> list[str]:
     """Keys that no table row covers: a row covers its key and everything below it; an
     undocumented map, or a section heading, passes the question on to its children."""
-    values = yaml.safe_load(values_file.read_text()) or {}
+    values = yamlio.load_mapping(values_file)
     covered = {d.key for d in parse_values_docs(values_file)}
     missing: list[str] = []
 

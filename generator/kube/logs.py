@@ -7,16 +7,15 @@ streaming runs one thread per pod over the Kubernetes client's log stream."""
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 from generator.errors import UserError
-from generator.training_status import TRAINING_LABEL, job_phase
+from generator.kube.client import Kube, api_message
+from generator.kube.status import TRAINING_LABEL, job_phase
 
 RANK_KEYS = (
     ("annotation", "batch.kubernetes.io/job-completion-index"),  # Indexed Job: node rank / trial
@@ -55,17 +54,6 @@ def select_pods(pods: list[dict[str, Any]], job: str, all_pods: bool) -> list[di
     ranks = sorted({pod_rank(p) for p in mine}, key=lambda r: (len(r), r))
     first = [p for p in mine if pod_rank(p) == ranks[0]]
     return first[-1:]
-
-
-def api_message(exc: Exception) -> str:
-    """The API server's own message for a failed request, not the client's dump of headers."""
-    body = getattr(exc, "body", None)
-    if body:
-        try:
-            return f"{getattr(exc, 'status', '?')}: {json.loads(body)['message']}"
-        except (ValueError, KeyError, TypeError):
-            pass
-    return f"{type(exc).__name__}: {exc}"
 
 
 def prefix(pod: dict[str, Any]) -> str:
@@ -187,27 +175,36 @@ class LogFollower:
 
 
 def follower(
-    kubeconfig: Path, namespace: str, release: str, job: str, *, follow: bool, all_pods: bool
+    kube: Kube, namespace: str, release: str, job: str, *, follow: bool, all_pods: bool
 ) -> LogFollower:
-    from kubernetes import client, config
-
-    api_client = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
-    core, batch = client.CoreV1Api(api_client), client.BatchV1Api(api_client)
+    core, batch = kube.core(), kube.batch()
     selector = f"app.kubernetes.io/instance={release},{TRAINING_LABEL}"
 
     def list_pods() -> list[dict[str, Any]]:
-        raw: Any = core.list_namespaced_pod(namespace, label_selector=selector, _preload_content=False)
-        return list(json.loads(raw.data)["items"])
+        return kube.items(
+            f"list pods of {release}", core.list_namespaced_pod, namespace, label_selector=selector
+        )
 
     def stream(name: str, follow_it: bool) -> Iterable[bytes]:
-        response: Any = core.read_namespaced_pod_log(
-            name, namespace, follow=follow_it, _preload_content=False, container=None
+        response: Any = kube.call(
+            f"logs of pod {name}",
+            core.read_namespaced_pod_log,
+            name,
+            namespace,
+            follow=follow_it,
+            _preload_content=False,
+            _request_timeout=None if follow_it else kube.timeout,
         )
         return response.stream(4096)  # type: ignore[no-any-return]
 
     def job_state() -> str:
-        raw: Any = batch.list_namespaced_job(namespace, label_selector=selector, _preload_content=False)
-        jobs = [j for j in json.loads(raw.data)["items"] if matches_job(j, job)]
+        jobs = [
+            j
+            for j in kube.items(
+                f"list jobs of {release}", batch.list_namespaced_job, namespace, label_selector=selector
+            )
+            if matches_job(j, job)
+        ]
         if jobs:
             return "done" if all(job_phase(j) in ("Complete", "Failed") for j in jobs) else "running"
         # PyTorchJob and TrainJob pods belong to no Job of ours: done when every pod has finished.

@@ -1,21 +1,34 @@
-"""`helm-mlops runtime serve`: the inference runtime the chart runs in pods, run here. The runtime is
-the chart's own code (charts/inference-service/files/hm_runtime), started with `python -m hm_runtime`
-in this interpreter or in one given with --python (for a venv that has torch or keras)."""
+"""`helm-mlops runtime serve` and `runtime predict`.
+
+serve: the inference runtime the chart runs in pods, run here. The runtime is the chart's own code
+(charts/inference-service/files/hm_runtime), started with `python -m hm_runtime` in this interpreter
+or in one given with --python (for a venv that has torch or keras).
+
+predict: one request to a served model, shown with its status and latency (the seed product's "test
+interface")."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import sys
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from types import ModuleType
 
-from generator.errors import UserError
-from generator.paths import CHARTS_DIR
+from generator.errors import ToolError, UserError
+from generator.paths import chart_file
 
-RUNTIME_ROOT = CHARTS_DIR / "inference-service" / "files"
+
+def runtime_root() -> Path:
+    """The folder holding the hm_runtime package (the chart's files/)."""
+    return chart_file("inference-service")
+
+
 TRUST_HINT = (
     "loading it runs code stored in the file: pass --trust-model if you trust where it came from, "
     "or --sha256 to pin the exact file"
@@ -40,7 +53,7 @@ class ServeRequest:
 @cache
 def _models() -> ModuleType:
     """The runtime's models.py, loaded from the chart, so the CLI and the pods agree on formats."""
-    path = RUNTIME_ROOT / "hm_runtime" / "models.py"
+    path = runtime_root() / "hm_runtime" / "models.py"
     spec = importlib.util.spec_from_file_location("helm_mlops_runtime_models", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -104,7 +117,7 @@ def argv_env(req: ServeRequest, fmt: str) -> tuple[list[str], dict[str, str]]:
     if not req.batching:
         argv.append("--no-batching")
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(RUNTIME_ROOT), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(runtime_root()), env.get("PYTHONPATH", "")) if p)
     return argv, env
 
 
@@ -118,3 +131,38 @@ def serve(req: ServeRequest) -> None:
         flush=True,
     )
     os.execve(argv[0], argv, env)
+
+
+def predict(url: str, data: str, name: str | None) -> Iterator[str]:
+    import requests
+
+    try:
+        rows = json.loads(data)
+    except ValueError as exc:
+        raise UserError(
+            f"not JSON: {exc}", field="--input", hint='e.g. --input "[5.1, 3.5, 1.4, 0.2]"'
+        ) from None
+    if not isinstance(rows, list) or not rows:
+        raise UserError("must be a JSON list: one row or a list of rows", field="--input")
+    if name:
+        batch = rows if isinstance(rows[0], list) else [rows]
+        flat = [v for row in batch for v in row]
+        body = {
+            "inputs": [
+                {"name": "input-0", "shape": [len(batch), len(batch[0])], "datatype": "FP64", "data": flat}
+            ]
+        }
+        endpoint = f"{url.rstrip('/')}/v2/models/{name}/infer"
+    else:
+        body, endpoint = {"input": rows}, f"{url.rstrip('/')}/predict"
+    started = time.perf_counter()
+    try:
+        response = requests.post(endpoint, json=body, timeout=60)
+    except requests.RequestException as exc:
+        raise ToolError(f"{endpoint} is not reachable: {exc}") from None
+    latency = (time.perf_counter() - started) * 1000
+    yield f"POST {endpoint} -> {response.status_code} in {latency:.1f} ms"
+    try:
+        yield json.dumps(response.json(), indent=2)
+    except ValueError:
+        yield response.text

@@ -1,17 +1,20 @@
-"""`helm-mlops status`: each training job of a release with its phase, pods, timing and MLflow run.
+"""`helm-mlops status`: a release's training jobs (phase, pods, timing, MLflow runs), inference
+services (runtime, replicas ready/desired, phase) and pods.
 
 The summaries are pure functions of the API objects (as `kubectl get -o json` prints them), so they
-are tested with recorded responses; fetching them is a thin layer over the Kubernetes client."""
+are tested with recorded responses; fetching them is a thin layer over `Kube`."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
+from generator.kube.client import Kube
+
 TRAINING_LABEL = "helm-mlops.io/training-job"
+SERVICE_LABEL = "helm-mlops.io/inference-service"
 
 
 @dataclass
@@ -158,23 +161,15 @@ def format_summaries(summaries: list[JobSummary]) -> list[str]:
 # Fetching ------------------------------------------------------------------------------------------
 
 
-def _raw(call: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
-    response = call(*args, _preload_content=False, **kwargs)
-    return dict(json.loads(response.data))
-
-
-def collect(kubeconfig: Path, namespace: str, release: str) -> list[JobSummary]:
-    from kubernetes import client, config
-    from kubernetes.client.exceptions import ApiException
-
-    api_client = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
-    core, batch = client.CoreV1Api(api_client), client.BatchV1Api(api_client)
-    custom = client.CustomObjectsApi(api_client)
+def collect(kube: Kube, namespace: str, release: str) -> list[JobSummary]:
+    core, batch = kube.core(), kube.batch()
     selector = f"app.kubernetes.io/instance={release},{TRAINING_LABEL}"
-    pods = _raw(core.list_namespaced_pod, namespace, label_selector=selector)["items"]
+    pods = kube.items(f"list pods of {release}", core.list_namespaced_pod, namespace, label_selector=selector)
     now = datetime.now(UTC)
     out: list[JobSummary] = []
-    for job in _raw(batch.list_namespaced_job, namespace, label_selector=selector)["items"]:
+    for job in kube.items(
+        f"list jobs of {release}", batch.list_namespaced_job, namespace, label_selector=selector
+    ):
         uid = job["metadata"]["uid"]
         mine = [
             p
@@ -182,23 +177,148 @@ def collect(kubeconfig: Path, namespace: str, release: str) -> list[JobSummary]:
             if (p["metadata"].get("labels") or {}).get("batch.kubernetes.io/controller-uid") == uid
         ]
         out.append(summarize_job(job, mine, now))
-    for cron in _raw(batch.list_namespaced_cron_job, namespace, label_selector=selector)["items"]:
+    for cron in kube.items(
+        f"list cronjobs of {release}", batch.list_namespaced_cron_job, namespace, label_selector=selector
+    ):
         out.append(summarize_cronjob(cron))
     for group, version, plural in (
         ("kubeflow.org", "v1", "pytorchjobs"),
         ("trainer.kubeflow.org", "v1alpha1", "trainjobs"),
     ):
-        try:
-            listed: Any = custom.list_namespaced_custom_object(
-                group, version, namespace, plural, label_selector=selector
-            )
-            items = listed["items"]
-        except ApiException as exc:
-            if exc.status == 404:  # the operator's CRD is not installed
-                continue
-            raise
-        for obj in items:
+        for obj in kube.optional_items(
+            f"list {plural} of {release}", group, version, namespace, plural, selector
+        ):
             name = obj["metadata"]["labels"][TRAINING_LABEL]
             mine = [p for p in pods if (p["metadata"].get("labels") or {}).get(TRAINING_LABEL) == name]
             out.append(summarize_custom(obj, mine, now))
     return sorted(out, key=lambda s: (s.kind, s.name))
+
+
+# Inference services ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServiceSummary:
+    name: str
+    runtime: str
+    ready: int
+    desired: int
+    phase: str
+    url: str = ""
+
+
+def summarize_deployment(dep: dict[str, Any], pods: list[dict[str, Any]]) -> ServiceSummary:
+    status, labels = dep.get("status") or {}, dep["metadata"].get("labels") or {}
+    desired = int((dep.get("spec") or {}).get("replicas", status.get("replicas", 0)) or 0)
+    ready = int(status.get("readyReplicas") or 0)
+    phases = [(p.get("status") or {}).get("phase") for p in pods]
+    if ready and ready >= desired:
+        phase = "Running"
+    elif "Failed" in phases or any(_crashing(p) for p in pods):
+        phase = "Failed"
+    else:
+        phase = "Pending"
+    return ServiceSummary(
+        dep["metadata"]["name"], labels.get("helm-mlops.io/runtime", "?"), ready, desired, phase
+    )
+
+
+def _crashing(pod: dict[str, Any]) -> bool:
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        waiting = (status.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in (
+            "CrashLoopBackOff",
+            "ErrImagePull",
+            "ImagePullBackOff",
+            "CreateContainerConfigError",
+        ):
+            return True
+    return False
+
+
+def summarize_isvc(isvc: dict[str, Any]) -> ServiceSummary:
+    status = isvc.get("status") or {}
+    conditions = {c["type"]: c.get("status") for c in status.get("conditions") or []}
+    phase = (
+        "Running"
+        if conditions.get("Ready") == "True"
+        else ("Failed" if conditions.get("Ready") == "False" else "Pending")
+    )
+    predictor = (isvc.get("spec") or {}).get("predictor") or {}
+    return ServiceSummary(
+        isvc["metadata"]["name"],
+        "kserve",
+        1 if phase == "Running" else 0,
+        int(predictor.get("minReplicas", 1)),
+        phase,
+        str(status.get("url") or ""),
+    )
+
+
+def format_services(services: list[ServiceSummary]) -> list[str]:
+    if not services:
+        return []
+    lines = [f"{'SERVICE':<40} {'RUNTIME':<9} {'READY':>7}  PHASE"]
+    for s in services:
+        url = f"  {s.url}" if s.url else ""
+        lines.append(f"{s.name:<40} {s.runtime:<9} {f'{s.ready}/{s.desired}':>7}  {s.phase}{url}")
+    return lines
+
+
+def collect_services(kube: Kube, namespace: str, release: str) -> list[ServiceSummary]:
+    selector = f"app.kubernetes.io/instance={release},{SERVICE_LABEL}"
+    pods = kube.items(
+        f"list pods of {release}",
+        kube.core().list_namespaced_pod,
+        namespace,
+        label_selector=f"app.kubernetes.io/instance={release}",
+    )
+    out = []
+    for dep in kube.items(
+        f"list deployments of {release}",
+        kube.apps().list_namespaced_deployment,
+        namespace,
+        label_selector=selector,
+    ):
+        match = (dep["spec"].get("selector") or {}).get("matchLabels") or {}
+        mine = [p for p in pods if match.items() <= (p["metadata"].get("labels") or {}).items()]
+        out.append(summarize_deployment(dep, mine))
+    isvcs = kube.optional_items(
+        f"list inferenceservices of {release}",
+        "serving.kserve.io",
+        "v1beta1",
+        namespace,
+        "inferenceservices",
+        selector,
+    )
+    out += [summarize_isvc(i) for i in isvcs]
+    return sorted(out, key=lambda s: s.name)
+
+
+# Pods -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PodStatus:
+    name: str
+    component: str
+    phase: str
+    ready: str
+
+
+def summarize_pod(pod: dict[str, Any]) -> PodStatus:
+    meta, status, spec = pod["metadata"], pod.get("status") or {}, pod.get("spec") or {}
+    statuses = status.get("containerStatuses") or []
+    ready = f"{sum(1 for s in statuses if s.get('ready'))}/{len(spec.get('containers') or [])}"
+    component = (meta.get("labels") or {}).get("app.kubernetes.io/component", "")
+    return PodStatus(str(meta.get("name", "?")), component, status.get("phase") or "Unknown", ready)
+
+
+def pod_statuses(kube: Kube, namespace: str, release: str) -> list[PodStatus]:
+    pods = kube.items(
+        f"list pods of {release}",
+        kube.core().list_namespaced_pod,
+        namespace,
+        label_selector=f"app.kubernetes.io/instance={release}",
+    )
+    return sorted((summarize_pod(p) for p in pods), key=lambda p: p.name)

@@ -1,0 +1,415 @@
+"""Every helm call of helm-mlops goes through `Helm.run()`: an argument list (never a shell string),
+values on stdin, the cluster from the kubeconfig given, and helm's stderr turned into UserError or
+ToolError in one place (`classify`).
+
+pyhelm3 is the driver for releases (template, install/upgrade, rollback, uninstall, history, status,
+list, repo update): its command layer is subclassed so its calls run through `run()` too, and its known
+faults with Helm 3 vs Helm 4 (pyhelm3 0.5.8) are repaired here and nowhere else (`repair_args`):
+- `disable_validation=True` extends the argument list with the flag's characters one by one;
+- `atomic` emits Helm 4's `--rollback-on-failure`, which Helm 3 rejects (Helm 3 wants `--atomic`);
+- Helm 4 renamed `--force` to `--force-replace` (upgrade and rollback);
+- Helm 4 has no `list --all` and no `repo update --fail-on-repo-update-fail`;
+- it cannot pass `--plain-http` (OCI registries without TLS): the adapter adds it.
+Charts (lint, dependency build, package, push, pull) and registry login are plain argument lists.
+
+The runner is injectable (`Helm(binary, runner=...)`), so tests can record the argument lists."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from generator.errors import HelmMlopsError, ToolError, UserError
+from generator.helm.binary import HelmBinary
+
+Arg = str | Path | int
+
+
+@dataclass(frozen=True)
+class Completed:
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+
+Runner = Callable[[list[str], bytes | None], Completed]
+
+
+def subprocess_runner(argv: list[str], stdin: bytes | None) -> Completed:
+    try:
+        proc = subprocess.run(argv, input=stdin, capture_output=True, check=False)
+    except OSError as exc:
+        raise ToolError(f"cannot run {argv[0]}: {exc}") from None
+    return Completed(proc.returncode, proc.stdout, proc.stderr)
+
+
+# --- helm's errors --------------------------------------------------------------------------------
+
+# helm prints no structured errors; these patterns of its stderr are the whole of the guessing, each
+# one covered by a test against the real helm 3 and 4.
+VALUES_ERROR_PATTERNS = (
+    re.compile(r"values don't meet the specifications of the schema"),  # values.schema.json
+    re.compile(r"Invalid values for the \S+ chart"),  # our charts' `fail` checks (_helpers.tpl)
+)
+USER_ERROR_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (
+        re.compile(r"release: not found|release \S+ not found|has no deployed releases"),
+        "check the release name and namespace (helm list -n NAMESPACE)",
+    ),
+    (
+        re.compile(r'chart "[^"]+" (version "[^"]+" )?not found|failed to download|path "[^"]+" not found'),
+        "check the chart reference and version",
+    ),
+    (
+        re.compile(r"cannot re-use a name that is still in use"),
+        "pick another release name, or upgrade the existing release",
+    ),
+    (
+        re.compile(r"is forbidden: User|Unauthorized"),
+        "use a kubeconfig/context with the rights to do this (RBAC)",
+    ),
+    (
+        re.compile(r"invalid reference format|not a valid chart repository|invalid_reference"),
+        "check the repository URL",
+    ),
+)
+UNREACHABLE = re.compile(
+    r"Kubernetes cluster unreachable|connection refused|no such host|i/o timeout|dial tcp"
+)
+
+
+def helm_message(stderr: bytes | str) -> str:
+    text = stderr.decode(errors="replace") if isinstance(stderr, bytes) else stderr
+    text = text.replace("Use --debug flag to render out invalid YAML", "")
+    return "\n".join(line for line in text.strip().splitlines() if line.strip()) or "(no message)"
+
+
+def classify(
+    action: str, stderr: bytes | str, *, source: str | None = None, server: str | None = None
+) -> HelmMlopsError:
+    """The error helm's stderr stands for: UserError when the user can fix the input, else ToolError."""
+    message = helm_message(stderr)
+    if source is not None and any(p.search(message) for p in VALUES_ERROR_PATTERNS):
+        return UserError(message, field=source, hint="change the values named above")
+    for pattern, hint in USER_ERROR_PATTERNS:
+        if pattern.search(message):
+            return UserError(f"helm {action}: {message}", field=f"helm {action}", hint=hint)
+    if UNREACHABLE.search(message):
+        where = f" at {server}" if server else ""
+        return ToolError(
+            f"helm {action}: the Kubernetes API server{where} is not reachable:\n{message}\n"
+            "  fix: check that the cluster is running and --kubeconfig/--kube-context point at it"
+        )
+    return ToolError(f"helm {action} failed:\n{message}")
+
+
+# --- pyhelm3's faults -----------------------------------------------------------------------------
+
+_DISABLE_VALIDATION = "--disable-openapi-validation"
+
+
+def repair_args(args: Sequence[Arg], binary: HelmBinary) -> list[str]:
+    """pyhelm3's argument list made right for this helm (see the module docstring)."""
+    out = [str(a) for a in args]
+    chars = list(_DISABLE_VALIDATION)
+    for i in range(len(out) - len(chars) + 1):
+        if out[i : i + len(chars)] == chars:
+            out[i : i + len(chars)] = [_DISABLE_VALIDATION]
+            break
+    verb = out[0] if out else ""
+    if verb in ("upgrade", "install"):
+        out = [
+            binary.rollback_on_failure_flag if a in ("--atomic", "--rollback-on-failure") else a for a in out
+        ]
+    if verb in ("upgrade", "install", "rollback"):
+        out = [binary.force_flag if a in ("--force", "--force-replace") else a for a in out]
+    if verb == "list" and not binary.has_list_all:
+        out = [a for a in out if a != "--all"]
+    if out[:2] == ["repo", "update"] and not binary.has_repo_update_fail_flag:
+        out = [a for a in out if a != "--fail-on-repo-update-fail"]
+    return out
+
+
+# --- results --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Revision:
+    release: str
+    namespace: str
+    revision: int
+    status: str
+    chart: str = ""
+    app_version: str = ""
+    updated: str = ""
+    description: str = ""
+    notes: str = ""
+
+
+@dataclass
+class Helm:
+    """helm, bound to a binary and (for release commands) a cluster."""
+
+    binary: HelmBinary
+    kubeconfig: Path | None = None
+    kube_context: str | None = None
+    runner: Runner = field(default=subprocess_runner)
+
+    # The one way helm is run.
+    def run(
+        self,
+        args: Sequence[Arg],
+        *,
+        stdin: bytes | None = None,
+        source: str | None = None,
+        cluster: bool = False,
+    ) -> bytes:
+        argv = [self.binary.path, *repair_args(args, self.binary)]
+        if cluster:
+            if self.kubeconfig is not None:
+                argv += ["--kubeconfig", str(self.kubeconfig)]
+            if self.kube_context:
+                argv += ["--kube-context", self.kube_context]
+        done = self.runner(argv, stdin)
+        if done.returncode != 0:
+            raise classify(
+                str(args[0]) if args else "", done.stderr or done.stdout, source=source, server=self._server()
+            )
+        return done.stdout
+
+    def _server(self) -> str | None:
+        if self.kubeconfig is None:
+            return None
+        try:
+            from generator.yamlio import loads
+
+            config = loads(self.kubeconfig.read_text(), "kubeconfig") or {}
+            name = self.kube_context or config.get("current-context")
+            ctx = next(c["context"] for c in config.get("contexts") or [] if c.get("name") == name)
+            return str(
+                next(c["cluster"]["server"] for c in config["clusters"] if c.get("name") == ctx["cluster"])
+            )
+        except Exception:  # only decorates a message
+            return None
+
+    # pyhelm3 -----------------------------------------------------------------------------------
+
+    def _pyhelm3(self, extra: Sequence[str] = (), source: str | None = None, cluster: bool = True) -> Any:
+        from pyhelm3.command import Command
+
+        adapter = self
+
+        class _Command(Command):  # type: ignore[misc]
+            async def run(self, command: list[Any], input: bytes | None = None) -> bytes:
+                return adapter.run([*command, *extra], stdin=input, source=source, cluster=cluster)
+
+            def client_version(self) -> Any:
+                import semver
+
+                return semver.Version(*adapter.binary.semver)
+
+        return _Command(executable=self.binary.path)
+
+    @staticmethod
+    def _sync(coro: Any) -> Any:
+        return asyncio.run(coro)
+
+    def template(
+        self,
+        chart: Path | str,
+        release: str,
+        values: dict[str, Any],
+        *,
+        namespace: str | None = None,
+        source: str = "values",
+        is_upgrade: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Rendered resources (hooks and tests included) as an install creates them. Unlike `helm lint`,
+        rendering runs the charts' `fail` checks, so values a chart rejects surface here."""
+        command = self._pyhelm3(source=source, cluster=False)
+        docs = self._sync(
+            command.template(release, chart, values, namespace=namespace, is_upgrade=is_upgrade)
+        )
+        return [d for d in docs if d]
+
+    def install_or_upgrade(
+        self,
+        release: str,
+        chart: Path | str,
+        values: dict[str, Any],
+        *,
+        namespace: str,
+        source: str = "values",
+        wait: bool = True,
+        timeout: str = "5m",
+        atomic: bool = False,
+        force: bool = False,
+        disable_validation: bool = False,
+        create_namespace: bool = False,
+        plain_http: bool = False,
+        version: str | None = None,
+    ) -> Revision:
+        extra = ["--plain-http"] if plain_http else []
+        command = self._pyhelm3(extra, source=source)
+        data = self._sync(
+            command.install_or_upgrade(
+                release,
+                chart,
+                values,
+                namespace=namespace,
+                wait=wait,
+                timeout=timeout,
+                atomic=atomic,
+                force=force,
+                disable_validation=disable_validation,
+                create_namespace=create_namespace,
+                version=version,
+            )
+        )
+        info = data.get("info") or {}
+        chart_meta = (data.get("chart") or {}).get("metadata") or {}
+        return Revision(
+            release=data.get("name", release),
+            namespace=data.get("namespace", namespace),
+            revision=int(data.get("version", 0)),
+            status=str(info.get("status", "")),
+            chart=f"{chart_meta.get('name', '')}-{chart_meta.get('version', '')}",
+            app_version=str(chart_meta.get("appVersion", "")),
+            updated=str(info.get("last_deployed", "")),
+            description=str(info.get("description", "")),
+            notes=str(info.get("notes", "")),
+        )
+
+    def rollback(
+        self,
+        release: str,
+        revision: int | None,
+        *,
+        namespace: str,
+        wait: bool = True,
+        timeout: str = "5m",
+        force: bool = False,
+    ) -> None:
+        self._sync(
+            self._pyhelm3().rollback(
+                release, revision, namespace=namespace, wait=wait, timeout=timeout, force=force
+            )
+        )
+
+    def uninstall(
+        self,
+        release: str,
+        *,
+        namespace: str,
+        wait: bool = True,
+        timeout: str = "5m",
+        keep_history: bool = False,
+    ) -> None:
+        self._sync(
+            self._pyhelm3().uninstall(
+                release, namespace=namespace, wait=wait, timeout=timeout, keep_history=keep_history
+            )
+        )
+
+    def history(self, release: str, *, namespace: str) -> list[Revision]:
+        rows = self._sync(self._pyhelm3().history(release, namespace=namespace))
+        return [
+            Revision(
+                release=release,
+                namespace=namespace,
+                revision=int(r["revision"]),
+                status=str(r.get("status", "")),
+                chart=str(r.get("chart", "")),
+                app_version=str(r.get("app_version", "")),
+                updated=str(r.get("updated", "")),
+                description=str(r.get("description", "")),
+            )
+            for r in rows
+        ]
+
+    def status(self, release: str, *, namespace: str) -> dict[str, Any]:
+        return dict(self._sync(self._pyhelm3().status(release, namespace=namespace)))
+
+    def list_releases(
+        self, *, namespace: str | None = None, all_statuses: bool = True
+    ) -> list[dict[str, Any]]:
+        return list(
+            self._sync(
+                self._pyhelm3().list(
+                    all=all_statuses,
+                    all_namespaces=namespace is None,
+                    namespace=namespace,
+                    include_failed=all_statuses,
+                    include_pending=all_statuses,
+                    include_superseded=all_statuses,
+                )
+            )
+        )
+
+    def repo_update(self, *names: str) -> None:
+        self._sync(self._pyhelm3(cluster=False).repo_update(*names))
+
+    # charts and registries ---------------------------------------------------------------------
+
+    def version(self) -> str:
+        return self.binary.version
+
+    def lint(
+        self,
+        chart: Path,
+        values: dict[str, Any] | None = None,
+        *,
+        strict: bool = True,
+        source: str = "values",
+    ) -> str:
+        args: list[Arg] = ["lint", chart, "--values", "-"]
+        if strict:
+            args.append("--strict")
+        stdin = json.dumps(values or {}).encode()
+        return self.run(args, stdin=stdin, source=source).decode(errors="replace")
+
+    def dependency_build(self, chart: Path) -> None:
+        self.run(["dependency", "build", chart])
+
+    def package(self, chart: Path, destination: Path, *, version: str | None = None) -> Path:
+        args: list[Arg] = ["package", chart, "--destination", destination]
+        if version:
+            args += ["--version", version]
+        out = self.run(args).decode(errors="replace")
+        match = re.search(r"saved it to: (\S+)", out)
+        if not match:
+            raise ToolError(f"helm package printed no archive path:\n{out}")
+        return Path(match.group(1))
+
+    def push(self, archive: Path, remote: str, *, plain_http: bool = False) -> str:
+        args: list[Arg] = ["push", archive, remote]
+        if plain_http:
+            args.append("--plain-http")
+        return self.run(args).decode(errors="replace")
+
+    def pull(
+        self, ref: str, destination: Path, *, version: str | None = None, plain_http: bool = False
+    ) -> None:
+        args: list[Arg] = ["pull", ref, "--destination", destination]
+        if version:
+            args += ["--version", version]
+        if plain_http:
+            args.append("--plain-http")
+        self.run(args)
+
+    def registry_login(
+        self, host: str, username: str, password: str, *, plain_http: bool = False, insecure: bool = False
+    ) -> None:
+        """The password goes on stdin, never on the command line."""
+        args: list[Arg] = ["registry", "login", host, "--username", username, "--password-stdin"]
+        if plain_http:
+            args.append("--plain-http")
+        if insecure:
+            args.append("--insecure")
+        self.run(args, stdin=password.encode())

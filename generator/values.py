@@ -1,0 +1,284 @@
+"""Chart values: deep merge, helm's own `--set` family of flags, the schema check, and the one rule for
+Kubernetes quantities. Pure functions: no helm, no cluster.
+
+`--set` follows helm's strvals rules (pkg/strvals), so a value means the same here as on helm's own
+command line: `a.b=c,d=e`; lists `{x,y}` and indexes `a[0]=x`, `a[0].b=x`; `\\` escapes `,` `.` `=` and
+`[`; `true`/`false`/`null` (any case) and integers without a leading zero are typed, everything else
+(`1.0`, `1e3`, `007`) stays a string. `--set-string` types nothing, `--set-json` takes JSON values,
+`--set-file` reads each value from a file."""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from generator.errors import UserError
+
+# Kubernetes' resource.Quantity grammar (apimachinery), as the API server's OpenAPI pattern states it.
+QUANTITY_PATTERN = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+_QUANTITY = re.compile(QUANTITY_PATTERN)
+_SUFFIX = re.compile(r"([KMGTPE]i|[numkMGTPE])$")
+_FACTORS = {
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("0.001"),
+    "k": Decimal(10) ** 3,
+    "M": Decimal(10) ** 6,
+    "G": Decimal(10) ** 9,
+    "T": Decimal(10) ** 12,
+    "P": Decimal(10) ** 15,
+    "E": Decimal(10) ** 18,
+    "Ki": Decimal(2) ** 10,
+    "Mi": Decimal(2) ** 20,
+    "Gi": Decimal(2) ** 30,
+    "Ti": Decimal(2) ** 40,
+    "Pi": Decimal(2) ** 50,
+    "Ei": Decimal(2) ** 60,
+}
+
+
+def is_quantity(text: object) -> bool:
+    return (
+        isinstance(text, (str, int, float))
+        and not isinstance(text, bool)
+        and bool(_QUANTITY.match(str(text)))
+    )
+
+
+def parse_quantity(text: object, field: str) -> Decimal:
+    """A resource quantity's value in base units (cores, bytes); it must be greater than zero.
+    Raises UserError naming `field`."""
+    raw = str(text).strip()
+    if not is_quantity(raw):
+        raise UserError(
+            f"{text!r} is not a Kubernetes quantity",
+            field=field,
+            hint="use e.g. 500m or 2 for CPU, 512Mi or 4Gi for memory",
+        )
+    suffix = _SUFFIX.search(raw)
+    number = raw[: suffix.start()] if suffix else raw
+    try:
+        value = Decimal(number) * (_FACTORS[suffix.group(1)] if suffix else 1)
+    except InvalidOperation:
+        raise UserError(f"{text!r} is not a Kubernetes quantity", field=field) from None
+    if value <= 0:
+        raise UserError(f"{text!r} must be greater than zero", field=field)
+    return value
+
+
+def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """`top` over `base`, maps merged key by key (helm's rule for values files); a new dict."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+# --- helm's --set grammar -------------------------------------------------------------------------
+
+MAX_INDEX = 65536  # helm refuses larger list indexes too
+
+
+class _SetSyntax(Exception):
+    pass
+
+
+def typed(text: str) -> Any:
+    """helm's typedVal: what `--set` makes of a value."""
+    low = text.lower()
+    if low == "true":
+        return True
+    if low == "false":
+        return False
+    if low == "null":
+        return None
+    if text == "0":
+        return 0
+    if text and text[0] != "0" and re.fullmatch(r"[+-]?[0-9]+", text):
+        number = int(text)
+        if -(2**63) <= number < 2**63:
+            return number
+    return text
+
+
+class _Parser:
+    def __init__(self, text: str, mode: str) -> None:
+        self.text, self.pos, self.mode = text, 0, mode
+
+    def _until(self, stops: str) -> tuple[str, str | None]:
+        """Runes up to one of `stops` (unescaped), and the stop found (None at the end)."""
+        out = []
+        while self.pos < len(self.text):
+            char = self.text[self.pos]
+            self.pos += 1
+            if char == "\\" and self.pos < len(self.text):
+                out.append(self.text[self.pos])
+                self.pos += 1
+            elif char in stops:
+                return "".join(out), char
+            else:
+                out.append(char)
+        return "".join(out), None
+
+    def _value(self, raw: str) -> Any:
+        if self.mode == "string":
+            return raw
+        if self.mode == "json":
+            try:
+                return json.loads(raw)
+            except ValueError as exc:
+                raise _SetSyntax(f"{raw!r} is not JSON ({exc})") from None
+        if self.mode == "file":
+            path = Path(raw).expanduser()
+            try:
+                return path.read_text()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise _SetSyntax(f"cannot read {raw}: {exc}") from None
+        return typed(raw)
+
+    def _read_value(self) -> Any:
+        if self.mode == "json":  # the rest is one JSON document
+            raw, self.pos = self.text[self.pos :], len(self.text)
+            return self._value(raw)
+        if self.mode != "file" and self.text.startswith("{", self.pos):
+            self.pos += 1
+            items: list[Any] = []
+            while True:
+                raw, stop = self._until(",}")
+                if stop is None:
+                    raise _SetSyntax("a list `{...}` is missing its closing `}`")
+                if raw or items or stop == ",":
+                    items.append(self._value(raw))
+                if stop == "}":
+                    break
+            if self.pos < len(self.text):
+                if self.text[self.pos] != ",":
+                    raise _SetSyntax(f"unexpected {self.text[self.pos]!r} after a list")
+                self.pos += 1
+            return items
+        raw, _ = self._until(",")
+        return self._value(raw)
+
+    def parse_into(self, data: dict[str, Any]) -> None:
+        while self.pos < len(self.text):
+            self._key(data)
+
+    def _key(self, node: dict[str, Any]) -> None:
+        key, stop = self._until("=[,." if self.mode != "json" else "=[.")
+        if stop is None:
+            raise _SetSyntax(f"key {key!r} has no value (KEY=VALUE)")
+        if not key:
+            raise _SetSyntax("a key is empty")
+        if stop == ",":
+            raise _SetSyntax(f"key {key!r} has no value (cannot end with ,)")
+        if stop == "=":
+            node[key] = self._read_value()
+        elif stop == ".":
+            child = node.get(key)
+            if not isinstance(child, dict):
+                child = node[key] = {}
+            self._key(child)
+        else:
+            current = node.get(key)
+            node[key] = self._index(current if isinstance(current, list) else [])
+
+    def _index(self, items: list[Any]) -> list[Any]:
+        raw, stop = self._until("]")
+        if stop is None or not raw.isdigit():
+            raise _SetSyntax(f"list index [{raw}] must be a non-negative integer")
+        index = int(raw)
+        if index > MAX_INDEX:
+            raise _SetSyntax(f"list index {index} is larger than {MAX_INDEX}")
+        items.extend([None] * (index + 1 - len(items)))
+        nxt = self.text[self.pos] if self.pos < len(self.text) else ""
+        self.pos += 1
+        if nxt == "=":
+            items[index] = self._read_value()
+        elif nxt == ".":
+            child = items[index] if isinstance(items[index], dict) else {}
+            self._key(child)
+            items[index] = child
+        elif nxt == "[":
+            inner = items[index] if isinstance(items[index], list) else []
+            items[index] = self._index(inner)
+        else:
+            raise _SetSyntax(f"expected `=`, `.` or `[` after [{index}]")
+        return items
+
+
+SET_FLAGS = {"--set": "typed", "--set-string": "string", "--set-json": "json", "--set-file": "file"}
+
+
+def apply_set(values: dict[str, Any], flag: str, item: str) -> None:
+    """Apply one `--set`-style flag (helm's rules) to `values` in place; errors name the flag."""
+    parser = _Parser(item, SET_FLAGS[flag])
+    try:
+        parser.parse_into(values)
+    except _SetSyntax as exc:
+        raise UserError(
+            f"{exc}",
+            field=f"{flag} {item}",
+            hint="write KEY=VALUE, e.g. --set image.tag=1.0 or --set 'requirements={pandas,numpy}'",
+        ) from None
+
+
+def helm_order(
+    set_json: tuple[str, ...] = (),
+    set_values: tuple[str, ...] = (),
+    set_string: tuple[str, ...] = (),
+    set_file: tuple[str, ...] = (),
+) -> list[tuple[str, str]]:
+    """The flags in the order helm applies them (after values files): --set-json, --set, --set-string,
+    --set-file."""
+    return [
+        *(("--set-json", i) for i in set_json),
+        *(("--set", i) for i in set_values),
+        *(("--set-string", i) for i in set_string),
+        *(("--set-file", i) for i in set_file),
+    ]
+
+
+def apply_sets(values: dict[str, Any], sets: list[tuple[str, str]]) -> dict[str, Any]:
+    """`(flag, item)` pairs in command-line order over a copy of `values`."""
+    out = json.loads(json.dumps(values))
+    for flag, item in sets:
+        apply_set(out, flag, item)
+    return dict(out)
+
+
+# --- schema ---------------------------------------------------------------------------------------
+
+
+def schema_problems(schema: dict[str, Any], values: dict[str, Any]) -> list[str]:
+    """Every violation of a JSON Schema (draft-07) with its dotted key path, sorted by path."""
+    import jsonschema
+
+    validator = jsonschema.Draft7Validator(schema)
+    problems = []
+    for error in sorted(validator.iter_errors(values), key=lambda e: list(map(str, e.absolute_path))):
+        path = ".".join(map(str, error.absolute_path)) or "(top level)"
+        problems.append(f"{path}: {error.message}")
+    return problems
+
+
+def check_values(chart_dir: Path, values: dict[str, Any], source: str) -> None:
+    """Check values against the chart's values.schema.json, every problem listed at once."""
+    schema_file = chart_dir / "values.schema.json"
+    if not schema_file.is_file():
+        return
+    problems = schema_problems(json.loads(schema_file.read_text()), values)
+    if problems:
+        raise UserError(
+            f"{len(problems)} invalid value(s) for chart {chart_dir.name}:\n  - " + "\n  - ".join(problems),
+            field=source,
+            hint=f"see {chart_dir / 'README.md'} for every value, its type and default",
+        )

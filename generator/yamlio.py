@@ -1,0 +1,75 @@
+"""The one YAML reader and writer of helm-mlops.
+
+Writing: YAML that helm reads back exactly as written. Helm parses values as YAML 1.1, where a bare
+`y`, `n`, `on` or `off` is a boolean; PyYAML (YAML 1.1 too, but without the one-letter forms) leaves
+`y` and `n` bare, so a sweep parameter named `n` would reach helm as `false`. Ambiguous strings are
+quoted, and multi-line strings are written as literal blocks.
+
+Reading: errors become UserError naming the file (or the option it came from) and the line."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from generator.errors import UserError
+
+_AMBIGUOUS = re.compile(
+    r"^(y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF|true|True|TRUE|false|False|FALSE|~|null|Null|NULL)$"
+)
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = '"' if _AMBIGUOUS.match(value) else None
+    if "\n" in value:
+        style = "|"
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def dump(data: Any) -> str:
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
+
+
+def _problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else str(problem)
+
+
+def loads(text: str, field: str) -> Any:
+    """Parse YAML text; a syntax error is a UserError naming `field` and the line."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UserError(
+            f"not valid YAML ({_problem(exc)})", field=field, hint="fix the YAML syntax"
+        ) from None
+
+
+def load_mapping(path: Path, field: str | None = None) -> dict[str, Any]:
+    """A YAML file that must hold a mapping (values, answers, sweep files). An empty file is {}."""
+    name = field or str(path)
+    if not path.is_file():
+        raise UserError(f"{path} does not exist", field=name, hint="pass an existing file")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read {path}: {exc}", field=name) from None
+    data = loads(text, f"{name} ({path})" if field else name)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(
+            f"{path} must hold a mapping of keys to values, not a {type(data).__name__}", field=name
+        )
+    return data
