@@ -174,11 +174,16 @@ def postgres(base: Path, password: str) -> Iterator[Postgres]:
 
 @contextlib.contextmanager
 def serve(
-    argv: list[str], log: Path, health_url: str, timeout: float, cwd: Path | None = None
+    argv: list[str],
+    log: Path,
+    health_url: str,
+    timeout: float,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[None]:
     """Run a server in its own session until the block ends; ready once health_url answers."""
     proc = subprocess.Popen(
-        argv, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd
+        argv, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd, env=env
     )
     try:
         wait_http(health_url, timeout=timeout, proc=proc, log=log)
