@@ -88,13 +88,13 @@ def _probe(path: str) -> HelmBinary:
         detail = (proc.stderr or proc.stdout).strip()[:300]
         raise UserError(
             f"{path} does not behave like helm (`helm version` said: {detail or 'nothing'})",
-            field="--helm",
+            field=f"--helm (or {HELM_ENV})",
             hint="point --helm (or HELM_MLOPS_HELM) at a Helm 3.17+ or Helm 4 binary",
         )
     if found < MINIMUM:
         raise UserError(
             f"{path} is Helm {version}; helm-mlops needs Helm 3.17 or newer (the charts' schemas use it)",
-            field="--helm",
+            field=f"--helm (or {HELM_ENV})",
             hint="install Helm 4 or 3.17+ (`make tools` pins both), or point --helm at one",
         )
     return HelmBinary(path, version)
@@ -109,7 +109,7 @@ def find_helm(explicit: str | None = None) -> HelmBinary:
         found = shutil.which(candidate)
         if found:
             return _probe(found)
-    field = "--helm" if explicit else (HELM_ENV if os.environ.get(HELM_ENV) else "helm")
+    field = f"--helm (or {HELM_ENV})" if explicit or os.environ.get(HELM_ENV) else "helm"
     raise UserError(
         f"helm not found (tried {', '.join(dict.fromkeys(tried))})",
         field=field,
