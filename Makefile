@@ -24,7 +24,7 @@ setup: $(BIN)/helm-mlops tools ## Create .venv (project editable + test extras) 
 tools: ## Install helm (4), helm3, helm3.17, kubectl and ct into .tools/bin (sha256-checked, cached)
 	@bash hack/install-tools.sh
 
-system-deps: ## Install the Debian packages the tests start (postgresql, wrk) when missing
+system-deps: ## Install the Debian packages the tests start (postgresql, wrk, docker-registry) when missing
 	@bash hack/install-system-deps.sh
 
 cluster-tools: ## Build kube-apiserver, controller-manager, scheduler, etcd and kwok from Go modules (cached)
@@ -45,10 +45,11 @@ test: setup system-deps cluster-tools torch-env ## Run every test (lint, render,
 test-fast: setup ## Unit, lint and render tests only (no real servers, no cluster)
 	$(BIN)/python -m pytest -m "not real and not e2e" $(PYTEST_ARGS)
 
-lint: setup ## ruff, ruff format --check, mypy
+lint: setup ## ruff, ruff format --check, mypy, shellcheck
 	$(BIN)/ruff check generator tests charts/*/files
 	$(BIN)/ruff format --check generator tests charts/*/files
 	$(BIN)/mypy
+	$(BIN)/shellcheck -x -P SCRIPTDIR hack/*.sh
 
 docs: setup ## Regenerate the values tables in the chart READMEs
 	$(BIN)/helm-mlops docs

@@ -74,4 +74,4 @@ if need kwok || need kwokctl || [ ! -f "$stages/.complete" ]; then
     touch "$stages/.complete" )
 fi
 
-log "done in $(( $(date +%s) - start ))s: $(ls "$bin" | tr '\n' ' ')"
+log "done in $(( $(date +%s) - start ))s: $(cd "$bin" && printf '%s ' *)"

@@ -25,13 +25,15 @@ healthy() { [ -f "$kubeconfig" ] && kc get --raw /readyz >/dev/null 2>&1; }
 exists() { "$bin/kwokctl" get clusters 2>/dev/null | grep -qx "$name"; }
 
 up() {
-  [ -x "$bin/kwokctl" ] && [ -f "$dir/stages/.complete" ] || die "cluster binaries missing: run make cluster-tools"
+  if [ ! -x "$bin/kwokctl" ] || [ ! -f "$dir/stages/.complete" ]; then
+    die "cluster binaries missing: run make cluster-tools"
+  fi
   [ -n "$kubectl" ] || die "kubectl missing: run make tools"
   if exists && healthy; then
     log "cluster $name already running; kubeconfig: $kubeconfig"
     return 0
   fi
-  exists && "$bin/kwokctl" delete cluster --name "$name" >/dev/null 2>&1 || true
+  if exists; then "$bin/kwokctl" delete cluster --name "$name" >/dev/null 2>&1 || true; fi
   mkdir -p "$KWOK_WORKDIR"
   config="$KWOK_WORKDIR/config-$name.yaml"
   # Passing any stage replaces kwok's defaults, so the config lists upstream's node, pod and volume

@@ -1,14 +1,25 @@
 #!/usr/bin/env bash
-# Debian packages the tests start for real on 127.0.0.1: PostgreSQL (backend store), wrk (load).
+# Debian packages the tests start for real on 127.0.0.1: PostgreSQL (backend store), wrk (load),
+# docker-registry (an OCI registry for helm push/pull and login).
 # Installs only what is missing; needs root or sudo for apt-get.
 set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=versions.env
+. "$here/versions.env"
+LOG_TAG=system-deps
+# shellcheck source=lib.sh
+. "$here/lib.sh"
+
 need=()
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 command -v wrk >/dev/null || need+=(wrk)
-[ ${#need[@]} -eq 0 ] && { echo "[system-deps] present"; exit 0; }
+command -v docker-registry >/dev/null || need+=(docker-registry)
+if [ ${#need[@]} -eq 0 ]; then log "present"; exit 0; fi
 sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
-echo "[system-deps] installing ${need[*]}"
+log "installing ${need[*]}"
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-# The Debian package starts a cluster of its own; the tests run private instances instead.
-$sudo service postgresql stop >/dev/null 2>&1 || true
+# The Debian packages start services of their own; the tests run private instances instead.
+for service in postgresql docker-registry; do
+  $sudo service "$service" stop >/dev/null 2>&1 || true
+done

@@ -57,8 +57,10 @@ install_official() {
   command -v curl >/dev/null || die "curl is needed for HELM_MLOPS_HELM_SOURCE=official"
   if [ ! -f "$cache/official/$name" ]; then
     mkdir -p "$cache/official"; tmp=$(mktemp -d)
-    curl -fsSL -o "$tmp/$name" "https://get.helm.sh/$name" && curl -fsSL -o "$tmp/$name.sha256sum" "https://get.helm.sh/$name.sha256sum" \
-      || die "download of $name failed"
+    if ! { curl -fsSL -o "$tmp/$name" "https://get.helm.sh/$name" \
+        && curl -fsSL -o "$tmp/$name.sha256sum" "https://get.helm.sh/$name.sha256sum"; }; then
+      die "download of $name failed"
+    fi
     (cd "$tmp" && sha256sum -c "$name.sha256sum" >/dev/null) || die "sha256 mismatch for $name"
     mv "$tmp/$name" "$cache/official/$name"; rm -rf "$tmp"
   fi

@@ -12,7 +12,8 @@ die() { printf '[%s] error: %s\n' "${LOG_TAG:-hack}" "$*" >&2; exit 1; }
 gomod_prepare() {
   local name=$1 modver=$2; shift 2
   local d="$HELM_MLOPS_CACHE/build/$name"
-  mkdir -p "$d" && cd "$d" || die "cannot enter $d"
+  mkdir -p "$d" || die "cannot create $d"
+  cd "$d" || die "cannot enter $d"
   [ -f go.mod ] || go mod init "helm-mlops.local/$name" >/dev/null 2>&1
   { printf '//go:build tools\n\npackage tools\n\nimport (\n'
     printf '\t_ "%s"\n' "$@"

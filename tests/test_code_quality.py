@@ -1,4 +1,4 @@
-"""ruff (lint and format) and mypy --strict over the package and tests."""
+"""ruff (lint and format) and mypy --strict over the package and tests; shellcheck over hack/*.sh."""
 
 from __future__ import annotations
 
@@ -22,8 +22,15 @@ CHART_FILES = ["charts/mlflow/files", "charts/training-job/files", "charts/infer
         ["ruff", "check", "generator", "tests", *CHART_FILES],
         ["ruff", "format", "--check", "generator", "tests", *CHART_FILES],
         ["mypy"],
+        [
+            "shellcheck",
+            "-x",
+            "-P",
+            "SCRIPTDIR",
+            *sorted(str(p.relative_to(REPO)) for p in (REPO / "hack").glob("*.sh")),
+        ],
     ],
-    ids=["ruff-check", "ruff-format", "mypy"],
+    ids=["ruff-check", "ruff-format", "mypy", "shellcheck"],
 )
 def test_tool_passes(argv: list[str]) -> None:
     proc = subprocess.run(
