@@ -78,6 +78,12 @@ USER_ERROR_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         re.compile(r"invalid reference format|not a valid chart repository|invalid_reference"),
         "check the repository URL",
     ),
+    (
+        re.compile(
+            r"response status code 40[13]|unauthorized: authentication required|denied: requested access"
+        ),
+        "check the registry credentials (helm-mlops logs in with --password-stdin)",
+    ),
 )
 UNREACHABLE = re.compile(
     r"Kubernetes cluster unreachable|connection refused|no such host|i/o timeout|dial tcp"
@@ -107,6 +113,12 @@ def classify(
             "  fix: check that the cluster is running and --kubeconfig/--kube-context point at it"
         )
     return ToolError(f"helm {action} failed:\n{message}")
+
+
+def _action(args: Sequence[Arg]) -> str:
+    words = [str(a) for a in args[:2]]
+    grouped = words and words[0] in ("registry", "repo", "dependency", "plugin")
+    return " ".join(words) if grouped else "".join(words[:1])
 
 
 # --- pyhelm3's faults -----------------------------------------------------------------------------
@@ -178,9 +190,9 @@ class Helm:
                 argv += ["--kube-context", self.kube_context]
         done = self.runner(argv, stdin)
         if done.returncode != 0:
-            raise classify(
-                str(args[0]) if args else "", done.stderr or done.stdout, source=source, server=self._server()
-            )
+            # helm lint reports its findings on stdout and only a summary on stderr.
+            output = done.stdout + b"\n" + done.stderr if args and args[0] == "lint" else done.stderr
+            raise classify(_action(args), output or done.stdout, source=source, server=self._server())
         return done.stdout
 
     def _server(self) -> str | None:
@@ -408,7 +420,7 @@ class Helm:
     ) -> None:
         """The password goes on stdin, never on the command line."""
         args: list[Arg] = ["registry", "login", host, "--username", username, "--password-stdin"]
-        if plain_http:
+        if plain_http and self.binary.has_login_plain_http:
             args.append("--plain-http")
         if insecure:
             args.append("--insecure")

@@ -46,6 +46,12 @@ class HelmBinary:
     def has_repo_update_fail_flag(self) -> bool:
         return self.major < 4
 
+    @property
+    def has_login_plain_http(self) -> bool:
+        """`helm registry login --plain-http` came with Helm 3.18; 3.17 logs in over plain HTTP
+        to a loopback registry by itself."""
+        return self.semver >= (3, 18, 0)
+
     def describe(self) -> str:
         return f"helm {self.version} ({self.path})"
 

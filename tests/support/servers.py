@@ -217,3 +217,38 @@ def mlflow_server(root: Path) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     with serve(argv, root / "mlflow-server.log", url + "/health", 120, cwd=root):
         yield url
+
+
+@dataclass(frozen=True)
+class Registry:
+    host: str  # 127.0.0.1:PORT
+    username: str
+    password: str
+
+
+@contextlib.contextmanager
+def oci_registry(root: Path, username: str = "ci", password: str = "") -> Iterator[Registry]:
+    """Debian's docker-registry (distribution 2.8) on plain HTTP with htpasswd basic auth; yields where
+    it listens and its credentials."""
+    import bcrypt
+
+    exe = shutil.which("docker-registry")
+    if exe is None:
+        raise RuntimeError("docker-registry is not installed: run `make system-deps`")
+    password = password or os.urandom(9).hex()
+    port = free_port()
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "htpasswd").write_text(
+        f"{username}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(4)).decode()}\n"
+    )
+    (root / "config.yml").write_text(
+        "version: 0.1\n"
+        "log: {level: warn}\n"
+        f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}, delete: {{enabled: true}}}}\n"
+        f"http: {{addr: '127.0.0.1:{port}', headers: {{X-Content-Type-Options: [nosniff]}}}}\n"
+        f"auth: {{htpasswd: {{realm: helm-mlops-test, path: {root / 'htpasswd'}}}}}\n"
+    )
+    with serve(
+        [exe, "serve", str(root / "config.yml")], root / "registry.log", f"http://127.0.0.1:{port}/", 60
+    ):
+        yield Registry(f"127.0.0.1:{port}", username, password)
