@@ -61,7 +61,16 @@ V4 = HelmBinary("helm", "v4.1.4")
     [
         (V3, ["upgrade", "r", "c", "--rollback-on-failure"], ["upgrade", "r", "c", "--atomic"]),
         (V4, ["upgrade", "r", "c", "--atomic"], ["upgrade", "r", "c", "--rollback-on-failure"]),
-        (V4, ["upgrade", "r", "c", "--force"], ["upgrade", "r", "c", "--force-replace"]),
+        (
+            V4,
+            ["upgrade", "r", "c", "--force"],
+            ["upgrade", "r", "c", "--force-replace", "--server-side=false"],
+        ),
+        (
+            V4,
+            ["rollback", "r", "--force", "--server-side=true"],
+            ["rollback", "r", "--force-replace", "--server-side=true"],
+        ),
         (V3, ["rollback", "r", "--force-replace"], ["rollback", "r", "--force"]),
         (V4, ["list", "--all", "--output", "json"], ["list", "--output", "json"]),
         (V3, ["list", "--all"], ["list", "--all"]),

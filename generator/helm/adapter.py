@@ -7,7 +7,8 @@ list, repo update): its command layer is subclassed so its calls run through `ru
 faults with Helm 3 vs Helm 4 (pyhelm3 0.5.8) are repaired here and nowhere else (`repair_args`):
 - `disable_validation=True` extends the argument list with the flag's characters one by one;
 - `atomic` emits Helm 4's `--rollback-on-failure`, which Helm 3 rejects (Helm 3 wants `--atomic`);
-- Helm 4 renamed `--force` to `--force-replace` (upgrade and rollback);
+- Helm 4 renamed `--force` to `--force-replace` (upgrade and rollback), which it refuses together with
+  server-side apply, its default: `--server-side=false` goes with it;
 - Helm 4 has no `list --all` and no `repo update --fail-on-repo-update-fail`;
 - it cannot pass `--plain-http` (OCI registries without TLS): the adapter adds it.
 Charts (lint, dependency build, package, push, pull) and registry login are plain argument lists.
@@ -141,6 +142,13 @@ def repair_args(args: Sequence[Arg], binary: HelmBinary) -> list[str]:
         ]
     if verb in ("upgrade", "install", "rollback"):
         out = [binary.force_flag if a in ("--force", "--force-replace") else a for a in out]
+        # Helm 4 refuses to replace by force while applying server-side (its default).
+        if (
+            binary.major >= 4
+            and "--force-replace" in out
+            and not any(a.startswith("--server-side") for a in out)
+        ):
+            out.append("--server-side=false")
     if verb == "list" and not binary.has_list_all:
         out = [a for a in out if a != "--all"]
     if out[:2] == ["repo", "update"] and not binary.has_repo_update_fail_flag:
