@@ -113,6 +113,7 @@ def typed(text: str) -> Any:
 class _Parser:
     def __init__(self, text: str, mode: str) -> None:
         self.text, self.pos, self.mode = text, 0, mode
+        self.empty_at_end = False  # the last value was empty and nothing followed it
 
     def _until(self, stops: str) -> tuple[str, str | None]:
         """Runes up to one of `stops` (unescaped), and the stop found (None at the end)."""
@@ -156,8 +157,7 @@ class _Parser:
                 raw, stop = self._until(",}")
                 if stop is None:
                     raise _SetSyntax("a list `{...}` is missing its closing `}`")
-                if raw or items or stop == ",":
-                    items.append(self._value(raw))
+                items.append(self._value(raw))  # helm's `{}` is [""], `{x,}` is ["x", ""]
                 if stop == "}":
                     break
             if self.pos < len(self.text):
@@ -165,7 +165,8 @@ class _Parser:
                     raise _SetSyntax(f"unexpected {self.text[self.pos]!r} after a list")
                 self.pos += 1
             return items
-        raw, _ = self._until(",")
+        raw, stop = self._until(",")
+        self.empty_at_end = not raw and stop is None
         return self._value(raw)
 
     def parse_into(self, data: dict[str, Any]) -> None:
@@ -183,13 +184,15 @@ class _Parser:
         if stop == "=":
             node[key] = self._read_value()
         elif stop == ".":
-            child = node.get(key)
-            if not isinstance(child, dict):
-                child = node[key] = {}
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):  # helm refuses to turn a set value into a map
+                raise _SetSyntax(f"{key} is already set to {child!r}, not a map")
             self._key(child)
         else:
-            current = node.get(key)
-            node[key] = self._index(current if isinstance(current, list) else [])
+            current = node.setdefault(key, [])
+            if not isinstance(current, list):
+                raise _SetSyntax(f"{key} is already set to {current!r}, not a list")
+            node[key] = self._index(current)
 
     def _index(self, items: list[Any]) -> list[Any]:
         raw, stop = self._until("]")
@@ -198,20 +201,25 @@ class _Parser:
         index = int(raw)
         if index > MAX_INDEX:
             raise _SetSyntax(f"list index {index} is larger than {MAX_INDEX}")
-        items.extend([None] * (index + 1 - len(items)))
         nxt = self.text[self.pos] if self.pos < len(self.text) else ""
         self.pos += 1
+        current = items[index] if index < len(items) else None
         if nxt == "=":
-            items[index] = self._read_value()
+            value = self._read_value()
+            self.empty_at_end = False  # only a map key's empty value at the end has the quirk below
         elif nxt == ".":
-            child = items[index] if isinstance(items[index], dict) else {}
-            self._key(child)
-            items[index] = child
+            value = current if isinstance(current, dict) else {}
+            self._key(value)
         elif nxt == "[":
-            inner = items[index] if isinstance(items[index], list) else []
-            items[index] = self._index(inner)
+            value = self._index(current if isinstance(current, list) else [])
         else:
             raise _SetSyntax(f"expected `=`, `.` or `[` after [{index}]")
+        # helm's quirk, kept so a value means the same here: a map inside a list whose last value is
+        # empty at the very end (`a[0].b=`) is dropped, and so is every list around it.
+        if self.empty_at_end and nxt != "=":
+            return items
+        items.extend([None] * (index + 1 - len(items)))
+        items[index] = value
         return items
 
 

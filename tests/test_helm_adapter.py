@@ -171,7 +171,8 @@ def test_oci_registry_login_push_pull_over_plain_http(name: str, helm_home: Path
         helm.push(archive, f"oci://{registry.host}/charts", plain_http=True)  # the pull below proves it
         out = tmp_path / "pulled"
         out.mkdir()
-        helm.pull(f"oci://{registry.host}/charts/training-job", out, version="0.1.0", plain_http=True)
+        version = archive.name.removeprefix("training-job-").removesuffix(".tgz")
+        helm.pull(f"oci://{registry.host}/charts/training-job", out, version=version, plain_http=True)
         assert [p.name for p in out.iterdir()] == [archive.name]
     for argv, stdin in recorder.calls:
         assert registry.password not in " ".join(argv)

@@ -29,3 +29,15 @@ def test_helm_mlops_runs_as_a_helm_plugin(helm_name: str, tmp_path: Path) -> Non
     assert run.stdout.startswith(f"helm {HELMS[helm_name][1]}"), run.stdout
     bad = helm(helm_name, "mlops", "demo", "--chart", "nope", env=env)
     assert bad.code == 2 and "no chart named" in bad.stderr
+
+
+def test_plugin_version_is_the_package_version() -> None:
+    """The version has one source, the package metadata (pyproject.toml); plugin.yaml must agree."""
+    from importlib.metadata import version
+
+    import yaml
+
+    import generator
+
+    plugin = yaml.safe_load((REPO / "plugin.yaml").read_text())
+    assert plugin["version"] == version("helm-mlops") == generator.__version__
