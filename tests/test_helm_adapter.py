@@ -145,7 +145,7 @@ def chart_repo(tmp_path: Path) -> Iterator[str]:
 
 @pytest.mark.parametrize("name", HELMS)
 def test_repo_update(name: str, helm_home: Path, chart_repo: str) -> None:
-    helm, recorder = adapter(name)
+    helm, _recorder = adapter(name)
     helm.run(["repo", "add", "local", chart_repo])
     if name == "helm4":  # the fault: pyhelm3's flag, which Helm 4 no longer has
         raw = subprocess.run(
@@ -174,7 +174,7 @@ def test_oci_registry_login_push_pull_over_plain_http(name: str, helm_home: Path
         version = archive.name.removeprefix("training-job-").removesuffix(".tgz")
         helm.pull(f"oci://{registry.host}/charts/training-job", out, version=version, plain_http=True)
         assert [p.name for p in out.iterdir()] == [archive.name]
-    for argv, stdin in recorder.calls:
+    for argv, _stdin in recorder.calls:
         assert registry.password not in " ".join(argv)
     logins = [(argv, stdin) for argv, stdin in recorder.calls if argv[1:3] == ["registry", "login"]]
     assert logins[-1][1] == registry.password.encode() and "--password-stdin" in logins[-1][0]
