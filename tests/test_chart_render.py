@@ -10,7 +10,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.support.charts import chart_dirs, ci_values, pod_specs, template
+from tests.support.charts import chart_dirs, ci_values, pod_specs, template, template_error
 from tests.support.crds import load_crd_schemas, validate_custom_resource
 from tests.support.policy import hardening_violations, missing_labels, restricted_violations
 
@@ -158,3 +158,101 @@ def test_pre_install_hooks_only_use_what_exists_before_install(chart: Path, valu
             assert not late, (
                 f"{where} (pre-install hook) uses release objects created after it: {sorted(late)}"
             )
+
+
+# The value names every chart shares (docs/conventions.md). Per chart: values that render its main
+# workload (and, for mlflow, every kind of pod it can run), that workload, its main container, the
+# number of pod specs the render must hold, and the old spellings the schema must now refuse.
+CONVENTION_CHARTS = {
+    "mlflow": (
+        {
+            "backendStore": {"type": "postgresql", "postgresql": {"inCluster": True}},
+            "artifactStore": {"type": "minio"},
+            "gc": {"enabled": True},
+        },
+        ("Deployment", "t-mlflow"),
+        "mlflow",
+        # server, PostgreSQL, MinIO, db-init Job, bucket hook Job, gc CronJob, test pod
+        7,
+        [
+            ({"image": {"pullSecrets": ["regcred"]}}, ["image", "pullSecrets"]),
+            ({"server": {"extraEnv": [{"name": "A", "value": "1"}]}}, ["server", "extraEnv"]),
+            ({"server": {"extraEnvFrom": [{"secretRef": {"name": "s"}}]}}, ["server", "extraEnvFrom"]),
+            ({"serviceAccount": {"automountToken": True}}, ["serviceAccount", "automountToken"]),
+        ],
+    ),
+    "training-job": (
+        {"script": {"content": "print('train')\n"}},
+        ("Job", "t-training-job-r1"),
+        "train",
+        2,  # the Job and the test pod
+        [
+            ({"image": {"pullSecrets": ["regcred"]}}, ["image", "pullSecrets"]),
+            ({"serviceAccount": {"automountToken": True}}, ["serviceAccount", "automountToken"]),
+        ],
+    ),
+    "inference-service": (
+        {
+            "model": {
+                "trustModel": True,
+                "source": {"type": "pvc", "pvc": {"claimName": "models", "path": "iris/model.pkl"}},
+            }
+        },
+        ("Deployment", "t-inference-service"),
+        "server",
+        2,  # the Deployment and the test pod
+        # Pull secrets were plain Secret names here; now they are {name: ...} objects.
+        [({"imagePullSecrets": ["regcred"]}, ["imagePullSecrets"])],
+    ),
+}
+CONVENTION_VALUES = {
+    # global first (an entry may be a plain name there), then the chart's own; "team" only once.
+    "global": {"imagePullSecrets": [{"name": "shared"}, "team"]},
+    "imagePullSecrets": [{"name": "team"}, {"name": "own"}],
+    "env": [{"name": "CONVENTION_ENV", "value": "1"}],
+    "envFrom": [{"configMapRef": {"name": "convention-env"}}],
+    "extraVolumes": [{"name": "convention-vol", "emptyDir": {}}],
+    "extraVolumeMounts": [{"name": "convention-vol", "mountPath": "/convention"}],
+    "podLabels": {"example.com/convention": "label"},
+    "podAnnotations": {"example.com/convention": "annotation"},
+    "nodeSelector": {"example.com/pool": "convention"},
+    "tolerations": [{"key": "example.com/convention", "operator": "Exists", "effect": "NoSchedule"}],
+    "priorityClassName": "convention-priority",
+}
+
+
+@pytest.mark.parametrize("helm_name", ["helm4", "helm3"])
+@pytest.mark.parametrize("chart_name", list(CONVENTION_CHARTS))
+def test_shared_value_names(chart_name: str, helm_name: str, tmp_path: Path) -> None:
+    chart = next(c for c in chart_dirs() if c.name == chart_name)
+    base, (kind, name), container_name, pod_count, old_names = CONVENTION_CHARTS[chart_name]
+    docs = template(chart, values={**base, **CONVENTION_VALUES}, helm_name=helm_name, tmp_dir=tmp_path)
+
+    # Pull secrets: the union, global first, without duplicates, on every pod the chart renders
+    # (hooks and the test pod included).
+    specs = pod_specs(docs)
+    assert len(specs) == pod_count, [where for where, _ in specs]
+    for where, spec in specs:
+        assert spec.get("imagePullSecrets") == [{"name": "shared"}, {"name": "team"}, {"name": "own"}], where
+
+    # Env, volumes, pod metadata and scheduling: on the main workload's pod and container.
+    workload = next(d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name)
+    pod, meta = workload["spec"]["template"]["spec"], workload["spec"]["template"]["metadata"]
+    container = next(c for c in pod["containers"] if c["name"] == container_name)
+    assert {"name": "CONVENTION_ENV", "value": "1"} in container["env"]
+    assert {"configMapRef": {"name": "convention-env"}} in container["envFrom"]
+    assert {"name": "convention-vol", "emptyDir": {}} in pod["volumes"]
+    assert {"name": "convention-vol", "mountPath": "/convention"} in container["volumeMounts"]
+    assert meta["labels"]["example.com/convention"] == "label"
+    assert meta["annotations"]["example.com/convention"] == "annotation"
+    assert pod["nodeSelector"] == {"example.com/pool": "convention"}
+    assert CONVENTION_VALUES["tolerations"][0] in pod["tolerations"]
+    assert pod["priorityClassName"] == "convention-priority"
+    kubernetes_validate.validate(workload, KUBE_VERSION, strict=True)
+
+    # The old spellings are gone: the schema refuses them, naming the key (Helm 4 writes /a/b, Helm 3 a.b).
+    for old, expected in old_names:
+        message = template_error(chart, {**base, **old}, helm_name, tmp_path).replace("/", ".")
+        assert "don't meet the specifications of the schema" in message, (old, message)
+        for text in expected:
+            assert text in message, (old, message)

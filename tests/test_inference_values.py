@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.support.charts import CHARTS, find, template, template_error
+from tests.support.crds import load_crd_schemas, validate_custom_resource
 
 CHART = CHARTS / "inference-service"
 PVC = {
@@ -267,3 +268,45 @@ def test_kserve_serves_pt_with_our_runtime_as_custom_predictor(tmp_path: Path) -
     )
     assert container["image"] == "r/runtime:1" and "model" not in isvc["spec"]["predictor"]
     assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Serverless"
+
+
+@pytest.mark.parametrize("custom", [False, True], ids=["builtin", "custom-container"])
+def test_kserve_predictor_carries_the_shared_pod_values(
+    custom: bool, tmp_path: Path, shared_crds: Path
+) -> None:
+    """pod_specs() does not look into an InferenceService: the predictor gets the shared values here,
+    in fields KServe's CRD defines."""
+    key = "m/scripted.pt" if custom else "m/model.joblib"
+    spread = {"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule"}
+    values = {
+        "runtime": "kserve",
+        **_model({"type": "s3", "s3": {"bucket": "b", "key": key}}, trustModel=True),
+        "fastapi": {"prebuilt": True, "image": {"repository": "r/runtime", "tag": "1"}},
+        "global": {"imagePullSecrets": [{"name": "shared"}]},
+        "imagePullSecrets": [{"name": "own"}],
+        "env": [{"name": "A", "value": "1"}],
+        "envFrom": [{"configMapRef": {"name": "extra"}}],
+        "extraVolumes": [{"name": "ca", "configMap": {"name": "company-ca"}}],
+        "extraVolumeMounts": [{"name": "ca", "mountPath": "/etc/ssl/company"}],
+        "podLabels": {"team": "serving"},
+        "podAnnotations": {"example.com/owner": "serving"},
+        "nodeSelector": {"pool": "gpu"},
+        "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
+        "affinity": {"nodeAffinity": {}},
+        "topologySpreadConstraints": [spread],
+        "priorityClassName": "serving-high",
+    }
+    isvc = find(_render(tmp_path, values), "InferenceService")
+    schema = load_crd_schemas(shared_crds)[(isvc["apiVersion"], "InferenceService")]
+    assert validate_custom_resource(isvc, schema) == []
+    predictor = isvc["spec"]["predictor"]
+    assert predictor["imagePullSecrets"] == [{"name": "shared"}, {"name": "own"}]
+    assert predictor["labels"] == {"team": "serving"}
+    assert predictor["annotations"] == {"example.com/owner": "serving"}
+    assert predictor["nodeSelector"] == {"pool": "gpu"} and predictor["priorityClassName"] == "serving-high"
+    assert predictor["tolerations"] == values["tolerations"] and predictor["affinity"] == {"nodeAffinity": {}}
+    assert predictor["topologySpreadConstraints"] == [spread]
+    assert predictor["volumes"] == values["extraVolumes"]
+    container = predictor["containers"][0] if custom else predictor["model"]
+    assert _env(container)["A"] == "1" and container["envFrom"] == [{"configMapRef": {"name": "extra"}}]
+    assert container["volumeMounts"] == values["extraVolumeMounts"]

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.support.charts import CHARTS, find, pod_specs, template, template_error
+from tests.support.crds import load_crd_schemas, validate_custom_resource
 
 CHART = CHARTS / "training-job"
 SCRIPT = {"script": {"content": "print('train')\n"}}
@@ -88,6 +89,10 @@ BAD = [
     (
         {"distributed": {"enabled": True, "operator": "trainjob"}, "priorityClassName": "high"},
         ["TrainJob", "TrainingRuntime"],
+    ),
+    (
+        {"distributed": {"enabled": True, "operator": "trainjob"}, "envFrom": [{"secretRef": {"name": "s"}}]},
+        ["envFrom cannot be passed to a TrainJob", "env"],
     ),
     ({"script": {"content": "x" * 950_000}}, ["1 MiB", "volumes"]),
     ({"distributed": {"enabled": True, "operator": "mpi"}}, ["operator"]),
@@ -282,6 +287,35 @@ def test_trainjob_patches_the_runtime_pods(tmp_path: Path) -> None:
         "runtime",
         "tmp",
     }
+
+
+def test_trainjob_patch_carries_the_shared_pod_values(tmp_path: Path, shared_crds: Path) -> None:
+    """pod_specs() does not look into a TrainJob: the runtime patch gets the shared values here, in
+    fields Kubeflow Trainer's CRD defines."""
+    docs = _render(
+        tmp_path,
+        {
+            "distributed": {"enabled": True, "operator": "trainjob"},
+            "global": {"imagePullSecrets": [{"name": "shared"}]},
+            "imagePullSecrets": [{"name": "shared"}, {"name": "own"}],
+            "env": [{"name": "A", "value": "1"}],
+            "extraVolumes": [{"name": "ca", "configMap": {"name": "company-ca"}}],
+            "extraVolumeMounts": [{"name": "ca", "mountPath": "/etc/ssl/company", "readOnly": True}],
+            "podLabels": {"team": "vision"},
+            "podAnnotations": {"example.com/owner": "vision"},
+        },
+    )
+    tj = find(docs, "TrainJob")
+    schema = load_crd_schemas(shared_crds)[(tj["apiVersion"], "TrainJob")]
+    assert validate_custom_resource(tj, schema) == []
+    assert {"name": "A", "value": "1"} in tj["spec"]["trainer"]["env"]
+    patch = tj["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]
+    meta, pod = (patch["template"]["spec"]["template"][part] for part in ("metadata", "spec"))
+    assert meta["labels"]["team"] == "vision" and meta["annotations"] == {"example.com/owner": "vision"}
+    assert pod["imagePullSecrets"] == [{"name": "shared"}, {"name": "own"}]
+    assert {"name": "ca", "configMap": {"name": "company-ca"}} in pod["volumes"]
+    mount = {"name": "ca", "mountPath": "/etc/ssl/company", "readOnly": True}
+    assert mount in pod["containers"][0]["volumeMounts"]
 
 
 def test_sweep_job(tmp_path: Path) -> None:

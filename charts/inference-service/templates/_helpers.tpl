@@ -56,6 +56,24 @@ annotations:
 {{- end -}}
 {{- end -}}
 
+{{/* imagePullSecrets of every pod: global.imagePullSecrets (set once by an umbrella chart) first, then
+the chart's own imagePullSecrets, each name once. Entries are {name: ...} (global ones may be plain names). */}}
+{{- define "inference-service.imagePullSecrets" -}}
+{{- $global := dig "imagePullSecrets" (list) (.Values.global | default dict) | default list -}}
+{{- $names := list -}}
+{{- range concat $global (.Values.imagePullSecrets | default list) -}}
+{{- $name := "" -}}
+{{- if kindIs "string" . }}{{ $name = . }}{{ else if kindIs "map" . }}{{ $name = dig "name" "" . }}{{ end -}}
+{{- if and $name (not (has $name $names)) }}{{ $names = append $names $name }}{{ end -}}
+{{- end -}}
+{{- with $names -}}
+imagePullSecrets:
+{{- range . }}
+  - name: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
 {{- define "inference-service.image" -}}
 {{- if eq .Values.runtime "mlserver" }}{{ printf "%s:%s" .Values.mlserver.image.repository .Values.mlserver.image.tag }}
 {{- else if eq .Values.runtime "bentoml" }}{{ printf "%s:%s" .Values.bentoml.image.repository .Values.bentoml.image.tag }}

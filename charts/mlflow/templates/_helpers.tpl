@@ -79,11 +79,20 @@ annotations:
 {{- printf "%s:%s" $repo $tag -}}
 {{- end -}}
 
+{{/* imagePullSecrets of every pod: global.imagePullSecrets (set once by an umbrella chart) first, then
+the chart's own imagePullSecrets, each name once. Entries are {name: ...} (global ones may be plain names). */}}
 {{- define "mlflow.imagePullSecrets" -}}
-{{- with .Values.image.pullSecrets }}
+{{- $global := dig "imagePullSecrets" (list) (.Values.global | default dict) | default list -}}
+{{- $names := list -}}
+{{- range concat $global (.Values.imagePullSecrets | default list) -}}
+{{- $name := "" -}}
+{{- if kindIs "string" . }}{{ $name = . }}{{ else if kindIs "map" . }}{{ $name = dig "name" "" . }}{{ end -}}
+{{- if and $name (not (has $name $names)) }}{{ $names = append $names $name }}{{ end -}}
+{{- end -}}
+{{- with $names -}}
 imagePullSecrets:
 {{- range . }}
-  - name: {{ . }}
+  - name: {{ . | quote }}
 {{- end }}
 {{- end }}
 {{- end -}}
@@ -445,7 +454,7 @@ spec:
       serviceAccountName: {{ include "mlflow.serviceAccountName" . }}
       {{- end }}
       automountServiceAccountToken: false
-      {{- include "mlflow.imagePullSecrets" . | nindent 6 }}
+      {{- with include "mlflow.imagePullSecrets" . }}{{ . | nindent 6 }}{{ end }}
       {{- include "mlflow.podSecurityContext" . | nindent 6 }}
       containers:
         - name: migrate

@@ -58,6 +58,24 @@ annotations:
 {{- end -}}
 {{- end -}}
 
+{{/* imagePullSecrets of every pod: global.imagePullSecrets (set once by an umbrella chart) first, then
+the chart's own imagePullSecrets, each name once. Entries are {name: ...} (global ones may be plain names). */}}
+{{- define "training-job.imagePullSecrets" -}}
+{{- $global := dig "imagePullSecrets" (list) (.Values.global | default dict) | default list -}}
+{{- $names := list -}}
+{{- range concat $global (.Values.imagePullSecrets | default list) -}}
+{{- $name := "" -}}
+{{- if kindIs "string" . }}{{ $name = . }}{{ else if kindIs "map" . }}{{ $name = dig "name" "" . }}{{ end -}}
+{{- if and $name (not (has $name $names)) }}{{ $names = append $names $name }}{{ end -}}
+{{- end -}}
+{{- with $names -}}
+imagePullSecrets:
+{{- range . }}
+  - name: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
 {{- define "training-job.image" -}}
 {{- printf "%s:%s" .Values.image.repository .Values.image.tag -}}
 {{- end -}}
@@ -315,6 +333,9 @@ cannot overflow; validation rejects anything above 10000. */}}
   readOnly: true
   {{- end }}
 {{- end }}
+{{- with .Values.extraVolumeMounts }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
 {{- define "training-job.claimName" -}}
@@ -363,6 +384,9 @@ cannot overflow; validation rejects anything above 10000. */}}
   configMap: {{ toJson .configMap }}
   {{- end }}
 {{- end }}
+{{- with .Values.extraVolumes }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
 {{- define "training-job.tolerations" -}}
@@ -379,12 +403,9 @@ tolerations:
 {{/* Scheduling and identity fields shared by every pod the chart runs. */}}
 {{- define "training-job.podScheduling" -}}
 serviceAccountName: {{ include "training-job.serviceAccountName" . }}
-automountServiceAccountToken: {{ .Values.serviceAccount.automountToken }}
-{{- with .Values.image.pullSecrets }}
-imagePullSecrets:
-{{- range . }}
-  - name: {{ . }}
-{{- end }}
+automountServiceAccountToken: {{ .Values.serviceAccount.automountServiceAccountToken }}
+{{- with include "training-job.imagePullSecrets" . }}
+{{ . }}
 {{- end }}
 {{- with .Values.nodeSelector }}
 nodeSelector:

@@ -33,6 +33,9 @@ are rejected earlier by values.schema.json. */}}
 {{- if and $v.distributed.enabled (eq $v.distributed.operator "trainjob") (or $v.priorityClassName $v.runtimeClassName $v.topologySpreadConstraints) -}}
 {{- $errors = append $errors "priorityClassName, runtimeClassName and topologySpreadConstraints cannot be patched into a TrainJob: set them in the TrainingRuntime (distributed.trainJob.runtimeName), or use distributed.operator=none|pytorchjob." -}}
 {{- end -}}
+{{- if and $v.distributed.enabled (eq $v.distributed.operator "trainjob") $v.envFrom -}}
+{{- $errors = append $errors "envFrom cannot be passed to a TrainJob (its trainer takes env only): list the variables in env (valueFrom secretKeyRef/configMapKeyRef), or use distributed.operator=none|pytorchjob." -}}
+{{- end -}}
 {{- if and $v.job.nonRetriableExitCodes (ne $v.job.restartPolicy "Never") -}}
 {{- $errors = append $errors "job.nonRetriableExitCodes needs job.restartPolicy=Never (Kubernetes applies podFailurePolicy only then)." -}}
 {{- end -}}
