@@ -346,9 +346,11 @@ def runtime() -> None:
 @click.option(
     "--trust-model",
     is_flag=True,
-    help="Allow pickles and pickled PyTorch modules (they run code when loaded).",
+    help="Allow models that are code: pickles, PyTorch (TorchScript or pickled) and MLflow models.",
 )
-@click.option("--sha256", help="Pinned sha256 of the model file (trusts exactly that file).")
+@click.option(
+    "--sha256", help="Pinned sha256 of the model file: trusts exactly that file (not for MLflow models)."
+)
 @click.option("--python", "python", help="Python of a venv with the model's framework (torch, keras...).")
 @click.option("--no-batching", is_flag=True, help="Predict each request on its own.")
 @click.option("--max-batch-rows", type=click.IntRange(min=1), default=64, show_default=True)

@@ -29,12 +29,6 @@ def runtime_root() -> Path:
     return chart_file("inference-service")
 
 
-TRUST_HINT = (
-    "loading it runs code stored in the file: pass --trust-model if you trust where it came from, "
-    "or --sha256 to pin the exact file"
-)
-
-
 @dataclass(frozen=True)
 class ServeRequest:
     model: str
@@ -89,13 +83,18 @@ def check(req: ServeRequest) -> str:
         len(req.sha256) != 64 or not all(c in "0123456789abcdefABCDEF" for c in req.sha256)
     ):
         raise UserError("must be 64 hexadecimal characters", field="--sha256")
-    trusted = req.trust_model or req.sha256 is not None
-    if fmt in ("sklearn", "joblib") and not trusted:
-        raise UserError(f"{req.model} is a pickle; {TRUST_HINT}", field="--trust-model")
-    if fmt == "torch" and path.is_file() and not models.is_torchscript(path) and not trusted:
+    # The runtime's own trust rule (hm_runtime/models.py), so the CLI refuses exactly what the pods do.
+    try:
+        if fmt == "mlflow" and req.sha256:
+            raise models.ModelError("an MLflow model has no single file that a sha256 pin could verify")
+        if fmt in models.CODE_FORMATS:
+            models.require_trust(req.model, fmt, req.trust_model, req.sha256)
+    except models.ModelError as exc:
         raise UserError(
-            f"{req.model} is a pickled PyTorch module, not TorchScript; {TRUST_HINT}", field="--trust-model"
-        )
+            str(exc),
+            field="--sha256" if req.sha256 else "--trust-model",
+            hint="see `helm-mlops runtime serve --help`",
+        ) from None
     if req.python is not None and not Path(req.python).is_file():
         raise UserError(
             f"{req.python} does not exist",

@@ -100,6 +100,43 @@ BAD = [
         ["autoscaling.maxReplicas must be >= autoscaling.minReplicas"],
     ),
     ({**PVC, "resources": {"limits": {"memory": "1GB"}}}, ["resources", "memory"]),
+    # Models that are code: TorchScript and MLflow need trust too; a pin counts only where it is verified.
+    (
+        _model({"type": "pvc", "pvc": {"claimName": "m", "path": "scripted.pt"}}),
+        [
+            "a PyTorch model (TorchScript or a pickled module) is code",
+            "model.trustModel=true",
+            "model.sha256",
+        ],
+    ),
+    (
+        _model({"type": "mlflow", "mlflow": {"uri": "models:/w@prod", "trackingUri": "http://m:5000"}}),
+        ["an MLflow model (pyfunc) is code", "registry alias", "model.trustModel=true"],
+    ),
+    (
+        _model(
+            {"type": "mlflow", "mlflow": {"uri": "models:/w@prod", "trackingUri": "http://m:5000"}},
+            sha256="a" * 64,
+        ),
+        ["model.sha256 cannot pin an MLflow model"],
+    ),
+    (
+        {
+            "runtime": "mlserver",
+            **_model({"type": "pvc", "pvc": {"claimName": "m", "path": "model.joblib"}}, sha256="a" * 64),
+        },
+        [
+            "model.sha256 is not verified with runtime=mlserver and model.source.type=pvc",
+            "model.trustModel=true",
+        ],
+    ),
+    (
+        {
+            "runtime": "kserve",
+            **_model({"type": "s3", "s3": {"bucket": "b", "key": "m.joblib"}}, sha256="a" * 64),
+        },
+        ["model.sha256 is not verified with runtime=kserve"],
+    ),
 ]
 
 
@@ -198,7 +235,10 @@ def test_mlserver_model_settings_by_format(tmp_path: Path) -> None:
         tmp_path,
         {
             "runtime": "mlserver",
-            **_model({"type": "mlflow", "mlflow": {"uri": "models:/w@prod", "trackingUri": "http://m:5000"}}),
+            **_model(
+                {"type": "mlflow", "mlflow": {"uri": "models:/w@prod", "trackingUri": "http://m:5000"}},
+                trustModel=True,
+            ),
         },
     )
     settings = json.loads(
@@ -258,7 +298,7 @@ def test_kserve_serves_pt_with_our_runtime_as_custom_predictor(tmp_path: Path) -
         "runtime": "kserve",
         "fastapi": {"prebuilt": True, "image": {"repository": "r/runtime", "tag": "1"}},
         "kserve": {"deploymentMode": "Serverless", "minReplicas": 0},
-        **_model({"type": "s3", "s3": {"bucket": "b", "key": "m/scripted.pt"}}),
+        **_model({"type": "s3", "s3": {"bucket": "b", "key": "m/scripted.pt"}}, sha256="b" * 64),
     }
     isvc = find(_render(tmp_path, values), "InferenceService")
     [container] = isvc["spec"]["predictor"]["containers"]
@@ -310,3 +350,26 @@ def test_kserve_predictor_carries_the_shared_pod_values(
     container = predictor["containers"][0] if custom else predictor["model"]
     assert _env(container)["A"] == "1" and container["envFrom"] == [{"configMapRef": {"name": "extra"}}]
     assert container["volumeMounts"] == values["extraVolumeMounts"]
+
+
+@pytest.mark.parametrize("helm_name", ["helm4", "helm3"])
+@pytest.mark.parametrize(
+    "values",
+    [
+        # The helm-mlops runtime verifies the pin itself, from a private copy.
+        _model({"type": "pvc", "pvc": {"claimName": "m", "path": "model.joblib"}}, sha256="a" * 64),
+        # The fetch init container verifies what it downloads into the pod's own emptyDir.
+        {
+            "runtime": "mlserver",
+            **_model({"type": "s3", "s3": {"bucket": "b", "key": "m.joblib"}}, sha256="a" * 64),
+        },
+    ],
+    ids=["fastapi-pvc", "mlserver-s3"],
+)
+def test_a_pin_stands_for_trust_where_it_is_verified(
+    helm_name: str, values: dict[str, Any], tmp_path: Path
+) -> None:
+    docs = template(CHART, values=values, tmp_dir=tmp_path, helm_name=helm_name)
+    pod = find(docs, "Deployment")["spec"]["template"]["spec"]
+    checks = [c for c in pod.get("initContainers", []) + pod["containers"] if "a" * 64 in str(c)]
+    assert checks, "the pin must reach the container that verifies it"

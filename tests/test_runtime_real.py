@@ -144,7 +144,7 @@ def test_onnx_from_skl2onnx(iris: LogisticRegression, tmp_path: Path) -> None:
 def test_mlflow_model_dir_and_registry_alias(iris: LogisticRegression, tmp_path: Path) -> None:
     local = tmp_path / "mlflow-model"
     mlflow.sklearn.save_model(iris, str(local), input_example=X[:2])
-    with serving(local) as url:
+    with serving(local, "--trust-model") as url:  # MLflow models are code: trust is explicit
         _assert_serves(url, iris.predict(ROWS))
     with mlflow_server(tmp_path) as tracking:
         mlflow.set_tracking_uri(tracking)
@@ -156,7 +156,9 @@ def test_mlflow_model_dir_and_registry_alias(iris: LogisticRegression, tmp_path:
             )
         client = mlflow.MlflowClient(tracking)
         client.set_registered_model_alias("iris-clf", "champion", "1")
-        with serving("models:/iris-clf@champion", env={"MLFLOW_TRACKING_URI": tracking}) as url:
+        with serving(
+            "models:/iris-clf@champion", "--trust-model", env={"MLFLOW_TRACKING_URI": tracking}
+        ) as url:
             _assert_serves(url, iris.predict(ROWS))
 
 
@@ -368,7 +370,11 @@ print(json.dumps(net(rows).detach().numpy().tolist()))
 def test_torchscript_and_pickled_module(torch_python: str, tmp_path: Path) -> None:
     (tmp_path / "netdef.py").write_text(NETDEF)
     expected = _in_torch_venv(torch_python, TORCH_MODEL, tmp_path)
-    with serving(tmp_path / "scripted.pt", python=torch_python) as url:
+    import hashlib
+
+    scripted = tmp_path / "scripted.pt"
+    pin = hashlib.sha256(scripted.read_bytes()).hexdigest()
+    with serving(scripted, "--sha256", pin, python=torch_python) as url:  # TorchScript is code: pinned
         _assert_serves(url, expected, datatype="FP32")
     refused = subprocess.run(
         [EXE, "runtime", "serve", "--model", str(tmp_path / "module.pt"), "--python", torch_python],
@@ -376,7 +382,7 @@ def test_torchscript_and_pickled_module(torch_python: str, tmp_path: Path) -> No
         text=True,
         check=False,
     )
-    assert refused.returncode == 2 and "pickled PyTorch module" in refused.stderr
+    assert refused.returncode == 2 and "a PyTorch model" in refused.stderr and "runs code" in refused.stderr
     # The pickled module's class lives in make_model.py: the server needs it importable, as in a pod.
     with serving(
         tmp_path / "module.pt", "--trust-model", python=torch_python, env={"PYTHONPATH": str(tmp_path)}

@@ -108,6 +108,18 @@ imagePullSecrets:
 {{- end -}}
 {{- end -}}
 
+{{/* Whether model.sha256 is verified before the serving process loads the file: the helm-mlops runtime
+checks it itself (also as KServe's custom predictor for torch and keras), and the fetch init container
+checks what it downloads into the pod's own emptyDir. MLServer on a PVC and KServe's own servers read
+the file unchecked. */}}
+{{- define "inference-service.pinVerified" -}}
+{{- $format := include "inference-service.format" . -}}
+{{- if eq .Values.runtime "fastapi" }}true
+{{- else if and (eq .Values.runtime "kserve") (has $format (list "torch" "keras")) }}true
+{{- else if include "inference-service.fetches" . }}true
+{{- end -}}
+{{- end -}}
+
 {{- define "inference-service.fetches" -}}
 {{- if and (has .Values.model.source.type (list "s3" "https" "inline")) (ne .Values.runtime "bentoml") (ne .Values.runtime "kserve") }}true{{ end -}}
 {{- end -}}

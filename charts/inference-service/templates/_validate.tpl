@@ -33,8 +33,17 @@
 {{- $errors = append $errors "model.source.type=inline cannot feed KServe's storage initializer: use pvc, s3, https or mlflow with runtime=kserve." -}}
 {{- end -}}
 {{- end -}}
-{{- if and (has $format (list "sklearn" "joblib")) (not $v.model.trustModel) (not $v.model.sha256) -}}
-{{- $errors = append $errors (printf "model: a %s file is a pickle, and loading it runs code stored in the file. Set model.trustModel=true if you trust its origin, or pin the exact file with model.sha256." $format) -}}
+{{- if and (eq $format "mlflow") $v.model.sha256 -}}
+{{- $errors = append $errors "model.sha256 cannot pin an MLflow model (a directory or registry URI, not one file): remove it, and set model.trustModel=true if you trust the model and everyone who can change it in MLflow." -}}
+{{- else if and (has $format (list "sklearn" "joblib" "torch" "mlflow")) (not $v.model.trustModel) -}}
+{{- $what := get (dict "sklearn" "a pickle" "joblib" "a pickle (joblib)" "torch" "a PyTorch model (TorchScript or a pickled module)" "mlflow" "an MLflow model (pyfunc)") $format -}}
+{{- if eq $format "mlflow" -}}
+{{- $errors = append $errors (printf "model: %s is code: loading it runs what its author wrote, and anyone who can move its registry alias decides what runs. Set model.trustModel=true if you trust it (a sha256 pin cannot verify an MLflow model)." $what) -}}
+{{- else if not $v.model.sha256 -}}
+{{- $errors = append $errors (printf "model: %s is code: loading it runs what the file's author wrote. Set model.trustModel=true if you trust its origin, or pin the exact file with model.sha256." $what) -}}
+{{- else if not (include "inference-service.pinVerified" .) -}}
+{{- $errors = append $errors (printf "model.sha256 is not verified with runtime=%s and model.source.type=%s (%s loads the file itself), so it cannot stand for trust: set model.trustModel=true, or use runtime=fastapi (which verifies the pin) or a fetched source (s3, https, inline)." $v.runtime $s.type $v.runtime) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- if and (eq $v.runtime "mlserver") $format (not (include "inference-service.mlserverImplementation" .)) -}}

@@ -1,16 +1,30 @@
 """Loading a model file (or MLflow URI) into something with one vectorised call: rows in, rows out.
 
-Pickles (.pkl, .pickle, .joblib) and full-module .pt files run code while loading, so they load only
-with trust given explicitly (trust_model) or when the file matches a pinned sha256."""
+The trust model. Some formats are code: loading or calling them runs what the file's author wrote.
+- Pickles (.pkl, .pickle, .joblib) and pickled PyTorch modules run code while they load;
+- TorchScript programs can read files and call operators with side effects (PyTorch's security policy
+  says to treat them as untrusted code);
+- MLflow models (a directory, `models:/`, `runs:/`) load through pyfunc, whose python_model.pkl and
+  loader modules are code, and whose registry alias anyone with write access to MLflow can move.
+They load only with trust given explicitly (`trust`), or, for a single file, when the exact bytes match a
+pinned sha256. An MLflow model has no single file to pin, so only `trust` loads it.
+ONNX and Keras (safe mode: Lambda layers refused) are data; a pin, when given, is still checked.
+
+A pinned file is hashed while it is copied, through one open descriptor, into a private directory, and
+the copy is what loads: the bytes that were checked are the bytes that run, whatever happens to the path
+meanwhile."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pickle
+import shutil
+import tempfile
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +42,11 @@ EXTENSIONS = {
     ".keras": "keras",
 }
 FORMATS = ("sklearn", "joblib", "onnx", "torch", "keras", "mlflow")
+CODE_FORMATS = ("sklearn", "joblib", "torch", "mlflow")
+TRUST_HINT = (
+    "Load only models you trust: pass --trust-model (model.trustModel: true in the chart), "
+    "or pin the exact file with --sha256 (model.sha256)"
+)
 
 
 class ModelError(Exception):
@@ -78,25 +97,46 @@ def detect_format(model: str, explicit: str | None) -> str:
     return fmt
 
 
-def sha256_of(path: Path) -> str:
+def require_trust(what: str, kind: str, trust: bool, pin: str | None) -> None:
+    if trust or (pin and kind != "mlflow"):
+        return
+    if kind == "mlflow":
+        raise ModelError(
+            f"{what} is an MLflow model: loading it runs code stored with the model (pyfunc). An MLflow "
+            "model has no single file to pin, so only --trust-model (model.trustModel: true) loads it"
+        )
+    raise ModelError(f"{what} is {_CODE_KIND[kind]}: loading it runs code stored in the file. {TRUST_HINT}")
+
+
+_CODE_KIND = {
+    "sklearn": "a pickle",
+    "joblib": "a pickle (joblib)",
+    "torch": "a PyTorch model (TorchScript or a pickled module)",
+}
+
+# Called between verifying a pinned file and loading it (tests use it to swap the file on disk).
+_after_verify: Callable[[Path], None] = lambda path: None  # noqa: E731
+
+
+@contextlib.contextmanager
+def _pinned_copy(path: Path, pin: str) -> Iterator[Path]:
+    """A private copy of `path` whose sha256 is `pin`, made from one open descriptor."""
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _require_trust(path: Path, what: str, trust: bool, pin: str | None) -> None:
-    if pin:
-        actual = sha256_of(path)
+    private = Path(tempfile.mkdtemp(prefix="hm-model-"))  # mode 0700: this process's alone
+    copy = private / path.name
+    try:
+        with path.open("rb") as source, copy.open("wb") as target:
+            for block in iter(lambda: source.read(1 << 20), b""):
+                digest.update(block)
+                target.write(block)
+        actual = digest.hexdigest()
         if actual != pin.lower():
             raise ModelError(f"{path} has sha256 {actual}, not the pinned {pin}: refusing to load it")
-        return
-    if not trust:
-        raise ModelError(
-            f"{path} is {what}: loading it runs code stored in the file. Load only files you trust: pass "
-            "--trust-model (trustModel: true in the chart) or pin the file's sha256"
-        )
+        copy.chmod(0o400)
+        _after_verify(path)
+        yield copy
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
 
 
 def _features(model: Any) -> int | None:
@@ -169,14 +209,13 @@ def is_torchscript(path: Path) -> bool:
         return False
 
 
-def _load_torch(name: str, path: Path, trust: bool, pin: str | None) -> LoadedModel:
+def _load_torch(name: str, path: Path) -> LoadedModel:
     import torch
 
     if is_torchscript(path):
         module = torch.jit.load(str(path), map_location="cpu")
         kind = "torchscript"
     else:
-        _require_trust(path, "a pickled PyTorch module (not TorchScript)", trust, pin)
         module = torch.load(str(path), map_location="cpu", weights_only=False)
         if not callable(module):
             raise ModelError(
@@ -255,23 +294,30 @@ def load(
     started = time.perf_counter()
     kind = detect_format(model, fmt)
     if kind == "mlflow":
+        if sha256:
+            raise ModelError(
+                f"{model} is an MLflow model: a sha256 pin cannot be verified for it (no single file). "
+                "Drop the pin and pass --trust-model if you trust the model and who can change it"
+            )
+        require_trust(model, kind, trust, None)
         loaded = _load_mlflow(name, model)
     else:
         path = Path(model)
         if not path.is_file():
             raise ModelError(f"model file {path} does not exist")
-        if sha256 and kind not in ("sklearn", "joblib", "torch"):
-            actual = sha256_of(path)
-            if actual != sha256.lower():
-                raise ModelError(f"{path} has sha256 {actual}, not the pinned {sha256}")
-        if kind in ("sklearn", "joblib"):
-            _require_trust(path, "a pickle", trust, sha256)
-            loaded = _from_estimator(name, kind, _load_pickled(path, kind))
-        elif kind == "onnx":
-            loaded = _load_onnx(name, path)
-        elif kind == "torch":
-            loaded = _load_torch(name, path, trust, sha256)
-        else:
-            loaded = _load_keras(name, path)
+        if kind in CODE_FORMATS:
+            require_trust(str(path), kind, trust, sha256)
+        with _pinned_copy(path, sha256) if sha256 else contextlib.nullcontext(path) as source:
+            loaded = _load_file(name, kind, source)
     loaded.load_seconds = time.perf_counter() - started
     return loaded
+
+
+def _load_file(name: str, kind: str, path: Path) -> LoadedModel:
+    if kind in ("sklearn", "joblib"):
+        return _from_estimator(name, kind, _load_pickled(path, kind))
+    if kind == "onnx":
+        return _load_onnx(name, path)
+    if kind == "torch":
+        return _load_torch(name, path)
+    return _load_keras(name, path)
