@@ -156,18 +156,21 @@ def test_https_download_is_verified(model_file: tuple[Path, LogisticRegression],
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     with _http_files(served) as host:
         for pin, ok in ((digest, True), ("0" * 64, False)):
+            # A URL that holds a token is a secret: it comes from an existing Secret, never the values.
             values = {
                 "model": {
                     "sha256": pin,
                     "source": {
                         "type": "https",
-                        "https": {"url": "http://models.example.com/iris.joblib?token=s3cr3t"},
+                        "https": {"existingSecret": "model-url", "fileName": "iris.joblib"},
                     },
                 }
             }
             docs = template(CHART, values=values, tmp_dir=tmp_path)
+            assert "s3cr3t" not in str(docs)
             spec = _spec(docs)
-            pod = _pod(docs, tmp_path / f"pod-{ok}", host_map={"models.example.com": host})
+            pod = _pod(docs, tmp_path / f"pod-{ok}")
+            pod.extra_secrets["model-url"] = {"url": f"http://{host}/iris.joblib?token=s3cr3t"}
             result = pod.run(spec, _container(spec, "fetch-model"))
             target = pod.mounts["/opt/helm-mlops/model"] / "iris.joblib"
             assert "s3cr3t" not in result.stderr  # a URL's query may hold a token

@@ -100,6 +100,23 @@ BAD = [
         ["autoscaling.maxReplicas must be >= autoscaling.minReplicas"],
     ),
     ({**PVC, "resources": {"limits": {"memory": "1GB"}}}, ["resources", "memory"]),
+    # The fetcher's inputs: no secrets in the Deployment, no plain http without a pin or an explicit yes.
+    (
+        {**PVC, **_model({"type": "https", "https": {"url": "https://b.s3.x/m.onnx?X-Amz-Signature=abc"}})},
+        ["model.source.https.url carries credentials", "model.source.https.existingSecret"],
+    ),
+    (
+        _model({"type": "https", "https": {"url": "http://models.internal/m.onnx"}}),
+        ["model.source.https: plain http", "model.sha256", "model.allowInsecureHttp=true"],
+    ),
+    (
+        _model({"type": "s3", "s3": {"endpointUrl": "http://minio:9000", "bucket": "b", "key": "m.onnx"}}),
+        ["model.source.s3: plain http"],
+    ),
+    (
+        {**PVC, "fastapi": {"indexUrl": "https://u:p@pypi.internal/simple"}},
+        ["fastapi.indexUrlExistingSecret"],
+    ),
     # Models that are code: TorchScript and MLflow need trust too; a pin counts only where it is verified.
     (
         _model({"type": "pvc", "pvc": {"claimName": "m", "path": "scripted.pt"}}),
@@ -373,3 +390,27 @@ def test_a_pin_stands_for_trust_where_it_is_verified(
     pod = find(docs, "Deployment")["spec"]["template"]["spec"]
     checks = [c for c in pod.get("initContainers", []) + pod["containers"] if "a" * 64 in str(c)]
     assert checks, "the pin must reach the container that verifies it"
+
+
+def test_fetch_limits_and_a_url_from_a_secret(tmp_path: Path) -> None:
+    url = "https://b.s3.example/m.onnx?X-Amz-Signature=abc"
+    values = {
+        "model": {
+            "maxSize": "2Gi",
+            "source": {
+                "type": "https",
+                "https": {"existingSecret": "model-url", "existingSecretKey": "u", "fileName": "m.onnx"},
+            },
+        },
+        "fastapi": {"indexUrlExistingSecret": "pypi", "indexUrlExistingSecretKey": "index"},
+    }
+    docs = _render(tmp_path, values)
+    assert url not in str(docs)
+    pod = find(docs, "Deployment")["spec"]["template"]["spec"]
+    fetch = next(c for c in pod["initContainers"] if c["name"] == "fetch-model")
+    assert fetch["command"][fetch["command"].index("--url-env") + 1] == "HM_FETCH_URL"
+    assert fetch["command"][fetch["command"].index("--max-size") + 1] == "2Gi"
+    assert _env(fetch)["HM_FETCH_URL"] == {"secretKeyRef": {"name": "model-url", "key": "u"}}
+    assert next(v for v in pod["volumes"] if v["name"] == "model")["emptyDir"] == {"sizeLimit": "2Gi"}
+    install = next(c for c in pod["initContainers"] if c["name"] == "install-deps")
+    assert _env(install)["PIP_INDEX_URL"] == {"secretKeyRef": {"name": "pypi", "key": "index"}}

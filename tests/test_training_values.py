@@ -27,6 +27,15 @@ def _env(container: dict[str, Any]) -> dict[str, Any]:
 
 BAD = [
     ({"script": {"content": ""}}, ["script.content or command is required", "--set-file"]),
+    # Index URLs with credentials would sit in the Job in plain text: they come from Secrets only.
+    (
+        {"pip": {"indexUrl": "https://u:tok@pypi.internal/simple"}},
+        ["must not carry credentials", "pip.existingSecret"],
+    ),
+    (
+        {"pip": {"extraIndexUrls": ["https://pypi.org/simple", "https://ci:tok@x/simple"]}},
+        ["must not carry credentials", "pip.extraIndexUrlsExistingSecret"],
+    ),
     ({"command": ["python", "-m", "x"]}, ["script.content and command are both set"]),
     ({"job": {"restartPolicy": "Always"}}, ["restartPolicy"]),
     ({"resources": {"requests": {"cpu": "2 cores"}}}, ["resources", "cpu"]),

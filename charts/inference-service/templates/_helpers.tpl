@@ -93,6 +93,7 @@ imagePullSecrets:
 {{- $s := .Values.model.source -}}
 {{- if eq $s.type "pvc" }}{{ base $s.pvc.path }}
 {{- else if eq $s.type "s3" }}{{ base $s.s3.key }}
+{{- else if and (eq $s.type "https") $s.https.existingSecret }}{{ $s.https.fileName }}
 {{- else if eq $s.type "https" }}{{ base (regexReplaceAll "[?#].*$" $s.https.url "") }}
 {{- else if eq $s.type "inline" }}{{ $s.inline.fileName }}
 {{- end -}}

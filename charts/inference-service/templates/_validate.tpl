@@ -14,8 +14,21 @@
 {{- if and (eq $s.type "s3") (or (not $s.s3.bucket) (not $s.s3.key)) -}}
 {{- $errors = append $errors "model.source.s3.bucket and model.source.s3.key are required with model.source.type=s3." -}}
 {{- end -}}
-{{- if and (eq $s.type "https") (not (regexMatch "^https?://" $s.https.url)) -}}
-{{- $errors = append $errors "model.source.https.url must be an http(s) URL with model.source.type=https." -}}
+{{- if and (eq $s.type "https") (not $s.https.existingSecret) (not (regexMatch "^https?://" $s.https.url)) -}}
+{{- $errors = append $errors "model.source.https.url must be an http(s) URL with model.source.type=https (or set model.source.https.existingSecret)." -}}
+{{- end -}}
+{{- if and (eq $s.type "https") $s.https.existingSecret (not $s.https.fileName) -}}
+{{- $errors = append $errors "model.source.https.fileName is required with model.source.https.existingSecret (e.g. model.onnx: its extension tells the format)." -}}
+{{- end -}}
+{{- if and (eq $s.type "https") (regexMatch "^https?://[^/]*@|[?&](X-Amz-Signature|X-Amz-Credential|sig|signature|token|access_token)=" $s.https.url) -}}
+{{- $errors = append $errors "model.source.https.url carries credentials (user info or a signed/token query): they would sit in the Deployment for anyone who can read it. Put the URL in a Secret and set model.source.https.existingSecret." -}}
+{{- end -}}
+{{- if regexMatch "^[a-z+]+://[^/]*@" $v.fastapi.indexUrl -}}
+{{- $errors = append $errors "fastapi.indexUrl carries credentials, which would sit in the Deployment in plain text: put the URL in a Secret and set fastapi.indexUrlExistingSecret." -}}
+{{- end -}}
+{{- $plain := or (and (eq $s.type "https") (hasPrefix "http://" $s.https.url)) (and (eq $s.type "s3") (hasPrefix "http://" $s.s3.endpointUrl)) -}}
+{{- if and $plain (not $v.model.sha256) (not $v.model.allowInsecureHttp) -}}
+{{- $errors = append $errors (printf "model.source.%s: plain http lets anyone on the network path change the model. Pin the file with model.sha256, use https, or set model.allowInsecureHttp=true." $s.type) -}}
 {{- end -}}
 {{- if and (eq $s.type "mlflow") (not (regexMatch "^(models|runs):/" $s.mlflow.uri)) -}}
 {{- $errors = append $errors "model.source.mlflow.uri must be models:/<name>@<alias>, models:/<name>/<version> or runs:/... with model.source.type=mlflow." -}}

@@ -105,6 +105,26 @@ def apply_trial(index: int, params: dict[str, Any], env: dict[str, str], args: l
 # MLflow ---------------------------------------------------------------------------------------------
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port
+
+
+class _SameOriginAuth(urllib.request.HTTPRedirectHandler):
+    """Redirects keep the basic-auth header only within the same origin (scheme, host, port): a
+    redirect elsewhere never receives the MLflow credentials."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        auth = req.unredirected_hdrs.get("Authorization")
+        if new is not None and auth and _origin(newurl) == _origin(req.full_url):
+            new.add_unredirected_header("Authorization", auth)
+        return new
+
+
+_OPENER = urllib.request.build_opener(_SameOriginAuth)
+
+
 class Mlflow:
     """The few REST calls the launcher needs, so it needs no MLflow client in the image."""
 
@@ -115,9 +135,9 @@ class Mlflow:
             os.environ.get("MLFLOW_TRACKING_PASSWORD"),
         )
         self.headers = {"Content-Type": "application/json"}
+        self.auth = ""
         if user and password:
-            token = base64.b64encode(f"{user}:{password}".encode()).decode()
-            self.headers["Authorization"] = f"Basic {token}"
+            self.auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         url = f"{self.uri}/api/2.0/mlflow/{path}"
@@ -127,7 +147,9 @@ class Mlflow:
         elif body is not None:
             data = json.dumps(body).encode()
         request = urllib.request.Request(url, data=data, method=method, headers=self.headers)
-        with urllib.request.urlopen(request, timeout=30) as response:
+        if self.auth:  # unredirected: _SameOriginAuth decides whether a redirect gets it
+            request.add_unredirected_header("Authorization", self.auth)
+        with _OPENER.open(request, timeout=30) as response:
             result: dict[str, Any] = json.loads(response.read() or b"{}")
             return result
 

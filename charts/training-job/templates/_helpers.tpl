@@ -210,9 +210,15 @@ cannot overflow; validation rejects anything above 10000. */}}
 - name: PIP_INDEX_URL
   value: {{ $v.pip.indexUrl | quote }}
 {{- end }}
-{{- with $v.pip.extraIndexUrls }}
+{{- if $v.pip.extraIndexUrlsExistingSecret }}
 - name: PIP_EXTRA_INDEX_URL
-  value: {{ join " " . | quote }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.pip.extraIndexUrlsExistingSecret }}
+      key: {{ $v.pip.extraIndexUrlsExistingSecretKey }}
+{{- else if $v.pip.extraIndexUrls }}
+- name: PIP_EXTRA_INDEX_URL
+  value: {{ join " " $v.pip.extraIndexUrls | quote }}
 {{- end }}
 {{- with $v.pip.trustedHosts }}
 - name: PIP_TRUSTED_HOST

@@ -3,6 +3,11 @@ are rejected earlier by values.schema.json. */}}
 {{- define "training-job.validate" -}}
 {{- $v := .Values -}}
 {{- $errors := list -}}
+{{- range $url := prepend $v.pip.extraIndexUrls $v.pip.indexUrl -}}
+{{- if regexMatch "^[a-z+]+://[^/]*@" $url -}}
+{{- $errors = append $errors "pip.indexUrl and pip.extraIndexUrls must not carry credentials (they would sit in the Job in plain text): put the URL in a Secret and set pip.existingSecret (or pip.extraIndexUrlsExistingSecret)." -}}
+{{- end -}}
+{{- end -}}
 {{- if and (not $v.script.content) (not $v.command) -}}
 {{- $errors = append $errors "script.content or command is required: pass the script with --set-file script.content=train.py (or helm-mlops train --script train.py), or set command to run code from your image." -}}
 {{- end -}}
