@@ -204,6 +204,15 @@ def test_postgresql_and_s3(
         started.append(server)
         base = f"http://127.0.0.1:{port}"
         wait_http(base + "/health", proc=server, log=log)
+        # No process (the server, its workers) carries the database password on its command line.
+        leaks = []
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                if PASSWORD.encode() in cmdline.read_bytes():
+                    leaks.append(cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+            except OSError:
+                pass  # a process that ended meanwhile
+        assert not leaks, leaks
         run_id = _log_and_register(base, monkeypatch, tmp_path, f"pg-model-{driver}")
 
         keys = [o["Key"] for o in s3.list_objects_v2(Bucket="ml-artifacts").get("Contents", [])]

@@ -198,7 +198,8 @@ def test_existing_secrets_replace_chart_secrets(tmp_path: Path) -> None:
     }
     assert env["MLFLOW_AUTH_ADMIN_PASSWORD"]["secretKeyRef"] == {"name": "mlflow-admin", "key": "password"}
     chart_secret = find(docs, "Secret", "t-mlflow")
-    assert set(chart_secret["data"]) == {"flask-secret-key"}  # nothing the user already holds
+    # nothing the user already holds (the salt only keeps the checksum annotation from revealing secrets)
+    assert set(chart_secret["data"]) == {"flask-secret-key", "checksum-salt"}
     assert not [d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == "t-mlflow-migration"]
 
 
@@ -239,13 +240,35 @@ def test_config_change_rolls_pods(tmp_path: Path) -> None:
         dep, _ = _server(template(CHART, values=values, tmp_dir=tmp_path))
         return str(dep["spec"]["template"]["metadata"]["annotations"]["checksum/config"])
 
-    base = {**PG_S3}
-    assert checksum(base) == checksum(base)
-    changed = {
-        **PG_S3,
-        "backendStore": {"type": "postgresql", "postgresql": {"host": "db", "password": "other"}},
+    # Credentials from existing Secrets: the chart renders no Secret and the checksum is stable (GitOps).
+    external = {
+        "backendStore": {"type": "postgresql", "postgresql": {"host": "db", "existingSecret": "db"}},
+        "artifactStore": {"type": "s3", "s3": {"bucket": "b", "existingSecret": "s3"}},
     }
-    assert checksum(base) != checksum(changed)
+    assert checksum(external) == checksum(external)
+    # The pod template changes with the scripts the chart ships (ConfigMap) and its own Secret.
+    minio = {**external, "artifactStore": {"type": "minio", "minio": {"inCluster": True, "bucket": "b"}}}
+    assert checksum(external) != checksum(minio)
+
+
+def test_a_password_cannot_be_guessed_from_the_checksum(tmp_path: Path) -> None:
+    """The attack: read checksum/config from a Deployment, render the public chart with each guess, compare.
+    The Secret carries a random salt (kept across upgrades by lookup), so no guess reproduces it."""
+
+    def annotation(password: str) -> str:
+        values = {
+            **PG_S3,
+            "backendStore": {"type": "postgresql", "postgresql": {"host": "db", "password": password}},
+        }
+        dep, _ = _server(template(CHART, values=values, tmp_dir=tmp_path))
+        return str(dep["spec"]["template"]["metadata"]["annotations"]["checksum/config"])
+
+    seen = annotation("Summer2024!")
+    guesses = ["password", "123456", "Winter2023!", "Summer2024!", "letmein"]
+    assert all(annotation(guess) != seen for guess in guesses)
+    docs = template(CHART, values=PG_S3, tmp_dir=tmp_path)
+    salt = find(docs, "Secret", "t-mlflow")["data"]["checksum-salt"]
+    assert len(base64.b64decode(salt)) == 32
 
 
 def test_minio_in_cluster_bucket_hook_and_endpoint(tmp_path: Path) -> None:

@@ -153,14 +153,20 @@ def _write_auth_config() -> None:
 
 def server(args: list[str]) -> int:
     _write_auth_config()
-    argv = ["mlflow", "server", "--backend-store-uri", backend_uri(), *args]
-    _log("mlflow server --backend-store-uri " + backend_uri(redact=True) + " " + " ".join(args))
+    # The URI (with the database password) goes in the environment: a command line is readable by
+    # every process of the node (/proc/PID/cmdline), the environment only by the same user.
+    os.environ["MLFLOW_BACKEND_STORE_URI"] = backend_uri()
+    argv = ["mlflow", "server", *args]
+    _log("mlflow server (MLFLOW_BACKEND_STORE_URI=" + backend_uri(redact=True) + ") " + " ".join(args))
     os.execvp(argv[0], argv)
 
 
 def gc(args: list[str]) -> int:
-    argv = ["mlflow", "gc", "--backend-store-uri", backend_uri(), *args]
-    _log("mlflow gc --backend-store-uri " + backend_uri(redact=True) + " " + " ".join(args))
+    # `mlflow gc` has no environment variable for --backend-store-uri; without the flag it opens the
+    # store of MLFLOW_TRACKING_URI, which keeps the password off the command line.
+    os.environ["MLFLOW_TRACKING_URI"] = backend_uri()
+    argv = ["mlflow", "gc", *args]
+    _log("mlflow gc (store " + backend_uri(redact=True) + ") " + " ".join(args))
     os.execvp(argv[0], argv)
 
 
