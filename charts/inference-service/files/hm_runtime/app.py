@@ -8,6 +8,7 @@ import gc
 import logging
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -25,6 +26,32 @@ from hm_runtime.models import InputError, LoadedModel, ModelError, load
 from hm_runtime.protocol import rows_from_input, rows_from_v2, v2_metadata, v2_response
 
 log = logging.getLogger("hm_runtime")
+
+
+class ErrorLog:
+    """Server errors for the log, not the client: each gets an id the client sees; full tracebacks are
+    logged at most `burst` times per `window` seconds, the rest as one counted line per window, so a
+    client that triggers errors on purpose cannot flood the log."""
+
+    def __init__(self, burst: int = 5, window: float = 60.0) -> None:
+        self.burst, self.window = burst, window
+        self.started, self.count, self.suppressed = 0.0, 0, 0
+
+    def record(self, what: str, exc: BaseException) -> str:
+        error_id = uuid.uuid4().hex[:12]
+        now = time.monotonic()
+        if now - self.started > self.window:
+            if self.suppressed:
+                log.error(
+                    "%d more errors in the last %.0fs (tracebacks not logged)", self.suppressed, self.window
+                )
+            self.started, self.count, self.suppressed = now, 0, 0
+        self.count += 1
+        if self.count <= self.burst:
+            log.error("%s (error id %s)", what, error_id, exc_info=exc)
+        else:
+            self.suppressed += 1
+        return error_id
 
 
 @dataclass
@@ -47,6 +74,8 @@ class State:
     error: str | None = None
     batcher: Batcher | None = None
     loaded: threading.Event = field(default_factory=threading.Event)
+    errors: ErrorLog = field(default_factory=ErrorLog)
+    error_id: str = ""
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -81,11 +110,11 @@ def build_app(settings: Settings) -> FastAPI:
                 settings.model, settings.name, settings.format, settings.trust_model, settings.sha256
             )
         except ModelError as exc:
-            state.error = str(exc)
-            log.error("model %s failed to load: %s", settings.model, exc)
+            state.error, state.error_id = str(exc), uuid.uuid4().hex[:12]
+            log.error("model %s failed to load (error id %s): %s", settings.model, state.error_id, exc)
         except Exception as exc:
-            state.error = f"{type(exc).__name__}: {exc}"
-            log.exception("model %s failed to load", settings.model)
+            state.error, state.error_id = f"{type(exc).__name__}: {exc}", uuid.uuid4().hex[:12]
+            log.exception("model %s failed to load (error id %s)", settings.model, state.error_id)
         else:
             # Everything loaded so far (libraries, the model) lives for the whole process: move it out
             # of the collector's reach, so full collections under load do not walk it again and again.
@@ -146,8 +175,11 @@ def build_app(settings: Settings) -> FastAPI:
         return state.model.predict(rows)
 
     def not_ready() -> Response:
+        # The reason (paths, library internals) is for the operator's log, not for any caller.
         if state.error:
-            return _error(503, f"model failed to load: {state.error}")
+            return _error(
+                503, f"model failed to load (error id {state.error_id}): the reason is in the server log"
+            )
         return _error(503, "model is loading")
 
     async def serve(
@@ -170,8 +202,11 @@ def build_app(settings: Settings) -> FastAPI:
         try:
             out = await infer(rows)
         except Exception as exc:
-            log.exception("model call failed")
-            return _error(500, f"{type(exc).__name__}: {exc}")
+            error_id = state.errors.record("model call failed", exc)
+            return _error(
+                500,
+                f"the model failed on this input (error id {error_id}); the details are in the server log",
+            )
         return _json(reply(state.model, out, context))
 
     async def predict(request: Request) -> Response:

@@ -58,6 +58,25 @@ class Batcher:
             count += len(rows)
         return taken
 
+    async def _one_by_one(
+        self, taken: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]], exc: Exception
+    ) -> None:
+        """A batch whose call failed: each request is predicted alone, so only the request that causes
+        the failure gets it; the others get their own answers."""
+        if len(taken) == 1:
+            if not taken[0][1].done():
+                taken[0][1].set_exception(exc)
+            return
+        for rows, future in taken:
+            if future.done():
+                continue
+            try:
+                result = await asyncio.to_thread(self.predict, rows) if self.slow else self.predict(rows)
+            except Exception as own:
+                future.set_exception(own)
+            else:
+                future.set_result(result)
+
     async def _run(self) -> None:
         while True:
             await self.wake.wait()
@@ -70,6 +89,7 @@ class Batcher:
                     continue
                 batch = taken[0][0] if len(taken) == 1 else np.concatenate([r for r, _ in taken])
                 self.observe(len(batch))
+                failed: Exception | None = None
                 try:
                     started = time.perf_counter()
                     if self.slow:
@@ -78,9 +98,9 @@ class Batcher:
                         out = self.predict(batch)
                     self.slow = time.perf_counter() - started > INLINE_LIMIT_S
                 except Exception as exc:
-                    for _, future in taken:
-                        if not future.done():
-                            future.set_exception(exc)
+                    failed = exc
+                if failed is not None:  # outside the handler: each request's own error stands alone
+                    await self._one_by_one(taken, failed)
                     continue
                 start = 0
                 for rows, future in taken:
