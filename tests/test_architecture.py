@@ -1,6 +1,6 @@
 """Imports flow one way: cli -> workflows -> pure modules and adapters -> errors/paths.
 
-- Nothing imports `generator.cli`.
+- Nothing imports `generator.cli` but the entry point `generator.__main__`.
 - Base (`errors`, `paths`, the package itself) imports only base.
 - Pure modules (`values`, `yamlio`, `charts.*`) import base and pure modules: no adapter, no workflow.
 - Adapters (`helm.*`, `kube.*`) import base and pure modules and their own package: never a workflow
@@ -22,6 +22,8 @@ ADAPTERS = ("generator.helm", "generator.kube")
 
 
 def layer(module: str) -> str:
+    if module == "generator.__main__":  # `python -m generator`: the entry point, like the console script
+        return "entry"
     if module == "generator.cli":
         return "cli"
     if module in BASE:
@@ -56,6 +58,7 @@ ALLOWED = {
     "pure": {"base", "pure"},
     "workflow": {"base", "pure", "workflow", "adapter:helm", "adapter:kube"},
     "cli": {"base", "pure", "workflow", "adapter:helm", "adapter:kube"},
+    "entry": {"cli"},
 }
 
 
