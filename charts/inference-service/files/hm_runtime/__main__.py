@@ -9,6 +9,7 @@ import argparse
 import logging
 import os
 import sys
+from typing import Any
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -29,6 +30,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-batch-wait-ms", type=float, default=float(_env("MAX_BATCH_WAIT_MS", "0") or 0))
     p.add_argument("--max-body-bytes", type=int, default=int(_env("MAX_BODY_BYTES", str(8 << 20)) or 8 << 20))
     p.add_argument("--graceful-seconds", type=int, default=int(_env("GRACEFUL_SECONDS", "25") or 25))
+    p.add_argument("--max-concurrency", type=int, default=int(_env("MAX_CONCURRENCY", "64") or 64))
+    p.add_argument(
+        "--max-buffered-bytes", type=int, default=int(_env("MAX_BUFFERED_BYTES", str(64 << 20)) or 64 << 20)
+    )
+    p.add_argument("--body-timeout", type=float, default=float(_env("BODY_TIMEOUT", "30") or 30))
+    p.add_argument(
+        "--max-head-bytes", type=int, default=int(_env("MAX_HEAD_BYTES", str(64 << 10)) or 64 << 10)
+    )
     ns = p.parse_args(argv)
     if not ns.model:
         p.error("--model (or HM_RUNTIME_MODEL) is required")
@@ -55,15 +64,27 @@ def main(argv: list[str] | None = None) -> int:
             max_batch_rows=ns.max_batch_rows,
             max_batch_wait=ns.max_batch_wait_ms / 1000,
             max_body_bytes=ns.max_body_bytes,
+            max_concurrency=ns.max_concurrency,
+            max_buffered_bytes=ns.max_buffered_bytes,
+            body_timeout=ns.body_timeout,
         )
     )
+    http: Any = "h11"
+    try:
+        from hm_runtime.limits import LimitedHeadersProtocol  # needs httptools (uvicorn[standard])
+
+        LimitedHeadersProtocol.max_head_bytes = ns.max_head_bytes
+        http = LimitedHeadersProtocol
+    except ImportError:
+        pass
     # uvloop and httptools when installed (uvicorn[standard]); uvicorn drains in-flight requests on SIGTERM.
     uvicorn.run(
         app,
         host=ns.host,
         port=ns.port,
         loop="auto",
-        http="auto",
+        http=http,
+        h11_max_incomplete_event_size=ns.max_head_bytes,  # the same cap when h11 serves
         access_log=False,
         log_level="warning",
         timeout_graceful_shutdown=ns.graceful_seconds,

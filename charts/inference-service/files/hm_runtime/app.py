@@ -22,6 +22,7 @@ from starlette.responses import Response
 
 from hm_runtime import metrics
 from hm_runtime.batching import Batcher
+from hm_runtime.limits import Budget
 from hm_runtime.models import InputError, LoadedModel, ModelError, load
 from hm_runtime.protocol import rows_from_input, rows_from_v2, v2_metadata, v2_response
 
@@ -65,6 +66,9 @@ class Settings:
     max_batch_rows: int = 64
     max_batch_wait: float = 0.0
     max_body_bytes: int = 8 * 1024 * 1024
+    max_concurrency: int = 64  # predictions in flight; beyond: 429
+    max_buffered_bytes: int = 64 * 1024 * 1024  # request bodies held at once; beyond: 429
+    body_timeout: float = 30.0  # seconds a request body may take to arrive; beyond: 408
 
 
 @dataclass
@@ -75,12 +79,14 @@ class State:
     batcher: Batcher | None = None
     loaded: threading.Event = field(default_factory=threading.Event)
     errors: ErrorLog = field(default_factory=ErrorLog)
+    in_flight: int = 0
+    budget: Budget = field(default_factory=lambda: Budget(0))
     error_id: str = ""
 
 
-def _json(body: Any, status: int = 200) -> Response:
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(
-        orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status, media_type="application/json"
+        orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status, headers, media_type="application/json"
     )
 
 
@@ -88,21 +94,50 @@ def _error(status: int, message: str) -> Response:
     return _json({"error": message}, status)
 
 
-async def _body(request: Request, limit: int) -> bytes | Response:
+BUSY = {"Retry-After": "1"}
+LARGE_BODY = 256 * 1024  # bodies above this are parsed in a thread, off the event loop
+
+
+async def _body(request: Request, settings: Settings, budget: Budget) -> bytes | Response:
+    """The request body, within the per-request limit, the server's budget and the time allowed."""
+    limit = settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         return _error(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return _error(413, f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    chunks: list[bytes] = []
+    size = 0
+    # A declared body reserves its whole size at once, so concurrent uploads cannot each hold a part
+    # of the budget and all fail; a chunked one reserves as it arrives.
+    reserved = int(declared) if declared is not None and declared.isdigit() else 0
+    if reserved and not budget.take(reserved):
+        return _json({"error": "the server is busy receiving other requests; retry shortly"}, 429, BUSY)
+    deadline = asyncio.get_running_loop().time() + settings.body_timeout
+    stream = request.stream().__aiter__()
+    try:
+        while True:
+            remaining = deadline - asyncio.get_running_loop().time()
+            try:
+                chunk = await asyncio.wait_for(stream.__anext__(), timeout=max(remaining, 0.001))
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                return _error(408, f"the request body did not arrive within {settings.body_timeout:g}s")
+            if size + len(chunk) > limit or (reserved and size + len(chunk) > reserved):
+                return _error(413, f"request body exceeds the limit of {limit} bytes (or its Content-Length)")
+            if not reserved and not budget.take(len(chunk)):
+                return _json(
+                    {"error": "the server is busy receiving other requests; retry shortly"}, 429, BUSY
+                )
+            size += len(chunk)
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        budget.give(reserved or size)
 
 
 def build_app(settings: Settings) -> FastAPI:
     state = State(settings)
+    state.budget = Budget(settings.max_buffered_bytes)
 
     def load_model() -> None:
         try:
@@ -190,11 +225,30 @@ def build_app(settings: Settings) -> FastAPI:
         """Body -> rows -> (batched) model call -> response, with the errors a client can act on."""
         if state.model is None:
             return not_ready()
-        raw = await _body(request, settings.max_body_bytes)
+        if state.in_flight >= settings.max_concurrency:
+            return _json({"error": "too many requests in flight; retry shortly"}, 429, BUSY)
+        state.in_flight += 1
+        try:
+            return await _serve(request, parse, reply, state.model)
+        finally:
+            state.in_flight -= 1
+
+    async def _serve(
+        request: Request,
+        parse: Callable[[Any, LoadedModel], tuple[np.ndarray, Any]],
+        reply: Callable[[LoadedModel, np.ndarray, Any], Any],
+        model: LoadedModel,
+    ) -> Response:
+        raw = await _body(request, settings, state.budget)
         if isinstance(raw, Response):
             return raw
+
+        def decode() -> tuple[np.ndarray, Any]:
+            return parse(orjson.loads(raw), model)
+
         try:
-            rows, context = parse(orjson.loads(raw), state.model)
+            # A large body parses in a thread, so health checks and small requests go on meanwhile.
+            rows, context = await asyncio.to_thread(decode) if len(raw) > LARGE_BODY else decode()
         except orjson.JSONDecodeError as exc:
             return _error(400, f"body is not valid JSON: {exc}")
         except InputError as exc:
@@ -207,7 +261,7 @@ def build_app(settings: Settings) -> FastAPI:
                 500,
                 f"the model failed on this input (error id {error_id}); the details are in the server log",
             )
-        return _json(reply(state.model, out, context))
+        return _json(reply(model, out, context))
 
     async def predict(request: Request) -> Response:
         return await serve(request, rows_from_input, lambda _model, out, _single: {"prediction": out})
