@@ -93,7 +93,7 @@ def test_render_to_writes_values_and_every_manifest(tmp_path: Path, script: Path
     values = yaml.safe_load((out / "values.yaml").read_text())
     assert values["script"]["content"] == "print('train')\n" and values["distributed"]["nodes"] == 2
     kinds = sorted(yaml.safe_load(p.read_text())["kind"] for p in out.glob("[0-9]*.yaml"))
-    assert kinds == ["ConfigMap", "ConfigMap", "Job", "Pod", "Service", "ServiceAccount"]
+    assert kinds == ["ConfigMap", "ConfigMap", "Job", "NetworkPolicy", "Pod", "Service", "ServiceAccount"]
     docs = [yaml.safe_load(p.read_text()) for p in out.glob("[0-9]*.yaml")]
     job = next(d for d in docs if d["kind"] == "Job")
     assert job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] == {

@@ -187,3 +187,23 @@ the file unchecked. */}}
 {{- end -}}
 {{- toYaml $res -}}
 {{- end -}}
+
+{{/* Exposure findings, one per line: warned in NOTES, refused under global.strictSecurity. */}}
+{{- define "inference-service.exposure" -}}
+{{- $v := .Values -}}
+{{- if $v.ingress.enabled }}
+{{- if not $v.ingress.tls.enabled }}
+ingress.tls.enabled=false: requests and predictions cross the network in clear text; enable TLS.
+{{- end }}
+{{- if not (regexMatch "auth" (keys $v.ingress.annotations | join ",")) }}
+the Ingress has no authentication: anyone who reaches the host can call the model. Add your ingress controller's auth annotations (e.g. nginx.ingress.kubernetes.io/auth-url or auth-type) to ingress.annotations.
+{{- end }}
+{{- end }}
+{{- if and (not $v.networkPolicy.enabled) (ne $v.runtime "kserve") }}
+networkPolicy.enabled=false: every pod of the cluster can call the model.
+{{- end }}
+{{- end -}}
+
+{{- define "inference-service.strictSecurity" -}}
+{{- if (dig "strictSecurity" false (.Values.global | default dict)) }}true{{ end -}}
+{{- end -}}

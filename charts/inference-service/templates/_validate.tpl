@@ -89,6 +89,13 @@
 {{- if and $v.httpRoute.enabled (not $v.httpRoute.parentRefs) -}}
 {{- $errors = append $errors "httpRoute.parentRefs needs at least one Gateway when httpRoute.enabled=true." -}}
 {{- end -}}
+{{- if include "inference-service.strictSecurity" . -}}
+{{- range $finding := splitList "\n" (include "inference-service.exposure" . | trim) -}}
+{{- if $finding -}}
+{{- $errors = append $errors (printf "global.strictSecurity: %s" $finding) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- if $errors -}}
 {{- fail (printf "\n\nInvalid values for the inference-service chart:\n  - %s\n" (join "\n  - " $errors)) -}}
 {{- end -}}

@@ -494,3 +494,22 @@ spec:
 {{- list (printf "%s/api" $base) (printf "%s/ajax-api" $base) (printf "%s/health" $base) (printf "%s/metrics" $base) | toJson -}}
 {{- end -}}
 {{- end -}}
+
+{{/* Exposure findings, one per line: warned in NOTES, refused under global.strictSecurity. */}}
+{{- define "mlflow.exposure" -}}
+{{- $v := .Values -}}
+{{- $auth := or $v.auth.basic.enabled $v.auth.appName -}}
+{{- $exposed := or $v.ingress.enabled $v.httpRoute.enabled -}}
+{{- if and $v.ingress.enabled (not $v.ingress.tls.enabled) }}
+ingress.tls.enabled=false: credentials, runs and models cross the network in clear text; enable TLS.
+{{- end }}
+{{- if and $exposed (not $auth) }}
+MLflow is exposed (ingress/httpRoute) without authentication: anyone who reaches the host can read and change runs and registered models (and, with proxied artifacts, their files). Enable auth.basic (or auth.appName).
+{{- else if not $auth }}
+auth is off: any pod that reaches the Service can read and change runs and models{{ if not $v.networkPolicy.enabled }}, and networkPolicy.enabled=false lets every pod of the cluster reach it{{ end }}. Enable auth.basic for shared clusters.
+{{- end }}
+{{- end -}}
+
+{{- define "mlflow.strictSecurity" -}}
+{{- if (dig "strictSecurity" false (.Values.global | default dict)) }}true{{ end -}}
+{{- end -}}

@@ -88,6 +88,13 @@ are rejected earlier by values.schema.json. */}}
 {{- if and (not $v.image.tag) (eq $v.image.flavor "plain") $needsDrivers (not $v.image.driversIncluded) -}}
 {{- $errors = append $errors (printf "image.flavor=plain lacks the drivers and SDKs that backendStore.type=%s / artifactStore.type=%s need; a pod would fail on its first database call or artifact upload. Use image.flavor=full." $v.backendStore.type $a.type) -}}
 {{- end -}}
+{{- if include "mlflow.strictSecurity" . -}}
+{{- range $finding := splitList "\n" (include "mlflow.exposure" . | trim) -}}
+{{- if $finding -}}
+{{- $errors = append $errors (printf "global.strictSecurity: %s" $finding) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- if $errors -}}
 {{- fail (printf "\n\nInvalid values for the mlflow chart:\n  - %s\n" (join "\n  - " $errors)) -}}
 {{- end -}}
