@@ -182,10 +182,18 @@ def prepare(req: TrainRequest, helm: Helm) -> Prepared:
 def write_rendered(prepared: Prepared, out_dir: Path) -> list[Path]:
     """values.yaml and one manifest per resource, written to a temporary directory first and moved
     into place at the end, so a failure leaves nothing half-written."""
+    hint = "pass a new or empty directory"
+    if out_dir.is_symlink():  # dangling or not: writing would land wherever the link points
+        raise UserError(f"{out_dir} is a symbolic link", field="--render-to", hint=hint)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir} is not a directory", field="--render-to", hint=hint)
     if out_dir.exists() and any(out_dir.iterdir()):
-        raise UserError(f"{out_dir} is not empty", field="--render-to", hint="pass a new or empty directory")
-    parent = out_dir.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
+        raise UserError(f"{out_dir} is not empty", field="--render-to", hint=hint)
+    parent = out_dir.absolute().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create {parent}: {exc.strerror}", field="--render-to", hint=hint) from None
     staging = Path(tempfile.mkdtemp(prefix=".helm-mlops-", dir=parent))
     try:
         (staging / "values.yaml").write_text(yamlio.dump(prepared.values))

@@ -340,3 +340,19 @@ def test_inference_service_summaries() -> None:
     }
     text = "\n".join(format_services([ok, summarize_isvc(isvc)]))
     assert "3/3  Running" in text and "kserve" in text and "http://iris.ml.example.com" in text
+
+
+def test_render_to_refuses_links_and_files(tmp_path: Path, script: Path) -> None:
+    """A dangling link used to create directories at its target and then crash; a file was a traceback."""
+    target = tmp_path / "elsewhere" / "deep"
+    link = tmp_path / "link"
+    link.symlink_to(target)  # dangling
+    a_file = tmp_path / "file"
+    a_file.write_text("keep me\n")
+    cases = [(link, "is a symbolic link"), (a_file, "is a file"), (a_file / "sub", "cannot create")]
+    for out, words in cases:
+        result = _cli("train", "r1", "--script", script, "--render-to", out)
+        assert result.returncode == 2, result.stderr
+        assert "--render-to" in result.stderr and words in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / "elsewhere").exists() and a_file.read_text() == "keep me\n"
