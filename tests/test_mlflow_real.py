@@ -5,7 +5,6 @@ appVersion; then the real MLflow client logs a run and registers a model."""
 
 from __future__ import annotations
 
-import base64
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -114,17 +113,30 @@ def test_sqlite_pvc_with_basic_auth(
     assert (data / "mlflow.db").is_file() and (data / "basic_auth.db").is_file()
     assert list(data.glob(f"artifacts/*/{run_id}/artifacts/note.txt"))
 
-    # --expose-prometheus serves metrics where the ServiceMonitor scrapes them.
-    # Scrape as Prometheus would, with the credentials the ServiceMonitor names.
+    # MLflow's basic auth keeps /metrics to admins: the metrics-proxy sidecar scrapes it in the pod as the
+    # admin and serves it on its own port. Prometheus scrapes that port as the ServiceMonitor says, with
+    # no credential at all.
     endpoint = find(docs, "ServiceMonitor")["spec"]["endpoints"][0]
-    auth = endpoint["basicAuth"]
-    scrape_user = local.secret_value(auth["username"]["name"], auth["username"]["key"])
-    scrape_password = local.secret_value(auth["password"]["name"], auth["password"]["key"])
-    token = base64.b64encode(f"{scrape_user}:{scrape_password}".encode()).decode()
-    scrape = urllib.request.Request(base + endpoint["path"], headers={"Authorization": f"Basic {token}"})
-    with urllib.request.urlopen(scrape, timeout=10) as resp:
+    assert endpoint["port"] == "metrics" and "basicAuth" not in endpoint
+    metrics_port = free_port()
+    proxy = local.start(
+        spec,
+        {**_container(spec, "metrics-proxy"), "env": [
+            *[e for e in _container(spec, "metrics-proxy")["env"] if e["name"] != "METRICS_PORT"],
+            {"name": "METRICS_PORT", "value": str(metrics_port)},
+        ]},
+        tmp_path / "proxy.log",
+    )  # fmt: skip
+    started.append(proxy)
+    wait_http(f"http://127.0.0.1:{metrics_port}/healthz", proc=proxy, log=tmp_path / "proxy.log")
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}{endpoint['path']}", timeout=10) as resp:
         metrics = resp.read().decode()
     assert "# TYPE" in metrics and "mlflow" in metrics
+    with pytest.raises(urllib.error.HTTPError) as api:  # the proxy serves metrics, nothing of the API
+        urllib.request.urlopen(
+            f"http://127.0.0.1:{metrics_port}/api/2.0/mlflow/experiments/search", timeout=10
+        )
+    assert api.value.code == 404
 
     # The helm test hook's container, against the running server.
     test_spec = _pod(docs, "Pod", "t-mlflow-test-api")

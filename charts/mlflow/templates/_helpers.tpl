@@ -368,6 +368,21 @@ securityContext:
 {{- printf "%s%s" $cm $sec | sha256sum -}}
 {{- end -}}
 
+{{/* With basic auth on, MLflow's /metrics answers only admins: the metrics-proxy sidecar scrapes it inside
+the pod and serves it on its own port, so Prometheus holds no MLflow credential. */}}
+{{- define "mlflow.metricsProxy" -}}
+{{- if and .Values.metrics.enabled .Values.auth.basic.enabled }}true{{ end -}}
+{{- end -}}
+
+{{/* The admin's credentials as env (for the containers that act as the admin). */}}
+{{- define "mlflow.adminEnv" -}}
+{{- $b := .Values.auth.basic -}}
+- name: MLFLOW_TRACKING_USERNAME
+  {{- include "mlflow.secretKeyRef" (ternary (printf "%s/%s" $b.existingSecret $b.existingSecretUsernameKey) (printf "%s/admin-username" (include "mlflow.secretName" .)) (not (empty $b.existingSecret))) | nindent 2 }}
+- name: MLFLOW_TRACKING_PASSWORD
+  {{- include "mlflow.secretKeyRef" (ternary (printf "%s/%s" $b.existingSecret $b.existingSecretPasswordKey) (printf "%s/admin-password" (include "mlflow.secretName" .)) (not (empty $b.existingSecret))) | nindent 2 }}
+{{- end -}}
+
 {{/* Basic-auth env: the admin (read by MLflow itself) and the Flask secret shared by all workers. */}}
 {{- define "mlflow.authEnv" -}}
 {{- $b := .Values.auth.basic -}}
