@@ -9,8 +9,10 @@ import hashlib
 import http.server
 import json
 import os
+import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -276,3 +278,42 @@ def test_real_mlserver_serves_the_generated_model_settings(
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def test_install_deps_installs_the_hash_pinned_lock(tmp_path: Path) -> None:
+    """The rendered install-deps init container, run for real (pip, PyPI): the ONNX lock installs with
+    --require-hashes and wheels only, and the runtime imports from it; a lock whose hash was changed (a
+    tampered mirror) is refused before anything is installed."""
+    values = {"model": {"source": {"type": "pvc", "pvc": {"claimName": "m", "path": "m.onnx"}}}}
+    docs = template(CHART, values=values, tmp_dir=tmp_path)
+    spec = _spec(docs)
+    install = _container(spec, "install-deps")
+    assert install["args"][:2] == ["--require-hashes", "--only-binary=:all:"]
+    pod = LocalPod(docs, tmp_path / "pod")
+    result = pod.run(spec, install, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    deps = pod.mounts["/opt/helm-mlops/deps"]
+    assert (deps / "onnxruntime").is_dir() and (deps / "uvicorn").is_dir()
+    check = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import sys; sys.path.insert(0, {str(deps)!r}); import onnxruntime, orjson, uvicorn",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert check.returncode == 0, check.stderr
+
+    code = find(docs, "ConfigMap", "t-inference-service-code")
+    # Every hash pinned for fastapi (its wheel and its sdist) replaced: what the index serves no longer
+    # matches what the chart pinned.
+    lines, inside = [], False
+    for ln in code["data"]["requirements.txt"].splitlines():
+        inside = ln.startswith("fastapi==") or (inside and ln.startswith(" "))
+        lines.append(re.sub(r"sha256:[0-9a-f]{64}", "sha256:" + "0" * 64, ln) if inside else ln)
+    code["data"]["requirements.txt"] = "\n".join(lines)
+    tampered = LocalPod(docs, tmp_path / "tampered")
+    refused = tampered.run(spec, install, timeout=600)
+    assert refused.returncode != 0 and "hash" in (refused.stdout + refused.stderr).lower()

@@ -172,9 +172,18 @@ def test_fastapi_from_a_pvc(tmp_path: Path) -> None:
     pod = find(docs, "Deployment")["spec"]["template"]["spec"]
     [install] = pod["initContainers"]  # no fetch: the claim is mounted read-only
     assert install["name"] == "install-deps"
-    assert {"scikit-learn", "joblib", "fastapi>=0.115,<1", "uvicorn[standard]>=0.34,<1"} <= set(
-        install["args"]
-    )
+    # The scikit-learn lock, hash-pinned, shipped in the code ConfigMap and mounted for pip.
+    assert install["args"] == [
+        "--require-hashes",
+        "--only-binary=:all:",
+        "--requirement",
+        "/opt/helm-mlops/code/requirements.txt",
+    ]
+    lock = find(docs, "ConfigMap", "t-inference-service-code")["data"]["requirements.txt"]
+    assert lock == (CHART / "files" / "requirements" / "sklearn.txt").read_text().rstrip("\n")
+    assert {"/opt/helm-mlops/code", "/opt/helm-mlops/deps"} <= {
+        m["mountPath"] for m in install["volumeMounts"]
+    }
     server = pod["containers"][0]
     env = _env(server)
     assert env["HM_RUNTIME_MODEL"] == "/opt/helm-mlops/model-src/iris/model.pkl"
@@ -414,3 +423,38 @@ def test_fetch_limits_and_a_url_from_a_secret(tmp_path: Path) -> None:
     assert next(v for v in pod["volumes"] if v["name"] == "model")["emptyDir"] == {"sizeLimit": "2Gi"}
     install = next(c for c in pod["initContainers"] if c["name"] == "install-deps")
     assert _env(install)["PIP_INDEX_URL"] == {"secretKeyRef": {"name": "pypi", "key": "index"}}
+
+
+LOCKS = CHART / "files" / "requirements"
+
+
+def _entries(text: str) -> list[tuple[str, list[str]]]:
+    """(name, the lines below it) for every pinned package of a uv/pip-compile lock."""
+    entries: list[tuple[str, list[str]]] = []
+    for line in text.splitlines():
+        if line and line[0].isalnum():
+            entries.append((line.split("==", 1)[0].lower(), []))
+        elif entries:
+            entries[-1][1].append(line.strip())
+    return entries
+
+
+@pytest.mark.parametrize("lock", sorted(p.stem for p in LOCKS.glob("*.in")))
+def test_each_lock_is_compiled_from_its_input_with_hashes(lock: str) -> None:
+    """files/requirements/<format>.txt (hack/lock-runtime-deps.sh) pins every package of <format>.in
+    and its dependencies, each with sha256 hashes: change an .in, and this fails until it is re-locked."""
+    import re
+
+    wanted = {
+        re.split(r"[<>=\[ ]", line.strip(), maxsplit=1)[0].lower()
+        for line in (LOCKS / f"{lock}.in").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    entries = _entries((LOCKS / f"{lock}.txt").read_text())
+    assert entries and all(
+        any(re.fullmatch(r"--hash=sha256:[0-9a-f]{64}( \\)?", ln) for ln in below) for _, below in entries
+    ), "every pinned package carries its hashes"
+    direct = {name for name, below in entries if f"-r {lock}.in" in " ".join(below)}
+    assert direct == wanted, (
+        f"{lock}.txt was not compiled from the current {lock}.in: run hack/lock-runtime-deps.sh"
+    )

@@ -148,10 +148,22 @@ the file unchecked. */}}
 
 {{/* pip requirements of the helm-mlops runtime for the model's format. */}}
 {{- define "inference-service.requirements" -}}
-{{- $reqs := list "fastapi>=0.115,<1" "uvicorn[standard]>=0.34,<1" "orjson>=3.10,<4" "prometheus-client>=0.21,<1" "numpy>=1.26,<3" -}}
-{{- $format := include "inference-service.format" . -}}
-{{- $extra := get (dict "sklearn" (list "scikit-learn" "joblib") "joblib" (list "scikit-learn" "joblib") "onnx" (list "onnxruntime") "torch" (list "torch") "keras" (list "keras" "h5py" "torch") "mlflow" (list "mlflow-skinny" "scikit-learn" "pandas")) $format -}}
-{{- concat $reqs (default list $extra) .Values.fastapi.requirements | toJson -}}
+{{- $lock := get (dict "sklearn" "sklearn" "joblib" "sklearn" "onnx" "onnx" "torch" "torch" "keras" "keras" "mlflow" "mlflow") (include "inference-service.format" .) -}}
+{{- $reqs := list -}}
+{{- range .Files.Lines (printf "files/requirements/%s.in" (default "onnx" $lock)) -}}
+{{- if and (trim .) (not (hasPrefix "#" .)) -}}
+{{- $reqs = append $reqs (trim .) -}}
+{{- end -}}
+{{- end -}}
+{{- concat $reqs .Values.fastapi.requirements | toJson -}}
+{{- end -}}
+
+{{/* The hash-pinned lock (files/requirements/<lock>.txt) that install-deps installs, or empty when
+fastapi.requirements asks for extra packages (then pip resolves them, unpinned, as the user asked). */}}
+{{- define "inference-service.lockFile" -}}
+{{- if not .Values.fastapi.requirements -}}
+{{- get (dict "sklearn" "sklearn" "joblib" "sklearn" "onnx" "onnx" "torch" "torch" "keras" "keras" "mlflow" "mlflow") (include "inference-service.format" .) -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "inference-service.mlserverImplementation" -}}
