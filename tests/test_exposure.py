@@ -139,3 +139,33 @@ def test_strict_security_accepts_a_hardened_stack(helm_name: str, tmp_path: Path
         },
     }
     template(INFERENCE, values=hardened_service, helm_name=helm_name, tmp_dir=tmp_path)
+
+
+PRODUCTION = CHARTS.parent / "values-presets" / "mlflow-production.yaml"
+
+
+@pytest.mark.parametrize("helm_name", HELMS)
+def test_the_production_preset_is_hardened(helm_name: str, tmp_path: Path) -> None:
+    import yaml
+
+    docs = template(MLFLOW, values_files=[PRODUCTION], helm_name=helm_name, tmp_dir=tmp_path)
+    kinds = {d["kind"] for d in docs}
+    assert {"NetworkPolicy", "PodDisruptionBudget", "Ingress"} <= kinds
+    # Every credential comes from an existing Secret: the chart's own Secret holds only what it generates
+    # for itself (the Flask session key of basic auth, the checksum salt).
+    assert set(find(docs, "Secret", "t-mlflow")["data"]) == {"flask-secret-key", "checksum-salt"}
+    ingress = find(docs, "Ingress")
+    assert ingress["spec"]["tls"] and "cert-manager.io/cluster-issuer" in ingress["metadata"]["annotations"]
+    server = find(docs, "Deployment")["spec"]["template"]["spec"]
+    assert "metrics-proxy" in {c["name"] for c in server["containers"]}
+    assert _peers(docs, "t-mlflow")[0] == STACK
+    assert _notes_from_file(PRODUCTION).count("SECURITY WARNINGS") == 0
+    # strictSecurity is on: a change that exposes MLflow unprotected does not install.
+    values = yaml.safe_load(PRODUCTION.read_text())
+    for unsafe in ({"ingress": {"tls": {"enabled": False}}}, {"auth": {"basic": {"enabled": False}}}):
+        broken = {**values, **{k: {**values[k], **v} for k, v in unsafe.items()}}
+        assert "global.strictSecurity" in template_error(MLFLOW, broken, helm_name, tmp_path)
+
+
+def _notes_from_file(values: Path) -> str:
+    return _notes(MLFLOW, ["-f", str(values)])
