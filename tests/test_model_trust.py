@@ -12,15 +12,12 @@ checked against the very bytes that load.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import pickle
 import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -30,21 +27,11 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 from tests.support.charts import REPO
-from tests.support.servers import free_port
+from tests.support.servers import free_port, http_json
 
 pytestmark = pytest.mark.real
 EXE = str(Path(sys.executable).parent / "helm-mlops")
 RUNTIME_FILES = REPO / "charts" / "inference-service" / "files"
-
-
-def _get(url: str, body: Any = None) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
 
 
 def runtime_refuses(model: Path, *args: str, python: str = sys.executable) -> str:
@@ -61,10 +48,10 @@ def runtime_refuses(model: Path, *args: str, python: str = sys.executable) -> st
         while True:
             assert proc.poll() is None, proc.communicate()[0].decode()
             try:
-                if _get(url + "/v2/health/live")[0] == 200:
-                    code, body = _get(url + "/v2/health/ready")
+                if http_json(url + "/v2/health/live")[0] == 200:
+                    code, body = http_json(url + "/v2/health/ready")
                     if code == 503 and "error id" in body.get("error", ""):
-                        assert _get(url + "/predict", {"input": [[1.0, 2.0, 3.0, 4.0]]})[0] == 503
+                        assert http_json(url + "/predict", {"input": [[1.0, 2.0, 3.0, 4.0]]})[0] == 503
                         assert str(model) not in body["error"]
                         break
             except OSError:
@@ -97,13 +84,13 @@ def serve_and_predict(model: Path, rows: list[list[float]], *args: str, python: 
         while True:
             assert proc.poll() is None, proc.communicate()[0].decode()
             try:
-                if _get(url + "/v2/health/ready")[0] == 200:
+                if http_json(url + "/v2/health/ready")[0] == 200:
                     break
             except OSError:
                 pass
             assert time.monotonic() < deadline
             time.sleep(0.3)
-        code, body = _get(url + "/predict", {"input": rows})
+        code, body = http_json(url + "/predict", {"input": rows})
         assert code == 200, body
         return body["prediction"]
     finally:

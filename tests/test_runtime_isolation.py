@@ -17,8 +17,6 @@ import pickle
 import signal
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.servers import free_port, wait_http
+from tests.support.servers import free_port, http_json, wait_http
 
 pytestmark = pytest.mark.real
 EXE = str(Path(sys.executable).parent / "helm-mlops")
@@ -45,17 +43,6 @@ class Picky:
             raise ValueError("cannot open /srv/internal/feature-store/secret.parquet")
         return rows[:, 0] * 2
 '''
-
-
-def _post(url: str, body: Any) -> tuple[int, Any]:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
 
 
 @contextmanager
@@ -110,18 +97,18 @@ def test_no_client_can_fail_or_read_another(tmp_path: Path) -> None:
 
         def honest(i: int) -> tuple[int, Any, float]:
             value = float(i % 40)
-            code, body = _post(url + "/predict", {"input": [value, 0, 0, 0]})
+            code, body = http_json(url + "/predict", {"input": [value, 0, 0, 0]})
             return code, body, value
 
         def attack(i: int) -> tuple[int, Any]:
             kind, body = ATTACKS[i % len(ATTACKS)]
             path = "/v2/models/picky/infer" if kind == "v2" else "/predict"
-            return _post(url + path, body)
+            return http_json(url + path, body)
 
         with concurrent.futures.ThreadPoolExecutor(16) as pool:
             good = [pool.submit(honest, i) for i in range(300)]
             bad = [pool.submit(attack, i) for i in range(100)]
-            culprits = [pool.submit(_post, url + "/predict", {"input": [42, 0, 0, 0]}) for _ in range(20)]
+            culprits = [pool.submit(http_json, url + "/predict", {"input": [42, 0, 0, 0]}) for _ in range(20)]
             results = [f.result() for f in good]
             attacks = [f.result() for f in bad]
             failures = [f.result() for f in culprits]

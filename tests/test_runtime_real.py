@@ -19,7 +19,6 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import joblib
 import mlflow
@@ -29,7 +28,7 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 from tests.support.charts import REPO
-from tests.support.servers import free_port, mlflow_server, wait_http
+from tests.support.servers import free_port, http_json, mlflow_server, wait_http
 
 pytestmark = pytest.mark.real
 EXE = str(Path(sys.executable).parent / "helm-mlops")
@@ -40,16 +39,6 @@ ROWS = X[::15]  # 10 rows from all three classes
 @pytest.fixture(scope="module")
 def iris() -> LogisticRegression:
     return LogisticRegression(max_iter=500).fit(X, Y)
-
-
-def _http(url: str, body: Any = None, raw: bytes | None = None) -> tuple[int, Any]:
-    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
 
 
 @contextmanager
@@ -74,13 +63,13 @@ def serving(
 
 
 def _assert_serves(url: str, expected: np.ndarray, rows: np.ndarray = ROWS, datatype: str = "FP64") -> None:
-    code, body = _http(url + "/predict", {"input": rows.tolist()})
+    code, body = http_json(url + "/predict", {"input": rows.tolist()})
     assert code == 200, body
     np.testing.assert_allclose(np.asarray(body["prediction"]), expected, rtol=1e-5, atol=1e-6)
-    code, one = _http(url + "/predict", {"input": rows[0].tolist()})  # one row, not a batch
+    code, one = http_json(url + "/predict", {"input": rows[0].tolist()})  # one row, not a batch
     assert code == 200 and np.allclose(np.asarray(one["prediction"]), expected[:1], rtol=1e-5, atol=1e-6), one
     tensor = {"name": "x", "shape": list(rows.shape), "datatype": datatype, "data": rows.reshape(-1).tolist()}
-    code, v2 = _http(url + "/v2/models/iris/infer", {"id": "r1", "inputs": [tensor]})
+    code, v2 = http_json(url + "/v2/models/iris/infer", {"id": "r1", "inputs": [tensor]})
     assert code == 200, v2
     out = v2["outputs"][0]
     assert v2["id"] == "r1" and out["shape"][0] == len(rows)
@@ -120,7 +109,7 @@ def test_sklearn_pickles(iris: LogisticRegression, tmp_path: Path, suffix: str) 
         assert json.loads(shown.stdout.split("\n", 1)[1])["outputs"][0]["data"] == list(
             iris.predict(ROWS[:2])
         )
-        code, meta = _http(url + "/v2/models/iris")
+        code, meta = http_json(url + "/v2/models/iris")
         assert (
             code == 200
             and meta["inputs"][0]["shape"] == [-1, 4]
@@ -197,8 +186,8 @@ def test_pickles_need_trust_or_a_pin(iris: LogisticRegression, tmp_path: Path) -
         deadline = time.monotonic() + 60
         while True:
             try:
-                if _http(url + "/v2/health/live")[0] == 200:
-                    code, body = _http(url + "/v2/health/ready")
+                if http_json(url + "/v2/health/live")[0] == 200:
+                    code, body = http_json(url + "/v2/health/ready")
                     if code == 503 and "failed to load (error id" in body["error"]:
                         assert "sha256" not in body["error"]  # the reason is the operator's, in the log
                         break
@@ -206,7 +195,7 @@ def test_pickles_need_trust_or_a_pin(iris: LogisticRegression, tmp_path: Path) -
                 pass
             assert time.monotonic() < deadline
             time.sleep(0.2)
-        assert _http(url + "/predict", {"input": [1, 2, 3, 4]})[0] == 503
+        assert http_json(url + "/predict", {"input": [1, 2, 3, 4]})[0] == 503
     finally:
         proc.send_signal(signal.SIGTERM)
         out = proc.communicate(timeout=30)[0].decode()
@@ -217,17 +206,17 @@ def test_bad_requests_get_clear_errors(iris: LogisticRegression, tmp_path: Path)
     path = tmp_path / "iris.joblib"
     joblib.dump(iris, path)
     with serving(path, "--trust-model") as url:
-        code, body = _http(url + "/predict", {"input": [[1, 2, 3]]})
+        code, body = http_json(url + "/predict", {"input": [[1, 2, 3]]})
         assert code == 422 and "expected 4 features per row (shape [n, 4])" in body["error"]
-        code, body = _http(url + "/predict", raw=b"{not json")
+        code, body = http_json(url + "/predict", raw=b"{not json")
         assert code == 400 and "not valid JSON" in body["error"]
-        code, body = _http(url + "/predict", {"rows": [1, 2, 3, 4]})
+        code, body = http_json(url + "/predict", {"rows": [1, 2, 3, 4]})
         assert code == 422 and '{"input": [...]}' in body["error"]
-        code, body = _http(url + "/predict", {"input": [[1, 2, 3, 4], [1, 2]]})
+        code, body = http_json(url + "/predict", {"input": [[1, 2, 3, 4], [1, 2]]})
         assert code == 422
-        code, body = _http(url + "/v2/models/other/infer", {"inputs": []})
+        code, body = http_json(url + "/v2/models/other/infer", {"inputs": []})
         assert code == 404 and "iris" in body["error"]
-        code, body = _http(
+        code, body = http_json(
             url + "/v2/models/iris/infer",
             {"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP64", "data": [1, 2, 3]}]},
         )
@@ -254,7 +243,7 @@ def test_concurrent_requests_are_batched_and_split_back_correctly(
     with serving(path, "--trust-model", "--max-batch-wait-ms", "2") as url:
 
         def one(i: int) -> tuple[int, int]:
-            code, body = _http(url + "/predict", {"input": X[i].tolist()})
+            code, body = http_json(url + "/predict", {"input": X[i].tolist()})
             assert code == 200
             return i, body["prediction"][0]
 
@@ -309,14 +298,14 @@ def test_sigterm_drains_in_flight_requests(tmp_path: Path) -> None:
     deadline = time.monotonic() + 60
     while True:
         try:
-            if _http(url + "/v2/health/ready")[0] == 200:
+            if http_json(url + "/v2/health/ready")[0] == 200:
                 break
         except OSError:
             pass
         assert time.monotonic() < deadline and proc.poll() is None
         time.sleep(0.2)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(_http, url + "/predict", {"input": [1.0, 2.0]})
+        pending = pool.submit(http_json, url + "/predict", {"input": [1.0, 2.0]})
         time.sleep(0.3)  # the request is inside predict now
         proc.send_signal(signal.SIGTERM)
         assert pending.result(timeout=30) == (200, {"prediction": [3.0]})
