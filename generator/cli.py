@@ -32,7 +32,18 @@ def docs(chart_dirs: tuple[Path, ...], check: bool) -> None:
     from generator.errors import UserError
     from generator.paths import chart_dirs as all_charts
 
-    for chart in chart_dirs or all_charts():
+    charts = list(chart_dirs) or all_charts()
+    if not charts:
+        raise UserError(
+            "no charts to document", field="CHART_DIR", hint="name chart folders, or set HELM_MLOPS_CHARTS"
+        )
+    for chart in charts:
+        if not (chart / "values.yaml").is_file() or not (chart / "Chart.yaml").is_file():
+            raise UserError(
+                f"{chart} is not a chart (no Chart.yaml and values.yaml)",
+                field="CHART_DIR",
+                hint="name a chart folder",
+            )
         missing = undocumented_keys(chart / "values.yaml")
         if missing:
             raise UserError(
@@ -67,6 +78,7 @@ def docs(chart_dirs: tuple[Path, ...], check: bool) -> None:
 @click.option(
     "-n", "--namespace", default="helm-mlops-demo", show_default=True, help="Namespace to install into."
 )
+@click.option("--kube-context", envvar="HELM_KUBECONTEXT", help="Context of the kubeconfig to use.")
 @click.option("--release", default="demo", show_default=True, help="Release name.")
 def demo(
     chart: str,
@@ -75,6 +87,7 @@ def demo(
     install: bool,
     kubeconfig: Path | None,
     namespace: str,
+    kube_context: str | None,
     release: str,
 ) -> None:
     """Lint and render a chart with its quickstart preset, install it and show its status."""
@@ -86,6 +99,7 @@ def demo(
         helm_bin,
         install=install,
         kubeconfig=kubeconfig,
+        kube_context=kube_context,
         namespace=namespace,
         release=release,
     )
@@ -98,7 +112,19 @@ KUBECONFIG_OPTION = click.option(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Cluster (default: $KUBECONFIG, ~/.kube/config, else the embedded local cluster).",
 )
-NAMESPACE_OPTION = click.option("-n", "--namespace", default="default", show_default=True, help="Namespace.")
+NAMESPACE_OPTION = click.option(
+    "-n",
+    "--namespace",
+    default="default",
+    show_default=True,
+    envvar="HELM_NAMESPACE",  # `helm -n NS mlops ...` hands it over
+    help="Namespace (as a helm plugin: helm's -n).",
+)
+KUBE_CONTEXT_OPTION = click.option(
+    "--kube-context",
+    envvar="HELM_KUBECONTEXT",  # `helm --kube-context X mlops ...` hands it over
+    help="Context of the kubeconfig to use (default: its current context).",
+)
 
 
 @cli.command(context_settings={"ignore_unknown_options": False})
@@ -158,6 +184,7 @@ NAMESPACE_OPTION = click.option("-n", "--namespace", default="default", show_def
 )
 @click.option("--helm", "helm_bin", envvar="HELM_MLOPS_HELM", help="helm binary (default: .tools/bin/helm).")
 @KUBECONFIG_OPTION
+@KUBE_CONTEXT_OPTION
 @NAMESPACE_OPTION
 def train(
     release: str,
@@ -187,6 +214,7 @@ def train(
     skip_preflight: bool,
     helm_bin: str | None,
     kubeconfig: Path | None,
+    kube_context: str | None,
     namespace: str,
 ) -> None:
     """Submit a training job: a script (or your image's command), optionally distributed or a sweep."""
@@ -220,6 +248,7 @@ def train(
         helm_bin,
         namespace=namespace,
         kubeconfig=kubeconfig,
+        kube_context=kube_context,
         render_to=render_to,
         skip_preflight=skip_preflight,
     )
@@ -233,15 +262,22 @@ def train(
 @click.option("-f", "--follow", is_flag=True, help="Keep streaming, including pods that start later.")
 @click.option("--all-pods", is_flag=True, help="Every pod (all ranks, retries, trials), not just rank 0.")
 @KUBECONFIG_OPTION
+@KUBE_CONTEXT_OPTION
 @NAMESPACE_OPTION
 def logs(
-    release: str, job: str, follow: bool, all_pods: bool, kubeconfig: Path | None, namespace: str
+    release: str,
+    job: str,
+    follow: bool,
+    all_pods: bool,
+    kubeconfig: Path | None,
+    kube_context: str | None,
+    namespace: str,
 ) -> None:
     """Stream a training job's logs, each line prefixed with its pod and rank."""
     from generator.kube.logs import follower
     from generator.kube.target import resolve
 
-    target = resolve(kubeconfig)
+    target = resolve(kubeconfig, kube_context)
     for line in follower(target.kube(), namespace, release, job, follow=follow, all_pods=all_pods).lines():
         click.echo(line)
 
@@ -249,13 +285,14 @@ def logs(
 @cli.command()
 @click.argument("release")
 @KUBECONFIG_OPTION
+@KUBE_CONTEXT_OPTION
 @NAMESPACE_OPTION
-def status(release: str, kubeconfig: Path | None, namespace: str) -> None:
+def status(release: str, kubeconfig: Path | None, kube_context: str | None, namespace: str) -> None:
     """A release's training jobs (phase, pods, duration, MLflow runs) and inference services."""
     from generator.kube.status import collect, collect_services, format_services, format_summaries
     from generator.kube.target import resolve
 
-    kube = resolve(kubeconfig).kube()
+    kube = resolve(kubeconfig, kube_context).kube()
     services = collect_services(kube, namespace, release)
     jobs = collect(kube, namespace, release)
     if jobs or not services:
@@ -280,7 +317,20 @@ def sweep() -> None:
     help="Values or sweep file.",
 )
 def sweep_plan(values_file: Path) -> None:
-    """Every trial's parameters, by completion index, as the pods will get them."""
+    """Every trial's parameters, by completion index, as the pods will get them.
+
+    \b
+    The file holds a sweep (or values with a `sweep:` section):
+      strategy: grid            # grid: every combination; random: `trials` draws
+      trials: 50                # random only
+      seed: 7                   # random only
+      parallelism: 4
+      parameters:
+        - {name: lr, type: float, min: 0.0001, max: 0.1, count: 4, scale: log}
+        - {name: depth, type: int, min: 2, max: 8, step: 2}
+        - {name: optimizer, type: categorical, values: [adam, sgd]}
+      objective: {metric: val_loss, goal: minimize}
+    At most 10,000 trials."""
     from generator import sweep
     from generator.errors import UserError
     from generator.training import TrainRequest, build_values
@@ -289,6 +339,16 @@ def sweep_plan(values_file: Path) -> None:
     spec = values.get("sweep", values)
     if not isinstance(spec, dict):
         raise UserError("`sweep` must be a mapping", field=str(values_file))
+    # The chart's schema judges the space first, as `train --sweep` and helm do.
+    from generator.paths import chart_dir
+    from generator.values import check_values
+
+    rest = values if "sweep" in values else {}
+    check_values(
+        chart_dir("training-job", field="charts"),
+        {**rest, "sweep": {**spec, "enabled": True}},
+        str(values_file),
+    )
     for index, params in enumerate(sweep.plan(spec, f"{values_file}: sweep")):
         shown = " ".join(f"{k}={sweep.format_value(v)}" for k, v in params.items())
         click.echo(f"{index:>5}  {shown}")
@@ -427,8 +487,10 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
     except HelmMlopsError as exc:
-        if debug:
-            raise
+        if debug:  # the traceback, and the same exit code as without --debug
+            import traceback
+
+            traceback.print_exc()
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(exc.exit_code)
     except BrokenPipeError:  # the reader went away (| head): nothing left to say

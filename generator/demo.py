@@ -25,10 +25,22 @@ def run_demo(
     kubeconfig: Path | None = None,
     namespace: str = "helm-mlops-demo",
     release: str = "demo",
+    kube_context: str | None = None,
 ) -> Iterator[str]:
     chart = chart_dir(chart_name)
-    values_file = values_file or presets_dir() / f"{chart_name}-quickstart.yaml"
-    if not values_file.is_file():
+    if values_file is None:
+        values_file = presets_dir() / f"{chart_name}-quickstart.yaml"
+        if not values_file.is_file():
+            ready = sorted(
+                p.name.removesuffix("-quickstart.yaml") for p in presets_dir().glob("*-quickstart.yaml")
+            )
+            raise UserError(
+                f"chart {chart_name} has no quickstart preset, so the demo needs its values",
+                field="--values",
+                hint="pass --values FILE (the chart's ci/*-values.yaml are examples), "
+                f"or --chart {' | '.join(ready)}",
+            )
+    elif not values_file.is_file():
         raise UserError(
             f"{values_file} does not exist", field="--values", hint="pass an existing values file"
         )
@@ -50,11 +62,11 @@ def run_demo(
     from generator.kube.status import pod_statuses
     from generator.kube.target import resolve
 
-    target = resolve(kubeconfig)
+    target = resolve(kubeconfig, kube_context)
     kube = target.kube()
     yield f"installing into the {target.describe()}, namespace {namespace} (helm --wait)..."
     kube.ensure_namespace(namespace)
-    cluster_helm = Helm(helm.binary, kubeconfig=target.kubeconfig)
+    cluster_helm = Helm(helm.binary, kubeconfig=target.kubeconfig, kube_context=target.context)
     done = cluster_helm.install_or_upgrade(
         release, chart, values, namespace=namespace, source=str(values_file)
     )

@@ -79,14 +79,22 @@ def chart_dirs() -> list[Path]:
     return sorted(p.parent for p in charts_root().glob("*/Chart.yaml"))
 
 
-def chart_dir(name: str) -> Path:
-    path = charts_root() / name
-    if not (path / "Chart.yaml").is_file():
+def chart_dir(name: str, field: str = "--chart") -> Path:
+    root = charts_root()
+    path = root / name
+    if "/" in name or name in ("", ".", "..") or not (path / "Chart.yaml").is_file():
         known = ", ".join(p.name for p in chart_dirs())
-        raise UserError(f"no chart named {name!r}", field="--chart", hint=f"use one of: {known}")
+        if not known:
+            raise UserError(
+                f"{root} holds no charts (no */Chart.yaml)",
+                field=CHARTS_ENV if os.environ.get(CHARTS_ENV) else "charts",
+                hint=f"point {CHARTS_ENV} at the folder holding mlflow/, training-job/, inference-service/",
+            )
+        raise UserError(f"no chart named {name!r} in {root}", field=field, hint=f"use one of: {known}")
     return path
 
 
 def chart_file(chart: str, *parts: str) -> Path:
     """A file the CLI shares with a chart's pods (files/sweep.py, files/hm_runtime)."""
-    return chart_dir(chart).joinpath("files", *parts)
+    field = CHARTS_ENV if os.environ.get(CHARTS_ENV) else "charts"
+    return chart_dir(chart, field=field).joinpath("files", *parts)

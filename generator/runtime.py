@@ -101,7 +101,48 @@ def check(req: ServeRequest) -> str:
             field="--python",
             hint="pass the python of a venv with the model's framework",
         )
+    _check_server_packages(req.python)
     return str(fmt)
+
+
+SERVER_PACKAGES = ("fastapi", "uvicorn", "orjson", "prometheus_client", "numpy")
+
+
+def _check_server_packages(python: str | None) -> None:
+    """The runtime's own packages must import in the interpreter that will serve."""
+    if python is None:
+        missing = [name for name in SERVER_PACKAGES if importlib.util.find_spec(name) is None]
+        if missing:
+            raise UserError(
+                f"this helm-mlops lacks the serving packages ({', '.join(missing)})",
+                field="runtime serve",
+                hint="pip install 'helm-mlops[serve]', or pass --python of a venv that has them",
+            )
+        return
+    import subprocess
+
+    probe = (
+        "import importlib.util,sys; "
+        "print(' '.join(n for n in sys.argv[1:] if importlib.util.find_spec(n) is None))"
+    )
+    try:
+        done = subprocess.run(
+            [python, "-c", probe, *SERVER_PACKAGES], capture_output=True, text=True, timeout=60, check=False
+        )
+    except OSError as exc:
+        raise UserError(
+            f"cannot run {python}: {exc.strerror}", field="--python", hint="pass a python interpreter"
+        ) from None
+    if done.returncode != 0:
+        raise UserError(
+            f"{python} is not a working python", field="--python", hint="pass a python interpreter"
+        )
+    if done.stdout.strip():
+        raise UserError(
+            f"{python} lacks {done.stdout.strip().replace(' ', ', ')}",
+            field="--python",
+            hint=f"{python} -m pip install fastapi 'uvicorn[standard]' orjson prometheus-client numpy",
+        )
 
 
 def argv_env(req: ServeRequest, fmt: str) -> tuple[list[str], dict[str, str]]:
@@ -135,14 +176,20 @@ def serve(req: ServeRequest) -> None:
 def predict(url: str, data: str, name: str | None) -> Iterator[str]:
     import requests
 
+    from generator.values import http_url
+
+    http_url(url, "--url")
     try:
         rows = json.loads(data)
     except ValueError as exc:
         raise UserError(
             f"not JSON: {exc}", field="--input", hint='e.g. --input "[5.1, 3.5, 1.4, 0.2]"'
         ) from None
+    hint = 'one row: --input "[5.1, 3.5, 1.4, 0.2]", or rows: --input "[[5.1, 3.5, 1.4, 0.2], [...]]"'
     if not isinstance(rows, list) or not rows:
-        raise UserError("must be a JSON list: one row or a list of rows", field="--input")
+        raise UserError("must be a JSON list: one row or a list of rows", field="--input", hint=hint)
+    if any(isinstance(r, list) for r in rows) and not all(isinstance(r, list) and r for r in rows):
+        raise UserError("mixes rows and single values", field="--input", hint=hint)
     if name:
         batch = rows if isinstance(rows[0], list) else [rows]
         flat = [v for row in batch for v in row]
@@ -158,10 +205,22 @@ def predict(url: str, data: str, name: str | None) -> Iterator[str]:
     try:
         response = requests.post(endpoint, json=body, timeout=60)
     except requests.RequestException as exc:
-        raise ToolError(f"{endpoint} is not reachable: {exc}") from None
+        raise ToolError(
+            f"{endpoint} is not reachable ({type(exc).__name__})\n"
+            "  fix: check --url (kubectl port-forward svc/<release>-inference-service 8080:80 first)"
+        ) from None
     latency = (time.perf_counter() - started) * 1000
     yield f"POST {endpoint} -> {response.status_code} in {latency:.1f} ms"
     try:
-        yield json.dumps(response.json(), indent=2)
+        answer = response.json()
+        yield json.dumps(answer, indent=2)
     except ValueError:
+        answer = {"error": response.text}
         yield response.text
+    if response.status_code >= 400:
+        message = answer.get("error", response.reason) if isinstance(answer, dict) else response.reason
+        if response.status_code < 500:
+            raise UserError(
+                f"the server refused the request ({response.status_code}): {message}", field="--input"
+            )
+        raise ToolError(f"the server failed ({response.status_code}): {message}")

@@ -25,20 +25,34 @@ def _module() -> ModuleType:
     return module
 
 
-def trial_count(spec: dict[str, Any], source: str = "sweep") -> int:
-    """Number of trials; a UserError naming the field for an empty or oversized space."""
+FORMAT_HINT = (
+    "a sweep is {strategy: grid|random, trials: N (random), seed: N, parameters: [{name, type: "
+    "int|float|categorical, values: [...] | min, max, step (int) | count (float grid), scale: log}]}"
+)
+
+
+def _guarded(source: str, call: Any, *args: Any) -> Any:
+    """Call the pods' sweep code; a malformed space is the user's to fix, whatever Python raised."""
     mod = _module()
     try:
-        return int(mod.trial_count(spec))
+        return call(*args)
     except mod.SweepError as exc:
-        raise UserError(str(exc), field=source, hint="see `helm-mlops sweep plan --help`") from None
+        raise UserError(str(exc), field=source, hint=FORMAT_HINT) from None
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError, MemoryError) as exc:
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise UserError(f"not a valid sweep ({detail})", field=source, hint=FORMAT_HINT) from None
+
+
+def trial_count(spec: dict[str, Any], source: str = "sweep") -> int:
+    """Number of trials; a UserError naming the field for an empty, oversized or malformed space."""
+    return int(_guarded(source, _module().trial_count, spec))
 
 
 def plan(spec: dict[str, Any], source: str = "sweep") -> list[dict[str, Any]]:
     """Every trial's parameters, by completion index."""
     mod = _module()
     count = trial_count(spec, source)
-    return [dict(mod.trial_params(spec, i)) for i in range(count)]
+    return [dict(_guarded(source, mod.trial_params, spec, i)) for i in range(count)]
 
 
 def env_name(name: str) -> str:
@@ -64,16 +78,31 @@ class Trial:
 def _call(uri: str, path: str, body: dict[str, Any], auth: tuple[str, str] | None) -> dict[str, Any]:
     import requests
 
-    url = f"{uri.rstrip('/')}/api/2.0/mlflow/{path}"
+    from generator.values import http_url, one_line
+
+    url = f"{http_url(uri, '--tracking-uri').rstrip('/')}/api/2.0/mlflow/{path}"
     try:
         response = requests.post(url, json=body, auth=auth, timeout=30)
     except requests.RequestException as exc:
-        raise ToolError(f"MLflow at {uri} is not reachable: {exc}") from None
+        raise ToolError(
+            f"MLflow at {uri} is not reachable ({type(exc).__name__})\n"
+            "  fix: check --tracking-uri (port-forward the MLflow Service first when it runs in the cluster)"
+        ) from None
     if response.status_code == 401:
-        raise UserError("MLflow refused the credentials", field="MLFLOW_TRACKING_USERNAME/PASSWORD")
+        raise UserError(
+            "MLflow refused the credentials",
+            field="MLFLOW_TRACKING_USERNAME/PASSWORD",
+            hint="export the MLflow user and password",
+        )
     if response.status_code >= 400:
-        raise ToolError(f"MLflow {path} failed ({response.status_code}): {response.text[:300]}")
-    return dict(response.json())
+        raise ToolError(f"MLflow {path} failed ({response.status_code}): {one_line(response.text)}")
+    try:
+        return dict(response.json())
+    except ValueError:
+        raise ToolError(
+            f"{uri} answered {path} with something that is not MLflow's JSON: {one_line(response.text)}\n"
+            "  fix: point --tracking-uri at the MLflow server itself"
+        ) from None
 
 
 def trials(

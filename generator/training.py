@@ -58,19 +58,31 @@ def _set(values: dict[str, Any], dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
+def _read_text(path: Path, field: str, hint: str) -> str:
+    """A text file the user named, with the reason when it cannot be one."""
+    if path.is_dir():
+        raise UserError(f"{path} is a directory, not a file", field=field, hint=hint)
+    if not path.is_file():
+        raise UserError(f"{path} does not exist", field=field, hint=hint)
+    try:
+        return path.read_text()
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not UTF-8 text (a binary file?)", field=field, hint=hint) from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}", field=field, hint=hint) from None
+
+
 def build_values(req: TrainRequest) -> dict[str, Any]:
     """The chart values the request stands for; options win over values files, --set wins over all."""
     values: dict[str, Any] = {}
     for path in req.values_files:
         values = deep_merge(values, yamlio.load_mapping(path, "--values"))
     if req.script is not None:
-        if not req.script.is_file():
-            raise UserError(
-                f"{req.script} does not exist",
-                field="--script",
-                hint="pass the path of your training script (a .py file)",
-            )
-        _set(values, "script.content", req.script.read_text())
+        _set(
+            values,
+            "script.content",
+            _read_text(req.script, "--script", "pass the path of your training script"),
+        )
         name = req.script.name if req.script.suffix == ".py" else f"{req.script.name}.py"
         _set(values, "script.fileName", name)
     if req.command:
@@ -79,9 +91,9 @@ def build_values(req: TrainRequest) -> dict[str, Any]:
         _set(values, "script.args", list(req.script_args))
     requirements = list(req.requirements)
     if req.requirements_file is not None:
-        if not req.requirements_file.is_file():
-            raise UserError(f"{req.requirements_file} does not exist", field="--requirements-file")
-        lines = req.requirements_file.read_text().splitlines()
+        lines = _read_text(
+            req.requirements_file, "--requirements-file", "pass a requirements.txt (one requirement a line)"
+        ).splitlines()
         requirements += [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
     if requirements:
         _set(values, "requirements", requirements)
@@ -173,7 +185,7 @@ def prepare(req: TrainRequest, helm: Helm) -> Prepared:
 
     values = build_values(req)
     notes = check(values)
-    chart = chart_dir(CHART)
+    chart = chart_dir(CHART, field="charts")
     check_values(chart, values, "training-job values")
     resources = helm.template(chart, req.release, values, source="training-job values")
     return Prepared(values, resources, notes)
@@ -194,7 +206,10 @@ def write_rendered(prepared: Prepared, out_dir: Path) -> list[Path]:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot create {parent}: {exc.strerror}", field="--render-to", hint=hint) from None
-    staging = Path(tempfile.mkdtemp(prefix=".helm-mlops-", dir=parent))
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=".helm-mlops-", dir=parent))
+    except OSError as exc:
+        raise UserError(f"cannot write in {parent}: {exc.strerror}", field="--render-to", hint=hint) from None
     try:
         (staging / "values.yaml").write_text(yamlio.dump(prepared.values))
         for i, res in enumerate(prepared.resources):
@@ -217,6 +232,7 @@ def run_train(
     kubeconfig: Path | None,
     render_to: Path | None,
     skip_preflight: bool,
+    kube_context: str | None = None,
 ) -> Iterator[str]:
     from generator.helm.binary import find_helm
     from generator.kube.preflight import preflight_gpus
@@ -233,7 +249,7 @@ def run_train(
             from generator.kube.client import Kube
 
             try:
-                problem = preflight_gpus(prepared.values, Kube(configured))
+                problem = preflight_gpus(prepared.values, Kube(configured, kube_context))
             except HelmMlopsError as exc:
                 problem = None
                 yield f"preflight skipped: {str(exc).splitlines()[0]}"
@@ -245,7 +261,7 @@ def run_train(
 
     from generator.kube.target import resolve
 
-    target = resolve(kubeconfig)
+    target = resolve(kubeconfig, kube_context)
     kube = target.kube()
     if not skip_preflight:
         problem = preflight_gpus(prepared.values, kube)
@@ -257,7 +273,7 @@ def run_train(
                 "when an autoscaler adds GPU nodes on demand",
             )
     kube.ensure_namespace(namespace)
-    cluster_helm = Helm(helm.binary, kubeconfig=target.kubeconfig)
+    cluster_helm = Helm(helm.binary, kubeconfig=target.kubeconfig, kube_context=target.context)
     done = cluster_helm.install_or_upgrade(
         req.release,
         chart_dir(CHART),

@@ -83,6 +83,28 @@ def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def http_url(url: str, field: str) -> str:
+    """An http(s) URL with a host, else a UserError naming `field`."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises for a bad port)
+    except ValueError as exc:
+        raise UserError(
+            f"{url!r} is not a URL ({exc})", field=field, hint="e.g. http://localhost:8000"
+        ) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UserError(f"{url!r} is not an http(s) URL", field=field, hint="e.g. http://localhost:8000")
+    return url
+
+
+def one_line(text: str, limit: int = 200) -> str:
+    """A server's answer for an error message: tags stripped, whitespace collapsed, cut short."""
+    plain = " ".join(re.sub(r"<[^>]+>", " ", text).split())
+    return plain if len(plain) <= limit else plain[: limit - 3] + "..."
+
+
 # --- helm's --set grammar -------------------------------------------------------------------------
 
 MAX_INDEX = 65536  # helm refuses larger list indexes too
@@ -142,8 +164,10 @@ class _Parser:
             path = Path(raw).expanduser()
             try:
                 return path.read_text()
-            except (OSError, UnicodeDecodeError) as exc:
-                raise _SetSyntax(f"cannot read {raw}: {exc}") from None
+            except UnicodeDecodeError:
+                raise _SetSyntax(f"{raw} is not UTF-8 text (a binary file?)") from None
+            except OSError as exc:
+                raise _SetSyntax(f"cannot read {raw}: {exc.strerror}") from None
         return typed(raw)
 
     def _read_value(self) -> Any:
@@ -224,6 +248,12 @@ class _Parser:
 
 
 SET_FLAGS = {"--set": "typed", "--set-string": "string", "--set-json": "json", "--set-file": "file"}
+SET_HINTS = {
+    "--set": "write KEY=VALUE, e.g. --set image.tag=1.0 or --set 'requirements={pandas,numpy}'",
+    "--set-string": "write KEY=VALUE; the value stays a string, e.g. --set-string image.tag=1.10",
+    "--set-json": """write KEY=JSON, e.g. --set-json 'env=[{"name":"A","value":"1"}]'""",
+    "--set-file": "write KEY=PATH of a readable text file, e.g. --set-file script.content=train.py",
+}
 
 
 def apply_set(values: dict[str, Any], flag: str, item: str) -> None:
@@ -232,11 +262,7 @@ def apply_set(values: dict[str, Any], flag: str, item: str) -> None:
     try:
         parser.parse_into(values)
     except _SetSyntax as exc:
-        raise UserError(
-            f"{exc}",
-            field=f"{flag} {item}",
-            hint="write KEY=VALUE, e.g. --set image.tag=1.0 or --set 'requirements={pandas,numpy}'",
-        ) from None
+        raise UserError(f"{exc}", field=f"{flag} {item}", hint=SET_HINTS[flag]) from None
 
 
 def helm_order(

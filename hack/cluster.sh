@@ -21,7 +21,15 @@ kubeconfig="$KWOK_WORKDIR/kubeconfig-$name"
 kubectl=$(command -v "$root/.tools/bin/kubectl" || command -v kubectl || true)
 
 kc() { "$kubectl" --kubeconfig "$kubeconfig" "$@"; }
-healthy() { [ -f "$kubeconfig" ] && kc get --raw /readyz >/dev/null 2>&1; }
+# Healthy: the API server ready and every component's process alive (a component that exited, e.g. a
+# scheduler that lost its lease, leaves the API server answering while pods stay Pending).
+healthy() {
+  [ -f "$kubeconfig" ] && kc get --raw /readyz >/dev/null 2>&1 || return 1
+  local pid_file
+  for pid_file in "$KWOK_WORKDIR/clusters/$name/pids/"*.pid; do
+    [ -f "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null || return 1
+  done
+}
 exists() { "$bin/kwokctl" get clusters 2>/dev/null | grep -qx "$name"; }
 
 up() {
@@ -43,6 +51,12 @@ up() {
     { cat "$dir/stages/$f.yaml"; echo "---"; } >> "$config"
   done
   cat "$here/kwok/stages.yaml" >> "$config"
+  # One scheduler and one controller-manager, no leader election: on a loaded 2-core machine a missed
+  # lease renewal would make them exit (seen in CI), leaving pods Pending for good.
+  printf -- '---\napiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokctlConfiguration\ncomponentsPatches:\n' >> "$config"
+  for component in kube-scheduler kube-controller-manager; do
+    printf -- '  - name: %s\n    extraArgs:\n      - key: leader-elect\n        value: "false"\n' "$component" >> "$config"
+  done
   # Simulated container logs, so `kubectl logs` and `helm-mlops logs` stream through the real
   # API server (kube-apiserver -> kwok's kubelet endpoint) for every pod of the cluster.
   logs="$KWOK_WORKDIR/pod-$name.log"

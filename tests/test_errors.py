@@ -100,7 +100,7 @@ def test_a_kubeconfig_that_is_not_one(tmp_path: Path) -> None:
     bad = tmp_path / "kubeconfig"
     bad.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncurrent-context: nowhere\n")
     stderr = clean(run("status", "r", "--kubeconfig", str(bad)), 2)
-    assert "--kubeconfig: cannot use" in stderr and "fix:" in stderr
+    assert "--kubeconfig:" in stderr and "is not a usable kubeconfig" in stderr and "fix:" in stderr
 
 
 @pytest.mark.parametrize(
@@ -184,3 +184,103 @@ def test_an_unexpected_exception_says_it_is_a_bug() -> None:
         [sys.executable, "-c", code, "--debug", "explode"], capture_output=True, text=True, check=False
     )
     assert "Traceback" in debug.stderr and "KeyError: 'boom'" in debug.stderr
+
+
+# Found by trying the CLI adversarially; each was an "unexpected ..." bug line (exit 1) or a hang.
+@pytest.mark.parametrize(
+    ("case", "code", "words"),
+    [
+        ("binary-script", 2, ["--script:", "is not UTF-8 text"]),
+        ("binary-requirements", 2, ["--requirements-file:", "is not UTF-8 text"]),
+        ("script-directory", 2, ["--script:", "is a directory"]),
+        ("garbage-kubeconfig", 2, ["--kubeconfig:", "is not a usable kubeconfig"]),
+        ("missing-context", 2, ["--kube-context:", "nosuch"]),
+        ("unwritable-render-to", 2, ["--render-to:", "cannot"]),
+        ("helm-prints-no-manifests", 3, ["is not Kubernetes manifests", "fix: point --helm"]),
+        ("helm-not-executable", 2, ["is not executable"]),
+        ("sweep-types", 2, ["not a valid sweep", "fix: a sweep is"]),
+        ("sweep-huge-grid", 2, ["more than 10000 points"]),
+        ("sweep-schema", 2, ["sweep.strategy: 'bayes' is not one of"]),
+        ("demo-without-preset", 2, ["--values:", "has no quickstart preset", "--chart mlflow"]),
+        ("chart-path", 2, ["--chart:", "no chart named '../charts/mlflow'"]),
+        ("docs-not-a-chart", 2, ["CHART_DIR:", "is not a chart"]),
+        ("predict-bad-url", 2, ["--url:", "is not an http(s) URL"]),
+        ("serve-bad-python", 2, ["--python:", "cannot run"]),
+    ],
+)
+def test_adversarial_inputs_are_clean_errors(
+    case: str, code: int, words: list[str], tmp_path: Path, script: Path, dead_cluster: tuple[Path, str]
+) -> None:
+    binary = tmp_path / "blob.bin"
+    binary.write_bytes(bytes(range(256)) * 4)
+    fake_helm = tmp_path / "fakehelm"
+    fake_helm.write_text("#!/bin/sh\necho v9.9.9\n")
+    fake_helm.chmod(0o755)
+    not_executable = tmp_path / "helm-noexec"
+    not_executable.write_text("#!/bin/sh\n")
+    garbage = tmp_path / "garbage.yaml"
+    garbage.write_text("clusters: [unclosed\n")
+    sweeps = {
+        "sweep-types": "parameters:\n  - {name: lr, type: float, values: [a, b]}\n",
+        "sweep-huge-grid": "parameters:\n  - {name: lr, type: float, min: 0, max: 1, count: 1000000000}\n",
+        "sweep-schema": "strategy: bayes\nparameters:\n  - {name: lr, type: float, values: [0.1]}\n",
+    }
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(sweeps.get(case, ""))
+    out = str(tmp_path / "out")
+    argv = {
+        "binary-script": ["train", "r", "--script", str(binary), "--render-to", out],
+        "binary-requirements": ["train", "r", "--script", str(script), "--requirements-file", str(binary)],
+        "script-directory": ["train", "r", "--script", str(tmp_path), "--render-to", out],
+        "garbage-kubeconfig": ["status", "r", "--kubeconfig", str(garbage)],
+        "missing-context": ["status", "r", "--kubeconfig", str(dead_cluster[0]), "--kube-context", "nosuch"],
+        "unwritable-render-to": ["train", "r", "--script", str(script), "--render-to", "/proc/self/out"],
+        "helm-prints-no-manifests": [
+            "train",
+            "r",
+            "--script",
+            str(script),
+            "--render-to",
+            out,
+            "--helm",
+            str(fake_helm),
+        ],
+        "helm-not-executable": ["train", "r", "--script", str(script), "--helm", str(not_executable)],
+        "sweep-types": ["sweep", "plan", "-f", str(sweep)],
+        "sweep-huge-grid": ["sweep", "plan", "-f", str(sweep)],
+        "sweep-schema": ["sweep", "plan", "-f", str(sweep)],
+        "demo-without-preset": ["demo", "--chart", "training-job", "--no-install"],
+        "chart-path": ["demo", "--chart", "../charts/mlflow", "--no-install"],
+        "docs-not-a-chart": ["docs", "--check", str(tmp_path)],
+        "predict-bad-url": ["runtime", "predict", "--url", "notaurl", "--input", "[1, 2]"],
+        "serve-bad-python": [
+            "runtime",
+            "serve",
+            "--model",
+            str(binary),
+            "--format",
+            "onnx",
+            "--python",
+            "/etc/hostname",
+        ],
+    }[case]
+    result = subprocess.run([EXE, *argv], capture_output=True, text=True, timeout=60, check=False)
+    stderr = clean(result, code)
+    for word in words:
+        assert word in stderr, stderr
+    assert not Path(out).exists()
+
+
+def test_debug_keeps_the_exit_code(script: Path) -> None:
+    shown = run("--debug", "train", "r", "--script", str(script) + ".missing")
+    assert shown.returncode == 2 and "Traceback" in shown.stderr and "--script:" in shown.stderr
+
+
+def test_the_plugin_namespace_and_context_reach_the_cli(dead_cluster: tuple[Path, str], script: Path) -> None:
+    # helm hands a plugin its -n and --kube-context as HELM_NAMESPACE and HELM_KUBECONTEXT.
+    env = {"HELM_NAMESPACE": "team-a", "HELM_KUBECONTEXT": "nosuch"}
+    result = run("status", "r", "--kubeconfig", str(dead_cluster[0]), env=env)
+    assert result.returncode == 2 and "nosuch" in result.stderr
+    env = {"HELM_NAMESPACE": "team-a"}
+    reached = run("status", "r", "--kubeconfig", str(dead_cluster[0]), env=env)
+    assert reached.returncode == 3 and "of r in namespace team-a" in reached.stderr

@@ -72,9 +72,10 @@ def generate(chart_dir: Path) -> dict[str, Any]:
     refine = yamlio.load_mapping(refine_file) if refine_file.is_file() else {}
     body = _infer(values, "", refine or {})
     body["properties"]["global"] = {"type": "object"}  # set by umbrella charts for all subcharts
+    name = yamlio.load_mapping(chart_dir / "Chart.yaml").get("name") or chart_dir.name  # not the folder's
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",
-        "title": f"{chart_dir.name} chart values",
+        "title": f"{name} chart values",
         **body,
     }
 
@@ -85,6 +86,6 @@ def update_schema(chart_dir: Path, check: bool = False) -> bool:
     if target.is_file() and target.read_text() == text:
         return False
     if check:
-        raise StaleError(f"{target} is out of date with values.yaml: run `make docs`")
+        raise StaleError(f"{target} is out of date with values.yaml: run `helm-mlops docs {chart_dir}`")
     target.write_text(text)
     return True

@@ -253,10 +253,26 @@ class Helm:
         """Rendered resources (hooks and tests included) as an install creates them. Unlike `helm lint`,
         rendering runs the charts' `fail` checks, so values a chart rejects surface here."""
         command = self._pyhelm3(source=source, cluster=False)
-        docs = self._sync(
-            command.template(release, chart, values, namespace=namespace, is_upgrade=is_upgrade)
-        )
-        return [d for d in docs if d]
+        try:
+            docs = [
+                d
+                for d in self._sync(
+                    command.template(release, chart, values, namespace=namespace, is_upgrade=is_upgrade)
+                )
+                if d
+            ]
+        except Exception as exc:  # YAML that is not YAML
+            if isinstance(exc, HelmMlopsError):
+                raise
+            raise ToolError(
+                f"{self.binary.describe()} printed no manifests for helm template ({exc})"
+            ) from None
+        if not all(isinstance(d, dict) and "kind" in d and isinstance(d.get("metadata"), dict) for d in docs):
+            raise ToolError(
+                f"{self.binary.describe()} printed something that is not Kubernetes manifests for "
+                "helm template\n  fix: point --helm (or HELM_MLOPS_HELM) at a real helm"
+            )
+        return docs
 
     def install_or_upgrade(
         self,

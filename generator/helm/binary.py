@@ -115,6 +115,12 @@ def find_helm(explicit: str | None = None) -> HelmBinary:
         found = shutil.which(candidate)
         if found:
             return _probe(found)
+        if os.sep in candidate and os.path.exists(candidate):
+            raise UserError(
+                f"{candidate} is {'a directory' if os.path.isdir(candidate) else 'not executable'}",
+                field=f"--helm (or {HELM_ENV})" if explicit or os.environ.get(HELM_ENV) else "helm",
+                hint="point it at the helm binary (chmod +x it if it is one)",
+            )
     field = f"--helm (or {HELM_ENV})" if explicit or os.environ.get(HELM_ENV) else "helm"
     raise UserError(
         f"helm not found (tried {', '.join(dict.fromkeys(tried))})",

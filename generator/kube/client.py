@@ -81,6 +81,7 @@ class Kube:
     @property
     def api_client(self) -> Any:
         if self._client is None:
+            import yaml
             from kubernetes import config
             from kubernetes.config.config_exception import ConfigException
 
@@ -88,11 +89,15 @@ class Kube:
                 self._client = config.new_client_from_config(  # type: ignore[no-untyped-call]
                     config_file=str(self.kubeconfig), context=self.context
                 )
-            except (ConfigException, OSError, ValueError, TypeError) as exc:
+            except (ConfigException, OSError, ValueError, TypeError, AttributeError, yaml.YAMLError) as exc:
+                detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 raise UserError(
-                    f"cannot use {self.kubeconfig}: {exc}",
-                    field="--kubeconfig",
-                    hint="pass a valid kubeconfig (and --kube-context that exists in it)",
+                    f"{self.kubeconfig} is not a usable kubeconfig ({detail})",
+                    field="--kube-context"
+                    if self.context and isinstance(exc, ConfigException)
+                    else "--kubeconfig",
+                    hint="pass a kubeconfig as kubectl uses it (clusters, users, contexts, current-context)"
+                    + (f", with a context named {self.context}" if self.context else ""),
                 ) from None
         return self._client
 

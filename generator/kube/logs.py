@@ -182,7 +182,10 @@ def follower(
 
     def list_pods() -> list[dict[str, Any]]:
         return kube.items(
-            f"list pods of {release}", core.list_namespaced_pod, namespace, label_selector=selector
+            f"list pods of {release} in namespace {namespace}",
+            core.list_namespaced_pod,
+            namespace,
+            label_selector=selector,
         )
 
     def stream(name: str, follow_it: bool) -> Iterable[bytes]:
@@ -201,7 +204,10 @@ def follower(
         jobs = [
             j
             for j in kube.items(
-                f"list jobs of {release}", batch.list_namespaced_job, namespace, label_selector=selector
+                f"list jobs of {release} in namespace {namespace}",
+                batch.list_namespaced_job,
+                namespace,
+                label_selector=selector,
             )
             if matches_job(j, job)
         ]

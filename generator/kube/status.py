@@ -164,11 +164,19 @@ def format_summaries(summaries: list[JobSummary]) -> list[str]:
 def collect(kube: Kube, namespace: str, release: str) -> list[JobSummary]:
     core, batch = kube.core(), kube.batch()
     selector = f"app.kubernetes.io/instance={release},{TRAINING_LABEL}"
-    pods = kube.items(f"list pods of {release}", core.list_namespaced_pod, namespace, label_selector=selector)
+    pods = kube.items(
+        f"list pods of {release} in namespace {namespace}",
+        core.list_namespaced_pod,
+        namespace,
+        label_selector=selector,
+    )
     now = datetime.now(UTC)
     out: list[JobSummary] = []
     for job in kube.items(
-        f"list jobs of {release}", batch.list_namespaced_job, namespace, label_selector=selector
+        f"list jobs of {release} in namespace {namespace}",
+        batch.list_namespaced_job,
+        namespace,
+        label_selector=selector,
     ):
         uid = job["metadata"]["uid"]
         mine = [
@@ -178,7 +186,10 @@ def collect(kube: Kube, namespace: str, release: str) -> list[JobSummary]:
         ]
         out.append(summarize_job(job, mine, now))
     for cron in kube.items(
-        f"list cronjobs of {release}", batch.list_namespaced_cron_job, namespace, label_selector=selector
+        f"list cronjobs of {release} in namespace {namespace}",
+        batch.list_namespaced_cron_job,
+        namespace,
+        label_selector=selector,
     ):
         out.append(summarize_cronjob(cron))
     for group, version, plural in (
@@ -268,14 +279,14 @@ def format_services(services: list[ServiceSummary]) -> list[str]:
 def collect_services(kube: Kube, namespace: str, release: str) -> list[ServiceSummary]:
     selector = f"app.kubernetes.io/instance={release},{SERVICE_LABEL}"
     pods = kube.items(
-        f"list pods of {release}",
+        f"list pods of {release} in namespace {namespace}",
         kube.core().list_namespaced_pod,
         namespace,
         label_selector=f"app.kubernetes.io/instance={release}",
     )
     out = []
     for dep in kube.items(
-        f"list deployments of {release}",
+        f"list deployments of {release} in namespace {namespace}",
         kube.apps().list_namespaced_deployment,
         namespace,
         label_selector=selector,
@@ -284,7 +295,7 @@ def collect_services(kube: Kube, namespace: str, release: str) -> list[ServiceSu
         mine = [p for p in pods if match.items() <= (p["metadata"].get("labels") or {}).items()]
         out.append(summarize_deployment(dep, mine))
     isvcs = kube.optional_items(
-        f"list inferenceservices of {release}",
+        f"list inferenceservices of {release} in namespace {namespace}",
         "serving.kserve.io",
         "v1beta1",
         namespace,
@@ -316,7 +327,7 @@ def summarize_pod(pod: dict[str, Any]) -> PodStatus:
 
 def pod_statuses(kube: Kube, namespace: str, release: str) -> list[PodStatus]:
     pods = kube.items(
-        f"list pods of {release}",
+        f"list pods of {release} in namespace {namespace}",
         kube.core().list_namespaced_pod,
         namespace,
         label_selector=f"app.kubernetes.io/instance={release}",

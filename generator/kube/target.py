@@ -19,9 +19,10 @@ EMBEDDED_CLUSTER = "helm-mlops"
 class Target:
     kubeconfig: Path
     embedded: bool
+    context: str | None = None  # --kube-context (helm's HELM_KUBECONTEXT for the plugin)
 
     def kube(self) -> Kube:
-        return Kube(self.kubeconfig)
+        return Kube(self.kubeconfig, self.context)
 
     def describe(self) -> str:
         return (
@@ -79,8 +80,8 @@ def embedded_cluster() -> Path:
     return Path(proc.stdout.strip())
 
 
-def resolve(explicit: Path | None) -> Target:
+def resolve(explicit: Path | None, context: str | None = None) -> Target:
     found = user_kubeconfig(explicit)
     if found is not None:
-        return Target(found, embedded=False)
+        return Target(found, embedded=False, context=context or None)
     return Target(embedded_cluster(), embedded=True)

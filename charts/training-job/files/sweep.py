@@ -55,14 +55,19 @@ def grid_values(p: dict[str, Any], i: int = 0) -> list[Any]:
     kind = p.get("type")
     lo, hi = _bounds(p, where)
     if kind == "int":
-        step = int(p.get("step") or 1)
-        if step <= 0:
-            raise SweepError(f"{where}: step must be > 0")
-        return list(range(int(lo), int(hi) + 1, step))
+        raw_step = p.get("step") or 1
+        if isinstance(raw_step, bool) or not isinstance(raw_step, int) or raw_step <= 0:
+            raise SweepError(f"{where}: step must be a whole number > 0, got {raw_step!r}")
+        # Counted before anything is built, so a huge range is refused instead of filling memory.
+        if (int(hi) - int(lo)) // raw_step + 1 > MAX_TRIALS:
+            raise SweepError(f"{where}: more than {MAX_TRIALS} values between min and max; raise step")
+        return list(range(int(lo), int(hi) + 1, raw_step))
     if kind == "float":
-        count = int(p.get("count") or 0)
-        if count <= 0:
-            raise SweepError(f"{where}: a float grid needs count (number of points) or values")
+        count = p.get("count") or 0
+        if isinstance(count, bool) or not isinstance(count, int) or count <= 0:
+            raise SweepError(f"{where}: a float grid needs count (a whole number of points) or values")
+        if count > MAX_TRIALS:
+            raise SweepError(f"{where}: count {count} is more than {MAX_TRIALS} points")
         if count == 1:
             return [lo]
         if p.get("scale") == "log":
