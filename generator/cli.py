@@ -67,7 +67,10 @@ def docs(chart_dirs: tuple[Path, ...], check: bool) -> None:
     help="Values file (default: the <chart>-quickstart preset).",
 )
 @click.option(
-    "--helm", "helm_bin", envvar="HELM_MLOPS_HELM", help="helm binary (default: .tools/bin/helm, then PATH)."
+    "--helm",
+    "helm_bin",
+    envvar="HELM_MLOPS_HELM",
+    help="helm binary (default: $HELM_MLOPS_HELM, a checkout's .tools/bin/helm, then helm on PATH).",
 )
 @click.option("--install/--no-install", default=True, show_default=True, help="Install after rendering.")
 @click.option(
@@ -182,7 +185,12 @@ KUBE_CONTEXT_OPTION = click.option(
     is_flag=True,
     help="Install even when the cluster has no node with the GPUs asked for.",
 )
-@click.option("--helm", "helm_bin", envvar="HELM_MLOPS_HELM", help="helm binary (default: .tools/bin/helm).")
+@click.option(
+    "--helm",
+    "helm_bin",
+    envvar="HELM_MLOPS_HELM",
+    help="helm binary (default: $HELM_MLOPS_HELM, a checkout's .tools/bin/helm, then helm on PATH).",
+)
 @KUBECONFIG_OPTION
 @KUBE_CONTEXT_OPTION
 @NAMESPACE_OPTION
@@ -273,7 +281,10 @@ def logs(
     kube_context: str | None,
     namespace: str,
 ) -> None:
-    """Stream a training job's logs, each line prefixed with its pod and rank."""
+    """Stream a training job's logs, each line prefixed with its pod and rank.
+
+    JOB is the training job as `helm-mlops status RELEASE` lists it, or the chart alias (training-job,
+    or the alias a stack gives it)."""
     from generator.kube.logs import follower
     from generator.kube.target import resolve
 

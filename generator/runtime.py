@@ -82,7 +82,9 @@ def check(req: ServeRequest) -> str:
     if req.sha256 is not None and (
         len(req.sha256) != 64 or not all(c in "0123456789abcdefABCDEF" for c in req.sha256)
     ):
-        raise UserError("must be 64 hexadecimal characters", field="--sha256")
+        raise UserError(
+            "must be 64 hexadecimal characters", field="--sha256", hint="sha256sum MODEL_FILE | cut -d' ' -f1"
+        )
     # The runtime's own trust rule (hm_runtime/models.py), so the CLI refuses exactly what the pods do.
     try:
         if fmt == "mlflow" and req.sha256:

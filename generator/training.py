@@ -170,7 +170,9 @@ def _int(values: dict[str, Any], section: str, key: str, default: int) -> int:
     try:
         return int(raw)
     except (TypeError, ValueError):
-        raise UserError(f"{raw!r} is not an integer", field=f"{section}.{key}") from None
+        raise UserError(
+            f"{raw!r} is not an integer", field=f"{section}.{key}", hint=f"e.g. --set {section}.{key}=2"
+        ) from None
 
 
 @dataclass(frozen=True)

@@ -63,8 +63,14 @@ def load_mapping(path: Path, field: str | None = None) -> dict[str, Any]:
         raise UserError(f"{path} does not exist", field=name, hint="pass an existing file")
     try:
         text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read {path}: {exc}", field=name) from None
+    except UnicodeDecodeError:
+        raise UserError(
+            f"{path} is not UTF-8 text (a binary file?)", field=name, hint="pass a YAML file"
+        ) from None
+    except OSError as exc:
+        raise UserError(
+            f"cannot read {path}: {exc.strerror}", field=name, hint="pass a readable YAML file"
+        ) from None
     data = loads(text, f"{name} ({path})" if field else name)
     if data is None:
         return {}
