@@ -58,20 +58,6 @@ def _set(values: dict[str, Any], dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
-def _read_text(path: Path, field: str, hint: str) -> str:
-    """A text file the user named, with the reason when it cannot be one."""
-    if path.is_dir():
-        raise UserError(f"{path} is a directory, not a file", field=field, hint=hint)
-    if not path.is_file():
-        raise UserError(f"{path} does not exist", field=field, hint=hint)
-    try:
-        return path.read_text()
-    except UnicodeDecodeError:
-        raise UserError(f"{path} is not UTF-8 text (a binary file?)", field=field, hint=hint) from None
-    except OSError as exc:
-        raise UserError(f"cannot read {path}: {exc.strerror}", field=field, hint=hint) from None
-
-
 def build_values(req: TrainRequest) -> dict[str, Any]:
     """The chart values the request stands for; options win over values files, --set wins over all."""
     values: dict[str, Any] = {}
@@ -81,7 +67,7 @@ def build_values(req: TrainRequest) -> dict[str, Any]:
         _set(
             values,
             "script.content",
-            _read_text(req.script, "--script", "pass the path of your training script"),
+            yamlio.read_text(req.script, "--script", "pass the path of your training script"),
         )
         name = req.script.name if req.script.suffix == ".py" else f"{req.script.name}.py"
         _set(values, "script.fileName", name)
@@ -91,7 +77,7 @@ def build_values(req: TrainRequest) -> dict[str, Any]:
         _set(values, "script.args", list(req.script_args))
     requirements = list(req.requirements)
     if req.requirements_file is not None:
-        lines = _read_text(
+        lines = yamlio.read_text(
             req.requirements_file, "--requirements-file", "pass a requirements.txt (one requirement a line)"
         ).splitlines()
         requirements += [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]

@@ -9,6 +9,7 @@ command line: `a.b=c,d=e`; lists `{x,y}` and indexes `a[0]=x`, `a[0].b=x`; `\\` 
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from decimal import Decimal, InvalidOperation
@@ -283,10 +284,10 @@ def helm_order(
 
 def apply_sets(values: dict[str, Any], sets: list[tuple[str, str]]) -> dict[str, Any]:
     """`(flag, item)` pairs in command-line order over a copy of `values`."""
-    out = json.loads(json.dumps(values))
+    out = copy.deepcopy(values)  # values files may hold YAML dates and other non-JSON scalars
     for flag, item in sets:
         apply_set(out, flag, item)
-    return dict(out)
+    return out
 
 
 # --- schema ---------------------------------------------------------------------------------------

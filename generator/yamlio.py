@@ -56,21 +56,24 @@ def loads(text: str, field: str) -> Any:
         ) from None
 
 
+def read_text(path: Path, field: str, hint: str) -> str:
+    """A text file the user named; a UserError that says why when it cannot be read as one."""
+    if path.is_dir():
+        raise UserError(f"{path} is a directory, not a file", field=field, hint=hint)
+    if not path.is_file():
+        raise UserError(f"{path} does not exist", field=field, hint=hint)
+    try:
+        return path.read_text()
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not UTF-8 text (a binary file?)", field=field, hint=hint) from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}", field=field, hint=hint) from None
+
+
 def load_mapping(path: Path, field: str | None = None) -> dict[str, Any]:
     """A YAML file that must hold a mapping (values, answers, sweep files). An empty file is {}."""
     name = field or str(path)
-    if not path.is_file():
-        raise UserError(f"{path} does not exist", field=name, hint="pass an existing file")
-    try:
-        text = path.read_text()
-    except UnicodeDecodeError:
-        raise UserError(
-            f"{path} is not UTF-8 text (a binary file?)", field=name, hint="pass a YAML file"
-        ) from None
-    except OSError as exc:
-        raise UserError(
-            f"cannot read {path}: {exc.strerror}", field=name, hint="pass a readable YAML file"
-        ) from None
+    text = read_text(path, name, "pass an existing YAML file")
     data = loads(text, f"{name} ({path})" if field else name)
     if data is None:
         return {}

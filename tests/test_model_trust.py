@@ -27,7 +27,7 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 from tests.support.charts import REPO
-from tests.support.servers import free_port, http_json
+from tests.support.servers import free_port, http_json, wait_http
 
 pytestmark = pytest.mark.real
 EXE = str(Path(sys.executable).parent / "helm-mlops")
@@ -77,25 +77,17 @@ def serve_and_predict(model: Path, rows: list[list[float]], *args: str, python: 
     argv = [EXE, "runtime", "serve", "--model", str(model), "--port", str(port), *args]
     if python:
         argv += ["--python", python]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log = model.parent / f"serve-{port}.log"
+    proc = subprocess.Popen(argv, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, proc.communicate()[0].decode()
-            try:
-                if http_json(url + "/v2/health/ready")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline
-            time.sleep(0.3)
+        wait_http(url + "/v2/health/ready", timeout=120, proc=proc, log=log)  # 503 until loaded
         code, body = http_json(url + "/predict", {"input": rows})
         assert code == 200, body
         return body["prediction"]
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=30)
+        proc.wait(timeout=30)
 
 
 EVIL_PYFUNC = """

@@ -155,3 +155,12 @@ def test_bad_quantities_name_the_field(text: str) -> None:
     with pytest.raises(UserError) as caught:
         parse_quantity(text, "--memory")
     assert caught.value.field == "--memory"
+
+
+def test_sets_apply_over_values_that_are_not_json() -> None:
+    import datetime
+
+    base = {"job": {"startAfter": datetime.date(2026, 1, 1)}}
+    assert apply_sets(base, [("--set", "job.backoffLimit=2")]) == {
+        "job": {"startAfter": datetime.date(2026, 1, 1), "backoffLimit": 2}
+    }

@@ -163,3 +163,33 @@ def test_runtime_serve_of_an_onnx_model_from_the_wheel(installed: Installed) -> 
             got = json.loads(response.read())["prediction"]
     # Nothing on the server's paths leads into the checkout: the runtime it ran is the wheel's copy.
     assert got == model.predict(x[:3]).tolist()
+
+
+def test_another_charts_root(installed: Installed, tmp_path: Path) -> None:
+    """HELM_MLOPS_CHARTS points every command at another charts folder (a fork, a mirror), whatever
+    that folder is called; an empty one is named in the error."""
+    import shutil
+
+    fork = tmp_path / "our-charts"
+    shutil.copytree(REPO / "charts", fork)
+    env = {**installed.env, "HELM_MLOPS_CHARTS": str(fork)}
+    checked = subprocess.run(
+        [str(installed.exe), "docs", "--check"], cwd=installed.root, env=env, capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert f"{fork}/training-job/values.schema.json: up to date" in checked.stdout
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (installed.root / "t.py").write_text("print('t')\n")
+    refused = subprocess.run(
+        [str(installed.exe), "train", "r", "--script", "t.py", "--render-to", "out"],
+        cwd=installed.root,
+        env={**installed.env, "HELM_MLOPS_CHARTS": str(empty)},
+        capture_output=True,
+        text=True,
+    )
+    assert (
+        refused.returncode == 2
+        and "HELM_MLOPS_CHARTS:" in refused.stderr
+        and "holds no charts" in refused.stderr
+    )

@@ -125,14 +125,17 @@ class Kube:
 
         return client.CustomObjectsApi(self.api_client)
 
-    def call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """`fn(*args, **kwargs)` with the client's failures translated (see the module docstring)."""
+    def call(self, what: str, fn: Any, *args: Any, missing_ok: bool = False, **kwargs: Any) -> Any:
+        """`fn(*args, **kwargs)` with the client's failures translated (see the module docstring); with
+        `missing_ok`, a 404 (the object, or the CRD, is not there) returns None instead."""
         kwargs.setdefault("_request_timeout", self.timeout)
         try:
             return fn(*args, **kwargs)
         except HelmMlopsError:
             raise
         except Exception as exc:
+            if missing_ok and getattr(exc, "status", None) == 404:
+                return None
             error = translate(exc, what, self.server)
             if error is None:
                 raise
@@ -150,42 +153,20 @@ class Kube:
         self, what: str, group: str, version: str, namespace: str, plural: str, selector: str
     ) -> list[dict[str, Any]]:
         """Custom objects of a CRD that may not be installed (then: none)."""
-        from kubernetes.client.exceptions import ApiException
-
-        api = self.custom()
-        try:
-            listed = api.list_namespaced_custom_object(
-                group, version, namespace, plural, label_selector=selector, _request_timeout=self.timeout
-            )
-        except ApiException as exc:
-            if exc.status == 404:  # the CRD is not installed
-                return []
-            raise translate(exc, what, self.server) or exc from None
-        except Exception as exc:
-            error = translate(exc, what, self.server)
-            if error is None:
-                raise
-            raise error from None
-        return list(listed["items"])
+        fn = self.custom().list_namespaced_custom_object
+        listed = self.call(
+            what, fn, group, version, namespace, plural, label_selector=selector, missing_ok=True
+        )
+        return list(listed["items"]) if listed is not None else []
 
     def ensure_namespace(self, namespace: str) -> bool:
         """Create the namespace if missing, enforcing Pod Security "restricted" on a new one (an existing
         namespace's labels are its owner's business). True when it was created."""
         from kubernetes import client
-        from kubernetes.client.exceptions import ApiException
 
         core = self.core()
-        try:
-            core.read_namespace(namespace, _request_timeout=self.timeout)
+        if self.call(f"namespace {namespace}", core.read_namespace, namespace, missing_ok=True) is not None:
             return False
-        except ApiException as exc:
-            if exc.status != 404:
-                raise translate(exc, f"namespace {namespace}", self.server) or exc from None
-        except Exception as exc:
-            error = translate(exc, f"namespace {namespace}", self.server)
-            if error is None:
-                raise
-            raise error from None
         body = client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace, labels=dict(PSS_LABELS)))
         self.call(f"create namespace {namespace}", core.create_namespace, body)
         return True
