@@ -321,7 +321,7 @@ def format_models(workdir: Path, model: Path) -> list[tuple[str, Path, str, list
         ("scikit-learn .pkl", pkl, sys.executable, ["--trust-model"]),
         ("scikit-learn .joblib", model, sys.executable, ["--trust-model"]),
         ("ONNX (skl2onnx)", onnx, sys.executable, []),
-        ("MLflow model dir (sklearn flavor)", mlflow_dir, sys.executable, []),
+        ("MLflow model dir (sklearn flavor)", mlflow_dir, sys.executable, ["--trust-model"]),
     ]
     torch_env = subprocess.run(["bash", str(REPO / "hack" / "torch-env.sh")], capture_output=True, text=True)
     if torch_env.returncode == 0:
@@ -331,7 +331,7 @@ def format_models(workdir: Path, model: Path) -> list[tuple[str, Path, str, list
             [torch_python, "-c", TORCH_MODELS], cwd=workdir, env=env, check=True, capture_output=True
         )
         out += [
-            ("TorchScript .pt", workdir / "model.pt", torch_python, []),
+            ("TorchScript .pt", workdir / "model.pt", torch_python, ["--trust-model"]),
             ("Keras .h5 (torch backend)", workdir / "model.h5", torch_python, []),
             ("Keras .keras (torch backend)", workdir / "model.keras", torch_python, []),
         ]

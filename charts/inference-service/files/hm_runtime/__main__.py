@@ -30,7 +30,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-batch-wait-ms", type=float, default=float(_env("MAX_BATCH_WAIT_MS", "0") or 0))
     p.add_argument("--max-body-bytes", type=int, default=int(_env("MAX_BODY_BYTES", str(8 << 20)) or 8 << 20))
     p.add_argument("--graceful-seconds", type=int, default=int(_env("GRACEFUL_SECONDS", "25") or 25))
-    p.add_argument("--max-concurrency", type=int, default=int(_env("MAX_CONCURRENCY", "64") or 64))
+    p.add_argument("--max-concurrency", type=int, default=int(_env("MAX_CONCURRENCY", "512") or 512))
     p.add_argument(
         "--max-buffered-bytes", type=int, default=int(_env("MAX_BUFFERED_BYTES", str(64 << 20)) or 64 << 20)
     )

@@ -66,7 +66,7 @@ class Settings:
     max_batch_rows: int = 64
     max_batch_wait: float = 0.0
     max_body_bytes: int = 8 * 1024 * 1024
-    max_concurrency: int = 64  # predictions in flight; beyond: 429
+    max_concurrency: int = 512  # predictions in flight; beyond: 429 (memory is bounded by the body budget)
     max_buffered_bytes: int = 64 * 1024 * 1024  # request bodies held at once; beyond: 429
     body_timeout: float = 30.0  # seconds a request body may take to arrive; beyond: 408
 
