@@ -471,6 +471,164 @@ def runtime_predict(url: str, data: str, name: str | None) -> None:
         click.echo(line)
 
 
+OUTPUT_OPTION = click.option(
+    "-o",
+    "--output",
+    "output",
+    type=click.Choice(["table", "json", "yaml"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
+
+
+def _print_rows(rows: list[dict[str, str]], output: str, columns: list[str]) -> None:
+    """A listing as JSON, YAML, a rich table on a terminal, or plain aligned text when piped."""
+    if output == "json":
+        import json
+
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if output == "yaml":
+        from generator import yamlio
+
+        click.echo(yamlio.dump(rows), nl=False)
+        return
+    if sys.stdout.isatty() and not os.environ.get("NO_COLOR"):
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*[c.upper() for c in columns], box=None, header_style="bold")
+        for row in rows:
+            table.add_row(*[str(row.get(c, "")) for c in columns])
+        Console().print(table)
+        return
+    widths = [max([len(c)] + [len(str(r.get(c, ""))) for r in rows]) for c in columns]
+    click.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    for row in rows:
+        click.echo(
+            "  ".join(str(row.get(c, "")).ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()
+        )
+
+
+@cli.command()
+@OUTPUT_OPTION
+def presets(output: str) -> None:
+    """List the presets (answers files in values-presets/) with a one-line description."""
+    from generator.generate import presets as all_presets
+
+    _print_rows(all_presets(), output, ["name", "description"])
+
+
+@cli.command("answers-schema")
+def answers_schema() -> None:
+    """Print the JSON Schema of the answers format (helm-mlops/v1)."""
+    import json
+
+    from generator.answers_schema import SCHEMA
+
+    click.echo(json.dumps(SCHEMA, indent=2))
+
+
+SET_OPTIONS = [
+    click.option(
+        "--set",
+        "set_values",
+        multiple=True,
+        help="Set an answer, e.g. --set mlflow.replicas=2 (helm's rules).",
+    ),
+    click.option("--set-string", multiple=True, help="Set answers as strings (helm's --set-string)."),
+    click.option(
+        "--set-json", multiple=True, help="Set answers from JSON, e.g. --set-json 'training.jobs=[...]'."
+    ),
+    click.option("--set-file", multiple=True, help="Set answers from files' contents."),
+]
+
+
+def _set_options(func):  # type: ignore[no-untyped-def]
+    for option in reversed(SET_OPTIONS):
+        func = option(func)
+    return func
+
+
+@cli.command()
+@click.option("--preset", help="Start from a preset (see `helm-mlops presets`).")
+@click.option("--answers", "answers_file", help="Answers file (YAML or JSON; - for standard input).")
+@_set_options
+@click.option(
+    "-o",
+    "--output-dir",
+    "out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Directory to write the stack's umbrella chart to.",
+)
+@click.option("--force", is_flag=True, help="Replace a directory helm-mlops did not create, or edited files.")
+@click.option(
+    "--chart-repo",
+    help="Reference the charts from this repository (https:// or oci://) instead of vendoring them.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+def generate(
+    preset: str | None,
+    answers_file: str | None,
+    set_values: tuple[str, ...],
+    set_string: tuple[str, ...],
+    set_json: tuple[str, ...],
+    set_file: tuple[str, ...],
+    out: Path,
+    force: bool,
+    chart_repo: str | None,
+    quiet: bool,
+) -> None:
+    """Write an umbrella chart for a stack from a preset, an answers file or a seed request."""
+    from generator.generate import run_generate
+    from generator.values import helm_order
+
+    lines = run_generate(
+        preset=preset,
+        answers_file=answers_file,
+        sets=list(helm_order(set_json, set_values, set_string, set_file)),
+        out=out,
+        force=force,
+        chart_repo=chart_repo,
+    )
+    if not quiet:
+        for line in lines:
+            click.echo(line)
+
+
+@cli.command("template")
+@click.argument("stack_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--release", help="Release name (default: the stack's name).")
+@click.option("--helm", "helm_bin", envvar="HELM_MLOPS_HELM", help="helm binary.")
+@click.option("-n", "--namespace", envvar="HELM_NAMESPACE", help="Namespace (default: the stack's).")
+def template_cmd(stack_dir: Path, release: str | None, helm_bin: str | None, namespace: str | None) -> None:
+    """Render a generated stack's manifests (helm template)."""
+    from generator.stackcheck import render_text
+
+    click.echo(render_text(stack_dir, release=release, helm_bin=helm_bin, namespace=namespace), nl=False)
+
+
+@cli.command("lint")
+@click.argument("stack_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--helm", "helm_bin", envvar="HELM_MLOPS_HELM", help="helm binary (Helm 4); Helm 3 is found beside it."
+)
+@click.option(
+    "--crds",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="CRD folder (default: ../shared/crds when present).",
+)
+def lint_cmd(stack_dir: Path, helm_bin: str | None, crds: Path | None) -> None:
+    """Check a generated stack: helm lint --strict (Helm 4 and 3), schemas, kubernetes-validate, CRDs,
+    Pod Security "restricted". Every problem is listed; exit 2 when there is any."""
+    from generator.stackcheck import lint
+
+    for line in lint(stack_dir, helm_bin=helm_bin, crd_dir=crds):
+        click.echo(line)
+
+
 DEBUG_ENV = "HELM_DEBUG"  # helm sets it for plugins when run with --debug
 
 

@@ -17,7 +17,16 @@ from tests.support.charts import REPO
 
 PACKAGE = REPO / "generator"
 BASE = {"generator", "generator.errors", "generator.paths"}
-PURE_PREFIXES = ("generator.values", "generator.yamlio", "generator.charts")
+PURE_PREFIXES = (
+    "generator.values",
+    "generator.yamlio",
+    "generator.charts",
+    "generator.answers",
+    "generator.components",
+    "generator.stack",
+    "generator.seed",
+    "generator.sweep",
+)
 ADAPTERS = ("generator.helm", "generator.kube")
 
 

@@ -18,17 +18,7 @@ MLFLOW, TRAINING, INFERENCE = CHARTS / "mlflow", CHARTS / "training-job", CHARTS
 SERVED = {
     "model": {"trustModel": True, "source": {"type": "pvc", "pvc": {"claimName": "m", "path": "iris.joblib"}}}
 }
-STACK = {
-    "podSelector": {
-        "matchExpressions": [
-            {
-                "key": "app.kubernetes.io/name",
-                "operator": "In",
-                "values": ["mlflow", "training-job", "inference-service"],
-            }
-        ]
-    }
-}
+STACK = {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "helm-mlops"}}}
 
 
 def _peers(docs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:

@@ -473,6 +473,7 @@ metadata:
   labels:
     {{- include "training-job.selectorLabels" (dict "root" .root "component" "training") | nindent 4 }}
     helm-mlops.io/training-job: {{ include "training-job.fullname" .root }}
+    app.kubernetes.io/part-of: helm-mlops
     {{- with $v.podLabels }}
     {{- toYaml . | nindent 4 }}
     {{- end }}

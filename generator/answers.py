@@ -1,0 +1,524 @@
+"""Answers: what a stack holds, layered like copier's (defaults < preset < answers file < `--set` <
+interactive answers) and checked by one function, `validate`, whatever each value's source. Every
+problem is reported at once, each with its path (`inference.services[1].hpa.maxReplicas`). Pure: no
+helm, no cluster, no network (the MLflow version default comes in as an argument)."""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from generator import yamlio
+from generator.answers_schema import API_VERSION, FORMATS, KIND, SCHEMA
+from generator.errors import UserError
+from generator.values import apply_sets, deep_merge, parse_quantity
+
+INLINE_LIMIT = 1_000_000  # base64 characters: what the inference chart's ConfigMap holds
+RESERVED_NAMES = {"mlflow", "global", "credentials", "stack"}
+CODE_FORMATS = {
+    "sklearn": "a pickle",
+    "joblib": "a pickle (joblib)",
+    "torch": "a PyTorch model",
+    "mlflow": "an MLflow model",
+}
+EXTENSIONS = {
+    ".pkl": "sklearn", ".pickle": "sklearn", ".joblib": "joblib", ".onnx": "onnx", ".pt": "torch",
+    ".pth": "torch", ".h5": "keras", ".keras": "keras", ".bst": "xgboost", ".ubj": "xgboost", ".txt": "lightgbm",
+}  # fmt: skip
+MLSERVER_FORMATS = {"sklearn", "joblib", "xgboost", "lightgbm", "mlflow"}
+CRON = re.compile(r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$")
+
+
+def defaults(mlflow_version: str) -> dict[str, Any]:
+    """The base layer: an MLflow with SQLite on a volume, no jobs, no services."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": "mlops",
+        "description": "",
+        "global": {
+            "namespace": "mlops",
+            "imageRegistry": "",
+            "imagePullSecrets": [],
+            "storageClass": "",
+            "labels": {},
+            "strictSecurity": False,
+        },
+        "mlflow": {
+            "enabled": True,
+            "version": mlflow_version,
+            "serviceName": "",
+            "replicas": 1,
+            "ui": True,
+            "backendStore": {"type": "sqlite"},
+            "artifactStore": {"type": "pvc"},
+            "persistence": {"size": "10Gi"},
+            "ingress": {"enabled": False},
+            "auth": {"enabled": False},
+            "cpu": "1",
+            "memory": "2Gi",
+            "podDisruptionBudget": False,
+            "metrics": False,
+        },
+        "training": {"jobs": []},
+        "inference": {"services": []},
+    }
+
+
+@dataclass
+class Problem:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class InvalidAnswers(UserError):
+    """Every problem found in a set of answers, each with its path. Exit code 2."""
+
+    def __init__(self, problems: list[Problem], source: str = "answers") -> None:
+        self.problems = problems
+        lines = "\n".join(f"  {p}" for p in problems)
+        super().__init__(
+            f"{len(problems)} problem(s) in the {source}:\n{lines}",
+            hint="change the values named above (answers file, --set or the wizard) and run again",
+        )
+
+
+def fmt_path(parts: Iterable[str | int]) -> str:
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+# Layers ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Layers:
+    """The sources of one stack's answers, lowest first."""
+
+    base: dict[str, Any]
+    preset: dict[str, Any] | None = None
+    file: dict[str, Any] | None = None
+    sets: list[tuple[str, str]] = field(default_factory=list)  # (flag, KEY=VALUE) in helm's order
+    interactive: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def merge_layers(layers: Layers) -> dict[str, Any]:
+    """Defaults < preset < answers file < --set < interactive answers (mappings merge, lists replace)."""
+    out = copy.deepcopy(layers.base)
+    for layer in (layers.preset, layers.file):
+        if layer:
+            out = deep_merge(out, layer)
+    if layers.sets:
+        out = apply_sets(out, layers.sets)
+    if layers.interactive:
+        out = deep_merge(out, layers.interactive)
+    return out
+
+
+def load_file(path: Path | str, field: str = "--answers") -> dict[str, Any]:
+    """An answers file (YAML or JSON); `-` reads standard input. Header checked here, the rest by validate."""
+    import sys
+
+    if str(path) == "-":
+        data = yamlio.loads(sys.stdin.read(), "--answers (standard input)")
+    else:
+        text = yamlio.read_text(Path(path), field, "pass an answers file (helm-mlops init writes one)")
+        data = yamlio.loads(text, f"{field} ({path})")
+    if not isinstance(data, dict):
+        raise UserError(
+            "an answers file must be a mapping", field=f"{field} ({path})", hint="see docs/answers.md"
+        )
+    return data
+
+
+# Validation -----------------------------------------------------------------------------------------
+
+
+def validate(answers: Mapping[str, Any]) -> list[Problem]:
+    """Every problem in a set of answers: the schema's, then the rules across fields."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    for error in sorted(validator.iter_errors(answers), key=lambda e: [str(p) for p in e.absolute_path]):
+        path = fmt_path(error.absolute_path)
+        if path in seen and error.validator in ("anyOf", "oneOf"):
+            continue
+        seen.add(path)
+        problems.append(Problem(path, _schema_message(error)))
+    if problems:  # the rules below read the structure the schema guarantees
+        return problems
+    return cross_checks(answers)
+
+
+def _schema_message(error: Any) -> str:
+    """A schema error in words a user acts on, without Python reprs."""
+    import json
+
+    kind = error.validator
+    value = error.instance
+    shown = json.dumps(value) if not isinstance(value, (dict, list)) else type(value).__name__
+    if kind == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(value) - set(allowed)) if isinstance(value, dict) else []
+        return f"unknown key(s) {', '.join(extra)}; allowed: {', '.join(allowed)}"
+    if kind == "enum":
+        choices = ", ".join(json.dumps(c) for c in error.validator_value if c != "")
+        return f"{shown} is not one of {choices}"
+    if kind == "const":
+        return f"must be {json.dumps(error.validator_value)}"
+    if kind == "type":
+        want = error.validator_value
+        want = " or ".join(want) if isinstance(want, list) else want
+        return f"{shown} is not a{'n' if want[0] in 'aeiou' else ''} {want}"
+    if kind == "pattern":
+        return f"{shown} is not valid ({error.schema.get('description', 'see docs/answers.md')})"
+    if kind == "required":
+        missing = [k for k in error.validator_value if not isinstance(value, dict) or k not in value]
+        return f"missing required key(s): {', '.join(missing)}"
+    if kind in ("minimum", "maximum"):
+        word = ">=" if kind == "minimum" else "<="
+        return f"{shown} must be {word} {error.validator_value}"
+    if kind in ("minLength", "maxLength"):
+        return f"{shown} must have {'at least' if kind == 'minLength' else 'at most'} {error.validator_value} characters"
+    if kind == "anyOf":
+        return f"{shown} has the wrong shape ({error.schema.get('description', '')})"
+    return str(error.message)
+
+
+def model_format(service: Mapping[str, Any]) -> str:
+    """The model format a service's answers mean: the answer, else from the URI or the file name."""
+    model = service.get("model") or {}
+    if model.get("format"):
+        return str(model["format"])
+    uri = str(model.get("uri") or "")
+    if uri.startswith(("models:/", "runs:/")):
+        return "mlflow"
+    name = (model.get("inline") or {}).get("fileName") or uri.rsplit("/", 1)[-1]
+    suffix = Path(str(name)).suffix.lower()
+    return EXTENSIONS.get(suffix, "")
+
+
+def source_type(service: Mapping[str, Any]) -> str:
+    model = service.get("model") or {}
+    uri = str(model.get("uri") or "")
+    if model.get("inline") is not None and not uri:
+        return "inline"
+    for prefix, kind in (("models:/", "mlflow"), ("runs:/", "mlflow"), ("s3://", "s3"), ("pvc://", "pvc")):
+        if uri.startswith(prefix):
+            return kind
+    if uri.startswith(("https://", "http://")):
+        return "https"
+    return ""
+
+
+def cross_checks(answers: Mapping[str, Any]) -> list[Problem]:
+    problems: list[Problem] = []
+
+    def bad(path: str, message: str) -> None:
+        problems.append(Problem(path, message))
+
+    def quantity(path: str, value: Any) -> None:
+        if value is None or value == "":
+            return
+        try:
+            parse_quantity(value, path)
+        except UserError as exc:
+            bad(path, str(exc).split(": ", 1)[-1].split("\n")[0])
+
+    mlflow = answers.get("mlflow") or {}
+    mlflow_on = bool(mlflow.get("enabled", True))
+    names: dict[str, str] = {}
+
+    def name_check(path: str, name: str) -> None:
+        if name in RESERVED_NAMES:
+            bad(path, f"{name!s} is reserved; pick another name")
+        elif name in names:
+            bad(path, f"{name} is already the name of {names[name]}; names are unique in a stack")
+        else:
+            names[name] = path.rsplit(".", 1)[0]
+
+    # MLflow
+    if mlflow_on:
+        backend = (mlflow.get("backendStore") or {}).get("type", "sqlite")
+        store = mlflow.get("artifactStore") or {}
+        replicas = int(mlflow.get("replicas", 1))
+        if replicas > 1 and backend == "sqlite":
+            bad(
+                "mlflow.replicas",
+                f"must be 1 with backendStore.type sqlite (got {replicas}); use postgresql or mysql for more",
+            )
+        elif replicas > 1 and store.get("type", "pvc") == "pvc":
+            bad(
+                "mlflow.replicas",
+                f"must be 1 with artifactStore.type pvc (a ReadWriteOnce volume; got {replicas}); use minio, s3, gcs or azure",
+            )
+        if mlflow.get("podDisruptionBudget") and replicas < 2:
+            bad(
+                "mlflow.podDisruptionBudget",
+                "needs mlflow.replicas >= 2 (with one replica a drain could never proceed)",
+            )
+        db = mlflow.get("backendStore") or {}
+        if backend in ("postgresql", "mysql") and not db.get("inCluster"):
+            if not db.get("host"):
+                bad(
+                    "mlflow.backendStore.host",
+                    f"required with backendStore.type {backend} (or inCluster: true for postgresql)",
+                )
+            if not db.get("existingSecret"):
+                bad(
+                    "mlflow.backendStore.existingSecret",
+                    "required: name the Secret that holds the database password",
+                )
+        if db.get("inCluster") and backend != "postgresql":
+            bad("mlflow.backendStore.inCluster", "only postgresql can run in the stack")
+        kind = store.get("type", "pvc")
+        if kind in ("s3", "gcs", "azure") and not store.get("bucket"):
+            bad("mlflow.artifactStore.bucket", f"required with artifactStore.type {kind}")
+        if kind == "minio" and not store.get("inCluster", True) and not store.get("endpoint"):
+            bad("mlflow.artifactStore.endpoint", "required for an external MinIO (or inCluster: true)")
+        if kind == "azure" and not store.get("storageAccount"):
+            bad("mlflow.artifactStore.storageAccount", "required with artifactStore.type azure")
+        if kind in ("gcs", "azure") and not store.get("existingSecret"):
+            bad(
+                "mlflow.artifactStore.existingSecret",
+                f"required with artifactStore.type {kind} (the credentials)",
+            )
+        if store.get("inCluster") and kind != "minio":
+            bad("mlflow.artifactStore.inCluster", "only minio can run in the stack")
+        if store.get("endpoint"):
+            _url(bad, "mlflow.artifactStore.endpoint", store["endpoint"])
+        quantity("mlflow.cpu", mlflow.get("cpu"))
+        quantity("mlflow.memory", mlflow.get("memory"))
+        quantity("mlflow.persistence.size", (mlflow.get("persistence") or {}).get("size"))
+        quantity("mlflow.artifactStore.size", store.get("size"))
+        _ingress(bad, "mlflow.ingress", mlflow.get("ingress") or {})
+
+    # Training jobs
+    from generator import sweep as sweep_space
+
+    for i, job in enumerate((answers.get("training") or {}).get("jobs") or []):
+        at = f"training.jobs[{i}]"
+        name_check(f"{at}.name", job["name"])
+        script = job.get("script") or {}
+        if script.get("file") and script.get("content") is not None:
+            bad(f"{at}.script", "give file or content, not both")
+        has_script = bool(script.get("file") or script.get("content"))
+        if script and not has_script:
+            bad(f"{at}.script", "needs file (a .py path) or content (the script's text)")
+        if has_script and job.get("command"):
+            bad(f"{at}.command", "give a script or a command, not both (the script runs with python)")
+        if not has_script and not job.get("command"):
+            bad(f"{at}", "needs script (file or content) or image and command")
+        for key in ("cpu", "memory"):
+            quantity(f"{at}.{key}", job.get(key))
+        gpus = int(job.get("gpus") or 0)
+        if gpus and not job.get("image"):
+            bad(
+                f"{at}.image",
+                f"{gpus} GPU(s) requested: set a CUDA-capable image (the default python image has no CUDA)",
+            )
+        distributed = any(job.get(k) is not None for k in ("nodes", "procsPerNode", "operator"))
+        procs = int(job.get("procsPerNode") or 1)
+        if distributed and gpus and procs > gpus:
+            bad(f"{at}.procsPerNode", f"{procs} processes per pod but only {gpus} GPU(s): use at most {gpus}")
+        if distributed and job.get("schedule"):
+            bad(f"{at}.schedule", "a distributed job cannot be scheduled (CronJob); drop one of them")
+        if job.get("schedule") and not CRON.match(str(job["schedule"]).strip()):
+            bad(
+                f"{at}.schedule",
+                f"{job['schedule']!s} is not a cron schedule (five fields, e.g. '0 3 * * *')",
+            )
+        space = job.get("sweep")
+        if space:
+            if distributed:
+                bad(f"{at}.sweep", "a sweep runs single-pod trials; drop nodes/procsPerNode/operator")
+            try:
+                sweep_space.trial_count({"enabled": True, **space}, f"{at}.sweep")
+            except UserError as exc:
+                bad(exc.field or f"{at}.sweep", str(exc).split("\n")[0].split(": ", 1)[-1])
+        if job.get("operator") == "trainjob" and job.get("secrets"):
+            bad(f"{at}.secrets", "a TrainJob cannot take envFrom secrets; use operator none or pytorchjob")
+        if not mlflow_on and not job.get("env"):
+            pass  # jobs without MLflow are allowed: they just do not log
+        for j, vol in enumerate(job.get("volumes") or []):
+            sources = [k for k in ("claimName", "size", "emptyDir") if vol.get(k)]
+            if len(sources) != 1:
+                bad(
+                    f"{at}.volumes[{j}]",
+                    "needs exactly one of claimName, size (a new claim) or emptyDir: true",
+                )
+            quantity(f"{at}.volumes[{j}].size", vol.get("size"))
+        _env(bad, f"{at}.env", job.get("env"))
+
+    # Inference services
+    for i, svc in enumerate((answers.get("inference") or {}).get("services") or []):
+        at = f"inference.services[{i}]"
+        name_check(f"{at}.name", svc["name"])
+        runtime = svc.get("runtime", "fastapi")
+        model = svc.get("model") or {}
+        kind = source_type(svc)
+        fmt = model_format(svc)
+        uri = str(model.get("uri") or "")
+        if runtime == "bentoml":
+            if not svc.get("image") or ":" not in str(svc["image"]).rsplit("/", 1)[-1]:
+                bad(
+                    f"{at}.image",
+                    "runtime bentoml needs the Bento's image with a tag (what `bentoml containerize` built)",
+                )
+        else:
+            if not kind:
+                if uri:
+                    bad(
+                        f"{at}.model.uri",
+                        f"{uri} is not models:/..., runs:/..., s3://..., https://... or pvc://claim/path",
+                    )
+                else:
+                    bad(f"{at}.model", "needs uri (models:/, s3://, https://, pvc://) or inline")
+            if kind and not fmt:
+                bad(
+                    f"{at}.model.format",
+                    "cannot tell the format from the file name; set it ("
+                    + ", ".join(f for f in FORMATS if f)
+                    + ")",
+                )
+            if kind == "mlflow":
+                if not mlflow_on and not model.get("trackingUri"):
+                    bad(
+                        f"{at}.model.uri",
+                        "models:/ needs MLflow in the stack (mlflow.enabled) or model.trackingUri",
+                    )
+                if not re.match(r"^(models:/[^/@]+(@[A-Za-z0-9_-]+|/[0-9]+)|runs:/[^/]+/.+)$", uri):
+                    bad(
+                        f"{at}.model.uri",
+                        f"{uri} is not models:/<name>@<alias>, models:/<name>/<version> or runs:/<run>/<path>",
+                    )
+            if kind == "s3" and not re.match(r"^s3://[^/]+/.+", uri):
+                bad(f"{at}.model.uri", "s3 sources are s3://<bucket>/<key>")
+            if kind == "pvc" and not re.match(r"^pvc://[a-z0-9]([-a-z0-9.]*[a-z0-9])?/.+", uri):
+                bad(f"{at}.model.uri", "pvc sources are pvc://<claim>/<path in the claim>")
+            if kind == "https" and re.search(
+                r"^https?://[^/]*@|[?&](X-Amz-Signature|X-Amz-Credential|sig|signature|token|access_token)=",
+                uri,
+            ):
+                bad(
+                    f"{at}.model.uri",
+                    "carries credentials (user info or a signed query): use an s3 source with existingSecret, or a pvc",
+                )
+            if kind == "https" and uri.startswith("http://") and not model.get("sha256"):
+                bad(
+                    f"{at}.model.uri",
+                    "plain http lets anyone on the path change the model: use https or pin model.sha256",
+                )
+            if kind == "inline":
+                inline = model.get("inline") or {}
+                size = len(str(inline.get("base64") or ""))
+                if not size:
+                    bad(f"{at}.model.inline.base64", "is empty: base64 of the model file")
+                elif size > INLINE_LIMIT:
+                    bad(
+                        f"{at}.model.inline",
+                        f"{size * 3 // 4 // 1024} KiB is too big to carry inline (about 1 MiB at most): put the model on a PVC (pvc://claim/path) or in S3/MinIO (s3://bucket/key)",
+                    )
+                if runtime == "kserve":
+                    bad(
+                        f"{at}.model",
+                        "runtime kserve cannot take an inline model: use pvc://, s3://, https:// or models:/",
+                    )
+            if fmt == "mlflow" and model.get("sha256"):
+                bad(
+                    f"{at}.model.sha256",
+                    "cannot pin an MLflow model (a directory or registry URI); remove it and set model.trust: true if you trust it",
+                )
+            elif fmt in CODE_FORMATS and not model.get("trust"):
+                pinned = bool(model.get("sha256"))
+                verified = (
+                    runtime == "fastapi"
+                    or (runtime == "kserve" and fmt == "torch")
+                    or (kind in ("s3", "https", "inline") and runtime == "mlserver")
+                )
+                if fmt == "mlflow" or not pinned:
+                    bad(
+                        f"{at}.model.trust",
+                        f"{CODE_FORMATS[fmt]} is code: loading it runs what its author wrote; set trust: true if you trust it"
+                        + ("" if fmt == "mlflow" else ", or pin the file with model.sha256"),
+                    )
+                elif not verified:
+                    bad(
+                        f"{at}.model.sha256",
+                        f"runtime {runtime} reads the file unchecked, so a pin cannot stand for trust: set model.trust: true",
+                    )
+            if runtime == "mlserver" and fmt and fmt not in MLSERVER_FORMATS:
+                bad(f"{at}.runtime", f"mlserver has no runtime for {fmt} models; use fastapi")
+            if runtime == "fastapi" and fmt in ("xgboost", "lightgbm"):
+                bad(f"{at}.runtime", f"fastapi does not load {fmt} boosters; use mlserver")
+            if runtime == "kserve" and fmt in ("torch", "keras"):
+                bad(
+                    f"{at}.runtime",
+                    f"kserve serves {fmt} models only with a prebuilt helm-mlops runtime image; use fastapi",
+                )
+        if model.get("endpoint"):
+            _url(bad, f"{at}.model.endpoint", model["endpoint"])
+        hpa = svc.get("hpa") or {}
+        if hpa.get("enabled"):
+            low, high = int(hpa.get("minReplicas", 1)), int(hpa.get("maxReplicas", 3))
+            if high < low:
+                bad(f"{at}.hpa.maxReplicas", f"must be >= minReplicas ({low})")
+        if runtime == "kserve" and svc.get("replicas") == 0 and not hpa.get("enabled"):
+            bad(f"{at}.replicas", "kserve (RawDeployment) cannot scale to zero; use 1 or more")
+        for key in ("cpu", "memory"):
+            quantity(f"{at}.{key}", svc.get(key))
+        gpus = int(svc.get("gpus") or 0)
+        if gpus and runtime in ("fastapi", "mlserver") and not svc.get("image"):
+            bad(
+                f"{at}.image",
+                f"{gpus} GPU(s) requested: runtime {runtime}'s default image has no CUDA; set a CUDA-capable image",
+            )
+        _ingress(bad, f"{at}.ingress", svc.get("ingress") or {})
+        _env(bad, f"{at}.env", svc.get("env"))
+    return problems
+
+
+def _url(bad: Any, path: str, value: Any) -> None:
+    if not re.match(r"^https?://[^/\s]+", str(value)):
+        bad(path, f"{value!s} is not an http(s) URL")
+
+
+def _ingress(bad: Any, path: str, ingress: Mapping[str, Any]) -> None:
+    tls = ingress.get("tls") or {}
+    if ingress.get("enabled") and tls.get("enabled") and not ingress.get("host"):
+        bad(f"{path}.host", "TLS needs a host name (the certificate is for a host)")
+    host = ingress.get("host")
+    if host and not re.match(
+        r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$", str(host)
+    ):
+        bad(f"{path}.host", f"{host!s} is not a DNS name (lower case, e.g. ml.example.com)")
+
+
+def _env(bad: Any, path: str, env: Any) -> None:
+    if isinstance(env, list):
+        names = [e.get("name") for e in env if isinstance(e, dict)]
+        for j, name in enumerate(names):
+            if not isinstance(name, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+                bad(f"{path}[{j}].name", "must be an environment variable name (letters, digits, _)")
+
+
+def check(answers: Mapping[str, Any], source: str = "answers") -> None:
+    """Raise InvalidAnswers listing every problem; return quietly when there is none."""
+    problems = validate(answers)
+    if problems:
+        raise InvalidAnswers(problems, source)

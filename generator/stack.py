@@ -1,0 +1,411 @@
+"""A stack: checked answers → the files of an umbrella chart (Chart.yaml, values.yaml with the answer
+behind each value, values.schema.json, README.md, NOTES, answers.yaml, the vendored charts). Pure: the
+charts come in as data (name, version, top-level value keys, archive bytes) and files go out as bytes;
+generate.py reads and writes the disk."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from generator import components as c
+from generator import yamlio
+
+GENERATOR_ANNOTATION = "helm-mlops.dev/generated-by"
+
+
+@dataclass(frozen=True)
+class ChartRef:
+    name: str
+    version: str
+    app_version: str
+    value_keys: tuple[str, ...]
+    archive: bytes | None = None  # None: referenced from a chart repository instead of vendored
+
+
+@dataclass
+class Component:
+    alias: str
+    chart: str
+    kind: str  # mlflow | job | service
+    values: dict[str, Any]
+    table: Mapping[str, str]
+    prefix: str  # the answers path of this component
+
+
+@dataclass
+class Stack:
+    name: str
+    namespace: str
+    components: list[Component]
+    global_values: dict[str, Any]
+    tracking_uri: str
+    files: dict[str, bytes] = field(default_factory=dict)
+
+
+def tracking_uri(answers: Mapping[str, Any]) -> str:
+    if not (answers.get("mlflow") or {}).get("enabled", True):
+        return ""
+    ns = (answers.get("global") or {}).get("namespace") or "default"
+    return f"http://{c.mlflow_fullname(answers)}.{ns}.svc.cluster.local:5000"
+
+
+def service_fullname(stack: str, alias: str) -> str:
+    return f"{stack}-{alias}"[:63].rstrip("-")
+
+
+def components(answers: Mapping[str, Any]) -> list[Component]:
+    """One component per chart instance, in a stable order: MLflow, jobs, services."""
+    g = answers.get("global") or {}
+    out: list[Component] = []
+    if (answers.get("mlflow") or {}).get("enabled", True):
+        out.append(Component("mlflow", c.MLFLOW, "mlflow", c.mlflow_values(answers), c.MLFLOW_PROVENANCE, ""))
+    for i, job in enumerate((answers.get("training") or {}).get("jobs") or []):
+        spec = c.job_spec(job, g.get("labels") or {}, str(g.get("storageClass") or ""))
+        values = c.job_values(spec, str(g.get("imageRegistry") or ""))
+        out.append(Component(job["name"], c.TRAINING, "job", values, c.JOB_PROVENANCE, f"training.jobs[{i}]"))
+    for i, svc in enumerate((answers.get("inference") or {}).get("services") or []):
+        values = c.service_values(svc, answers, tracking_uri(answers))
+        values = {"fullnameOverride": service_fullname(answers["name"], svc["name"]), **values}
+        out.append(
+            Component(
+                svc["name"], c.INFERENCE, "service", values, c.SERVICE_PROVENANCE, f"inference.services[{i}]"
+            )
+        )
+    # Services that load models from the stack's own MinIO may reach it (its NetworkPolicy admits only
+    # MLflow's pods otherwise).
+    readers = [
+        x.alias for x in out if x.kind == "service" and x.values.get("model", {}).get("allowInsecureHttp")
+    ]
+    if readers and out and out[0].kind == "mlflow":
+        peer = {
+            "podSelector": {
+                "matchLabels": {"app.kubernetes.io/part-of": "helm-mlops"},
+                "matchExpressions": [{"key": "app.kubernetes.io/name", "operator": "In", "values": readers}],
+            }
+        }
+        c.put(out[0].values, "artifactStore.minio.allowFrom", [peer])
+    return out
+
+
+def global_values(answers: Mapping[str, Any]) -> dict[str, Any]:
+    g = answers.get("global") or {}
+    out: dict[str, Any] = {}
+    uri = tracking_uri(answers)
+    if uri:
+        out["mlflow"] = {"trackingUri": uri}
+    out["imagePullSecrets"] = [{"name": s} for s in g.get("imagePullSecrets") or []]
+    out["strictSecurity"] = bool(g.get("strictSecurity"))
+    return out
+
+
+GLOBAL_PROVENANCE = {
+    "mlflow": "mlflow (the stack's MLflow Service)",
+    "imagePullSecrets": "global.imagePullSecrets",
+    "strictSecurity": "global.strictSecurity",
+}
+
+
+# values.yaml with provenance comments -------------------------------------------------------------------
+
+
+def _leaf(key: str, value: Any, indent: int) -> list[str]:
+    text = yamlio.dump({key: value}).rstrip("\n").splitlines()
+    pad = " " * indent
+    return [pad + line for line in text]
+
+
+def _emit(
+    node: Mapping[str, Any], indent: int, path: tuple[str, ...], where: Any, said: str | None
+) -> list[str]:
+    lines: list[str] = []
+    for key, value in node.items():
+        here = (*path, str(key))
+        source = where(here)
+        comment = source if source and source != said else None
+        if comment:
+            lines.append(" " * indent + f"# <- {comment}")
+        if isinstance(value, dict) and value:
+            lines.append(" " * indent + yamlio.dump({key: None}).split(":")[0] + ":")
+            lines.extend(_emit(value, indent + 2, here, where, source or said))
+        else:
+            lines.extend(_leaf(str(key), value, indent))
+    return lines
+
+
+def values_yaml(stack: Stack, answers_name: str = "answers.yaml") -> str:
+    head = [
+        f"# Values of the stack {stack.name!s}, generated by helm-mlops from {answers_name}.",
+        "# Each `# <- path` names the answer that set the value(s) below it. To change the stack, edit",
+        f"# {answers_name} and run `helm-mlops generate --answers {answers_name} -o <this directory> --force`;",
+        "# to override at install time, use helm's -f/--set as usual (e.g. --set <component>.replicaCount=2).",
+        "",
+    ]
+    lines = ["# <- global: settings every component shares", "global:"]
+    lines += _emit(
+        stack.global_values, 2, ("global",), lambda p: c.provenance(GLOBAL_PROVENANCE, "", p[1:]), None
+    )
+    for comp in stack.components:
+        what = {"mlflow": "mlflow", "job": comp.prefix, "service": comp.prefix}[comp.kind]
+        lines.append("")
+        lines.append(f"# <- {what}: the {comp.chart} chart")
+        lines.append(f"{comp.alias}:")
+        if not comp.values:
+            lines[-1] += " {}"
+            continue
+        lines += _emit(
+            comp.values, 2, (), lambda p, comp=comp: c.provenance(comp.table, comp.prefix, p), None
+        )
+    lines += ["", "# Credentials from seed-shaped requests: set from credentials.yaml (-f), never here.", "credentials:", "  secrets: {}"]  # fmt: skip
+    return "\n".join(head + lines) + "\n"
+
+
+# Chart.yaml, schema, README, NOTES -----------------------------------------------------------------
+
+
+def chart_yaml(stack: Stack, answers: Mapping[str, Any], charts: Mapping[str, ChartRef], repo: str, generator_version: str) -> str:  # fmt: skip
+    deps = []
+    for comp in stack.components:
+        ref = charts[comp.chart]
+        dep: dict[str, Any] = {"name": ref.name, "version": ref.version}
+        if repo:
+            dep["repository"] = repo
+        if comp.alias != ref.name:
+            dep["alias"] = comp.alias
+        deps.append(dep)
+    kinds = sorted({comp.chart for comp in stack.components})
+    doc = {
+        "apiVersion": "v2",
+        "name": stack.name,
+        "description": answers.get("description")
+        or f"ML stack {stack.name}: " + ", ".join(_summary(stack)) + " (generated by helm-mlops).",
+        "type": "application",
+        "version": "0.1.0",
+        "appVersion": generator_version,
+        "kubeVersion": ">=1.31.0-0" if "training-job" in kinds else ">=1.29.0-0",
+        "annotations": {GENERATOR_ANNOTATION: f"helm-mlops {generator_version}"},
+        "dependencies": deps,
+    }
+    if not deps:
+        del doc["dependencies"]
+    return yamlio.dump(doc)
+
+
+def _summary(stack: Stack) -> list[str]:
+    jobs = sum(1 for x in stack.components if x.kind == "job")
+    services = sum(1 for x in stack.components if x.kind == "service")
+    parts = []
+    if any(x.kind == "mlflow" for x in stack.components):
+        parts.append("MLflow")
+    parts.append(f"{jobs} training job{'s' if jobs != 1 else ''}")
+    parts.append(f"{services} inference service{'s' if services != 1 else ''}")
+    return parts
+
+
+def schema_json(stack: Stack, charts: Mapping[str, ChartRef]) -> str:
+    """The stack's values schema: every component's top-level keys (typos fail at install), `global`,
+    and `credentials`. Each subchart's own schema checks the values inside."""
+    props: dict[str, Any] = {
+        "global": {"type": "object", "description": "Values every component sees."},
+        "credentials": {
+            "type": "object",
+            "description": "Secrets the stack creates: {secrets: {<name>: {<key>: <value>}}}.",
+            "additionalProperties": False,
+            "properties": {
+                "secrets": {
+                    "type": "object",
+                    "additionalProperties": {"type": "object", "additionalProperties": {"type": "string"}},
+                }
+            },
+        },
+    }
+    for comp in stack.components:
+        ref = charts[comp.chart]
+        props[comp.alias] = {
+            "type": "object",
+            "description": f"The {ref.name} chart ({comp.prefix or 'mlflow'}).",
+            "additionalProperties": False,
+            "properties": {key: {} for key in (*ref.value_keys, "global")},
+        }
+    schema = {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "title": f"{stack.name} stack values",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": props,
+    }
+    return json.dumps(schema, indent=2, sort_keys=False) + "\n"
+
+
+def endpoints(stack: Stack) -> list[tuple[str, str, str]]:
+    """(component, in-cluster URL, local access command) per component with an endpoint."""
+    out = []
+    ns = stack.namespace
+    for comp in stack.components:
+        if comp.kind == "mlflow":
+            name = comp.values["fullnameOverride"]
+            out.append(
+                (
+                    "mlflow",
+                    f"http://{name}.{ns}.svc.cluster.local:5000",
+                    f"kubectl -n {ns} port-forward svc/{name} 5000:5000  # then http://127.0.0.1:5000",
+                )
+            )
+        elif comp.kind == "service":
+            name = comp.values["fullnameOverride"]
+            runtime = comp.values.get("runtime", "fastapi")
+            if runtime == "kserve":
+                out.append(
+                    (
+                        comp.alias,
+                        f"InferenceService {name} (KServe)",
+                        f"kubectl -n {ns} get inferenceservice {name}",
+                    )
+                )
+            else:
+                out.append(
+                    (
+                        comp.alias,
+                        f"http://{name}.{ns}.svc.cluster.local:80",
+                        f"kubectl -n {ns} port-forward svc/{name} 8080:80  # then http://127.0.0.1:8080",
+                    )
+                )
+    return out
+
+
+def readme(stack: Stack, answers: Mapping[str, Any], vendored: bool, repo: str) -> str:
+    ns = stack.namespace
+    rows = []
+    for comp in stack.components:
+        what = {"mlflow": "MLflow tracking server and registry", "job": "training job", "service": "inference service"}[comp.kind]  # fmt: skip
+        detail = ""
+        if comp.kind == "service":
+            detail = f"runtime {comp.values.get('runtime')}"
+        elif comp.kind == "mlflow":
+            detail = f"{comp.values['backendStore']['type']} backend, {comp.values['artifactStore']['type']} artifacts"
+        elif comp.kind == "job":
+            detail = (
+                "distributed"
+                if comp.values.get("distributed")
+                else ("sweep" if comp.values.get("sweep") else "single pod")
+            )
+            if comp.values.get("cronJob"):
+                detail = f"every `{comp.values['cronJob']['schedule']}`"
+        rows.append(f"| `{comp.alias}` | {comp.chart} | {what} | {detail} |")
+    deps = (
+        "The charts it uses are vendored in `charts/` (it installs offline)."
+        if vendored
+        else f"The charts it uses come from `{repo}`: run `helm dependency build` first."
+    )
+    endpoint_rows = [f"| `{n}` | `{u}` | `{cmd}` |" for n, u, cmd in endpoints(stack)]
+    jobs = [comp.alias for comp in stack.components if comp.kind == "job"]
+    text = [
+        f"# {stack.name}",
+        "",
+        str(
+            answers.get("description")
+            or f"An ML stack generated by helm-mlops: {', '.join(_summary(stack))}."
+        ),
+        "",
+        "Generated by `helm-mlops generate` from `answers.yaml`; regenerate after editing it with",
+        "`helm-mlops generate --answers answers.yaml -o . --force` (an unchanged answers file gives the same files).",
+        deps,
+        "",
+        "## Components",
+        "",
+        "| name | chart | what | details |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+        "## Install",
+        "",
+        "```console",
+        f"helm install {stack.name} . --namespace {ns} --create-namespace --wait",
+        f"helm mlops install {stack.name} .   # the same, with status afterwards",
+        "```",
+        "",
+        "The release name should be the stack's name: MLflow's address below is fixed in `values.yaml`.",
+        "`--wait` waits for MLflow and the services, not for training to finish: a failed training shows in",
+        f"`helm-mlops status {stack.name} -n {ns}`, never as a failed release.",
+    ]
+    if (answers.get("credentials") or {}) or "credentials.yaml" in stack.files:
+        text += [
+            "",
+            "This stack has credentials from a seed request: add `-f credentials.yaml` (kept out of `values.yaml`).",
+        ]
+    text += [
+        "",
+        "## Endpoints",
+        "",
+        "| component | in the cluster | from your machine |",
+        "|---|---|---|",
+        *endpoint_rows,
+    ]
+    if stack.tracking_uri:
+        text += [
+            "",
+            f"Training jobs and services log to and load from MLflow at `{stack.tracking_uri}` (`global.mlflow.trackingUri`).",
+        ]
+    if jobs:
+        text += [
+            "",
+            "## Training jobs",
+            "",
+            "Each job's objects are named by a hash of its spec: upgrading the stack leaves unchanged jobs alone",
+            "and replaces only changed ones (the old Job goes away with the upgrade; results live in MLflow).",
+            "To train again with the same spec, set the job's `rerun` value, e.g.",
+            f"`helm upgrade {stack.name} . -n {ns} --reuse-values --set {jobs[0]}.rerun=$(date +%s)`.",
+            "",
+            *[f"- `{j}`: `helm-mlops logs {stack.name} {j} -n {ns} -f`" for j in jobs],
+        ]
+    text += [
+        "",
+        "## Check it",
+        "",
+        "```console",
+        "helm-mlops lint .       # helm lint --strict (Helm 4 and 3), schemas, kubernetes-validate, Pod Security",
+        "helm-mlops template .   # the manifests",
+        f"helm test {stack.name} -n {ns}",
+        "```",
+        "",
+    ]
+    return "\n".join(text)
+
+
+NOTES = """{{- /* Generated by helm-mlops: what the stack holds and how to reach it. */ -}}
+Stack {{ .Release.Name }} in namespace {{ .Release.Namespace }}:
+{{- range $line := .Values.stackNotes }}
+  {{ $line }}
+{{- end }}
+
+Status:  helm-mlops status {{ .Release.Name }} -n {{ .Release.Namespace }}
+Tests:   helm test {{ .Release.Name }} -n {{ .Release.Namespace }}
+"""
+
+CREDENTIALS = """{{- /* Secrets from seed-shaped requests' credentials; their values come from credentials.yaml (-f). */ -}}
+{{- range $name, $data := .Values.credentials.secrets }}
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: {{ $name }}
+  labels:
+    app.kubernetes.io/managed-by: {{ $.Release.Service }}
+    app.kubernetes.io/part-of: {{ $.Release.Name }}
+  annotations:
+    helm.sh/resource-policy: keep
+type: Opaque
+stringData:
+  {{- range $key, $value := $data }}
+  {{ $key }}: {{ $value | quote }}
+  {{- end }}
+{{- end }}
+"""
+
+HELMIGNORE = "answers.yaml\ncredentials.yaml\nREADME.md\n.helm-mlops\n"
+
+
+def notes_lines(stack: Stack) -> list[str]:
+    return [f"{n}: {u}  ({cmd.split('  #')[0]})" for n, u, cmd in endpoints(stack)]

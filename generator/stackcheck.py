@@ -1,0 +1,164 @@
+"""`helm-mlops template DIR` and `helm-mlops lint DIR`: render a generated stack and check it the way
+CI checks our charts: helm lint --strict on Helm 4 and Helm 3, the values schemas, kubernetes-validate
+--strict, custom resources against their CRDs, and Pod Security "restricted". Every problem is listed
+before the command fails."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from generator import yamlio
+from generator.errors import HelmMlopsError, UserError
+from generator.helm.adapter import Helm
+
+KUBE_VERSION = "1.34.0"
+WORKLOADS = {"Deployment", "StatefulSet", "Job", "DaemonSet", "ReplicaSet"}
+
+
+def _stack(stack_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The stack's Chart.yaml and answers (namespace, name)."""
+    chart = stack_dir / "Chart.yaml"
+    if not chart.is_file():
+        raise UserError(f"{stack_dir} has no Chart.yaml", field="STACK_DIR", hint="pass a directory `helm-mlops generate` wrote")  # fmt: skip
+    meta = yamlio.load_mapping(chart, "STACK_DIR")
+    answers_path = stack_dir / "answers.yaml"
+    data = yamlio.load_mapping(answers_path, "STACK_DIR") if answers_path.is_file() else {}
+    return meta, data
+
+
+def _helm(helm_bin: str | None) -> Helm:
+    from generator.helm.binary import find_helm
+
+    return Helm(find_helm(helm_bin))
+
+
+def _helm3(helm4: Helm) -> Helm | None:
+    """A Helm 3 beside the Helm 4: the checkout's pinned helm3, else `helm3` on PATH."""
+    from generator.helm.binary import find_helm
+    from generator.paths import tools_bin
+
+    candidates = []
+    tools = tools_bin()
+    if tools is not None and (tools / "helm3").is_file():
+        candidates.append(str(tools / "helm3"))
+    found = shutil.which("helm3")
+    if found:
+        candidates.append(found)
+    if helm4.binary.major == 3:
+        return helm4
+    for candidate in candidates:
+        try:
+            binary = find_helm(candidate)
+        except HelmMlopsError:
+            continue
+        if binary.major == 3:
+            return Helm(binary)
+    return None
+
+
+def render(
+    stack_dir: Path, *, release: str | None, helm: Helm, namespace: str | None
+) -> list[dict[str, Any]]:
+    meta, data = _stack(stack_dir)
+    ns = namespace or (data.get("global") or {}).get("namespace") or "default"
+    return helm.template(stack_dir, release or str(meta["name"]), {}, namespace=ns, source=str(stack_dir))
+
+
+def render_text(stack_dir: Path, *, release: str | None, helm_bin: str | None, namespace: str | None) -> str:
+    docs = render(stack_dir, release=release, helm=_helm(helm_bin), namespace=namespace)
+    return "".join("---\n" + yamlio.dump(doc) for doc in docs)
+
+
+def _pod_spec(doc: dict[str, Any]) -> dict[str, Any] | None:
+    kind = doc.get("kind")
+    spec = doc.get("spec") or {}
+    if kind == "Pod":
+        return spec
+    if kind in WORKLOADS:
+        return (spec.get("template") or {}).get("spec")
+    if kind == "CronJob":
+        return ((((spec.get("jobTemplate") or {}).get("spec") or {}).get("template")) or {}).get("spec")
+    return None
+
+
+def problems_in(docs: list[dict[str, Any]], crd_dir: Path | None) -> list[str]:
+    """kubernetes-validate --strict, CRD schemas and Pod Security "restricted" over rendered objects."""
+    import kubernetes_validate
+
+    from generator.charts.crds import load_crd_schemas, validate_custom_resource
+    from generator.charts.policy import restricted_violations
+
+    crds = load_crd_schemas(crd_dir) if crd_dir is not None else {}
+    out: list[str] = []
+    for doc in docs:
+        where = f"{doc.get('kind')}/{(doc.get('metadata') or {}).get('name')}"
+        key = (str(doc.get("apiVersion", "")).split("/")[0], str(doc.get("kind")))
+        if key in crds:
+            out += [f"{where}: {p}" for p in validate_custom_resource(doc, crds[key])]
+        else:
+            try:
+                kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                out.append(f"{where}: {exc.message}")
+            except kubernetes_validate.SchemaNotFoundError:
+                if "/" in str(doc.get("apiVersion", "")) and "." in key[0]:
+                    out.append(f"{where}: no schema for {doc.get('apiVersion')} (pass --crds with its CRD)")
+                else:
+                    raise
+        spec = _pod_spec(doc)
+        if spec:
+            out += [f"{where}: Pod Security restricted: {p}" for p in restricted_violations(spec)]
+    return out
+
+
+def default_crds() -> Path | None:
+    from generator.paths import checkout_root
+
+    root = checkout_root()
+    if root is None:
+        return None
+    folder = root.parent / "shared" / "crds"
+    return folder if folder.is_dir() else None
+
+
+def lint(stack_dir: Path, *, helm_bin: str | None, crd_dir: Path | None) -> list[str]:
+    """Lines to print; raises UserError listing every problem when there is any."""
+    _stack(stack_dir)
+    helm4 = _helm(helm_bin)
+    lines: list[str] = []
+    problems: list[str] = []
+    helms = [helm4]
+    helm3 = _helm3(helm4)
+    if helm3 is None:
+        lines.append("helm 3: not found (set up with `make tools`), its lint skipped")
+    elif helm3 is not helm4:
+        helms.append(helm3)
+    for helm in helms:
+        try:
+            helm.lint(stack_dir, strict=True, source=str(stack_dir))
+            lines.append(f"helm lint --strict ({helm.binary.describe()}): ok")
+        except HelmMlopsError as exc:
+            problems.append(f"helm lint --strict ({helm.binary.describe()}): {exc}")
+    try:
+        docs = render(stack_dir, release=None, helm=helm4, namespace=None)
+    except HelmMlopsError as exc:
+        problems.append(f"helm template: {exc}")
+        docs = []
+    crd_dir = crd_dir or default_crds()
+    if crd_dir is None:
+        lines.append("CRDs: none given (--crds), custom resources checked by kubernetes-validate only")
+    found = problems_in(docs, crd_dir)
+    problems += found
+    if docs and not found:
+        lines.append(
+            f"{len(docs)} objects: kubernetes-validate --strict, CRDs and Pod Security restricted: ok"
+        )
+    if problems:
+        raise UserError(
+            f"{len(problems)} problem(s) in {stack_dir}:\n" + "\n".join(f"  {p}" for p in problems),
+            field="STACK_DIR",
+            hint="regenerate from changed answers, or fix the values named above",
+        )
+    return lines
