@@ -94,7 +94,7 @@ def problems_in(docs: list[dict[str, Any]], crd_dir: Path | None) -> list[str]:
     out: list[str] = []
     for doc in docs:
         where = f"{doc.get('kind')}/{(doc.get('metadata') or {}).get('name')}"
-        key = (str(doc.get("apiVersion", "")).split("/")[0], str(doc.get("kind")))
+        key = (str(doc.get("apiVersion", "")), str(doc.get("kind")))
         if key in crds:
             out += [f"{where}: {p}" for p in validate_custom_resource(doc, crds[key])]
         else:
@@ -103,10 +103,8 @@ def problems_in(docs: list[dict[str, Any]], crd_dir: Path | None) -> list[str]:
             except kubernetes_validate.ValidationError as exc:
                 out.append(f"{where}: {exc.message}")
             except kubernetes_validate.SchemaNotFoundError:
-                if "/" in str(doc.get("apiVersion", "")) and "." in key[0]:
-                    out.append(f"{where}: no schema for {doc.get('apiVersion')} (pass --crds with its CRD)")
-                else:
-                    raise
+                hint = " (pass --crds with its CRD)" if "." in key[0].split("/")[0] else ""
+                out.append(f"{where}: no schema for {doc.get('apiVersion')} {doc.get('kind')}{hint}")
         spec = _pod_spec(doc)
         if spec:
             out += [f"{where}: Pod Security restricted: {p}" for p in restricted_violations(spec)]
