@@ -59,52 +59,51 @@ def docs(chart_dirs: tuple[Path, ...], check: bool) -> None:
 
 
 @cli.command()
-@click.option("--chart", "chart", default="mlflow", show_default=True, help="Chart to show.")
+@click.option("--preset", default="full-stack", show_default=True, help="Preset to generate and install.")
 @click.option(
-    "--values",
-    "values_file",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="Values file (default: the <chart>-quickstart preset).",
+    "-o",
+    "--output-dir",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write the stack (default: ./helm-mlops-demo/<preset>).",
 )
+@click.option("--set", "set_values", multiple=True, help="Change an answer, e.g. --set mlflow.replicas=1.")
 @click.option(
     "--helm",
     "helm_bin",
     envvar="HELM_MLOPS_HELM",
     help="helm binary (default: $HELM_MLOPS_HELM, a checkout's .tools/bin/helm, then helm on PATH).",
 )
-@click.option("--install/--no-install", default=True, show_default=True, help="Install after rendering.")
+@click.option("--install/--no-install", default=True, show_default=True, help="Install after linting.")
 @click.option(
     "--kubeconfig",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Cluster to install into (default: $KUBECONFIG, ~/.kube/config, else the embedded local cluster).",
 )
-@click.option(
-    "-n", "--namespace", default="helm-mlops-demo", show_default=True, help="Namespace to install into."
-)
+@click.option("-n", "--namespace", help="Namespace to install into (default: the preset's).")
 @click.option("--kube-context", envvar="HELM_KUBECONTEXT", help="Context of the kubeconfig to use.")
-@click.option("--release", default="demo", show_default=True, help="Release name.")
 def demo(
-    chart: str,
-    values_file: Path | None,
+    preset: str,
+    out: Path | None,
+    set_values: tuple[str, ...],
     helm_bin: str | None,
     install: bool,
     kubeconfig: Path | None,
-    namespace: str,
+    namespace: str | None,
     kube_context: str | None,
-    release: str,
 ) -> None:
-    """Lint and render a chart with its quickstart preset, install it and show its status."""
+    """Generate a preset's stack, lint it, install it and show how to reach it."""
     from generator.demo import run_demo
 
     lines = run_demo(
-        chart,
-        values_file,
+        preset,
+        out,
         helm_bin,
         install=install,
         kubeconfig=kubeconfig,
         kube_context=kube_context,
         namespace=namespace,
-        release=release,
+        sets=[("--set", s) for s in set_values],
     )
     for line in lines:
         click.echo(line)

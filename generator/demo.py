@@ -1,80 +1,80 @@
-"""`helm-mlops demo`: the main job until the generator lands. Lints a chart with its quickstart
-preset on the pinned helm, renders it through pyhelm3 and lists what an install creates; then
-installs it (pyhelm3, --wait) into the user's cluster, or into the embedded local cluster when no
-kubeconfig is configured, and shows the release and its pods."""
+"""`helm-mlops demo`: the main job end to end. Generates a preset's stack (full-stack by default) into a
+directory it names, lints it (helm lint --strict on Helm 4 and 3, schemas, kubernetes-validate, Pod
+Security), installs it with pyhelm3 (--wait) into the user's cluster, or into the embedded local cluster
+when no kubeconfig is configured, and prints each component's state and how to reach MLflow and the
+inference services."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
 
-from generator import yamlio
-from generator.errors import UserError
+from generator import generate, stack, stackcheck
 from generator.helm.adapter import Helm
 from generator.helm.binary import find_helm
-from generator.paths import chart_dir, presets_dir
-from generator.values import check_values
+
+
+def default_dir(preset: str) -> Path:
+    return Path("helm-mlops-demo") / preset
 
 
 def run_demo(
-    chart_name: str,
-    values_file: Path | None,
+    preset: str,
+    out: Path | None,
     helm_bin: str | None,
     *,
     install: bool = True,
     kubeconfig: Path | None = None,
-    namespace: str = "helm-mlops-demo",
-    release: str = "demo",
+    namespace: str | None = None,
     kube_context: str | None = None,
+    sets: list[tuple[str, str]] | None = None,
 ) -> Iterator[str]:
-    chart = chart_dir(chart_name)
-    if values_file is None:
-        values_file = presets_dir() / f"{chart_name}-quickstart.yaml"
-        if not values_file.is_file():
-            ready = sorted(
-                p.name.removesuffix("-quickstart.yaml") for p in presets_dir().glob("*-quickstart.yaml")
-            )
-            raise UserError(
-                f"chart {chart_name} has no quickstart preset, so the demo needs its values",
-                field="--values",
-                hint="pass --values FILE (the chart's ci/*-values.yaml are examples), "
-                f"or --chart {' | '.join(ready)}",
-            )
-    elif not values_file.is_file():
-        raise UserError(
-            f"{values_file} does not exist", field="--values", hint="pass an existing values file"
-        )
-    values = yamlio.load_mapping(values_file)
-    check_values(chart, values, str(values_file))
+    out = out or default_dir(preset)
+    sets = list(sets or [])
+    if namespace:  # the stack is generated for the namespace it goes to
+        sets.append(("--set-string", f"global.namespace={namespace}"))
+    loaded = generate.load(preset=preset, answers_file=None, sets=sets)
+    target = None
+    if install:  # a cluster that cannot be used is named before anything is written
+        from generator.kube.target import resolve
+
+        target = resolve(kubeconfig, kube_context)
+    built = generate.build(loaded)
+    generate.write(built.files, out, force=False)
+    yield f"generated the {preset} preset ({', '.join(stack._summary(built))}) into {out}/"
     helm = Helm(find_helm(helm_bin))
-    yield f"helm {helm.version()}: linting {chart} with {values_file}"
-    helm.lint(chart, values, source=str(values_file))
-    yield "lint: ok"
-    resources = helm.template(chart, release, values, namespace=namespace, source=str(values_file))
-    yield f"release '{release}' consists of {len(resources)} resources:"
-    for res in resources:
-        hook = (res.get("metadata", {}).get("annotations") or {}).get("helm.sh/hook")
-        suffix = f"  (hook: {hook})" if hook else ""
-        yield f"  {res['kind']:<24} {res['metadata']['name']}{suffix}"
+    for line in stackcheck.lint(out, helm_bin=helm.binary.path, crd_dir=None):
+        yield f"lint: {line}"
+    resources = stackcheck.render(out, release=built.name, helm=helm, namespace=namespace)
+    yield f"release {built.name!s} consists of {len(resources)} objects"
     if not install:
+        yield f"install it: helm install {built.name} {out} -n {namespace or built.namespace} --create-namespace --wait"
         return
 
-    from generator.kube.status import pod_statuses
-    from generator.kube.target import resolve
+    from generator.kube.status import collect, collect_services, pod_statuses
 
-    target = resolve(kubeconfig, kube_context)
+    assert target is not None
+    ns = namespace or built.namespace
     kube = target.kube()
-    yield f"installing into the {target.describe()}, namespace {namespace} (helm --wait)..."
-    kube.ensure_namespace(namespace)
+    yield f"installing into the {target.describe()}, namespace {ns} (helm --wait)..."
+    kube.ensure_namespace(ns)
     cluster_helm = Helm(helm.binary, kubeconfig=target.kubeconfig, kube_context=target.context)
-    done = cluster_helm.install_or_upgrade(
-        release, chart, values, namespace=namespace, source=str(values_file)
-    )
+    done = cluster_helm.install_or_upgrade(built.name, out, {}, namespace=ns, source=str(out))
     yield f"release {done.release}: revision {done.revision}, {done.status}"
-    for pod in pod_statuses(kube, namespace, release):
-        yield f"  pod {pod.name:<40} {pod.component:<12} {pod.phase:<10} ready {pod.ready}"
     yield ""
-    yield done.notes.strip()
+    yield "components:"
+    for pod in pod_statuses(kube, ns, built.name):
+        if pod.component in ("server", "minio", "postgresql"):
+            yield f"  pod {pod.name:<44} {pod.component:<10} {pod.phase:<10} ready {pod.ready}"
+    for svc in collect_services(kube, ns, built.name):
+        yield f"  service {svc.name:<40} {svc.phase:<10} {svc.runtime}, replicas {svc.ready}/{svc.desired}"
+    for job in collect(kube, ns, built.name):
+        yield f"  training {job.name:<39} {job.phase:<10} {job.kind}"
+    yield ""
+    yield "reach them:"
+    for name, url, cmd in stack.endpoints(built):
+        yield f"  {name}: {url}"
+        yield f"    {cmd}"
     if target.embedded:
         yield ""
         yield "(the embedded cluster's pods are simulated by kwok)"

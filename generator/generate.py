@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -41,7 +42,7 @@ def _is_answers(path: Path) -> bool:
 
 def preset_path(name: str) -> Path:
     path = presets_dir() / f"{name}.yaml"
-    if not path.is_file() or not _is_answers(path):
+    if not re.match(r"^[a-z0-9][a-z0-9-]*$", name) or not path.is_file() or not _is_answers(path):
         names = ", ".join(preset_names()) or "none found"
         raise UserError(f"no preset named {name!r}", field="--preset", hint=f"pick one of: {names}")
     return path

@@ -46,10 +46,11 @@ class Stack:
 
 
 def tracking_uri(answers: Mapping[str, Any]) -> str:
+    """MLflow's address for the stack's own pods: the Service's short name, which resolves in the
+    release's namespace whichever namespace that is (other namespaces use the full name, see README)."""
     if not (answers.get("mlflow") or {}).get("enabled", True):
         return ""
-    ns = (answers.get("global") or {}).get("namespace") or "default"
-    return f"http://{c.mlflow_fullname(answers)}.{ns}.svc.cluster.local:5000"
+    return f"http://{c.mlflow_fullname(answers)}:5000"
 
 
 def service_fullname(stack: str, alias: str) -> str:

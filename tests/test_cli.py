@@ -31,54 +31,52 @@ def test_version_and_help() -> None:
     assert result.returncode == 0 and "demo" in result.stdout and "docs" in result.stdout
 
 
-def test_demo_lints_and_lists_resources() -> None:
-    result = run("demo", "--no-install")
+def test_demo_generates_lints_and_lists_the_stack(tmp_path: Path) -> None:
+    out = tmp_path / "stack"
+    result = run("demo", "--no-install", "-o", str(out))
     assert result.returncode == 0, result.stderr
-    assert "lint: ok" in result.stdout
-    assert "Deployment               demo-mlflow" in result.stdout
-    assert "(hook: test)" in result.stdout
+    assert "generated the full-stack preset (MLflow, 1 training job, 1 inference service)" in result.stdout
+    assert "lint: helm lint --strict (helm v4." in result.stdout
+    assert "lint: helm lint --strict (helm v3." in result.stdout
+    assert "release full-stack consists of" in result.stdout
+    assert (out / "Chart.yaml").is_file() and (out / "answers.yaml").is_file()
+    assert sorted(p.name for p in (out / "charts").iterdir()) == [
+        "inference-service-0.2.0.tgz",
+        "mlflow-0.2.0.tgz",
+        "training-job-0.2.0.tgz",
+    ]
 
 
-def test_unknown_chart_is_a_user_error() -> None:
-    result = run("demo", "--chart", "nope")
+def test_unknown_preset_is_a_user_error(tmp_path: Path) -> None:
+    result = run("demo", "--preset", "nope", "-o", str(tmp_path / "s"))
     assert result.returncode == 2
-    assert "--chart: no chart named 'nope'" in result.stderr and "mlflow" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert "--preset: no preset named 'nope'" in result.stderr and "full-stack" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "s").exists()
 
 
-def test_invalid_values_file_is_a_user_error(tmp_path: Path) -> None:
-    bad = tmp_path / "v.yaml"
-    bad.write_text("backendStore: [unclosed\n")
-    result = run("demo", "--no-install", "--values", str(bad))
-    assert result.returncode == 2 and "not valid YAML" in result.stderr and str(bad) in result.stderr
-    assert "Traceback" not in result.stderr
-
-
-def test_values_rejected_by_the_chart_name_the_key(tmp_path: Path) -> None:
-    bad = tmp_path / "v.yaml"
-    bad.write_text("autoscaling:\n  enabled: true\n")
-    result = run("demo", "--no-install", "--values", str(bad))
-    assert result.returncode == 2 and "autoscaling.enabled=true" in result.stderr
-    assert "Traceback" not in result.stderr
-
-
-def test_schema_problems_are_all_listed_with_paths(tmp_path: Path) -> None:
-    bad = tmp_path / "v.yaml"
-    bad.write_text("replicaCount: two\nbackendStore:\n  type: sqllite\nartifactStor: {}\n")
-    result = run("demo", "--no-install", "--values", str(bad))
+def test_bad_answers_are_all_listed_with_paths(tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    result = run(
+        "demo", "--no-install", "-o", str(out), "--set", "mlflow.replicas=two", "--set", "name=Bad_Name"
+    )
     assert result.returncode == 2, result.stderr
-    for text in (
-        "3 invalid value(s)",
-        "replicaCount: 'two' is not of type 'integer'",
-        "backendStore.type: 'sqllite'",
-        "'artifactStor' was unexpected",
-    ):
-        assert text in result.stderr, result.stderr
+    assert "2 problem(s)" in result.stderr
+    assert 'mlflow.replicas: "two" is not an integer' in result.stderr
+    assert 'name: "Bad_Name" is not valid' in result.stderr
+    assert "Traceback" not in result.stderr and not out.exists()
 
 
-def test_debug_shows_the_traceback() -> None:
-    result = run("--debug", "demo", "--chart", "nope")
-    assert result.returncode != 0 and "Traceback" in result.stderr
+def test_rules_across_answers_name_the_field(tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    result = run("demo", "--no-install", "-o", str(out), "--set", "mlflow.replicas=2")
+    assert result.returncode == 2
+    assert "mlflow.replicas: must be 1 with backendStore.type sqlite (got 2)" in result.stderr
+    assert not out.exists()
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    result = run("--debug", "demo", "--preset", "nope", "-o", str(tmp_path / "s"))
+    assert result.returncode == 2 and "Traceback" in result.stderr
 
 
 def test_docs_check_detects_stale_readme_and_undocumented_values(tmp_path: Path) -> None:
@@ -99,7 +97,10 @@ def test_docs_check_detects_stale_readme_and_undocumented_values(tmp_path: Path)
 def test_missing_kubeconfig_is_a_user_error(tmp_path: Path) -> None:
     exe = Path(sys.executable).parent / "helm-mlops"
     env = {**os.environ, "KUBECONFIG": str(tmp_path / "nope")}
-    result = subprocess.run([str(exe), "demo"], capture_output=True, text=True, env=env, check=False)
+    out = tmp_path / "stack"
+    argv = [str(exe), "demo", "-o", str(out)]
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
     assert result.returncode == 2 and "KUBECONFIG" in result.stderr and "does not exist" in result.stderr
-    explicit = run("demo", "--kubeconfig", str(tmp_path / "nope"))
+    explicit = run("demo", "-o", str(out), "--kubeconfig", str(tmp_path / "nope"))
     assert explicit.returncode == 2 and "--kubeconfig" in explicit.stderr
+    assert not out.exists()  # the cluster is checked before anything is written

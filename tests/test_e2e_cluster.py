@@ -241,18 +241,25 @@ def test_ct_install(cluster: Cluster, helm_name: str) -> None:
     assert proc.stdout.count("Phase:          Succeeded") >= len(ci_values(MLFLOW))
 
 
-def test_demo_installs_and_reports_status(cluster: Cluster) -> None:
-    """The main job against a cluster given by --kubeconfig: a new namespace enforcing restricted,
-    the quickstart installed and its pods listed; a second run upgrades."""
+def test_demo_installs_and_reports_status(cluster: Cluster, tmp_path: Path) -> None:
+    """The main job against a cluster given by --kubeconfig: the full-stack preset generated, linted and
+    installed into a new namespace enforcing restricted, each component's state and address printed; a
+    second run upgrades the same release."""
     namespace = f"demo-{os.getpid()}"
     exe = Path(sys.executable).parent / "helm-mlops"
-    argv = [str(exe), "demo", "--kubeconfig", str(cluster.kubeconfig), "-n", namespace]
+    out = tmp_path / "stack"
+    argv = [str(exe), "demo", "-o", str(out), "--kubeconfig", str(cluster.kubeconfig), "-n", namespace]
     first = subprocess.run(argv, capture_output=True, text=True, check=False)
     assert first.returncode == 0, first.stderr
-    assert "release demo: revision 1, deployed" in first.stdout
-    assert "server" in first.stdout and "Running" in first.stdout
+    assert "release full-stack: revision 1, deployed" in first.stdout
+    lines = first.stdout.splitlines()
+    assert any(line.split()[:2] == ["pod", "full-stack-mlflow-minio-0"] and "Running" in line for line in lines)
+    assert any(line.split()[:3] == ["service", "full-stack-iris", "Running"] for line in lines), first.stdout
+    assert any(line.split()[:1] == ["training"] and "full-stack-train-iris" in line for line in lines)
+    assert f"kubectl -n {namespace} port-forward svc/full-stack-mlflow 5000:5000" in first.stdout
+    assert f"kubectl -n {namespace} port-forward svc/full-stack-iris 8080:80" in first.stdout
     labels = cluster.get("namespace", namespace)["metadata"]["labels"]
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
     second = subprocess.run(argv, capture_output=True, text=True, check=False)
-    assert "release demo: revision 2, deployed" in second.stdout, second.stderr
+    assert "release full-stack: revision 2, deployed" in second.stdout, second.stderr
     cluster.kubectl("delete", "namespace", namespace, "--wait=false")

@@ -63,15 +63,16 @@ def script(tmp_path: Path) -> Path:
     [
         ["status", "r"],
         ["logs", "r", "training-job"],
-        ["demo"],
+        ["demo", "-o", "{tmp}/stack"],
         ["train", "r", "--gpus", "1"],
     ],
     ids=["status", "logs", "demo", "train-preflight"],
 )
 def test_an_unreachable_api_server_is_named(
-    args: list[str], dead_cluster: tuple[Path, str], script: Path
+    args: list[str], dead_cluster: tuple[Path, str], script: Path, tmp_path: Path
 ) -> None:
     kubeconfig, server = dead_cluster
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     if args[0] == "train":
         args = [*args, "--script", str(script)]
     stderr = clean(run(*args, "--kubeconfig", str(kubeconfig)), 3)
@@ -201,8 +202,8 @@ def test_an_unexpected_exception_says_it_is_a_bug() -> None:
         ("sweep-types", 2, ["not a valid sweep", "fix: a sweep is"]),
         ("sweep-huge-grid", 2, ["more than 10000 points"]),
         ("sweep-schema", 2, ["sweep.strategy: 'bayes' is not one of"]),
-        ("demo-without-preset", 2, ["--values:", "has no quickstart preset", "--chart mlflow"]),
-        ("chart-path", 2, ["--chart:", "no chart named '../charts/mlflow'"]),
+        ("demo-without-preset", 2, ["--preset:", "no preset named 'training-job'", "full-stack"]),
+        ("chart-path", 2, ["--preset:", "no preset named '../values-presets/quickstart'"]),
         ("docs-not-a-chart", 2, ["CHART_DIR:", "is not a chart"]),
         ("predict-bad-url", 2, ["--url:", "is not an http(s) URL"]),
         ("serve-bad-python", 2, ["--python:", "cannot run"]),
@@ -249,8 +250,8 @@ def test_adversarial_inputs_are_clean_errors(
         "sweep-types": ["sweep", "plan", "-f", str(sweep)],
         "sweep-huge-grid": ["sweep", "plan", "-f", str(sweep)],
         "sweep-schema": ["sweep", "plan", "-f", str(sweep)],
-        "demo-without-preset": ["demo", "--chart", "training-job", "--no-install"],
-        "chart-path": ["demo", "--chart", "../charts/mlflow", "--no-install"],
+        "demo-without-preset": ["demo", "--preset", "training-job", "--no-install", "-o", out],
+        "chart-path": ["demo", "--preset", "../values-presets/quickstart", "--no-install", "-o", out],
         "docs-not-a-chart": ["docs", "--check", str(tmp_path)],
         "predict-bad-url": ["runtime", "predict", "--url", "notaurl", "--input", "[1, 2]"],
         "serve-bad-python": [

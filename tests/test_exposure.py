@@ -131,7 +131,7 @@ def test_strict_security_accepts_a_hardened_stack(helm_name: str, tmp_path: Path
     template(INFERENCE, values=hardened_service, helm_name=helm_name, tmp_dir=tmp_path)
 
 
-PRODUCTION = CHARTS.parent / "values-presets" / "mlflow-production.yaml"
+PRODUCTION = CHARTS / "mlflow" / "ci" / "production-values.yaml"
 
 
 @pytest.mark.parametrize("helm_name", HELMS)

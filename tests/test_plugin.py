@@ -23,12 +23,14 @@ def test_helm_mlops_runs_as_a_helm_plugin(helm_name: str, tmp_path: Path) -> Non
     installed = helm(helm_name, "plugin", "install", REPO, env=env)
     assert installed.code == 0, installed.stderr
     assert "mlops" in helm(helm_name, "plugin", "list", env=env).stdout
-    run = helm(helm_name, "mlops", "demo", "--no-install", env={**env, "PATH": os.environ["PATH"]})
+    out = tmp_path / "stack"
+    run = helm(helm_name, "mlops", "demo", "--no-install", "-o", out, env={**env, "PATH": os.environ["PATH"]})
     assert run.code == 0, run.stderr
-    # The plugin hands the CLI the helm that called it.
-    assert run.stdout.startswith(f"helm {HELMS[helm_name][1]}"), run.stdout
-    bad = helm(helm_name, "mlops", "demo", "--chart", "nope", env=env)
-    assert bad.code == 2 and "no chart named" in bad.stderr
+    # The plugin hands the CLI the helm that called it: the stack is linted with it first.
+    first_lint = next(line for line in run.stdout.splitlines() if line.startswith("lint: helm lint"))
+    assert f"(helm {HELMS[helm_name][1]}" in first_lint, run.stdout
+    bad = helm(helm_name, "mlops", "demo", "--preset", "nope", "-o", out, env=env)
+    assert bad.code == 2 and "no preset named" in bad.stderr
 
 
 def test_plugin_version_is_the_package_version() -> None:

@@ -133,10 +133,12 @@ def test_train_render_to_from_the_wheel(installed: Installed) -> None:
 
 
 def test_demo_no_install_and_the_cluster_needs_a_checkout(installed: Installed) -> None:
-    result = installed.run("demo", "--no-install", check=True)
-    assert str(installed.site_packages / "generator" / "_data" / "values-presets") in result.stdout
-    assert "lint: ok" in result.stdout
-    needs = installed.run("demo")  # no kubeconfig anywhere: the embedded cluster, which needs hack/
+    out = installed.root / "stack"
+    result = installed.run("demo", "--no-install", "-o", str(out), check=True)
+    assert "generated the full-stack preset" in result.stdout and "lint: helm lint --strict" in result.stdout
+    answers = (out / "answers.yaml").read_text()
+    assert "name: full-stack" in answers  # the preset came from the wheel's package data
+    needs = installed.run("demo", "-o", str(out))  # no kubeconfig: the embedded cluster, which needs hack/
     assert needs.returncode == 2, needs.stdout + needs.stderr
     assert "Traceback" not in needs.stderr
     assert "needs a source checkout" in needs.stderr and "--kubeconfig" in needs.stderr
