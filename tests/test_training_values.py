@@ -423,6 +423,10 @@ def test_the_job_is_named_by_a_hash_of_its_spec(tmp_path: Path) -> None:
         assert JOB_NAME.fullmatch(job["metadata"]["name"]), what
         names[what] = job["metadata"]["name"]
     assert name not in names.values() and len(set(names.values())) == len(names), names
+    # `--set rerun=2` is a number, the values file's "2" a string: the same run.
+    assert (
+        find(_render(tmp_path, {}, extra=["--set", "rerun=2"]), "Job")["metadata"]["name"] == names["rerun"]
+    )
     for what, values in KEEPING.items():
         assert find(_render(tmp_path, values), "Job") == base, what
 
