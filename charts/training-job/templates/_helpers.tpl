@@ -95,10 +95,12 @@ imagePullSecrets:
 10 hex digits of the sha256 of the job's effective spec, at most 52 characters (Indexed Job hostnames
 "<job>-<index>", a PyTorchJob's "<job>-worker-<i>" Services and a TrainJob's "<job>-node-0-<i>" pods
 stay DNS labels). A Job's pod template is immutable, so whatever reaches it must reach the name: a
-value that changed the template but not the name would make `helm upgrade` fail on the immutable field.
+value that changed the template but not the name would make `helm upgrade` fail on the immutable field
+(the operators do not restart a PyTorchJob's or TrainJob's pods for a changed spec either).
 An upgrade that leaves the spec alone (a stack changing another subchart) keeps the object, uid and
 run as they are; a changed spec gets a new object and helm deletes the old one. `rerun` is a value
-like any other: a new one means a new run of the same spec.
+like any other (hashed as a string: `--set rerun=2` and "2" are the same): a new one means a new run
+of the same spec.
 Hashed: every value except `tests` (only the test pod reads it) and `global`, of which only what the
 chart reads counts (`global.mlflow.trackingUri`, `global.imagePullSecrets`), so that an umbrella's
 globals for other subcharts do not retrain; the release name and namespace (in the pods' env and
