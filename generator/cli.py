@@ -224,7 +224,10 @@ def train(
     kube_context: str | None,
     namespace: str,
 ) -> None:
-    """Submit a training job: a script (or your image's command), optionally distributed or a sweep."""
+    """Submit a training job: a script (or your image's command), optionally distributed or a sweep.
+
+    Again for the same release: a new run, even with the same script (it sets the chart's `rerun`;
+    --set rerun=... chooses the value). Install does not wait for training to finish."""
     from generator.training import TrainRequest, run_train
     from generator.values import helm_order
 

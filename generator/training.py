@@ -212,6 +212,25 @@ def write_rendered(prepared: Prepared, out_dir: Path) -> list[Path]:
     return sorted(out_dir.iterdir())
 
 
+def rerun_nonce(helm: Helm, release: str, namespace: str, values: dict[str, Any]) -> str | None:
+    """The `rerun` value that makes `train` again a new run. The chart names the training objects by a
+    hash of the values, so `train` twice with the same script would leave the first run alone; for a
+    release that exists, the revision this install becomes (unique within the release) is the nonce.
+    None for a first install and when the values set a `rerun` of their own (--set rerun=..., a values
+    file): the user's choice wins. --render-to never gets here, so rendering stays deterministic."""
+    if values.get("rerun"):
+        return None
+    try:
+        history = helm.history(release, namespace=namespace)
+    except UserError as exc:
+        if "release: not found" in str(exc):
+            return None
+        raise
+    if not history:
+        return None
+    return str(max(r.revision for r in history) + 1)
+
+
 def run_train(
     req: TrainRequest,
     helm_bin: str | None,
@@ -262,10 +281,15 @@ def run_train(
             )
     kube.ensure_namespace(namespace)
     cluster_helm = Helm(helm.binary, kubeconfig=target.kubeconfig, kube_context=target.context)
+    values = prepared.values
+    nonce = rerun_nonce(cluster_helm, req.release, namespace, values)
+    if nonce is not None:
+        values = {**values, "rerun": nonce}
+        yield f"release {req.release} exists: a new run (rerun={nonce}; --set rerun=... chooses)"
     done = cluster_helm.install_or_upgrade(
         req.release,
         chart_dir(CHART),
-        prepared.values,
+        values,
         namespace=namespace,
         source="training-job values",
     )

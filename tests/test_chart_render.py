@@ -3,6 +3,7 @@ the upstream CRDs, Pod Security "restricted" and our conventions, on Helm 4 and 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -161,8 +162,9 @@ def test_pre_install_hooks_only_use_what_exists_before_install(chart: Path, valu
 
 
 # The value names every chart shares (docs/conventions.md). Per chart: values that render its main
-# workload (and, for mlflow, every kind of pod it can run), that workload, its main container, the
-# number of pod specs the render must hold, and the old spellings the schema must now refuse.
+# workload (and, for mlflow, every kind of pod it can run), that workload (kind, name pattern), its main
+# container, the number of pod specs the render must hold, and the old spellings the schema must now
+# refuse.
 CONVENTION_CHARTS = {
     "mlflow": (
         {
@@ -183,7 +185,7 @@ CONVENTION_CHARTS = {
     ),
     "training-job": (
         {"script": {"content": "print('train')\n"}},
-        ("Job", "t-training-job-r1"),
+        ("Job", "t-training-job-[0-9a-f]{10}"),  # named by a hash of its spec
         "train",
         2,  # the Job and the test pod
         [
@@ -236,7 +238,7 @@ def test_shared_value_names(chart_name: str, helm_name: str, tmp_path: Path) -> 
         assert spec.get("imagePullSecrets") == [{"name": "shared"}, {"name": "team"}, {"name": "own"}], where
 
     # Env, volumes, pod metadata and scheduling: on the main workload's pod and container.
-    workload = next(d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name)
+    workload = next(d for d in docs if d["kind"] == kind and re.fullmatch(name, d["metadata"]["name"]))
     pod, meta = workload["spec"]["template"]["spec"], workload["spec"]["template"]["metadata"]
     container = next(c for c in pod["containers"] if c["name"] == container_name)
     assert {"name": "CONVENTION_ENV", "value": "1"} in container["env"]

@@ -50,6 +50,8 @@ def test_release_lifecycle_through_the_adapter(cluster: Cluster, namespace: str,
     flag = helm.binary.rollback_on_failure_flag
     assert flag in argv and other[flag] not in argv
     assert "--disable-openapi-validation" in argv and "-" not in argv[argv.index("--values") + 2 :]
+    # pyhelm3's wait brings --wait-for-jobs; the adapter keeps only --wait unless asked.
+    assert "--wait" in argv and "--wait-for-jobs" not in argv
 
     second = helm.install_or_upgrade(
         "lc", CHART, {**SCRIPT, "podAnnotations": {"round": "2"}}, namespace=namespace, force=True
@@ -63,11 +65,14 @@ def test_release_lifecycle_through_the_adapter(cluster: Cluster, namespace: str,
     status = helm.status("lc", namespace=namespace)
     assert status["version"] == 3 and status["info"]["status"] == "deployed"
 
-    # kwok fails pods whose image tag is kwok-fail: the Job fails, --wait-for-jobs sees it, and the
-    # atomic install removes what it made.
+    # kwok fails pods whose image tag is kwok-fail: the Job fails, --wait-for-jobs (asked for) sees it,
+    # and the atomic install removes what it made.
     failing = {**SCRIPT, "image": {"tag": "kwok-fail"}, "job": {"backoffLimit": 0}}
     with pytest.raises(ToolError):
-        helm.install_or_upgrade("bad", CHART, failing, namespace=namespace, atomic=True, timeout="90s")
+        helm.install_or_upgrade(
+            "bad", CHART, failing, namespace=namespace, atomic=True, timeout="90s", wait_for_jobs=True
+        )
+    assert "--wait-for-jobs" in _upgrade_argv(recorder)
     assert "bad" not in [r["name"] for r in helm.list_releases(namespace=namespace)]
 
     helm.uninstall("lc", namespace=namespace)

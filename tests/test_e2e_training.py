@@ -1,15 +1,19 @@
 """Training jobs end to end on the real API server (kwok fakes the nodes and serves simulated
 container logs): `helm-mlops train` installs into a namespace enforcing Pod Security "restricted",
 the Jobs complete, `status` and `logs` read them through the API, the GPU preflight refuses what no
-node can run, and the operator custom resources pass the API server's validation with the CRDs."""
+node can run, and the operator custom resources pass the API server's validation with the CRDs.
+Training objects are named by a hash of their spec: an upgrade that changes nothing they run keeps
+them (same uid), a changed spec replaces them, and `train` again is a new run."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -46,31 +50,84 @@ def _wait_complete(cluster: Cluster, ns: str, job: str) -> None:
     cluster.kubectl("wait", "-n", ns, "--for=condition=complete", f"job/{job}", "--timeout=120s")
 
 
+def _workload(cluster: Cluster, ns: str, release: str, kind: str = "job") -> dict[str, Any]:
+    """The release's one training object, found by its label: its name ends in a hash of its spec."""
+    label = f"helm-mlops.io/training-job={release}-training-job"
+    items = cluster.get(kind, "-n", ns, "-l", label)["items"]
+    assert len(items) == 1, [i["metadata"]["name"] for i in items]
+    assert re.fullmatch(rf"{release}-training-job-[0-9a-f]{{10}}", items[0]["metadata"]["name"])
+    return dict(items[0])
+
+
+def _name_uid(obj: dict[str, Any]) -> tuple[str, str]:
+    return obj["metadata"]["name"], obj["metadata"]["uid"]
+
+
 def test_train_status_logs_and_retrain(cluster: Cluster, ns: str, script: Path) -> None:
-    first = _cli(cluster, "train", "fit", "--script", script, "--cpu", "500m", "--memory", "1Gi", ns=ns)
+    argv = ["train", "fit", "--script", script, "--cpu", "500m", "--memory", "1Gi"]
+    first = _cli(cluster, *argv, ns=ns)
     assert first.returncode == 0, first.stderr
-    assert "release fit: revision 1, deployed" in first.stdout
-    _wait_complete(cluster, ns, "fit-training-job-r1")
+    assert "release fit: revision 1, deployed" in first.stdout and "a new run" not in first.stdout
+    job, uid = _name_uid(_workload(cluster, ns, "fit"))
+    _wait_complete(cluster, ns, job)
     cm = cluster.get("configmap", "fit-training-job-script", "-n", ns)
     assert cm["data"]["train.py"] == script.read_text()
 
     status = _cli(cluster, "status", "fit", ns=ns)
     assert status.returncode == 0, status.stderr
-    row = next(line for line in status.stdout.splitlines() if line.startswith("fit-training-job-r1"))
+    row = next(line for line in status.stdout.splitlines() if line.startswith(job))
     assert row.split()[1:4] == ["Job", "Complete", "0"] and " 1/1 " in row
 
     logs = _cli(cluster, "logs", "fit", "training-job", ns=ns)
     assert logs.returncode == 0, logs.stderr
     lines = logs.stdout.splitlines()
-    assert lines and all(line.startswith("[fit-training-job-r1-") and " rank 0] " in line for line in lines)
+    assert lines and all(line.startswith(f"[{job}-") and " rank 0] " in line for line in lines)
     assert lines[-1].endswith(SIMULATED_LAST_LINE)
 
-    # `train` again = helm upgrade: a new Job for the new revision replaces the finished one.
-    second = _cli(cluster, "train", "fit", "--script", script, "--arg", "--epochs=5", ns=ns)
+    # `train` again with the same script and options: a new run (rerun = the new revision), and the
+    # upgrade deletes the finished Job.
+    second = _cli(cluster, *argv, ns=ns)
     assert second.returncode == 0, second.stderr
-    _wait_complete(cluster, ns, "fit-training-job-r2")
-    jobs = cluster.kubectl("get", "jobs", "-n", ns, "-o", "name").stdout.split()
-    assert jobs == ["job.batch/fit-training-job-r2"]
+    assert "a new run (rerun=2;" in second.stdout and "revision 2, deployed" in second.stdout
+    cluster.kubectl("wait", "-n", ns, "--for=delete", f"job/{job}", "--timeout=60s")
+    rerun = _name_uid(_workload(cluster, ns, "fit"))
+    assert rerun[0] != job and rerun[1] != uid
+    _wait_complete(cluster, ns, rerun[0])
+    # A rerun of the user's own wins: the value revision 2 got leaves that run alone.
+    third = _cli(cluster, *argv, "--set", "rerun=2", ns=ns)
+    assert third.returncode == 0 and "a new run" not in third.stdout, third.stdout + third.stderr
+    assert _name_uid(_workload(cluster, ns, "fit")) == rerun
+
+
+@pytest.mark.parametrize("helm_name", ["helm4", "helm3"])
+def test_upgrade_keeps_an_unchanged_job_and_replaces_a_changed_one(
+    cluster: Cluster, ns: str, tmp_path: Path, helm_name: str
+) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({"script": {"content": "print('one')\n"}}))
+    cluster.helm(helm_name, "install", "up", CHART, "-n", ns, "-f", values)
+    first = _name_uid(_workload(cluster, ns, "up"))
+    # What reaches no training pod (the test pod's resources), or nothing at all (an umbrella's
+    # upgrade for another subchart): the same Job, not a new run.
+    for change in (["--set", "tests.resources.limits.cpu=1"], []):
+        cluster.helm(helm_name, "upgrade", "up", CHART, "-n", ns, "--reuse-values", *change)
+        assert _name_uid(_workload(cluster, ns, "up")) == first, change
+    # A changed script: a new Job, and the upgrade deletes the old one.
+    cluster.helm(
+        helm_name, "upgrade", "up", CHART, "-n", ns, "--reuse-values", "--set", "script.content=print(2)"
+    )
+    cluster.kubectl("wait", "-n", ns, "--for=delete", f"job/{first[0]}", "--timeout=60s")
+    name, uid = _name_uid(_workload(cluster, ns, "up"))
+    assert name != first[0] and uid != first[1]
+
+
+def test_train_does_not_wait_for_the_training(cluster: Cluster, ns: str, script: Path) -> None:
+    """The install waits for the release's objects, not for the Job to finish: a pod that no node
+    takes leaves the Job running, and `train` still returns at once."""
+    result = _cli(cluster, "train", "idle", "--script", script, "--set", "nodeSelector.pool=none", ns=ns)
+    assert result.returncode == 0 and "revision 1, deployed" in result.stdout, result.stderr
+    job = _workload(cluster, ns, "idle")
+    assert job["status"].get("active") == 1 and not job["status"].get("succeeded")
 
 
 def test_distributed_logs_follow_every_rank(cluster: Cluster, ns: str, script: Path) -> None:
@@ -84,13 +141,14 @@ def test_distributed_logs_follow_every_rank(cluster: Cluster, ns: str, script: P
     service = cluster.get("service", "dist-training-job", "-n", ns)
     assert service["spec"]["clusterIP"] == "None"
     pods = cluster.get("pods", "-n", ns, "-l", "helm-mlops.io/training-job=dist-training-job")["items"]
-    assert sorted(p["spec"]["hostname"] for p in pods) == [f"dist-training-job-r1-{i}" for i in range(3)]
+    job = _workload(cluster, ns, "dist")["metadata"]["name"]
+    assert sorted(p["spec"]["hostname"] for p in pods) == [f"{job}-{i}" for i in range(3)]
 
 
 def test_gpu_job_lands_on_the_gpu_node(cluster: Cluster, ns: str, script: Path) -> None:
     result = _cli(cluster, "train", "gpu", "--script", script, "--gpus", "2", ns=ns)
     assert result.returncode == 0, result.stderr
-    _wait_complete(cluster, ns, "gpu-training-job-r1")
+    _wait_complete(cluster, ns, _workload(cluster, ns, "gpu")["metadata"]["name"])
     [pod] = cluster.get("pods", "-n", ns)["items"]
     node = cluster.get("node", pod["spec"]["nodeName"])
     assert node["status"]["allocatable"]["nvidia.com/gpu"] == "4"
@@ -131,8 +189,9 @@ def test_sweep_runs_every_trial(cluster: Cluster, ns: str, script: Path, tmp_pat
     result = _cli(cluster, "train", "sw", "--script", script, "--sweep", sweep, ns=ns)
     assert result.returncode == 0, result.stderr
     assert "sweep: 4 trials (grid)" in result.stdout
-    _wait_complete(cluster, ns, "sw-training-job-r1")
-    job = cluster.get("job", "sw-training-job-r1", "-n", ns)
+    name = _workload(cluster, ns, "sw")["metadata"]["name"]
+    _wait_complete(cluster, ns, name)
+    job = cluster.get("job", name, "-n", ns)
     assert job["status"]["completedIndexes"] == "0-3"
     status = _cli(cluster, "status", "sw", ns=ns).stdout
     assert " 4/4 " in status and f"sweep id: {job['metadata']['uid']}" in status
@@ -146,7 +205,7 @@ def test_operator_resources_pass_the_api_server(cluster: Cluster, ns: str, scena
     runs here, so nothing reconciles them)."""
     cluster.helm("helm4", "install", "op", CHART, "-n", ns, "-f", CHART / "ci" / f"{scenario}.yaml")
     kind = "pytorchjob" if scenario.startswith("pytorch") else "trainjob"
-    obj = cluster.get(kind, "op-training-job", "-n", ns)
+    obj = _workload(cluster, ns, "op", kind)
     assert obj["metadata"]["labels"]["helm-mlops.io/training-job"] == "op-training-job"
     # Strict server-side validation: the rendered resource has no field the CRD does not define,
     # and the same check refuses one that has.

@@ -16,8 +16,12 @@ import pytest
 import yaml
 
 from generator import sweep as sweep_space
+from generator.errors import ToolError
+from generator.helm.adapter import Completed, Helm
+from generator.helm.binary import HelmBinary
 from generator.kube.logs import LogFollower, format_lines, pod_rank, select_pods
 from generator.kube.status import format_summaries, job_phase, summarize_custom, summarize_job
+from generator.training import rerun_nonce
 
 EXE = str(Path(sys.executable).parent / "helm-mlops")
 
@@ -100,9 +104,13 @@ def test_render_to_writes_values_and_every_manifest(tmp_path: Path, script: Path
         "cpu": "2",
         "memory": "4Gi",
     }
-    # A second run does not overwrite a result.
+    # A second run does not overwrite a result; rendered elsewhere, it is the same (no rerun nonce).
     again = _cli("train", "r1", "--script", script, "--render-to", out)
     assert again.returncode == 2 and "--render-to" in again.stderr
+    out2 = tmp_path / "out2"
+    argv = ["--nodes", "2", "--cpu", "2", "--memory", "4Gi", "--render-to", out2]
+    assert _cli("train", "r1", "--script", script, *argv).returncode == 0
+    assert {p.name: p.read_text() for p in out2.iterdir()} == {p.name: p.read_text() for p in out.iterdir()}
 
 
 def test_sweep_plan_prints_what_the_pods_get(tmp_path: Path) -> None:
@@ -128,7 +136,7 @@ def _job(conditions: list[str], **status: Any) -> dict[str, Any]:
     return {
         "kind": "Job",
         "metadata": {
-            "name": "r-training-job-r1",
+            "name": "r-training-job-5d41402abc",
             "uid": "u-1",
             "labels": {"app.kubernetes.io/name": "training-job"},
         },
@@ -163,7 +171,7 @@ def _pod(
             "annotations": {"batch.kubernetes.io/job-completion-index": index},
             "labels": {
                 "app.kubernetes.io/name": "training-job",
-                "batch.kubernetes.io/job-name": "r-training-job-r1",
+                "batch.kubernetes.io/job-name": "r-training-job-5d41402abc",
                 **(labels or {}),
             },
         },
@@ -356,3 +364,32 @@ def test_render_to_refuses_links_and_files(tmp_path: Path, script: Path) -> None
         assert "--render-to" in result.stderr and words in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
     assert not (tmp_path / "elsewhere").exists() and a_file.read_text() == "keep me\n"
+
+
+# `train` again: a new run --------------------------------------------------------------------------
+
+
+def _helm_with_history(
+    stdout: bytes, returncode: int = 0, stderr: bytes = b""
+) -> tuple[Helm, list[list[str]]]:
+    calls: list[list[str]] = []
+
+    def runner(argv: list[str], stdin: bytes | None) -> Completed:
+        calls.append(argv)
+        return Completed(returncode, stdout, stderr)
+
+    return Helm(HelmBinary("helm", "v4.1.4"), runner=runner), calls
+
+
+def test_train_again_sets_a_fresh_rerun_unless_the_user_did() -> None:
+    revisions = json.dumps([{"revision": 1, "status": "superseded"}, {"revision": 2, "status": "deployed"}])
+    helm, calls = _helm_with_history(revisions.encode())
+    assert rerun_nonce(helm, "fit", "ml", {"script": {}}) == "3"  # the revision this install becomes
+    assert calls[0][1:3] == ["history", "fit"] and "ml" in calls[0]
+    assert rerun_nonce(helm, "fit", "ml", {"rerun": "mine"}) is None  # --set rerun=... wins
+    assert len(calls) == 1
+    first, _ = _helm_with_history(b"", 1, b"Error: release: not found\n")
+    assert rerun_nonce(first, "fit", "ml", {}) is None  # a first install: nothing to tell apart
+    broken, _ = _helm_with_history(b"", 1, b"Error: Kubernetes cluster unreachable\n")
+    with pytest.raises(ToolError):
+        rerun_nonce(broken, "fit", "ml", {})

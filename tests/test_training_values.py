@@ -3,6 +3,7 @@ message naming the value), on Helm 4 and Helm 3."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ from tests.support.crds import load_crd_schemas, validate_custom_resource
 
 CHART = CHARTS / "training-job"
 SCRIPT = {"script": {"content": "print('train')\n"}}
+JOB_NAME = re.compile(r"t-training-job-[0-9a-f]{10}")
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 def _render(
@@ -137,7 +140,7 @@ def test_plain_job_hygiene_and_pod(tmp_path: Path) -> None:
         extra=["--set", "image.tag=3.12-slim"],
     )
     job = find(docs, "Job")
-    assert job["metadata"]["name"] == "t-training-job-r1"  # a new Job per revision: upgrades retrain
+    assert JOB_NAME.fullmatch(job["metadata"]["name"])  # named by its spec (below)
     spec = job["spec"]
     assert (spec["backoffLimit"], spec["activeDeadlineSeconds"], spec["ttlSecondsAfterFinished"]) == (
         1,
@@ -361,6 +364,7 @@ def test_cronjob_runs_the_image_command(tmp_path: Path) -> None:
     )
     cron = find(docs, "CronJob")
     assert cron["spec"]["schedule"] == "0 3 * * 1" and cron["spec"]["concurrencyPolicy"] == "Forbid"
+    assert cron["metadata"]["name"] == "t-training-job"  # a stable name: its job template may change
     container = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
     assert container["command"][-4:] == ["--", "python3", "-m", "trainer"]
     assert not [d for d in docs if d["kind"] == "Job"]
@@ -377,3 +381,84 @@ def test_every_pod_is_restricted_in_every_mode(tmp_path: Path) -> None:
     ):
         for where, spec in pod_specs(_render(tmp_path, values)):
             assert restricted_violations(spec) == [], where
+
+
+# Training objects are named by a hash of their spec --------------------------------------------------
+
+# Values that change what the training pods run: each must rename the Job, whose pod template cannot
+# change (and `rerun`, which reaches no pod, exists to rename it).
+RENAMING: dict[str, dict[str, Any]] = {
+    "script": {"script": {"content": "print('other')\n"}},
+    "script args": {"script": {**SCRIPT["script"], "args": ["--epochs=5"]}},
+    "image": {"image": {"tag": "3.12-slim"}},
+    "requirements": {"requirements": ["numpy==2.3.0"]},
+    "resources": {"resources": {"limits": {"memory": "8Gi"}}},
+    "env": {"env": [{"name": "SEED", "value": "1"}]},
+    "volumes": {"volumes": [{"name": "data", "mountPath": "/data", "emptyDir": {}}]},
+    "pod labels": {"podLabels": {"team": "a"}},
+    "tracking URI": {"mlflow": {"trackingUri": "http://mlflow:5000"}},
+    "global tracking URI": {"global": {"mlflow": {"trackingUri": "http://mlflow:5000"}}},
+    "global pull secrets": {"global": {"imagePullSecrets": ["regcred"]}},
+    "rerun": {"rerun": "2"},
+}
+# Values that reach no training pod: the Job stays as it is, name included.
+KEEPING: dict[str, dict[str, Any]] = {
+    "test pod off": {"tests": {"enabled": False}},
+    "test pod resources": {"tests": {"resources": {"limits": {"cpu": "1"}}}},
+    "other subcharts' globals": {"global": {"storageClass": "fast", "mlflow": {"image": "mlflow:3"}}},
+}
+
+
+def test_the_job_is_named_by_a_hash_of_its_spec(tmp_path: Path) -> None:
+    base = find(_render(tmp_path, {}), "Job")
+    name = base["metadata"]["name"]
+    assert JOB_NAME.fullmatch(name), name
+    assert find(_render(tmp_path, {}), "Job")["metadata"]["name"] == name
+    assert find(_render(tmp_path, {}, helm_name="helm3"), "Job")["metadata"]["name"] == name
+    names = {}
+    for what, values in RENAMING.items():
+        job = find(_render(tmp_path, values), "Job")
+        if what != "rerun":
+            assert job["spec"]["template"] != base["spec"]["template"], f"{what} reaches no pod"
+        assert JOB_NAME.fullmatch(job["metadata"]["name"]), what
+        names[what] = job["metadata"]["name"]
+    assert name not in names.values() and len(set(names.values())) == len(names), names
+    # `--set rerun=2` is a number, the values file's "2" a string: the same run.
+    assert (
+        find(_render(tmp_path, {}, extra=["--set", "rerun=2"]), "Job")["metadata"]["name"] == names["rerun"]
+    )
+    for what, values in KEEPING.items():
+        assert find(_render(tmp_path, values), "Job") == base, what
+
+
+@pytest.mark.parametrize(("operator", "kind"), [("pytorchjob", "PyTorchJob"), ("trainjob", "TrainJob")])
+def test_operator_resources_are_named_like_the_job(tmp_path: Path, operator: str, kind: str) -> None:
+    dist = {"enabled": True, "operator": operator, "nodes": 2}
+    name = find(_render(tmp_path, {"distributed": dist}), kind)["metadata"]["name"]
+    assert JOB_NAME.fullmatch(name), name
+    assert find(_render(tmp_path, {"distributed": dist}), kind)["metadata"]["name"] == name
+    for changed in ({"distributed": {**dist, "nodes": 3}}, {"distributed": dist, "rerun": "2"}):
+        assert find(_render(tmp_path, changed), kind)["metadata"]["name"] != name, changed
+    unchanged = {"distributed": dist, "tests": {"enabled": False}}
+    assert find(_render(tmp_path, unchanged), kind)["metadata"]["name"] == name
+
+
+def test_job_names_stay_dns_labels_with_the_longest_release_names(tmp_path: Path) -> None:
+    """Helm allows 53 characters of release name; the Job stays at 52 so that an Indexed Job's pod
+    hostnames <job>-<index> are DNS labels, and releases whose full names are cut alike still differ."""
+    names = []
+    for release in ("a" * 41 + "-x", "a" * 41 + "-y", "b" * 40 + "-training-job"):
+        docs = template(
+            CHART,
+            values={**SCRIPT, "distributed": {"enabled": True, "nodes": 3}},
+            release=release,
+            tmp_dir=tmp_path,
+        )
+        job = find(docs, "Job")
+        name = job["metadata"]["name"]
+        assert len(name) <= 52 and DNS_LABEL.fullmatch(name), name
+        assert re.fullmatch(r"[ab]+-[0-9a-f]{10}", name), name
+        pod = job["spec"]["template"]["spec"]
+        assert DNS_LABEL.fullmatch(f"{name}-2") and DNS_LABEL.fullmatch(pod["subdomain"])
+        names.append(name)
+    assert len(set(names)) == 3, names

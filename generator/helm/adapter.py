@@ -10,7 +10,11 @@ faults with Helm 3 vs Helm 4 (pyhelm3 0.5.8) are repaired here and nowhere else 
 - Helm 4 renamed `--force` to `--force-replace` (upgrade and rollback), which it refuses together with
   server-side apply, its default: `--server-side=false` goes with it;
 - Helm 4 has no `list --all` and no `repo update --fail-on-repo-update-fail`;
-- it cannot pass `--plain-http` (OCI registries without TLS): the adapter adds it.
+- it cannot pass `--plain-http` (OCI registries without TLS): the adapter adds it;
+- its `wait` always brings `--wait-for-jobs`, which holds an install until every Job has finished (a
+  training Job: hours): the adapter drops it unless asked (`wait_for_jobs=True`). Plain `--wait` waits
+  for Jobs to start at most (Helm 3 skips them, Helm 4's watcher wants them started); hook Jobs are
+  always waited for.
 Charts (lint, dependency build, package, push, pull) and registry login are plain argument lists.
 
 The runner is injectable (`Helm(binary, runner=...)`), so tests can record the argument lists."""
@@ -172,6 +176,11 @@ class Revision:
     notes: str = ""
 
 
+def _jobs_flag(wait_for_jobs: bool) -> tuple[str, ...]:
+    """What to drop from pyhelm3's `--wait --wait-for-jobs` (see the module docstring)."""
+    return () if wait_for_jobs else ("--wait-for-jobs",)
+
+
 @dataclass
 class Helm:
     """helm, bound to a binary and (for release commands) a cluster."""
@@ -220,14 +229,21 @@ class Helm:
 
     # pyhelm3 -----------------------------------------------------------------------------------
 
-    def _pyhelm3(self, extra: Sequence[str] = (), source: str | None = None, cluster: bool = True) -> Any:
+    def _pyhelm3(
+        self,
+        extra: Sequence[str] = (),
+        source: str | None = None,
+        cluster: bool = True,
+        drop: Sequence[str] = (),
+    ) -> Any:
         from pyhelm3.command import Command
 
         adapter = self
 
         class _Command(Command):  # type: ignore[misc]
             async def run(self, command: list[Any], input: bytes | None = None) -> bytes:
-                return adapter.run([*command, *extra], stdin=input, source=source, cluster=cluster)
+                kept = [a for a in command if a not in drop]
+                return adapter.run([*kept, *extra], stdin=input, source=source, cluster=cluster)
 
             def client_version(self) -> Any:
                 import semver
@@ -290,9 +306,12 @@ class Helm:
         create_namespace: bool = False,
         plain_http: bool = False,
         version: str | None = None,
+        wait_for_jobs: bool = False,
     ) -> Revision:
+        """`helm upgrade --install`. `wait` waits for the release's objects to be ready, not for its
+        Jobs to finish (training runs for hours); `wait_for_jobs` waits for those too."""
         extra = ["--plain-http"] if plain_http else []
-        command = self._pyhelm3(extra, source=source)
+        command = self._pyhelm3(extra, source=source, drop=_jobs_flag(wait_for_jobs))
         data = self._sync(
             command.install_or_upgrade(
                 release,
@@ -331,9 +350,10 @@ class Helm:
         wait: bool = True,
         timeout: str = "5m",
         force: bool = False,
+        wait_for_jobs: bool = False,
     ) -> None:
         self._sync(
-            self._pyhelm3().rollback(
+            self._pyhelm3(drop=_jobs_flag(wait_for_jobs)).rollback(
                 release, revision, namespace=namespace, wait=wait, timeout=timeout, force=force
             )
         )

@@ -91,10 +91,33 @@ imagePullSecrets:
 {{- end -}}
 {{- end -}}
 
-{{/* The Job's name. A Job's pod template is immutable, so each release revision gets its own Job:
-`helm upgrade` retrains with the new settings instead of failing. */}}
+{{/* The name of the training workload (Job, Indexed Job, PyTorchJob, TrainJob): "<fullname>-<hash>",
+10 hex digits of the sha256 of the job's effective spec, at most 52 characters (Indexed Job hostnames
+"<job>-<index>", a PyTorchJob's "<job>-worker-<i>" Services and a TrainJob's "<job>-node-0-<i>" pods
+stay DNS labels). A Job's pod template is immutable, so whatever reaches it must reach the name: a
+value that changed the template but not the name would make `helm upgrade` fail on the immutable field
+(the operators do not restart a PyTorchJob's or TrainJob's pods for a changed spec either).
+An upgrade that leaves the spec alone (a stack changing another subchart) keeps the object, uid and
+run as they are; a changed spec gets a new object and helm deletes the old one. `rerun` is a value
+like any other (hashed as a string: `--set rerun=2` and "2" are the same): a new one means a new run
+of the same spec.
+Hashed: every value except `tests` (only the test pod reads it) and `global`, of which only what the
+chart reads counts (`global.mlflow.trackingUri`, `global.imagePullSecrets`), so that an umbrella's
+globals for other subcharts do not retrain; the release name and namespace (in the pods' env and
+the rendezvous address; they also keep two truncated full names apart); the chart version (a new
+chart may render other pods); and `configChecksum` (the launcher files, script, requirements, sweep).
+A CronJob keeps `<fullname>`: its job template may change. */}}
 {{- define "training-job.jobName" -}}
-{{- printf "%s-r%d" (include "training-job.fullname" . | trunc 47 | trimSuffix "-") (int .Release.Revision) -}}
+{{- printf "%s-%s" (include "training-job.fullname" . | trunc 41 | trimSuffix "-") (include "training-job.specHash" .) -}}
+{{- end -}}
+
+{{- define "training-job.specHash" -}}
+{{- $global := .Values.global | default dict -}}
+{{- $values := omit .Values "tests" "global" -}}
+{{- $_ := set $values "rerun" (toString .Values.rerun) -}}
+{{- $_ := set $values "global" (dict "mlflowTrackingUri" (dig "mlflow" "trackingUri" "" $global) "imagePullSecrets" (dig "imagePullSecrets" (list) $global)) -}}
+{{- $spec := dict "values" $values "release" .Release.Name "namespace" .Release.Namespace "fullname" (include "training-job.fullname" .) "chart" (include "training-job.chart" .) "config" (include "training-job.configChecksum" .) -}}
+{{- toJson $spec | sha256sum | trunc 10 -}}
 {{- end -}}
 
 {{- define "training-job.headlessName" -}}
