@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from generator import sweep, yamlio
+from generator.components import JobSpec, job_values
 from generator.errors import UserError
 from generator.helm.adapter import Helm
 from generator.paths import chart_dir
@@ -46,16 +47,44 @@ class TrainRequest:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _set(values: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set an option's value at a dotted key (the keys are ours, never the user's text)."""
-    keys = dotted.split(".")
-    node = values
-    for key in keys[:-1]:
-        child = node.get(key)
-        if not isinstance(child, dict):
-            child = node[key] = {}
-        node = child
-    node[keys[-1]] = value
+def spec_of(req: TrainRequest) -> JobSpec:
+    """The request's options as a JobSpec (files read here), the input of the one builder that stacks
+    use too (components.job_values)."""
+    spec = JobSpec(
+        command=list(req.command),
+        script_args=list(req.script_args),
+        index_url=req.index_url or None,
+        image=req.image or None,
+        cpu=req.cpu,
+        memory=req.memory,
+        gpus=req.gpus,
+        nodes=req.nodes,
+        nproc_per_node=req.nproc_per_node,
+        operator=req.operator,
+        tracking_uri=req.tracking_uri or None,
+        experiment=req.experiment or None,
+        schedule=req.schedule or None,
+    )
+    if req.script is not None:
+        spec.script_content = yamlio.read_text(req.script, "--script", "pass the path of your training script")
+        spec.script_name = req.script.name
+    requirements = list(req.requirements)
+    if req.requirements_file is not None:
+        lines = yamlio.read_text(
+            req.requirements_file, "--requirements-file", "pass a requirements.txt (one requirement a line)"
+        ).splitlines()
+        requirements += [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
+    spec.requirements = requirements
+    for option, text in (("--cpu", req.cpu), ("--memory", req.memory)):
+        if text is not None:
+            parse_quantity(text, option)
+    if req.sweep_file is not None:
+        space = yamlio.load_mapping(req.sweep_file, "--sweep")
+        inner = space.get("sweep", space)
+        if not isinstance(inner, dict):
+            raise UserError("`sweep` must be a mapping", field=f"--sweep ({req.sweep_file})")
+        spec.sweep = dict(inner)
+    return spec
 
 
 def build_values(req: TrainRequest) -> dict[str, Any]:
@@ -63,61 +92,7 @@ def build_values(req: TrainRequest) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for path in req.values_files:
         values = deep_merge(values, yamlio.load_mapping(path, "--values"))
-    if req.script is not None:
-        _set(
-            values,
-            "script.content",
-            yamlio.read_text(req.script, "--script", "pass the path of your training script"),
-        )
-        name = req.script.name if req.script.suffix == ".py" else f"{req.script.name}.py"
-        _set(values, "script.fileName", name)
-    if req.command:
-        _set(values, "command", list(req.command))
-    if req.script_args:
-        _set(values, "script.args", list(req.script_args))
-    requirements = list(req.requirements)
-    if req.requirements_file is not None:
-        lines = yamlio.read_text(
-            req.requirements_file, "--requirements-file", "pass a requirements.txt (one requirement a line)"
-        ).splitlines()
-        requirements += [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
-    if requirements:
-        _set(values, "requirements", requirements)
-    if req.index_url:
-        _set(values, "pip.indexUrl", req.index_url)
-    if req.image:
-        repo, _, tag = (
-            req.image.rpartition(":") if ":" in req.image.split("/")[-1] else (req.image, "", "latest")
-        )
-        _set(values, "image.repository", repo)
-        _set(values, "image.tag", tag)
-    for option, key, text in (("--cpu", "cpu", req.cpu), ("--memory", "memory", req.memory)):
-        if text is not None:
-            parse_quantity(text, option)
-            _set(values, f"resources.requests.{key}", text)
-            _set(values, f"resources.limits.{key}", text)
-    if req.gpus is not None:
-        _set(values, "gpu.count", req.gpus)
-    if req.nodes is not None or req.operator is not None or req.nproc_per_node is not None:
-        _set(values, "distributed.enabled", True)
-        if req.nodes is not None:
-            _set(values, "distributed.nodes", req.nodes)
-        if req.nproc_per_node is not None:
-            _set(values, "distributed.nprocPerNode", req.nproc_per_node)
-        if req.operator is not None:
-            _set(values, "distributed.operator", req.operator)
-    if req.sweep_file is not None:
-        space = yamlio.load_mapping(req.sweep_file, "--sweep")
-        inner = space.get("sweep", space)
-        if not isinstance(inner, dict):
-            raise UserError("`sweep` must be a mapping", field=f"--sweep ({req.sweep_file})")
-        values["sweep"] = deep_merge(values.get("sweep") or {}, {"enabled": True, **inner})
-    if req.tracking_uri:
-        _set(values, "mlflow.trackingUri", req.tracking_uri)
-    if req.experiment:
-        _set(values, "mlflow.experimentName", req.experiment)
-    if req.schedule:
-        _set(values, "cronJob.schedule", req.schedule)
+    values = deep_merge(values, job_values(spec_of(req)))
     values = apply_sets(values, list(req.sets))
     return deep_merge(values, req.extra)
 
