@@ -42,7 +42,9 @@ def render(generated_at: str, source: str, projects: dict[str, list[dict[str, An
     ]
     for i, (name, releases) in enumerate(projects.items()):
         lines.append(f"    {json.dumps(name)}: [")
-        lines += [f"      {json.dumps(r)}{',' if j < len(releases) - 1 else ''}" for j, r in enumerate(releases)]
+        lines += [
+            f"      {json.dumps(r)}{',' if j < len(releases) - 1 else ''}" for j, r in enumerate(releases)
+        ]
         lines.append("    ]" + ("," if i < len(projects) - 1 else ""))
     lines += ["  }", "}"]
     return "\n".join(lines) + "\n"
@@ -71,7 +73,9 @@ def fetch_all() -> dict[str, list[dict[str, Any]]]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--check", action="store_true", help="only check the file's format")
     args = parser.parse_args()
     if args.check:
