@@ -11,6 +11,7 @@ import click
 
 from generator import __version__
 from generator.errors import HelmMlopsError
+from generator.versions import PROJECT_NAMES
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -629,6 +630,48 @@ def lint_cmd(stack_dir: Path, helm_bin: str | None, crds: Path | None) -> None:
 
     for line in lint(stack_dir, helm_bin=helm_bin, crd_dir=crds):
         click.echo(line)
+
+
+@cli.command()
+@click.argument("project", type=click.Choice(PROJECT_NAMES))
+@click.option("--all", "show_all", is_flag=True, help="Every release, not just the newest 10.")
+@click.option("--pre", is_flag=True, help="Include pre-releases.")
+@click.option(
+    "-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True
+)
+@click.option(
+    "--ttl",
+    type=click.FloatRange(min=0),
+    help="Seconds a cached answer is used without asking GitHub "
+    "(default: $HELM_MLOPS_VERSIONS_TTL, else 3600).",
+)
+def versions(project: str, show_all: bool, pre: bool, output: str, ttl: float | None) -> None:
+    """Releases of PROJECT from GitHub, newest first, with the image the chart runs for each.
+
+    \b
+    GITHUB_TOKEN or GH_TOKEN: a token for the API (a higher rate limit)
+    GITHUB_API_URL: GitHub Enterprise's API, e.g. https://github.example.com/api/v3
+    HELM_MLOPS_CACHE_DIR: the cache (default: $XDG_CACHE_HOME/helm-mlops or ~/.cache/helm-mlops)
+    Offline or rate-limited, the cached answer (however old) or the list bundled with helm-mlops
+    stands in, with a warning."""
+    from generator.github import GitHubReleases
+    from generator.versions import RECENT, TABLE_HEADER, list_versions, render, table_rows
+
+    listing = list_versions(project, include_pre=pre, source=GitHubReleases.from_env(ttl))
+    for warning in listing.warnings:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
+    click.echo(f"source: {listing.source}", err=True)
+    shown = listing.versions if show_all else listing.recent(RECENT)
+    if output == "table" and sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*TABLE_HEADER, box=None)
+        for row in table_rows(project, shown):
+            table.add_row(*row)
+        Console().print(table)
+    else:
+        click.echo(render(project, shown, output))
 
 
 DEBUG_ENV = "HELM_DEBUG"  # helm sets it for plugins when run with --debug

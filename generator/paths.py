@@ -5,7 +5,9 @@ Three layouts, in this order:
 - a source checkout (``make setup`` or the helm plugin): ``<repo>/charts`` and ``<repo>/values-presets``;
 - an installed wheel: the copies the build puts in the package (``generator/_data/``, see setup.py).
 
-Only the checkout has ``hack/`` (the embedded cluster) and ``.tools/bin`` (the pinned helm)."""
+Only the checkout has ``hack/`` (the embedded cluster) and ``.tools/bin`` (the pinned helm).
+
+What helm-mlops caches (the GitHub releases of `helm-mlops versions`) lives under ``cache_dir()``."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from pathlib import Path
 from generator.errors import UserError
 
 CHARTS_ENV = "HELM_MLOPS_CHARTS"
+CACHE_ENV = "HELM_MLOPS_CACHE_DIR"
 _PACKAGE = Path(__file__).resolve().parent
 
 
@@ -98,3 +101,14 @@ def chart_file(chart: str, *parts: str) -> Path:
     """A file the CLI shares with a chart's pods (files/sweep.py, files/hm_runtime)."""
     field = CHARTS_ENV if os.environ.get(CHARTS_ENV) else "charts"
     return chart_dir(chart, field=field).joinpath("files", *parts)
+
+
+def cache_dir() -> Path:
+    """``$HELM_MLOPS_CACHE_DIR``, else ``$XDG_CACHE_HOME/helm-mlops``, else ``~/.cache/helm-mlops``
+    (not created here)."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"  # XDG: absolute only
+    return base / "helm-mlops"

@@ -2,9 +2,10 @@
 
 - Nothing imports `generator.cli` but the entry point `generator.__main__`.
 - Base (`errors`, `paths`, the package itself) imports only base.
-- Pure modules (`values`, `yamlio`, `charts.*`) import base and pure modules: no adapter, no workflow.
-- Adapters (`helm.*`, `kube.*`) import base and pure modules and their own package: never a workflow
-  and never the other adapter.
+- Pure modules (`values`, `yamlio`, `versions`, `charts.*`) import base and pure modules: no adapter,
+  no workflow.
+- Adapters (`helm.*`, `kube.*`, `github`) import base and pure modules and their own package: never a
+  workflow and never another adapter.
 - Workflows (every other top-level module: training, sweep, runtime, demo, ...) import anything but cli.
 
 Imports inside functions count too (the CLI imports lazily)."""
@@ -26,8 +27,9 @@ PURE_PREFIXES = (
     "generator.stack",
     "generator.seed",
     "generator.sweep",
+    "generator.versions",
 )
-ADAPTERS = ("generator.helm", "generator.kube")
+ADAPTERS = ("generator.helm", "generator.kube", "generator.github")
 
 
 def layer(module: str) -> str:
@@ -65,8 +67,8 @@ def imports(module: str, source: str) -> set[str]:
 ALLOWED = {
     "base": {"base"},
     "pure": {"base", "pure"},
-    "workflow": {"base", "pure", "workflow", "adapter:helm", "adapter:kube"},
-    "cli": {"base", "pure", "workflow", "adapter:helm", "adapter:kube"},
+    "workflow": {"base", "pure", "workflow", "adapter:helm", "adapter:kube", "adapter:github"},
+    "cli": {"base", "pure", "workflow", "adapter:helm", "adapter:kube", "adapter:github"},
     "entry": {"cli"},
 }
 
@@ -96,9 +98,15 @@ def package_modules() -> dict[str, str]:
 
 def test_imports_flow_one_way() -> None:
     modules = package_modules()
-    assert {"generator.cli", "generator.helm.adapter", "generator.kube.client", "generator.values"} <= set(
-        modules
-    )
+    assert {
+        "generator.cli",
+        "generator.helm.adapter",
+        "generator.kube.client",
+        "generator.values",
+        "generator.versions",
+        "generator.github",
+    } <= set(modules)
+    assert layer("generator.versions") == "pure" and layer("generator.github") == "adapter:github"
     assert violations(modules, set(modules)) == []
 
 
@@ -108,6 +116,9 @@ def test_the_rule_catches_reversed_arrows() -> None:
         # adapter -> adapter, from inside a function
         "generator.helm.adapter": "def f():\n    from generator.kube.client import Kube\n",
         "generator.kube.status": "import generator.training\n",  # adapter -> workflow
+        # pure -> adapter, from inside a function
+        "generator.versions": "def f():\n    from generator.github import GitHubReleases\n",
+        "generator.github": "from generator.versions import Fetched\n",  # adapter -> pure: fine
         "generator.training": "from generator import cli\n",  # anything -> cli
         "generator.errors": "from generator.values import deep_merge\n",  # base -> pure
         "generator.demo": "from generator.helm.adapter import Helm\nfrom generator import yamlio\n",  # fine
@@ -124,4 +135,5 @@ def test_the_rule_catches_reversed_arrows() -> None:
         "generator.kube.status (adapter:kube) imports generator.training (workflow)",
         "generator.training (workflow) imports generator.cli (cli)",
         "generator.values (pure) imports generator.helm.adapter (adapter:helm)",
+        "generator.versions (pure) imports generator.github (adapter:github)",
     ]

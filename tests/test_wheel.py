@@ -65,10 +65,13 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
         ).stdout.strip()
     )
     (site_packages / "borrowed-deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    # Without the checkout on PYTHONPATH: the build leaves helm_mlops.egg-info there, which pip would
+    # take for this wheel already installed, and install nothing.
     subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "-q", str(wheel)],
         check=True,
         capture_output=True,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
     )
     work = root / "work"
     work.mkdir()
@@ -195,3 +198,23 @@ def test_another_charts_root(installed: Installed, tmp_path: Path) -> None:
         and "HELM_MLOPS_CHARTS:" in refused.stderr
         and "holds no charts" in refused.stderr
     )
+
+
+def test_versions_falls_back_to_the_bundled_list_of_the_wheel(installed: Installed, tmp_path: Path) -> None:
+    """The wheel ships generator/data/versions.json: offline with no cache, `versions` lists it."""
+    shipped = installed.site_packages / "generator" / "data" / "versions.json"
+    assert shipped.read_bytes() == (REPO / "generator" / "data" / "versions.json").read_bytes()
+    env = {k: v for k, v in installed.env.items() if k not in ("GITHUB_TOKEN", "GH_TOKEN")}
+    env |= {"GITHUB_API_URL": f"http://127.0.0.1:{free_port()}", "HELM_MLOPS_CACHE_DIR": str(tmp_path)}
+    result = subprocess.run(
+        [str(installed.exe), "versions", "mlflow", "--all", "-o", "json"],
+        cwd=installed.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "source: bundled list" in result.stderr
+    tags = [r["tag_name"] for r in json.loads(shipped.read_text())["projects"]["mlflow"]]
+    assert sorted(item["tag"] for item in json.loads(result.stdout)) == sorted(tags)
