@@ -253,6 +253,13 @@ def cross_checks(answers: Mapping[str, Any]) -> list[Problem]:
             names[name] = path.rsplit(".", 1)[0]
 
     # MLflow
+    if mlflow_on and mlflow.get("version"):
+        from generator.versions import check_supported
+
+        try:
+            check_supported("mlflow", str(mlflow["version"]), "mlflow.version")
+        except UserError as exc:
+            bad("mlflow.version", str(exc).split(": ", 1)[1].split("\n")[0] + "; `helm-mlops versions mlflow` lists them")
     if mlflow_on:
         backend = (mlflow.get("backendStore") or {}).get("type", "sqlite")
         store = mlflow.get("artifactStore") or {}

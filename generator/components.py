@@ -220,6 +220,7 @@ JOB_PROVENANCE = {
     "volumes": "volumes",
     "envFrom": "secrets",
     "commonLabels": "@global.labels",
+    "job.ttlSecondsAfterFinished": "@stack: finished Jobs stay, so a stack upgrade never re-creates (retrains) one",
 }
 
 

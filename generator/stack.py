@@ -66,6 +66,10 @@ def components(answers: Mapping[str, Any]) -> list[Component]:
     for i, job in enumerate((answers.get("training") or {}).get("jobs") or []):
         spec = c.job_spec(job, g.get("labels") or {}, str(g.get("storageClass") or ""))
         values = c.job_values(spec, str(g.get("imageRegistry") or ""))
+        if not job.get("schedule"):
+            # A finished Job stays: one deleted by a TTL would come back (and train again) with the
+            # next upgrade of the stack. At most one Job per job: the name follows the spec.
+            c.put(values, "job.ttlSecondsAfterFinished", -1)
         out.append(Component(job["name"], c.TRAINING, "job", values, c.JOB_PROVENANCE, f"training.jobs[{i}]"))
     for i, svc in enumerate((answers.get("inference") or {}).get("services") or []):
         values = c.service_values(svc, answers, tracking_uri(answers))
