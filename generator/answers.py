@@ -325,11 +325,11 @@ def cross_checks(answers: Mapping[str, Any]) -> list[Problem]:
         if script.get("file") and script.get("content") is not None:
             bad(f"{at}.script", "give file or content, not both")
         has_script = bool(script.get("file") or script.get("content"))
-        if script and not has_script:
+        if job.get("script") is not None and not has_script:
             bad(f"{at}.script", "needs file (a .py path) or content (the script's text)")
         if has_script and job.get("command"):
             bad(f"{at}.command", "give a script or a command, not both (the script runs with python)")
-        if not has_script and not job.get("command"):
+        if job.get("script") is None and not job.get("command"):
             bad(f"{at}", "needs script (file or content) or image and command")
         for key in ("cpu", "memory"):
             quantity(f"{at}.{key}", job.get(key))

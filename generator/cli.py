@@ -57,6 +57,12 @@ def docs(chart_dirs: tuple[Path, ...], check: bool) -> None:
             ("README.md", update_readme(chart, check=check)),
         ):
             click.echo(f"{chart}/{name}: {'updated' if changed else 'up to date'}")
+    if not chart_dirs:
+        from generator.charts.docs import update_answers_schema
+
+        published = update_answers_schema(check=check)
+        if published is not None:
+            click.echo(f"{published[0]}: {'updated' if published[1] else 'up to date'}")
 
 
 @cli.command()

@@ -182,7 +182,7 @@ def build(loaded: Loaded, chart_repo: str | None = None) -> stack.Stack:
     files["README.md"] = stack.readme(st, data, vendored=not repo, repo=repo).encode()
     files[".helmignore"] = stack.HELMIGNORE.encode()
     files["templates/NOTES.txt"] = notes_txt(st).encode()
-    files["templates/credentials.yaml"] = stack.CREDENTIALS.encode()
+    files["templates/secrets.yaml"] = stack.CREDENTIALS.encode()
     header = (
         "# helm-mlops answers: `helm-mlops generate --answers answers.yaml -o <dir>` regenerates this stack.\n"
         "# Format: docs/answers.md (schema: `helm-mlops answers-schema`).\n"

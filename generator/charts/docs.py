@@ -150,3 +150,24 @@ def update_readme(chart_dir: Path, check: bool = False) -> bool:
         raise StaleError(f"{readme} is out of date with {values}: run `make docs`")
     readme.write_text(updated)
     return True
+
+
+def update_answers_schema(check: bool = False) -> tuple[Path, bool] | None:
+    """Publish the answers format's schema as docs/answers.schema.json in a checkout (None elsewhere).
+    Returns (path, changed); with check, raises StaleError instead of writing."""
+    import json
+
+    from generator.answers_schema import SCHEMA
+    from generator.paths import checkout_root
+
+    root = checkout_root()
+    if root is None:
+        return None
+    path = root / "docs" / "answers.schema.json"
+    text = json.dumps(SCHEMA, indent=2) + "\n"
+    if path.is_file() and path.read_text() == text:
+        return path, False
+    if check:
+        raise StaleError(f"{path} is out of date with generator/answers_schema.py: run `make docs`")
+    path.write_text(text)
+    return path, True

@@ -1,0 +1,261 @@
+"""The answers format's rules, layering and the seed product's request shapes (pure: no helm)."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+from typing import Any
+
+import pytest
+
+from generator import answers, seed
+from generator.answers import Layers, merge_layers, validate
+from generator.values import deep_merge
+
+
+def stack(**sections: Any) -> dict[str, Any]:
+    base = answers.defaults("3.17.2")
+    return deep_merge(base, sections) if sections else base
+
+
+def problems(data: dict[str, Any]) -> dict[str, str]:
+    return {p.path: p.message for p in validate(data)}
+
+
+def service(**extra: Any) -> dict[str, Any]:
+    return {"name": "svc", "model": {"uri": "s3://models/iris.onnx"}, **extra}
+
+
+def job(**extra: Any) -> dict[str, Any]:
+    return {"name": "fit", "script": {"content": "print(1)"}, **extra}
+
+
+def test_the_defaults_are_valid() -> None:
+    assert validate(stack()) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "path", "words"),
+    [
+        ({"name": "Bad_Name"}, "name", "is not valid"),
+        ({"name": "x" * 31}, "name", "at most 30 characters"),
+        ({"mlflow": {"replicas": 2}}, "mlflow.replicas", "must be 1 with backendStore.type sqlite (got 2)"),
+        ({"mlflow": {"replicas": "two"}}, "mlflow.replicas", '"two" is not an integer'),
+        ({"mlflow": {"cpu": "lots"}}, "mlflow.cpu", '"lots" is not valid'),
+        ({"mlflow": {"memory": "0"}}, "mlflow.memory", "greater than zero"),
+        ({"mlflow": {"version": "2.9.0"}}, "mlflow.version", "oldest version the chart supports (3.9.0)"),
+        ({"mlflow": {"version": "latest"}}, "mlflow.version", '"latest" is not valid'),
+        ({"mlflow": {"backendStore": {"type": "postgresql"}}}, "mlflow.backendStore.host", "required"),
+        ({"mlflow": {"backendStore": {"type": "postgres"}}}, "mlflow.backendStore.type", "is not one of"),
+        ({"mlflow": {"artifactStore": {"type": "s3"}}}, "mlflow.artifactStore.bucket", "required with"),
+        ({"mlflow": {"ingress": {"enabled": True, "tls": {"enabled": True}}}}, "mlflow.ingress.host", "TLS needs a host"),
+        ({"mlflow": {"podDisruptionBudget": True}}, "mlflow.podDisruptionBudget", "needs mlflow.replicas >= 2"),
+        ({"mlflow": {"tracking": True}}, "mlflow", "unknown key(s) tracking"),
+        ({"apiVersion": "helm-mlops/v2"}, "apiVersion", 'must be "helm-mlops/v1"'),
+    ],
+)  # fmt: skip
+def test_each_rule_names_its_field(change: dict[str, Any], path: str, words: str) -> None:
+    found = problems(stack(**change))
+    assert path in found, found
+    assert words in found[path], found[path]
+
+
+@pytest.mark.parametrize(
+    ("svc", "path", "words"),
+    [
+        (service(hpa={"enabled": True, "minReplicas": 3, "maxReplicas": 2}), "hpa.maxReplicas", "must be >= minReplicas (3)"),
+        (service(model={"uri": "s3://models/iris.pkl"}), "model.trust", "is code"),
+        (service(model={"uri": "s3://models/iris.pkl", "sha256": "0" * 64}), None, None),
+        (service(runtime="mlserver", model={"uri": "pvc://m/iris.pkl", "sha256": "0" * 64}), "model.sha256", "reads the file unchecked"),
+        (service(model={"uri": "models:/iris@prod"}), "model.trust", "MLflow model"),
+        (service(model={"uri": "models:/iris@prod", "trust": True, "sha256": "0" * 64}), "model.sha256", "cannot pin an MLflow model"),
+        (service(model={"uri": "s3://models/model.bin"}), "model.format", "cannot tell the format"),
+        (service(model={"uri": "ftp://x/model.onnx"}), "model.uri", "is not models:/"),
+        (service(model={"uri": "https://u:p@example.com/m.onnx"}), "model.uri", "carries credentials"),
+        (service(model={"uri": "http://example.com/m.onnx"}), "model.uri", "plain http"),
+        (service(gpus=1), "image", "has no CUDA"),
+        (service(runtime="mlserver", model={"uri": "s3://m/iris.onnx"}), "runtime", "mlserver has no runtime for onnx"),
+        (service(runtime="bentoml"), "image", "needs the Bento's image"),
+        (service(runtime="kserve", model={"inline": {"base64": "AAAA", "fileName": "m.onnx"}}), "model", "cannot take an inline model"),
+        (service(model={"inline": {"base64": "A" * 1_000_004, "fileName": "m.onnx"}}), "model.inline", "PVC"),
+        (service(ingress={"enabled": True, "host": "Not A Host"}), "ingress.host", "is not a DNS name"),
+        (service(cpu="-1"), "cpu", "greater than zero"),
+    ],
+)  # fmt: skip
+def test_inference_rules(svc: dict[str, Any], path: str | None, words: str | None) -> None:
+    mlflow_off = {"mlflow": {"enabled": False}} if "models:/" not in str(svc) else {}
+    found = problems(stack(inference={"services": [svc]}, **mlflow_off))
+    if path is None:
+        assert found == {}
+        return
+    full = f"inference.services[0].{path}"
+    assert full in found, found
+    assert words is not None and words in found[full], found[full]
+
+
+def test_models_uri_needs_mlflow_or_a_tracking_uri() -> None:
+    svc = service(model={"uri": "models:/iris@prod", "trust": True})
+    found = problems(stack(mlflow={"enabled": False}, inference={"services": [svc]}))
+    assert "MLflow in the stack" in found["inference.services[0].model.uri"]
+    svc["model"]["trackingUri"] = "http://mlflow.other:5000"
+    assert problems(stack(mlflow={"enabled": False}, inference={"services": [svc]})) == {}
+
+
+@pytest.mark.parametrize(
+    ("one", "path", "words"),
+    [
+        (job(script={}), "script", "needs file"),
+        (job(command=["python", "x.py"]), "command", "not both"),
+        ({"name": "fit"}, "", "needs script"),
+        (job(gpus=1), "image", "CUDA-capable image"),
+        (job(gpus=1, image="cuda:12", procsPerNode=2, nodes=2), "procsPerNode", "only 1 GPU(s)"),
+        (job(schedule="every day"), "schedule", "not a cron schedule"),
+        (job(nodes=2, schedule="0 3 * * *"), "schedule", "cannot be scheduled"),
+        (job(volumes=[{"name": "d", "mountPath": "/d"}]), "volumes[0]", "exactly one of"),
+        (job(sweep={"parameters": [{"name": "lr", "type": "float", "min": 1, "max": 0.1}]}), "sweep", ""),
+        (job(env={"1BAD": "x"}), "env", "wrong shape"),
+    ],
+)  # fmt: skip
+def test_training_rules(one: dict[str, Any], path: str, words: str) -> None:
+    found = problems(stack(training={"jobs": [one]}))
+    full = "training.jobs[0]" + (f".{path}" if path else "")
+    hits = {k: v for k, v in found.items() if k.startswith(full)}
+    assert hits, found
+    assert any(words in v for v in hits.values()), hits
+
+
+def test_names_are_unique_across_jobs_and_services_and_not_reserved() -> None:
+    data = stack(
+        training={"jobs": [job(name="iris"), job(name="mlflow")]},
+        inference={"services": [service(name="iris")]},
+    )
+    found = problems(data)
+    assert "is already the name of training.jobs[0]" in found["inference.services[0].name"]
+    assert "reserved" in found["training.jobs[1].name"]
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    data = stack(
+        mlflow={"replicas": 3, "ingress": {"enabled": True, "tls": {"enabled": True}}},
+        inference={"services": [service(hpa={"enabled": True, "minReplicas": 4, "maxReplicas": 1})]},
+        training={"jobs": [job(schedule="never")]},
+    )
+    found = problems(data)
+    assert set(found) >= {
+        "mlflow.replicas",
+        "mlflow.ingress.host",
+        "inference.services[0].hpa.maxReplicas",
+        "training.jobs[0].schedule",
+    }
+    with pytest.raises(answers.InvalidAnswers) as caught:
+        answers.check(data)
+    assert caught.value.exit_code == 2 and f"{len(found)} problem(s)" in str(caught.value)
+
+
+def test_layers_apply_in_order_defaults_preset_file_set_interactive() -> None:
+    layers = Layers(
+        base=stack(),
+        preset={"name": "from-preset", "mlflow": {"cpu": "2", "memory": "4Gi"}, "global": {"namespace": "p"}},
+        file={"mlflow": {"cpu": "3"}, "global": {"namespace": "f"}},
+        sets=[("--set", "mlflow.cpu=4"), ("--set", "global.namespace=s")],
+        interactive={"global": {"namespace": "i"}},
+    )
+    merged = merge_layers(layers)
+    assert merged["name"] == "from-preset"  # only the preset set it
+    assert merged["mlflow"]["memory"] == "4Gi"  # the preset over the defaults
+    assert merged["mlflow"]["cpu"] == 4  # --set over the file (typed like helm's --set)
+    assert merged["global"]["namespace"] == "i"  # interactive over everything
+    assert merged["mlflow"]["backendStore"] == {"type": "sqlite"}  # defaults kept below
+    assert validate(merged) == []
+
+
+# Seed-shaped requests -------------------------------------------------------------------------------------
+
+
+def test_the_seed_inference_request_maps_and_pins_the_inline_model() -> None:
+    model = b"\x08\x01fake-onnx-bytes"
+    request = {
+        "name": "Iris Model",
+        "namespace": "team-a",
+        "modelFile": base64.b64encode(model).decode(),
+        "modelFileName": "iris.onnx",
+        "runtime": "fastapi",
+        "cpu": "500m",
+        "memory": "1Gi",
+        "replicas": 2,
+        "hpa": {"enabled": True, "minReplicas": 2, "maxReplicas": 5, "targetCPU": 60},
+        "ingress": {"enabled": True, "host": "iris.example.com", "path": "/", "tls": True},
+        "createdBy": "ui",
+    }
+    assert seed.detect(request) == "inference"
+    mapped = seed.to_answers("inference", request)
+    svc = mapped.answers["inference"]["services"][0]
+    assert svc["name"] == "iris-model" and mapped.answers["global"]["namespace"] == "team-a"
+    assert svc["model"]["sha256"] == hashlib.sha256(model).hexdigest()
+    assert svc["hpa"] == {"enabled": True, "minReplicas": 2, "maxReplicas": 5, "targetCPU": 60}
+    assert svc["ingress"] == {"enabled": True, "host": "iris.example.com", "path": "/", "tls": {"enabled": True}}
+    assert any("createdBy" in note for note in mapped.notes)
+    full = answers.merge_layers(Layers(base=stack(), file=mapped.answers))
+    assert validate(full) == []
+
+
+def test_a_seed_model_too_big_to_travel_inline_is_refused_with_the_fix() -> None:
+    request = {"name": "big", "modelFile": base64.b64encode(b"x" * 900_000).decode(), "modelFileName": "m.onnx"}
+    mapped = seed.to_answers("inference", request)
+    found = problems(answers.merge_layers(Layers(base=stack(), file=mapped.answers)))
+    message = found["inference.services[0].model.inline"]
+    assert "too big to carry inline" in message and "PVC" in message and "S3" in message
+
+
+def test_seed_mlflow_credentials_become_secrets_not_answers() -> None:
+    request = {
+        "namespace": "ml",
+        "backendStore": {"type": "postgresql", "host": "db", "user": "u", "password": "db-pass-123"},
+        "artifactStore": {"type": "s3", "bucket": "b", "region": "eu-west-1", "accessKey": "AKIA1", "secretKey": "sk-456"},
+        "trackingUI": False,
+        "ingress": {"enabled": True, "host": "mlflow.example.com", "tls": True},
+    }  # fmt: skip
+    assert seed.detect(request) == "mlflow"
+    mapped = seed.to_answers("mlflow", request)
+    text = repr(mapped.answers)
+    for secret in ("db-pass-123", "AKIA1", "sk-456"):
+        assert secret not in text
+    m = mapped.answers["mlflow"]
+    assert m["serviceName"] == "mlflow-service" and m["ui"] is False
+    assert m["cpu"] == "1" and m["memory"] == "2Gi"  # the seed wizard's defaults
+    assert mapped.secrets[m["backendStore"]["existingSecret"]] == {"password": "db-pass-123"}
+    assert mapped.secrets[m["artifactStore"]["existingSecret"]]["AWS_SECRET_ACCESS_KEY"] == "sk-456"
+
+
+def test_seed_training_request_decodes_a_base64_script() -> None:
+    script = "import mlflow\nprint('train')\n"
+    request = {
+        "name": "fit",
+        "namespace": "ml",
+        "script": base64.b64encode(script.encode()).decode(),
+        "cpu": "1",
+        "memory": "2Gi",
+        "gpu": 0,
+        "env": {"EPOCHS": "3"},
+        "volumeMounts": [{"name": "data", "mountPath": "/data", "claimName": "datasets"}],
+    }
+    assert seed.detect(request) == "training"
+    mapped = seed.to_answers("training", request)
+    one = mapped.answers["training"]["jobs"][0]
+    assert one["script"]["content"] == script
+    assert one["trackingUri"] == "http://mlflow-service.ml.svc.cluster.local:5000"
+    assert one["volumes"] == [{"name": "data", "mountPath": "/data", "claimName": "datasets"}]
+    assert validate(answers.merge_layers(Layers(base=stack(), file=mapped.answers))) == []
+
+
+def test_answers_are_not_taken_for_seed_requests() -> None:
+    assert seed.detect({"apiVersion": "helm-mlops/v1", "name": "x", "script": "x"}) is None
+    assert seed.detect({"name": "x"}) is None
+
+
+def test_validate_does_not_change_its_input() -> None:
+    data = stack(inference={"services": [service()]}, mlflow={"enabled": False})
+    before = copy.deepcopy(data)
+    validate(data)
+    assert data == before
