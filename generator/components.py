@@ -196,6 +196,7 @@ def job_spec(job: Mapping[str, Any], labels: Mapping[str, str], storage_class: s
 
 
 JOB_PROVENANCE = {
+    "fullnameOverride": "name (as <stack>-<name>)",
     "script.content": "script",
     "script.fileName": "script",
     "script.args": "script.args",

@@ -70,6 +70,7 @@ def components(answers: Mapping[str, Any]) -> list[Component]:
             # A finished Job stays: one deleted by a TTL would come back (and train again) with the
             # next upgrade of the stack. At most one Job per job: the name follows the spec.
             c.put(values, "job.ttlSecondsAfterFinished", -1)
+        values = {"fullnameOverride": service_fullname(answers["name"], job["name"]), **values}
         out.append(Component(job["name"], c.TRAINING, "job", values, c.JOB_PROVENANCE, f"training.jobs[{i}]"))
     for i, svc in enumerate((answers.get("inference") or {}).get("services") or []):
         values = c.service_values(svc, answers, tracking_uri(answers))

@@ -83,8 +83,12 @@ def _pod_spec(doc: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def problems_in(docs: list[dict[str, Any]], crd_dir: Path | None) -> list[str]:
-    """kubernetes-validate --strict, CRD schemas and Pod Security "restricted" over rendered objects."""
+def problems_in(
+    docs: list[dict[str, Any]], crd_dir: Path | None, unchecked: list[str] | None = None
+) -> list[str]:
+    """kubernetes-validate --strict, CRD schemas and Pod Security "restricted" over rendered objects.
+    Custom resources without a CRD to check them against go to `unchecked` when it is given and no CRD
+    folder is (a problem otherwise)."""
     import kubernetes_validate
 
     from generator.charts.crds import load_crd_schemas, validate_custom_resource
@@ -103,8 +107,12 @@ def problems_in(docs: list[dict[str, Any]], crd_dir: Path | None) -> list[str]:
             except kubernetes_validate.ValidationError as exc:
                 out.append(f"{where}: {exc.message}")
             except kubernetes_validate.SchemaNotFoundError:
-                hint = " (pass --crds with its CRD)" if "." in key[0].split("/")[0] else ""
-                out.append(f"{where}: no schema for {doc.get('apiVersion')} {doc.get('kind')}{hint}")
+                custom = "." in key[0].split("/")[0]
+                if custom and unchecked is not None and crd_dir is None:
+                    unchecked.append(where)
+                else:
+                    hint = " (pass --crds with its CRD)" if custom else ""
+                    out.append(f"{where}: no schema for {doc.get('apiVersion')} {doc.get('kind')}{hint}")
         spec = _pod_spec(doc)
         if spec:
             out += [f"{where}: Pod Security restricted: {p}" for p in restricted_violations(spec)]
@@ -145,9 +153,10 @@ def lint(stack_dir: Path, *, helm_bin: str | None, crd_dir: Path | None) -> list
         problems.append(f"helm template: {exc}")
         docs = []
     crd_dir = crd_dir or default_crds()
-    if crd_dir is None:
-        lines.append("CRDs: none given (--crds), custom resources checked by kubernetes-validate only")
-    found = problems_in(docs, crd_dir)
+    unchecked: list[str] = []
+    found = problems_in(docs, crd_dir, unchecked)
+    if unchecked:
+        lines.append(f"not validated (no CRD folder given with --crds): {', '.join(unchecked)}")
     problems += found
     if docs and not found:
         lines.append(

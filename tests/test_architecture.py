@@ -39,9 +39,9 @@ def layer(module: str) -> str:
         return "cli"
     if module in BASE:
         return "base"
-    if module.startswith(PURE_PREFIXES):
+    if any(module == p or module.startswith(p + ".") for p in PURE_PREFIXES):
         return "pure"
-    if module.startswith(ADAPTERS):
+    if any(module == p or module.startswith(p + ".") for p in ADAPTERS):
         return "adapter:" + module.split(".")[1]
     return "workflow"
 
