@@ -679,6 +679,27 @@ def versions(project: str, show_all: bool, pre: bool, output: str, ttl: float | 
     else:
         click.echo(render(project, shown, output))
 
+@cli.command("init")
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    default="answers.yaml",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Answers file to write.",
+)
+@click.option("--preset", help="Start from a preset's answers (see `helm-mlops presets`).")
+@click.option("-y", "--yes", is_flag=True, help="Write the defaults (or the preset) without asking.")
+@click.option("--force", is_flag=True, help="Overwrite an existing answers file.")
+def init_cmd(out: Path, preset: str | None, yes: bool, force: bool) -> None:
+    """Ask what the stack holds (MLflow, training jobs, inference services) and write an answers file
+    for `helm-mlops generate --answers`. Needs a terminal, unless --yes."""
+    from generator.wizard import run_init
+
+    for line in run_init(out, preset=preset, yes=yes, force=force):
+        click.echo(line)
+
 
 DEBUG_ENV = "HELM_DEBUG"  # helm sets it for plugins when run with --debug
 
