@@ -27,7 +27,8 @@ CODE_FORMATS = {
 }
 EXTENSIONS = {
     ".pkl": "sklearn", ".pickle": "sklearn", ".joblib": "joblib", ".onnx": "onnx", ".pt": "torch",
-    ".pth": "torch", ".h5": "keras", ".keras": "keras", ".bst": "xgboost", ".ubj": "xgboost", ".txt": "lightgbm",
+    ".pth": "torch", ".h5": "keras", ".keras": "keras", ".bst": "xgboost", ".ubj": "xgboost",
+    ".txt": "lightgbm",
 }  # fmt: skip
 MLSERVER_FORMATS = {"sklearn", "joblib", "xgboost", "lightgbm", "mlflow"}
 CRON = re.compile(r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$")
@@ -194,7 +195,8 @@ def _schema_message(error: Any) -> str:
         word = ">=" if kind == "minimum" else "<="
         return f"{shown} must be {word} {error.validator_value}"
     if kind in ("minLength", "maxLength"):
-        return f"{shown} must have {'at least' if kind == 'minLength' else 'at most'} {error.validator_value} characters"
+        bound = "at least" if kind == "minLength" else "at most"
+        return f"{shown} must have {bound} {error.validator_value} characters"
     if kind == "anyOf":
         return f"{shown} has the wrong shape ({error.schema.get('description', '')})"
     return str(error.message)
@@ -259,7 +261,10 @@ def cross_checks(answers: Mapping[str, Any]) -> list[Problem]:
         try:
             check_supported("mlflow", str(mlflow["version"]), "mlflow.version")
         except UserError as exc:
-            bad("mlflow.version", str(exc).split(": ", 1)[1].split("\n")[0] + "; `helm-mlops versions mlflow` lists them")
+            bad(
+                "mlflow.version",
+                str(exc).split(": ", 1)[1].split("\n")[0] + "; `helm-mlops versions mlflow` lists them",
+            )
     if mlflow_on:
         backend = (mlflow.get("backendStore") or {}).get("type", "sqlite")
         store = mlflow.get("artifactStore") or {}
@@ -272,7 +277,8 @@ def cross_checks(answers: Mapping[str, Any]) -> list[Problem]:
         elif replicas > 1 and store.get("type", "pvc") == "pvc":
             bad(
                 "mlflow.replicas",
-                f"must be 1 with artifactStore.type pvc (a ReadWriteOnce volume; got {replicas}); use minio, s3, gcs or azure",
+                f"must be 1 with artifactStore.type pvc (a ReadWriteOnce volume; got {replicas}); use "
+                "minio, s3, gcs or azure",
             )
         if mlflow.get("podDisruptionBudget") and replicas < 2:
             bad(
@@ -412,7 +418,8 @@ def cross_checks(answers: Mapping[str, Any]) -> list[Problem]:
                 if not re.match(r"^(models:/[^/@]+(@[A-Za-z0-9_-]+|/[0-9]+)|runs:/[^/]+/.+)$", uri):
                     bad(
                         f"{at}.model.uri",
-                        f"{uri} is not models:/<name>@<alias>, models:/<name>/<version> or runs:/<run>/<path>",
+                        f"{uri} is not models:/<name>@<alias>, models:/<name>/<version> or "
+                        "runs:/<run>/<path>",
                     )
             if kind == "s3" and not re.match(r"^s3://[^/]+/.+", uri):
                 bad(f"{at}.model.uri", "s3 sources are s3://<bucket>/<key>")
@@ -424,7 +431,8 @@ def cross_checks(answers: Mapping[str, Any]) -> list[Problem]:
             ):
                 bad(
                     f"{at}.model.uri",
-                    "carries credentials (user info or a signed query): use an s3 source with existingSecret, or a pvc",
+                    "carries credentials (user info or a signed query): use an s3 source with "
+                    "existingSecret, or a pvc",
                 )
             if kind == "https" and uri.startswith("http://") and not model.get("sha256"):
                 bad(
@@ -439,7 +447,8 @@ def cross_checks(answers: Mapping[str, Any]) -> list[Problem]:
                 elif size > INLINE_LIMIT:
                     bad(
                         f"{at}.model.inline",
-                        f"{size * 3 // 4 // 1024} KiB is too big to carry inline (about 1 MiB at most): put the model on a PVC (pvc://claim/path) or in S3/MinIO (s3://bucket/key)",
+                        f"{size * 3 // 4 // 1024} KiB is too big to carry inline (about 1 MiB at most): put "
+                        "the model on a PVC (pvc://claim/path) or in S3/MinIO (s3://bucket/key)",
                     )
                 if runtime == "kserve":
                     bad(
@@ -449,7 +458,8 @@ def cross_checks(answers: Mapping[str, Any]) -> list[Problem]:
             if fmt == "mlflow" and model.get("sha256"):
                 bad(
                     f"{at}.model.sha256",
-                    "cannot pin an MLflow model (a directory or registry URI); remove it and set model.trust: true if you trust it",
+                    "cannot pin an MLflow model (a directory or registry URI); remove it and set "
+                    "model.trust: true if you trust it",
                 )
             elif fmt in CODE_FORMATS and not model.get("trust"):
                 pinned = bool(model.get("sha256"))
@@ -461,13 +471,15 @@ def cross_checks(answers: Mapping[str, Any]) -> list[Problem]:
                 if fmt == "mlflow" or not pinned:
                     bad(
                         f"{at}.model.trust",
-                        f"{CODE_FORMATS[fmt]} is code: loading it runs what its author wrote; set trust: true if you trust it"
+                        f"{CODE_FORMATS[fmt]} is code: loading it runs what its author wrote; set trust: "
+                        "true if you trust it"
                         + ("" if fmt == "mlflow" else ", or pin the file with model.sha256"),
                     )
                 elif not verified:
                     bad(
                         f"{at}.model.sha256",
-                        f"runtime {runtime} reads the file unchecked, so a pin cannot stand for trust: set model.trust: true",
+                        f"runtime {runtime} reads the file unchecked, so a pin cannot stand for trust: set "
+                        "model.trust: true",
                     )
             if runtime == "mlserver" and fmt and fmt not in MLSERVER_FORMATS:
                 bad(f"{at}.runtime", f"mlserver has no runtime for {fmt} models; use fastapi")
@@ -493,7 +505,8 @@ def cross_checks(answers: Mapping[str, Any]) -> list[Problem]:
         if gpus and runtime in ("fastapi", "mlserver") and not svc.get("image"):
             bad(
                 f"{at}.image",
-                f"{gpus} GPU(s) requested: runtime {runtime}'s default image has no CUDA; set a CUDA-capable image",
+                f"{gpus} GPU(s) requested: runtime {runtime}'s default image has no CUDA; set a "
+                "CUDA-capable image",
             )
         _ingress(bad, f"{at}.ingress", svc.get("ingress") or {})
         _env(bad, f"{at}.env", svc.get("env"))

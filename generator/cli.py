@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -554,7 +556,10 @@ SET_OPTIONS = [
 ]
 
 
-def _set_options(func):  # type: ignore[no-untyped-def]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _set_options(func: F) -> F:
     for option in reversed(SET_OPTIONS):
         func = option(func)
     return func
@@ -678,6 +683,7 @@ def versions(project: str, show_all: bool, pre: bool, output: str, ttl: float | 
         Console().print(table)
     else:
         click.echo(render(project, shown, output))
+
 
 @cli.command("init")
 @click.option(

@@ -221,7 +221,8 @@ JOB_PROVENANCE = {
     "volumes": "volumes",
     "envFrom": "secrets",
     "commonLabels": "@global.labels",
-    "job.ttlSecondsAfterFinished": "@stack: finished Jobs stay, so a stack upgrade never re-creates (retrains) one",
+    "job.ttlSecondsAfterFinished": "@stack: finished Jobs stay, so a stack upgrade never re-creates "
+    "(retrains) one",
 }
 
 
@@ -271,13 +272,24 @@ def mlflow_values(answers: Mapping[str, Any]) -> dict[str, Any]:
     kind = store.get("type", "pvc")
     put(v, "artifactStore.type", kind)
     if kind == "s3":
-        for src, dst in (("bucket", "bucket"), ("prefix", "prefix"), ("region", "region"), ("endpoint", "endpointUrl"), ("existingSecret", "existingSecret")):  # fmt: skip
+        for src, dst in (
+            ("bucket", "bucket"),
+            ("prefix", "prefix"),
+            ("region", "region"),
+            ("endpoint", "endpointUrl"),
+            ("existingSecret", "existingSecret"),
+        ):
             if store.get(src):
                 put(v, f"artifactStore.s3.{dst}", store[src])
     elif kind == "minio":
         in_cluster = bool(store.get("inCluster", not store.get("endpoint")))
         put(v, "artifactStore.minio.inCluster", in_cluster)
-        for src, dst in (("bucket", "bucket"), ("prefix", "prefix"), ("endpoint", "endpointUrl"), ("existingSecret", "existingSecret")):  # fmt: skip
+        for src, dst in (
+            ("bucket", "bucket"),
+            ("prefix", "prefix"),
+            ("endpoint", "endpointUrl"),
+            ("existingSecret", "existingSecret"),
+        ):
             if store.get(src):
                 put(v, f"artifactStore.minio.{dst}", store[src])
         if in_cluster:
@@ -292,7 +304,12 @@ def mlflow_values(answers: Mapping[str, Any]) -> dict[str, Any]:
             if store.get(key):
                 put(v, f"artifactStore.gcs.{key}", store[key])
     elif kind == "azure":
-        for src, dst in (("bucket", "container"), ("prefix", "prefix"), ("storageAccount", "storageAccount"), ("existingSecret", "existingSecret")):  # fmt: skip
+        for src, dst in (
+            ("bucket", "container"),
+            ("prefix", "prefix"),
+            ("storageAccount", "storageAccount"),
+            ("existingSecret", "existingSecret"),
+        ):
             if store.get(src):
                 put(v, f"artifactStore.azure.{dst}", store[src])
     persistence = m.get("persistence") or {}
@@ -384,7 +401,11 @@ def stack_store(answers: Mapping[str, Any]) -> dict[str, Any] | None:
                     "secretAccessKeyKey": keys[1], "region": "us-east-1", "insecure": True}  # fmt: skip
         out = {"endpointUrl": store["endpoint"], "region": "us-east-1", "insecure": False}
         if store.get("existingSecret"):
-            out.update(existingSecret=store["existingSecret"], accessKeyIdKey="root-user", secretAccessKeyKey="root-password")  # fmt: skip
+            out.update(
+                existingSecret=store["existingSecret"],
+                accessKeyIdKey="root-user",
+                secretAccessKeyKey="root-password",
+            )
         return out
     if kind == "s3":
         out = {"insecure": False}

@@ -48,7 +48,8 @@ def run_demo(
     resources = stackcheck.render(out, release=built.name, helm=helm, namespace=namespace)
     yield f"release {built.name!s} consists of {len(resources)} objects"
     if not install:
-        yield f"install it: helm install {built.name} {out} -n {namespace or built.namespace} --create-namespace --wait"
+        ns = namespace or built.namespace
+        yield f"install it: helm install {built.name} {out} -n {ns} --create-namespace --wait"
         return
 
     from generator.kube.status import collect, collect_services, pod_statuses

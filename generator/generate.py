@@ -108,7 +108,7 @@ def load(
 def resolve_files(data: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
     """Script files read into the answers (`file` → `content` + `fileName`), so the saved answers.yaml
     regenerates the stack from anywhere."""
-    out = json.loads(json.dumps(data))
+    out: dict[str, Any] = json.loads(json.dumps(data))
     problems = []
     for i, job in enumerate((out.get("training") or {}).get("jobs") or []):
         script = job.get("script") or {}
@@ -155,7 +155,11 @@ def _chart_repo(repo: str | None) -> str:
 
     if repo.startswith("oci://"):
         if len(repo) <= len("oci://") or " " in repo:
-            raise UserError(f"{repo!r} is not an OCI repository", field="--chart-repo", hint="e.g. oci://registry.example.com/charts")  # fmt: skip
+            raise UserError(
+                f"{repo!r} is not an OCI repository",
+                field="--chart-repo",
+                hint="e.g. oci://registry.example.com/charts",
+            )
         return repo.rstrip("/")
     return http_url(repo, "--chart-repo").rstrip("/")
 
@@ -184,7 +188,8 @@ def build(loaded: Loaded, chart_repo: str | None = None) -> stack.Stack:
     files["templates/NOTES.txt"] = notes_txt(st).encode()
     files["templates/secrets.yaml"] = stack.CREDENTIALS.encode()
     header = (
-        "# helm-mlops answers: `helm-mlops generate --answers answers.yaml -o <dir>` regenerates this stack.\n"
+        "# helm-mlops answers: `helm-mlops generate --answers answers.yaml -o <dir>` regenerates this "
+        "stack.\n"
         "# Format: docs/answers.md (schema: `helm-mlops answers-schema`).\n"
     )
     files["answers.yaml"] = (header + yamlio.dump(data)).encode()
@@ -337,5 +342,6 @@ def run_generate(
     lines.append(f"wrote stack {built.name} ({', '.join(kinds)}) to {out}")
     lines.append(f"install: helm install {built.name} {out} -n {built.namespace} --create-namespace --wait")
     if loaded.secrets:
-        lines.append(f"credentials from the request are in {out / 'credentials.yaml'} (mode 600): add -f {out / 'credentials.yaml'}")  # fmt: skip
+        creds = out / "credentials.yaml"
+        lines.append(f"credentials from the request are in {creds} (mode 600): add -f {creds}")
     return lines

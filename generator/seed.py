@@ -19,8 +19,29 @@ from generator.components import sanitize_name
 
 SEED_SERVICE = "mlflow-service"
 
-INFERENCE_KEYS = {"name", "namespace", "modelFile", "modelFileName", "runtime", "cpu", "memory", "replicas", "hpa", "ingress"}  # fmt: skip
-MLFLOW_KEYS = {"namespace", "version", "backendStore", "artifactStore", "trackingUI", "ingress", "cpu", "memory", "name"}  # fmt: skip
+INFERENCE_KEYS = {
+    "name",
+    "namespace",
+    "modelFile",
+    "modelFileName",
+    "runtime",
+    "cpu",
+    "memory",
+    "replicas",
+    "hpa",
+    "ingress",
+}
+MLFLOW_KEYS = {
+    "namespace",
+    "version",
+    "backendStore",
+    "artifactStore",
+    "trackingUI",
+    "ingress",
+    "cpu",
+    "memory",
+    "name",
+}
 TRAINING_KEYS = {
     "name",
     "namespace",
@@ -112,7 +133,9 @@ def _inference(data: Mapping[str, Any]) -> Mapped:
         try:
             blob = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
-            raise InvalidAnswers([Problem("modelFile", "is not base64 (send the model file base64-encoded)")], "request") from None  # fmt: skip
+            raise InvalidAnswers(
+                [Problem("modelFile", "is not base64 (send the model file base64-encoded)")], "request"
+            ) from None
         # The file travels in the request itself: pin exactly those bytes.
         svc["model"] = {
             "inline": {"base64": text, "fileName": file_name},

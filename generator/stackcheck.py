@@ -21,7 +21,11 @@ def _stack(stack_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """The stack's Chart.yaml and answers (namespace, name)."""
     chart = stack_dir / "Chart.yaml"
     if not chart.is_file():
-        raise UserError(f"{stack_dir} has no Chart.yaml", field="STACK_DIR", hint="pass a directory `helm-mlops generate` wrote")  # fmt: skip
+        raise UserError(
+            f"{stack_dir} has no Chart.yaml",
+            field="STACK_DIR",
+            hint="pass a directory `helm-mlops generate` wrote",
+        )
     meta = yamlio.load_mapping(chart, "STACK_DIR")
     answers_path = stack_dir / "answers.yaml"
     data = yamlio.load_mapping(answers_path, "STACK_DIR") if answers_path.is_file() else {}

@@ -66,7 +66,9 @@ def spec_of(req: TrainRequest) -> JobSpec:
         schedule=req.schedule or None,
     )
     if req.script is not None:
-        spec.script_content = yamlio.read_text(req.script, "--script", "pass the path of your training script")
+        spec.script_content = yamlio.read_text(
+            req.script, "--script", "pass the path of your training script"
+        )
         spec.script_name = req.script.name
     requirements = list(req.requirements)
     if req.requirements_file is not None:

@@ -49,8 +49,8 @@ def test_the_defaults_are_valid() -> None:
         ({"mlflow": {"backendStore": {"type": "postgresql"}}}, "mlflow.backendStore.host", "required"),
         ({"mlflow": {"backendStore": {"type": "postgres"}}}, "mlflow.backendStore.type", "is not one of"),
         ({"mlflow": {"artifactStore": {"type": "s3"}}}, "mlflow.artifactStore.bucket", "required with"),
-        ({"mlflow": {"ingress": {"enabled": True, "tls": {"enabled": True}}}}, "mlflow.ingress.host", "TLS needs a host"),
-        ({"mlflow": {"podDisruptionBudget": True}}, "mlflow.podDisruptionBudget", "needs mlflow.replicas >= 2"),
+        ({"mlflow": {"ingress": {"enabled": True, "tls": {"enabled": True}}}}, "mlflow.ingress.host", "TLS needs a host"),  # noqa: E501
+        ({"mlflow": {"podDisruptionBudget": True}}, "mlflow.podDisruptionBudget", "needs mlflow.replicas >= 2"),  # noqa: E501
         ({"mlflow": {"tracking": True}}, "mlflow", "unknown key(s) tracking"),
         ({"apiVersion": "helm-mlops/v2"}, "apiVersion", 'must be "helm-mlops/v1"'),
     ],
@@ -64,20 +64,20 @@ def test_each_rule_names_its_field(change: dict[str, Any], path: str, words: str
 @pytest.mark.parametrize(
     ("svc", "path", "words"),
     [
-        (service(hpa={"enabled": True, "minReplicas": 3, "maxReplicas": 2}), "hpa.maxReplicas", "must be >= minReplicas (3)"),
+        (service(hpa={"enabled": True, "minReplicas": 3, "maxReplicas": 2}), "hpa.maxReplicas", "must be >= minReplicas (3)"),  # noqa: E501
         (service(model={"uri": "s3://models/iris.pkl"}), "model.trust", "is code"),
         (service(model={"uri": "s3://models/iris.pkl", "sha256": "0" * 64}), None, None),
-        (service(runtime="mlserver", model={"uri": "pvc://m/iris.pkl", "sha256": "0" * 64}), "model.sha256", "reads the file unchecked"),
+        (service(runtime="mlserver", model={"uri": "pvc://m/iris.pkl", "sha256": "0" * 64}), "model.sha256", "reads the file unchecked"),  # noqa: E501
         (service(model={"uri": "models:/iris@prod"}), "model.trust", "MLflow model"),
-        (service(model={"uri": "models:/iris@prod", "trust": True, "sha256": "0" * 64}), "model.sha256", "cannot pin an MLflow model"),
+        (service(model={"uri": "models:/iris@prod", "trust": True, "sha256": "0" * 64}), "model.sha256", "cannot pin an MLflow model"),  # noqa: E501
         (service(model={"uri": "s3://models/model.bin"}), "model.format", "cannot tell the format"),
         (service(model={"uri": "ftp://x/model.onnx"}), "model.uri", "is not models:/"),
         (service(model={"uri": "https://u:p@example.com/m.onnx"}), "model.uri", "carries credentials"),
         (service(model={"uri": "http://example.com/m.onnx"}), "model.uri", "plain http"),
         (service(gpus=1), "image", "has no CUDA"),
-        (service(runtime="mlserver", model={"uri": "s3://m/iris.onnx"}), "runtime", "mlserver has no runtime for onnx"),
+        (service(runtime="mlserver", model={"uri": "s3://m/iris.onnx"}), "runtime", "mlserver has no runtime for onnx"),  # noqa: E501
         (service(runtime="bentoml"), "image", "needs the Bento's image"),
-        (service(runtime="kserve", model={"inline": {"base64": "AAAA", "fileName": "m.onnx"}}), "model", "cannot take an inline model"),
+        (service(runtime="kserve", model={"inline": {"base64": "AAAA", "fileName": "m.onnx"}}), "model", "cannot take an inline model"),  # noqa: E501
         (service(model={"inline": {"base64": "A" * 1_000_004, "fileName": "m.onnx"}}), "model.inline", "PVC"),
         (service(ingress={"enabled": True, "host": "Not A Host"}), "ingress.host", "is not a DNS name"),
         (service(cpu="-1"), "cpu", "greater than zero"),
@@ -194,14 +194,23 @@ def test_the_seed_inference_request_maps_and_pins_the_inline_model() -> None:
     assert svc["name"] == "iris-model" and mapped.answers["global"]["namespace"] == "team-a"
     assert svc["model"]["sha256"] == hashlib.sha256(model).hexdigest()
     assert svc["hpa"] == {"enabled": True, "minReplicas": 2, "maxReplicas": 5, "targetCPU": 60}
-    assert svc["ingress"] == {"enabled": True, "host": "iris.example.com", "path": "/", "tls": {"enabled": True}}
+    assert svc["ingress"] == {
+        "enabled": True,
+        "host": "iris.example.com",
+        "path": "/",
+        "tls": {"enabled": True},
+    }
     assert any("createdBy" in note for note in mapped.notes)
     full = answers.merge_layers(Layers(base=stack(), file=mapped.answers))
     assert validate(full) == []
 
 
 def test_a_seed_model_too_big_to_travel_inline_is_refused_with_the_fix() -> None:
-    request = {"name": "big", "modelFile": base64.b64encode(b"x" * 900_000).decode(), "modelFileName": "m.onnx"}
+    request = {
+        "name": "big",
+        "modelFile": base64.b64encode(b"x" * 900_000).decode(),
+        "modelFileName": "m.onnx",
+    }
     mapped = seed.to_answers("inference", request)
     found = problems(answers.merge_layers(Layers(base=stack(), file=mapped.answers)))
     message = found["inference.services[0].model.inline"]
@@ -212,7 +221,7 @@ def test_seed_mlflow_credentials_become_secrets_not_answers() -> None:
     request = {
         "namespace": "ml",
         "backendStore": {"type": "postgresql", "host": "db", "user": "u", "password": "db-pass-123"},
-        "artifactStore": {"type": "s3", "bucket": "b", "region": "eu-west-1", "accessKey": "AKIA1", "secretKey": "sk-456"},
+        "artifactStore": {"type": "s3", "bucket": "b", "region": "eu-west-1", "accessKey": "AKIA1", "secretKey": "sk-456"},  # noqa: E501
         "trackingUI": False,
         "ingress": {"enabled": True, "host": "mlflow.example.com", "tls": True},
     }  # fmt: skip

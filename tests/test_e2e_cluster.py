@@ -253,7 +253,9 @@ def test_demo_installs_and_reports_status(cluster: Cluster, tmp_path: Path) -> N
     assert first.returncode == 0, first.stderr
     assert "release full-stack: revision 1, deployed" in first.stdout
     lines = first.stdout.splitlines()
-    assert any(line.split()[:2] == ["pod", "full-stack-mlflow-minio-0"] and "Running" in line for line in lines)
+    assert any(
+        line.split()[:2] == ["pod", "full-stack-mlflow-minio-0"] and "Running" in line for line in lines
+    )
     assert any(line.split()[:3] == ["service", "full-stack-iris", "Running"] for line in lines), first.stdout
     assert any(line.split()[:1] == ["training"] and "full-stack-train-iris" in line for line in lines)
     assert f"kubectl -n {namespace} port-forward svc/full-stack-mlflow 5000:5000" in first.stdout

@@ -53,7 +53,13 @@ inference:
 
 def run(*args: str | Path, stdin: str | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(EXE), *map(str, args)], input=stdin, capture_output=True, text=True, env=ENV, cwd=cwd, check=False
+        [str(EXE), *map(str, args)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=cwd,
+        check=False,
     )
 
 
@@ -82,7 +88,12 @@ def test_generate_writes_an_umbrella_chart(answers_file: Path, tmp_path: Path) -
     assert f"wrote stack team (MLflow, 1 training job, 2 inference services) to {out}" in result.stdout
     chart = yaml.safe_load((out / "Chart.yaml").read_text())
     deps = [(d["name"], d.get("alias", d["name"])) for d in chart["dependencies"]]
-    assert deps == [("mlflow", "mlflow"), ("training-job", "fit"), ("inference-service", "iris"), ("inference-service", "onnx")]  # fmt: skip
+    assert deps == [
+        ("mlflow", "mlflow"),
+        ("training-job", "fit"),
+        ("inference-service", "iris"),
+        ("inference-service", "onnx"),
+    ]
     assert sorted(p.name for p in (out / "charts").iterdir()) == [
         "inference-service-0.2.0.tgz",
         "mlflow-0.2.0.tgz",
@@ -164,7 +175,9 @@ def cli_main(args: list[str]) -> int:
     return 0
 
 
-def test_an_interrupted_generate_leaves_nothing(answers_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_an_interrupted_generate_leaves_nothing(
+    answers_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "stack"
     writes = {"n": 0}
     real = Path.write_bytes
@@ -195,7 +208,8 @@ def test_bad_answers_write_nothing_and_name_every_field(tmp_path: Path) -> None:
     bad = tmp_path / "answers.yaml"
     bad.write_text(
         "apiVersion: helm-mlops/v1\nname: t\nmlflow: {replicas: 2}\n"
-        "inference:\n  services:\n    - {name: s, model: {uri: 's3://b/m.onnx'}, hpa: {enabled: true, minReplicas: 2, maxReplicas: 1}}\n"
+        "inference:\n  services:\n    - "
+        "{name: s, model: {uri: 's3://b/m.onnx'}, hpa: {enabled: true, minReplicas: 2, maxReplicas: 1}}\n"
     )  # fmt: skip
     out = tmp_path / "out"
     stderr = clean(run("generate", "--answers", bad, "-o", out), 2)
@@ -281,8 +295,25 @@ def test_train_and_a_stack_render_the_same_job(answers_file: Path, tmp_path: Pat
     """One builder: the job from `helm-mlops train` and from a stack differ only in names and labels."""
     script = tmp_path / "train.py"
     rendered = tmp_path / "train-out"
-    clean(run("train", "fit", "--script", script, "--requirement", "scikit-learn", "--cpu", "1",
-              "--memory", "1Gi", "--tracking-uri", "http://team-mlflow:5000", "--render-to", rendered), 0)  # fmt: skip
+    clean(
+        run(
+            "train",
+            "fit",
+            "--script",
+            script,
+            "--requirement",
+            "scikit-learn",
+            "--cpu",
+            "1",
+            "--memory",
+            "1Gi",
+            "--tracking-uri",
+            "http://team-mlflow:5000",
+            "--render-to",
+            rendered,
+        ),
+        0,
+    )
     from_train = next(yaml.safe_load(p.read_text()) for p in rendered.glob("*-job-*.yaml"))
     out = tmp_path / "stack"
     clean(run("generate", "--answers", answers_file, "-o", out, "--set-json", "training.jobs[0].env=[]"), 0)
@@ -310,11 +341,16 @@ def test_train_and_a_stack_render_the_same_job(answers_file: Path, tmp_path: Pat
 
 def test_chart_repo_references_published_charts(answers_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "stack"
-    clean(run("generate", "--answers", answers_file, "-o", out, "--chart-repo", "oci://registry.local/charts"), 0)
+    clean(
+        run("generate", "--answers", answers_file, "-o", out, "--chart-repo", "oci://registry.local/charts"),
+        0,
+    )
     chart = yaml.safe_load((out / "Chart.yaml").read_text())
     assert {d["repository"] for d in chart["dependencies"]} == {"oci://registry.local/charts"}
     assert not (out / "charts").exists()
-    stderr = clean(run("generate", "--answers", answers_file, "-o", tmp_path / "x", "--chart-repo", "ftp://x"), 2)
+    stderr = clean(
+        run("generate", "--answers", answers_file, "-o", tmp_path / "x", "--chart-repo", "ftp://x"), 2
+    )
     assert "--chart-repo" in stderr and not (tmp_path / "x").exists()
 
 
@@ -329,7 +365,9 @@ def test_template_and_lint_check_a_stack_on_both_helms(answers_file: Path, tmp_p
     assert kinds.count("Deployment") == 3 and kinds.count("Job") >= 1
     # A values change that breaks Pod Security "restricted" is named by lint.
     values = out / "values.yaml"
-    values.write_text(values.read_text().replace("iris:\n", "iris:\n  podSecurityContext: {runAsNonRoot: false}\n", 1))
+    values.write_text(
+        values.read_text().replace("iris:\n", "iris:\n  podSecurityContext: {runAsNonRoot: false}\n", 1)
+    )
     stderr = clean(run("lint", out), 2)
     assert "Deployment/team-iris: Pod Security restricted: container" in stderr
 
