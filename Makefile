@@ -59,8 +59,8 @@ ct-lint: setup ## chart-testing lint with our config and with ct's upstream defa
 	@if [ -d ../shared/chart-testing ]; then ct lint --all --config ct.yaml \
 	  --lint-conf ../shared/chart-testing/lintconf.yaml --chart-yaml-schema ../shared/chart-testing/chart_schema.yaml; fi
 
-demo: setup cluster-tools ## The main job: lint, render and install the MLflow quickstart (embedded cluster unless a kubeconfig is set)
-	$(BIN)/helm-mlops demo
+demo: setup cluster-tools ## The main job: generate the full-stack preset, lint it, install it (embedded cluster unless a kubeconfig is set); PRESET=name for another
+	$(BIN)/helm-mlops demo --preset $${PRESET:-full-stack}
 
 bench: setup system-deps ## Measure performance against peers (CLI, render, inference vs MLServer/KServe); writes docs/benchmarks.md
 	$(BIN)/python hack/bench.py

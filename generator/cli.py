@@ -60,11 +60,10 @@ def docs(chart_dirs: tuple[Path, ...], check: bool) -> None:
         ):
             click.echo(f"{chart}/{name}: {'updated' if changed else 'up to date'}")
     if not chart_dirs:
-        from generator.charts.docs import update_answers_schema
+        from generator.charts.docs import update_answers_docs
 
-        published = update_answers_schema(check=check)
-        if published is not None:
-            click.echo(f"{published[0]}: {'updated' if published[1] else 'up to date'}")
+        for path, changed in update_answers_docs(check=check):
+            click.echo(f"{path}: {'updated' if changed else 'up to date'}")
 
 
 @cli.command()

@@ -152,9 +152,42 @@ def update_readme(chart_dir: Path, check: bool = False) -> bool:
     return True
 
 
-def update_answers_schema(check: bool = False) -> tuple[Path, bool] | None:
-    """Publish the answers format's schema as docs/answers.schema.json in a checkout (None elsewhere).
-    Returns (path, changed); with check, raises StaleError instead of writing."""
+def answers_table(schema: dict[str, Any]) -> str:
+    """The answers format as a markdown table: every field's path, type and description."""
+    rows = ["| field | type | description |", "|---|---|---|"]
+
+    def kind(node: dict[str, Any]) -> str:
+        if "const" in node:
+            return f"`{node['const']}`"
+        if "enum" in node:
+            return " \\| ".join(f"`{v}`" for v in node["enum"] if v != "") or "string"
+        if "anyOf" in node:
+            return " or ".join(kind(n) for n in node["anyOf"])
+        t = node.get("type", "any")
+        return " or ".join(t) if isinstance(t, list) else str(t)
+
+    def walk(node: dict[str, Any], path: str) -> None:
+        for key, child in (node.get("properties") or {}).items():
+            here = f"{path}.{key}" if path else key
+            text = str(child.get("description", "")).replace("|", "\\|").replace("\n", " ")
+            if child.get("type") == "array" and isinstance(child.get("items"), dict) and "properties" in child["items"]:
+                rows.append(f"| `{here}[]` | list | {text or child['items'].get('description', '')} |")
+                walk(child["items"], f"{here}[]")
+            else:
+                rows.append(f"| `{here}` | {kind(child)} | {text} |")
+                if child.get("type") == "object":
+                    walk(child, here)
+
+    walk(schema, "")
+    return "\n".join(rows) + "\n"
+
+
+ANSWERS_START, ANSWERS_END = "<!-- answers-table:start -->", "<!-- answers-table:end -->"
+
+
+def update_answers_docs(check: bool = False) -> list[tuple[Path, bool]]:
+    """Publish the answers format in a checkout: docs/answers.schema.json and the field table of
+    docs/answers.md. Returns (path, changed) per file; with check, raises StaleError instead of writing."""
     import json
 
     from generator.answers_schema import SCHEMA
@@ -162,12 +195,23 @@ def update_answers_schema(check: bool = False) -> tuple[Path, bool] | None:
 
     root = checkout_root()
     if root is None:
-        return None
-    path = root / "docs" / "answers.schema.json"
-    text = json.dumps(SCHEMA, indent=2) + "\n"
-    if path.is_file() and path.read_text() == text:
-        return path, False
-    if check:
-        raise StaleError(f"{path} is out of date with generator/answers_schema.py: run `make docs`")
-    path.write_text(text)
-    return path, True
+        return []
+    out = []
+    schema_path = root / "docs" / "answers.schema.json"
+    doc_path = root / "docs" / "answers.md"
+    wanted = {schema_path: json.dumps(SCHEMA, indent=2) + "\n"}
+    if doc_path.is_file():
+        text = doc_path.read_text()
+        if ANSWERS_START in text and ANSWERS_END in text:
+            head, rest = text.split(ANSWERS_START, 1)
+            _, tail = rest.split(ANSWERS_END, 1)
+            wanted[doc_path] = f"{head}{ANSWERS_START}\n{answers_table(SCHEMA)}{ANSWERS_END}{tail}"
+    for path, text in wanted.items():
+        if path.is_file() and path.read_text() == text:
+            out.append((path, False))
+            continue
+        if check:
+            raise StaleError(f"{path} is out of date with generator/answers_schema.py: run `make docs`")
+        path.write_text(text)
+        out.append((path, True))
+    return out
