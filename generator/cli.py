@@ -582,6 +582,7 @@ def _set_options(func: F) -> F:
     help="Reference the charts from this repository (https:// or oci://) instead of vendoring them.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@click.option("-v", "--verbose", is_flag=True, help="Also list every component and file written.")
 def generate(
     preset: str | None,
     answers_file: str | None,
@@ -593,6 +594,7 @@ def generate(
     force: bool,
     chart_repo: str | None,
     quiet: bool,
+    verbose: bool,
 ) -> None:
     """Write an umbrella chart for a stack from a preset, an answers file or a seed request."""
     from generator.generate import run_generate
@@ -605,6 +607,7 @@ def generate(
         out=out,
         force=force,
         chart_repo=chart_repo,
+        verbose=verbose,
     )
     if not quiet:
         for line in lines:
@@ -669,7 +672,7 @@ def versions(project: str, show_all: bool, pre: bool, output: str, ttl: float | 
 
     listing = list_versions(project, include_pre=pre, source=GitHubReleases.from_env(ttl))
     for warning in listing.warnings:
-        click.secho(f"warning: {warning}", fg="yellow", err=True)
+        click.secho(f"warning: {warning}", fg="yellow", err=True, color=_color())
     click.echo(f"source: {listing.source}", err=True)
     shown = listing.versions if show_all else listing.recent(RECENT)
     if output == "table" and sys.stdout.isatty():
@@ -706,6 +709,11 @@ def init_cmd(out: Path, preset: str | None, yes: bool, force: bool) -> None:
         click.echo(line)
 
 
+def _color() -> bool | None:
+    """No colour with NO_COLOR (https://no-color.org); otherwise click's choice (only on a terminal)."""
+    return False if os.environ.get("NO_COLOR") else None
+
+
 DEBUG_ENV = "HELM_DEBUG"  # helm sets it for plugins when run with --debug
 
 
@@ -737,7 +745,7 @@ def main(argv: list[str] | None = None) -> None:
             import traceback
 
             traceback.print_exc()
-        click.secho(f"error: {exc}", fg="red", err=True)
+        click.secho(f"error: {exc}", fg="red", err=True, color=_color())
         sys.exit(exc.exit_code)
     except BrokenPipeError:  # the reader went away (| head): nothing left to say
         sys.stderr.close()
@@ -751,5 +759,6 @@ def main(argv: list[str] | None = None) -> None:
             "with the output of the same command run with --debug (or HELM_DEBUG=1)",
             fg="red",
             err=True,
+            color=_color(),
         )
         sys.exit(1)

@@ -326,6 +326,7 @@ def run_generate(
     out: Path,
     force: bool,
     chart_repo: str | None,
+    verbose: bool = False,
 ) -> list[str]:
     """Generate a stack; returns lines to print."""
     if not preset and not answers_file:
@@ -338,6 +339,11 @@ def run_generate(
     built = build(loaded, chart_repo)
     write(built.files, out, force=force)
     lines = list(loaded.notes)
+    if verbose:
+        for comp in built.components:
+            lines.append(f"component {comp.alias}: the {comp.chart} chart ({comp.prefix or 'mlflow'})")
+        for rel, data in sorted(built.files.items()):
+            lines.append(f"  {rel} ({len(data)} bytes)")
     kinds = stack._summary(built)
     lines.append(f"wrote stack {built.name} ({', '.join(kinds)}) to {out}")
     lines.append(f"install: helm install {built.name} {out} -n {built.namespace} --create-namespace --wait")

@@ -40,6 +40,11 @@ def dump(data: Any) -> str:
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
 
 
+# libyaml's safe loader parses the charts' commented values.yaml files about 10x faster than PyYAML's
+# pure-Python one, with the same YAML 1.1 rules.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _problem(exc: yaml.YAMLError) -> str:
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
@@ -49,7 +54,7 @@ def _problem(exc: yaml.YAMLError) -> str:
 def loads(text: str, field: str) -> Any:
     """Parse YAML text; a syntax error is a UserError naming `field` and the line."""
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader (libyaml's when built with it)
     except yaml.YAMLError as exc:
         raise UserError(
             f"not valid YAML ({_problem(exc)})", field=field, hint="fix the YAML syntax"
