@@ -54,7 +54,7 @@ def _problem(exc: yaml.YAMLError) -> str:
 def loads(text: str, field: str) -> Any:
     """Parse YAML text; a syntax error is a UserError naming `field` and the line."""
     try:
-        return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader (libyaml's when built with it)
+        return yaml.load(text, Loader=_LOADER)  # a safe loader (libyaml's when built with it)
     except yaml.YAMLError as exc:
         raise UserError(
             f"not valid YAML ({_problem(exc)})", field=field, hint="fix the YAML syntax"

@@ -137,9 +137,11 @@ def generator_section() -> list[str]:
             answers = Path(tmp) / f"scale-{n}.yaml"
             answers.write_text(scaled_answers(jobs, services))
             stack = Path(tmp) / f"scale-{n}"
-            g = measure(lambda: timed([VENV_BIN / "helm-mlops", "generate", "--answers", answers, "-o", stack,
-                                       "--force", "-q"]))[0]
-            t = measure(lambda: timed([TOOLS / "helm", "template", "scale", stack]))[0]
+            gen_argv: list[str | Path] = [VENV_BIN / "helm-mlops", "generate", "--answers", answers, "-o", stack,
+                                          "--force", "-q"]
+            tpl_argv: list[str | Path] = [TOOLS / "helm", "template", "scale", stack]
+            g = measure(lambda argv=gen_argv: timed(argv))[0]
+            t = measure(lambda argv=tpl_argv: timed(argv))[0]
             if base is None:
                 base = (g, t)
                 slope = ("-", "-")

@@ -23,6 +23,7 @@ PURE_PREFIXES = (
     "generator.yamlio",
     "generator.charts",
     "generator.answers",
+    "generator.answers_schema",
     "generator.components",
     "generator.stack",
     "generator.seed",

@@ -170,7 +170,11 @@ def answers_table(schema: dict[str, Any]) -> str:
         for key, child in (node.get("properties") or {}).items():
             here = f"{path}.{key}" if path else key
             text = str(child.get("description", "")).replace("|", "\\|").replace("\n", " ")
-            if child.get("type") == "array" and isinstance(child.get("items"), dict) and "properties" in child["items"]:
+            if (
+                child.get("type") == "array"
+                and isinstance(child.get("items"), dict)
+                and "properties" in child["items"]
+            ):
                 rows.append(f"| `{here}[]` | list | {text or child['items'].get('description', '')} |")
                 walk(child["items"], f"{here}[]")
             else:
