@@ -714,6 +714,7 @@ def _color() -> bool | None:
     return False if os.environ.get("NO_COLOR") else None
 
 
+COMPLETE_ENV = "_HELM_MLOPS_COMPLETE"
 DEBUG_ENV = "HELM_DEBUG"  # helm sets it for plugins when run with --debug
 
 
@@ -725,6 +726,11 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI; every failure becomes an exit code: 2 bad input, 3 a tool or the cluster failed,
     4 a stale generated file, 130 interrupted, 1 a bug (one line, unless --debug)."""
     args = list(sys.argv[1:] if argv is None else argv)
+    instruction = os.environ.get(COMPLETE_ENV)
+    if instruction:  # click's shell completion: `eval "$(_HELM_MLOPS_COMPLETE=bash_source helm-mlops)"`
+        from click.shell_completion import shell_complete
+
+        sys.exit(shell_complete(cli, {}, "helm-mlops", COMPLETE_ENV, instruction))
     debug = _debug_from_env()
     try:
         with cli.make_context("helm-mlops", args) as ctx:

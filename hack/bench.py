@@ -203,7 +203,15 @@ def main() -> int:
         "## Inference runtime against MLServer and KServe",
         "",
     ]
-    if os.environ.get("BENCH_SKIP_INFERENCE"):
+    out = REPO / "docs" / "benchmarks.md"
+    inference = "## Inference runtime against MLServer and KServe"
+    soak = "## Soak (`make soak`)"
+    previous = out.read_text() if out.exists() else ""
+    if os.environ.get("BENCH_SKIP_INFERENCE") and inference in previous:
+        kept = previous.split(inference, 1)[1].split(soak, 1)[0].strip("\n")
+        lines.append("(not re-measured in this run, BENCH_SKIP_INFERENCE is set: the previous run's figures)")
+        lines += ["", kept]
+    elif os.environ.get("BENCH_SKIP_INFERENCE"):
         lines.append("(skipped: BENCH_SKIP_INFERENCE is set)")
     else:
         sys.path.insert(0, str(REPO / "hack"))
@@ -215,10 +223,8 @@ def main() -> int:
             lines += bench_inference.format_table(Path(tmp))
         lines += ["", *bench_inference.NOTES]
     lines.append("")
-    out = REPO / "docs" / "benchmarks.md"
-    soak = "## Soak (`make soak`)"
-    if out.exists() and soak in out.read_text():  # the last `make soak` result stays
-        lines += ["", soak + out.read_text().split(soak, 1)[1].rstrip()]
+    if soak in previous:  # the last `make soak` result stays
+        lines += ["", soak + previous.split(soak, 1)[1].rstrip()]
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
