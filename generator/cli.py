@@ -308,7 +308,12 @@ def logs(
 @KUBECONFIG_OPTION
 @KUBE_CONTEXT_OPTION
 @NAMESPACE_OPTION
-def status(release: str, kubeconfig: Path | None, kube_context: str | None, namespace: str) -> None:
+@click.option(
+    "-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True
+)
+def status(
+    release: str, kubeconfig: Path | None, kube_context: str | None, namespace: str, output: str
+) -> None:
     """A release's training jobs (phase, pods, duration, MLflow runs) and inference services."""
     from generator.kube.status import collect, collect_services, format_services, format_summaries
     from generator.kube.target import resolve
@@ -316,6 +321,20 @@ def status(release: str, kubeconfig: Path | None, kube_context: str | None, name
     kube = resolve(kubeconfig, kube_context).kube()
     services = collect_services(kube, namespace, release)
     jobs = collect(kube, namespace, release)
+    if output != "table":
+        from dataclasses import asdict
+
+        data = {"release": release, "namespace": namespace, "training": [asdict(j) for j in jobs],
+                "services": [asdict(x) for x in services]}  # fmt: skip
+        if output == "json":
+            import json
+
+            click.echo(json.dumps(data, indent=2))
+        else:
+            from generator import yamlio
+
+            click.echo(yamlio.dump(data), nl=False)
+        return
     if jobs or not services:
         for line in format_summaries(jobs):
             click.echo(line)

@@ -4,6 +4,7 @@ upgrade leaves unchanged training jobs alone."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -139,6 +140,11 @@ def test_a_stack_upgrade_replaces_only_changed_training_jobs(
         cluster.helm(helm_name, "install", "life", out, "-n", namespace, "--wait", "--timeout", "3m")
         first = _jobs(cluster, namespace)
         assert set(first) == {"alpha", "beta"}
+        shown = run("status", "life", "-n", namespace, "--kubeconfig", str(cluster.kubeconfig), "-o", "json")
+        assert shown.returncode == 0, shown.stderr
+        listed = json.loads(shown.stdout)
+        assert sorted(j["name"] for j in listed["training"]) == sorted(name for name, _ in first.values())
+        assert [s["name"] for s in listed["services"]] == ["life-web"]
         # Only an inference value and the MLflow version change: no training object changes.
         generate(out, "--answers", str(answers), *ns, "--set", "inference.services[0].replicas=2",
                  "--set-string", "mlflow.version=3.17.1")  # fmt: skip
