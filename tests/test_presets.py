@@ -111,7 +111,7 @@ training:
     - {name: beta, script: {content: "print('b')"}}
 inference:
   services:
-    - {name: web, model: {uri: "pvc://models/iris.onnx"}, replicas: 1}
+    - {name: web, model: {uri: "https://models.example.com/iris.onnx"}, replicas: 1}
 """
 
 
