@@ -321,6 +321,16 @@ def status(
     kube = resolve(kubeconfig, kube_context).kube()
     services = collect_services(kube, namespace, release)
     jobs = collect(kube, namespace, release)
+    if not jobs and not services:
+        from generator.errors import UserError
+        from generator.kube.status import pod_statuses
+
+        if not pod_statuses(kube, namespace, release):
+            raise UserError(
+                f"nothing of release {release} in namespace {namespace}",
+                field="RELEASE",
+                hint=f"check the name and namespace: `helm list -n {namespace}` (or -A)",
+            )
     if output != "table":
         from dataclasses import asdict
 
@@ -694,7 +704,7 @@ def versions(project: str, show_all: bool, pre: bool, output: str, ttl: float | 
         click.secho(f"warning: {warning}", fg="yellow", err=True, color=_color())
     click.echo(f"source: {listing.source}", err=True)
     shown = listing.versions if show_all else listing.recent(RECENT)
-    if output == "table" and sys.stdout.isatty():
+    if output == "table" and sys.stdout.isatty() and not os.environ.get("NO_COLOR"):
         from rich.console import Console
         from rich.table import Table
 

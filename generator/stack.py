@@ -258,20 +258,21 @@ def schema_json(stack: Stack, charts: Mapping[str, ChartRef]) -> str:
     return json.dumps(schema, indent=2, sort_keys=False) + "\n"
 
 
-def endpoints(stack: Stack) -> list[tuple[str, str, str]]:
-    """(component, in-cluster URL, local access command) per component with an endpoint."""
+def endpoints(stack: Stack, namespace: str | None = None) -> list[tuple[str, str, str]]:
+    """(component, in-cluster URL, local access command) per component with an endpoint. `namespace`
+    defaults to the stack's; NOTES.txt passes helm's `{{ .Release.Namespace }}`."""
     out = []
-    ns = stack.namespace
+    ns = namespace or stack.namespace
     for comp in stack.components:
+        ingress = comp.values.get("ingress") or {}
+        host = ingress.get("host") if ingress.get("enabled") else None
+        scheme = "https" if (ingress.get("tls") or {}).get("enabled") else "http"
         if comp.kind == "mlflow":
             name = comp.values["fullnameOverride"]
-            out.append(
-                (
-                    "mlflow",
-                    f"http://{name}.{ns}.svc.cluster.local:5000",
-                    f"kubectl -n {ns} port-forward svc/{name} 5000:5000  # then http://127.0.0.1:5000",
-                )
-            )
+            local = f"kubectl -n {ns} port-forward svc/{name} 5000:5000  # then http://127.0.0.1:5000"
+            if host:
+                local = f"{scheme}://{host}{ingress.get('path', '/')}  (Ingress), or {local}"
+            out.append(("mlflow", f"http://{name}.{ns}.svc.cluster.local:5000", local))
         elif comp.kind == "service":
             name = comp.values["fullnameOverride"]
             runtime = comp.values.get("runtime", "fastapi")
@@ -282,27 +283,64 @@ def endpoints(stack: Stack) -> list[tuple[str, str, str]]:
                         f"InferenceService {name} (KServe)",
                         f"kubectl -n {ns} get inferenceservice {name}",
                     )
-                )
-            else:
-                out.append(
-                    (
-                        comp.alias,
-                        f"http://{name}.{ns}.svc.cluster.local:80",
-                        f"kubectl -n {ns} port-forward svc/{name} 8080:80  # then http://127.0.0.1:8080",
-                    )
-                )
+                )  # noqa: E501
+                continue
+            local = f"kubectl -n {ns} port-forward svc/{name} 8080:80  # then http://127.0.0.1:8080"
+            if host:
+                local = f"{scheme}://{host}{ingress.get('path', '/')}  (Ingress), or {local}"
+            out.append((comp.alias, f"http://{name}.{ns}.svc.cluster.local:80", local))
     return out
 
 
-def readme(stack: Stack, answers: Mapping[str, Any], vendored: bool, repo: str) -> str:
+SECRET_KEYS = {
+    "mlflow.backendStore.existingSecret": "`password` (or existingSecretPasswordKey)",
+    "mlflow.artifactStore.existingSecret": "the store's credentials (S3: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`; "
+    "MinIO: `root-user`, `root-password`; GCS: `key.json`; Azure: `connection-string`)",
+    "mlflow.auth.existingSecret": "`username`, `password` (MLflow's admin)",
+}
+
+
+def needed_secrets(answers: Mapping[str, Any], created: set[str]) -> list[tuple[str, str, str]]:
+    """(Secret, answer, keys) for every existing Secret the answers name that the stack does not create."""
+    out: list[tuple[str, str, str]] = []
+    m = answers.get("mlflow") or {}
+    if m.get("enabled", True):
+        for section in ("backendStore", "artifactStore", "auth"):
+            name = (m.get(section) or {}).get("existingSecret")
+            if name:
+                where = f"mlflow.{section}.existingSecret"
+                out.append((name, where, SECRET_KEYS[where]))
+    for i, svc in enumerate((answers.get("inference") or {}).get("services") or []):
+        name = (svc.get("model") or {}).get("existingSecret")
+        if name:
+            out.append(
+                (
+                    name,
+                    f"inference.services[{i}].model.existingSecret",
+                    "`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`",
+                )
+            )  # noqa: E501
+        for sec in svc.get("secrets") or []:
+            out.append(
+                (sec, f"inference.services[{i}].secrets", "any: each key becomes an environment variable")
+            )
+    for i, job in enumerate((answers.get("training") or {}).get("jobs") or []):
+        for sec in job.get("secrets") or []:
+            out.append((sec, f"training.jobs[{i}].secrets", "any: each key becomes an environment variable"))
+    for sec in (answers.get("global") or {}).get("imagePullSecrets") or []:
+        out.append((sec, "global.imagePullSecrets", "a `kubernetes.io/dockerconfigjson` pull secret"))
+    return [row for row in out if row[0] not in created]
+
+
+def readme(stack: Stack, answers: Mapping[str, Any], vendored: bool, repo: str, secrets: set[str]) -> str:
     ns = stack.namespace
     rows = []
+    kinds = {
+        "mlflow": "MLflow tracking server and registry",
+        "job": "training job",
+        "service": "inference service",
+    }
     for comp in stack.components:
-        what = {
-            "mlflow": "MLflow tracking server and registry",
-            "job": "training job",
-            "service": "inference service",
-        }[comp.kind]
         detail = ""
         if comp.kind == "service":
             detail = f"runtime {comp.values.get('runtime')}"
@@ -310,21 +348,30 @@ def readme(stack: Stack, answers: Mapping[str, Any], vendored: bool, repo: str) 
             backend, store = comp.values["backendStore"]["type"], comp.values["artifactStore"]["type"]
             detail = f"{backend} backend, {store} artifacts"
         elif comp.kind == "job":
-            detail = (
-                "distributed"
-                if comp.values.get("distributed")
-                else ("sweep" if comp.values.get("sweep") else "single pod")
-            )
+            detail = "single pod"
+            if comp.values.get("distributed"):
+                detail = "distributed"
+            elif comp.values.get("sweep"):
+                detail = "sweep"
             if comp.values.get("cronJob"):
                 detail = f"every `{comp.values['cronJob']['schedule']}`"
-        rows.append(f"| `{comp.alias}` | {comp.chart} | {what} | {detail} |")
-    deps = (
-        "The charts it uses are vendored in `charts/` (it installs offline)."
-        if vendored
-        else f"The charts it uses come from `{repo}`: run `helm dependency build` first."
-    )
-    endpoint_rows = [f"| `{n}` | `{u}` | `{cmd}` |" for n, u, cmd in endpoints(stack)]
-    jobs = [comp.alias for comp in stack.components if comp.kind == "job"]
+        rows.append(f"| `{comp.alias}` | {comp.chart} | {kinds[comp.kind]} | {detail} |")
+    creds = " -f credentials.yaml" if secrets else ""
+    install = [
+        "## Install",
+        "",
+        "```console",
+    ]
+    if not vendored:
+        install.append(f"helm dependency build .   # fetches the charts from {repo}")
+    install += [
+        f"helm install {stack.name} .{creds} --namespace {ns} --create-namespace --wait",
+        f"helm-mlops status {stack.name} -n {ns}",
+        "```",
+        "",
+    ]
+    if not vendored:
+        install.insert(0, "")
     text = [
         f"# {stack.name}",
         "",
@@ -333,10 +380,12 @@ def readme(stack: Stack, answers: Mapping[str, Any], vendored: bool, repo: str) 
             or f"An ML stack generated by helm-mlops: {', '.join(_summary(stack))}."
         ),
         "",
-        "Generated by `helm-mlops generate` from `answers.yaml`; regenerate after editing it with",
-        "`helm-mlops generate --answers answers.yaml -o . --force` (an unchanged answers file gives the "
-        "same files).",
-        deps,
+        "Generated by `helm-mlops generate` from `answers.yaml`: edit that file and run",
+        "`helm-mlops generate --answers answers.yaml -o .` here (an unchanged answers file gives the same files;",
+        "`--force` replaces files you edited by hand).",
+        "The charts it uses are vendored in `charts/` (it installs offline)."
+        if vendored
+        else f"The charts it uses come from `{repo}`.",
         "",
         "## Components",
         "",
@@ -344,58 +393,81 @@ def readme(stack: Stack, answers: Mapping[str, Any], vendored: bool, repo: str) 
         "|---|---|---|---|",
         *rows,
         "",
-        "## Install",
-        "",
-        "```console",
-        f"helm install {stack.name} . --namespace {ns} --create-namespace --wait",
-        f"helm mlops install {stack.name} .   # the same, with status afterwards",
-        "```",
-        "",
-        "The release name should be the stack's name: MLflow's address below is fixed in `values.yaml`.",
-        "`--wait` waits for MLflow and the services, not for training to finish: a failed training shows in",
-        f"`helm-mlops status {stack.name} -n {ns}`, never as a failed release.",
+        *install,
+        "The release name should be the stack's name. `--wait` waits for MLflow and the services, not for",
+        f"training to finish: a failed training shows in `helm-mlops status {stack.name} -n {ns}`, never as a "
+        "failed release.",
     ]
-    if (answers.get("credentials") or {}) or "credentials.yaml" in stack.files:
+    if secrets:
         text += [
             "",
-            "This stack has credentials from a seed request: add `-f credentials.yaml` (kept out of "
-            "`values.yaml`).",
+            f"`credentials.yaml` (mode 600, kept out of `values.yaml` and `answers.yaml`) holds the credentials of "
+            f"the request this stack came from; the stack creates the Secrets {', '.join(sorted(secrets))} from it "
+            "before anything that reads them.",
         ]
-    text += [
-        "",
-        "## Endpoints",
-        "",
-        "| component | in the cluster | from your machine |",
-        "|---|---|---|",
-        *endpoint_rows,
-    ]
+    needed = needed_secrets(answers, secrets)
+    if needed:
+        text += ["", "### Secrets to create first", "", "| Secret | named by | keys |", "|---|---|---|"]
+        text += [f"| `{name}` | `{where}` | {keys} |" for name, where, keys in needed]
+        text += ["", f"e.g. `kubectl -n {ns} create secret generic {needed[0][0]} --from-literal=...`"]
+    if any(comp.values.get("runtime") == "kserve" for comp in stack.components):
+        text += [
+            "",
+            "KServe must be installed in the cluster (its CRDs and controller) for the InferenceService.",
+        ]
+    if any(
+        (comp.values.get("model", {}).get("source", {}).get("type")) == "pvc" for comp in stack.components
+    ):
+        claims = sorted(
+            {str(comp.values["model"]["source"]["pvc"]["claimName"]) for comp in stack.components
+             if comp.values.get("model", {}).get("source", {}).get("type") == "pvc"}
+        )  # fmt: skip
+        text += [
+            "",
+            f"The models are read from the PersistentVolumeClaim(s) {', '.join(claims)}: create them first.",
+        ]
+    rows_e = [f"| `{n}` | `{u}` | `{cmd}` |" for n, u, cmd in endpoints(stack)]
+    if rows_e:
+        text += [
+            "",
+            "## Endpoints",
+            "",
+            "| component | in the cluster | from your machine |",
+            "|---|---|---|",
+        ]
+        text += rows_e
     if stack.tracking_uri:
         text += [
             "",
-            f"Training jobs and services log to and load from MLflow at `{stack.tracking_uri}` "
-            "(`global.mlflow.trackingUri`).",
+            f"Training jobs and services use MLflow at `{stack.tracking_uri}` (`global.mlflow.trackingUri`).",
         ]
+    jobs = [comp for comp in stack.components if comp.kind == "job"]
     if jobs:
         text += [
             "",
             "## Training jobs",
             "",
-            "Each job's objects are named by a hash of its spec: upgrading the stack leaves unchanged jobs "
-            "alone",
-            "and replaces only changed ones (the old Job goes away with the upgrade; results live in "
-            "MLflow).",
+            "Each job's objects are named by a hash of its spec: upgrading the stack leaves unchanged jobs alone",
+            "and replaces only changed ones (the old Job goes away with the upgrade; results live in MLflow).",
             "To train again with the same spec, set the job's `rerun` value, e.g.",
-            f"`helm upgrade {stack.name} . -n {ns} --reuse-values --set {jobs[0]}.rerun=$(date +%s)`.",
+            f"`helm upgrade {stack.name} . -n {ns} --reuse-values --set {jobs[0].alias}.rerun=$(date +%s)`.",
             "",
-            *[f"- `{j}`: `helm-mlops logs {stack.name} {j} -n {ns} -f`" for j in jobs],
+            *[f"- `{j.alias}`: `helm-mlops logs {stack.name} {j.alias} -n {ns} -f`" for j in jobs],
         ]
+        for j in jobs:
+            if j.values.get("sweep"):
+                metric = (j.values["sweep"].get("objective") or {}).get("metric") or "<metric>"
+                experiment = (j.values.get("mlflow") or {}).get("experimentName") or "<experiment>"
+                text.append(
+                    f"- `{j.alias}` is a sweep: rank its trials with `helm-mlops sweep best --tracking-uri <MLflow URL> "
+                    f"--experiment {experiment} --sweep-id <the Job's uid> --metric {metric}`"
+                )
     text += [
         "",
         "## Check it",
         "",
         "```console",
-        "helm-mlops lint .       # helm lint --strict (Helm 4 and 3), schemas, kubernetes-validate, Pod "
-        "Security",
+        "helm-mlops lint .       # helm lint --strict (Helm 4 and 3), schemas, kubernetes-validate, Pod Security",
         "helm-mlops template .   # the manifests",
         f"helm test {stack.name} -n {ns}",
         "```",
@@ -403,16 +475,6 @@ def readme(stack: Stack, answers: Mapping[str, Any], vendored: bool, repo: str) 
     ]
     return "\n".join(text)
 
-
-NOTES = """{{- /* Generated by helm-mlops: what the stack holds and how to reach it. */ -}}
-Stack {{ .Release.Name }} in namespace {{ .Release.Namespace }}:
-{{- range $line := .Values.stackNotes }}
-  {{ $line }}
-{{- end }}
-
-Status:  helm-mlops status {{ .Release.Name }} -n {{ .Release.Namespace }}
-Tests:   helm test {{ .Release.Name }} -n {{ .Release.Namespace }}
-"""
 
 CREDENTIALS = """{{- /* Secrets from seed-shaped requests (values from credentials.yaml, -f). */ -}}
 {{- range $name, $data := .Values.credentials.secrets }}
@@ -425,6 +487,10 @@ metadata:
     app.kubernetes.io/managed-by: {{ $.Release.Service }}
     app.kubernetes.io/part-of: {{ $.Release.Name }}
   annotations:
+    # Before everything that reads it, the MLflow chart's migration hook (weight -10) included.
+    helm.sh/hook: pre-install,pre-upgrade
+    helm.sh/hook-weight: "-100"
+    helm.sh/hook-delete-policy: before-hook-creation
     helm.sh/resource-policy: keep
 type: Opaque
 stringData:
@@ -435,7 +501,3 @@ stringData:
 """
 
 HELMIGNORE = "answers.yaml\ncredentials.yaml\nREADME.md\n.helm-mlops\n"
-
-
-def notes_lines(stack: Stack) -> list[str]:
-    return [f"{n}: {u}  ({cmd.split('  #')[0]})" for n, u, cmd in endpoints(stack)]

@@ -268,8 +268,12 @@ def bundled(name: str) -> tuple[list[dict[str, Any]], str] | None:
     path = bundled_path()
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+    except OSError as exc:
+        raise ToolError(
+            f"the fallback list of versions {path} cannot be read: {exc.strerror}",
+        ) from None
+    except ValueError as exc:
+        raise ToolError(f"the fallback list of versions {path} is not valid JSON ({exc})") from None
     projects = data.get("projects") if isinstance(data, dict) else None
     releases = projects.get(name) if isinstance(projects, dict) else None
     if not isinstance(releases, list) or not releases:
@@ -295,7 +299,10 @@ def list_versions(
             versions = from_releases(name, fetched.releases, include_pre=include_pre)
             return VersionList(name, versions, fetched.source, [*fetched.warnings])
         warnings.append(reason)
-    fallback = bundled(name)
+    try:
+        fallback = bundled(name)
+    except ToolError as exc:
+        raise ToolError(f"cannot list {name} releases: {reason}; and {exc}") from None
     if fallback is None:
         raise ToolError(
             f"cannot list {name} releases: {reason}; and the bundled list ({bundled_path()}) has none"
