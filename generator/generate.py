@@ -183,7 +183,9 @@ def build(loaded: Loaded, chart_repo: str | None = None) -> stack.Stack:
     files["Chart.yaml"] = stack.chart_yaml(st, data, refs, repo, __version__).encode()
     files["values.yaml"] = stack.values_yaml(st).encode()
     files["values.schema.json"] = stack.schema_json(st, refs).encode()
-    files["README.md"] = stack.readme(st, data, vendored=not repo, repo=repo).encode()
+    files["README.md"] = stack.readme(
+        st, data, vendored=not repo, repo=repo, secrets=set(loaded.secrets)
+    ).encode()
     files[".helmignore"] = stack.HELMIGNORE.encode()
     files["templates/NOTES.txt"] = notes_txt(st).encode()
     files["templates/secrets.yaml"] = stack.CREDENTIALS.encode()
@@ -203,7 +205,7 @@ def build(loaded: Loaded, chart_repo: str | None = None) -> stack.Stack:
 
 def notes_txt(st: stack.Stack) -> str:
     lines = ["Stack {{ .Release.Name }} in namespace {{ .Release.Namespace }}:"]
-    for name, url, cmd in stack.endpoints(st):
+    for name, url, cmd in stack.endpoints(st, namespace="{{ .Release.Namespace }}"):
         lines.append(f"  {name}: {url}")
         lines.append(f"    {cmd}")
     lines += [

@@ -405,7 +405,9 @@ def test_presets_and_help_import_neither_pyhelm3_nor_kubernetes() -> None:
 def test_shell_completion_comes_from_click() -> None:
     env = {**ENV, "_HELM_MLOPS_COMPLETE": "bash_source"}
     script = subprocess.run([str(EXE)], capture_output=True, text=True, env=env, check=False)
-    assert script.returncode == 0 and "complete -o nosort -F _helm_mlops_completion helm-mlops" in script.stdout
+    assert (
+        script.returncode == 0 and "complete -o nosort -F _helm_mlops_completion helm-mlops" in script.stdout
+    )
     env = {**ENV, "_HELM_MLOPS_COMPLETE": "bash_complete", "COMP_WORDS": "helm-mlops gen", "COMP_CWORD": "1"}
     words = subprocess.run([str(EXE)], capture_output=True, text=True, env=env, check=False).stdout
     assert "plain,generate" in words.splitlines()
