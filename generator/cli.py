@@ -629,6 +629,9 @@ def generate(
     from generator.generate import run_generate
     from generator.values import helm_order
 
+    if quiet and verbose:
+        raise click.UsageError("-q/--quiet and -v/--verbose exclude each other")
+
     lines = run_generate(
         preset=preset,
         answers_file=answers_file,

@@ -10,8 +10,28 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from generator import generate, stack, stackcheck
+from generator.errors import UserError
 from generator.helm.adapter import Helm
 from generator.helm.binary import find_helm
+
+NEEDED_CRDS = {
+    "inferenceservices.serving.kserve.io": "KServe InferenceServices",
+    "pytorchjobs.kubeflow.org": "Kubeflow PyTorchJobs",
+    "trainjobs.trainer.kubeflow.org": "Kubeflow Trainer TrainJobs",
+}
+
+
+def _kinds(built: stack.Stack) -> set[str]:
+    out = set()
+    for comp in built.components:
+        if comp.values.get("runtime") == "kserve":
+            out.add(NEEDED_CRDS["inferenceservices.serving.kserve.io"])
+        operator = (comp.values.get("distributed") or {}).get("operator")
+        if operator == "pytorchjob":
+            out.add(NEEDED_CRDS["pytorchjobs.kubeflow.org"])
+        elif operator == "trainjob":
+            out.add(NEEDED_CRDS["trainjobs.trainer.kubeflow.org"])
+    return out
 
 
 def default_dir(preset: str) -> Path:
@@ -57,6 +77,13 @@ def run_demo(
     assert target is not None
     ns = namespace or built.namespace
     kube = target.kube()
+    for crd, what in NEEDED_CRDS.items():
+        if what in _kinds(built) and not kube.has_crd(crd):
+            raise UserError(
+                f"the {preset} stack needs {what}, which {target.describe()} does not serve (no CRD {crd})",
+                field="--preset",
+                hint=f"install {what.split()[0]} in the cluster first, or pick another preset",
+            )
     yield f"installing into the {target.describe()}, namespace {ns} (helm --wait)..."
     kube.ensure_namespace(ns)
     cluster_helm = Helm(helm.binary, kubeconfig=target.kubeconfig, kube_context=target.context)

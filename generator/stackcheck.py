@@ -133,9 +133,27 @@ def default_crds() -> Path | None:
     return folder if folder.is_dir() else None
 
 
+def missing_dependencies(stack_dir: Path, meta: dict[str, Any]) -> list[str]:
+    """Dependencies a chart repository should provide that `charts/` does not hold yet."""
+    present = {p.name for p in (stack_dir / "charts").glob("*")} if (stack_dir / "charts").is_dir() else set()
+    missing = []
+    for dep in meta.get("dependencies") or []:
+        if dep.get("repository") and f"{dep['name']}-{dep['version']}.tgz" not in present:
+            missing.append(f"{dep['name']} {dep['version']} from {dep['repository']}")
+    return sorted(set(missing))
+
+
 def lint(stack_dir: Path, *, helm_bin: str | None, crd_dir: Path | None) -> list[str]:
     """Lines to print; raises UserError listing every problem when there is any."""
-    _stack(stack_dir)
+    meta, _ = _stack(stack_dir)
+    missing = missing_dependencies(stack_dir, meta)
+    if missing:
+        raise UserError(
+            f"the stack's charts are not fetched yet: {', '.join(missing)}",
+            field="STACK_DIR",
+            hint=f"run `helm dependency build {stack_dir}` (after `helm repo add` or `helm registry login` "
+            "for that repository), then lint again",
+        )
     helm4 = _helm(helm_bin)
     lines: list[str] = []
     problems: list[str] = []

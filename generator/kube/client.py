@@ -125,6 +125,14 @@ class Kube:
 
         return client.CustomObjectsApi(self.api_client)
 
+    def has_crd(self, name: str) -> bool:
+        """Whether the cluster serves the CRD `name` (e.g. inferenceservices.serving.kserve.io)."""
+        from kubernetes import client
+
+        api = client.ApiextensionsV1Api(self.api_client)
+        found = self.call(f"get CRD {name}", api.read_custom_resource_definition, name, missing_ok=True)
+        return found is not None
+
     def call(self, what: str, fn: Any, *args: Any, missing_ok: bool = False, **kwargs: Any) -> Any:
         """`fn(*args, **kwargs)` with the client's failures translated (see the module docstring); with
         `missing_ok`, a 404 (the object, or the CRD, is not there) returns None instead."""
