@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,10 @@ from generator.answers_schema import API_VERSION, KIND
 from generator.components import sanitize_name
 
 SEED_SERVICE = "mlflow-service"
+# Environment variable names whose values are credentials: they go to a Secret, never into values.
+SECRET_NAME = re.compile(
+    r"(PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL|PRIVATE|API_?KEY|ACCESS_?KEY)", re.IGNORECASE
+)
 
 INFERENCE_KEYS = {
     "name",
@@ -261,10 +266,22 @@ def _training(data: Mapping[str, Any]) -> Mapped:
     if data.get("gpu"):
         job["gpus"] = data["gpu"]
     env = data.get("env")
+    if isinstance(env, list):  # [{name, value}] as the seed UI may send it
+        env = {str(e.get("name")): e.get("value") for e in env if isinstance(e, Mapping) and "value" in e}
+    secrets: dict[str, dict[str, str]] = {}
     if isinstance(env, Mapping):
-        job["env"] = {str(k): str(v) for k, v in env.items()}
-    elif isinstance(env, list):
-        job["env"] = env
+        plain = {str(k): str(v) for k, v in env.items() if not SECRET_NAME.search(str(k))}
+        hidden = {str(k): str(v) for k, v in env.items() if SECRET_NAME.search(str(k))}
+        if plain:
+            job["env"] = plain
+        if hidden:
+            secret = f"{name}-env"
+            secrets[secret] = hidden
+            job["secrets"] = [secret]
+            notes.append(
+                f"environment variables that look like credentials ({', '.join(sorted(hidden))}) go to "
+                f"Secret {secret} (credentials.yaml), not the answers"
+            )
     volumes = []
     for i, mount in enumerate(data.get("volumeMounts") or []):
         if not isinstance(mount, Mapping):
@@ -286,7 +303,7 @@ def _training(data: Mapping[str, Any]) -> Mapped:
     if volumes:
         job["volumes"] = volumes
     answers["training"] = {"jobs": [job]}
-    return Mapped(answers, notes)
+    return Mapped(answers, notes, secrets)
 
 
 def _maybe_base64(text: str) -> str:
