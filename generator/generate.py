@@ -21,6 +21,8 @@ from generator.errors import UserError
 from generator.paths import chart_dir, presets_dir
 
 MARKER = ".helm-mlops"
+# Files of a stack that are inputs as much as outputs: editing them is how a stack changes.
+INPUTS = ("answers.yaml", "credentials.yaml")
 CHARTS = ("mlflow", "training-job", "inference-service")
 
 
@@ -91,6 +93,8 @@ def load(
         layers.preset = yamlio.load_mapping(preset_path(preset), f"preset {preset}")
         base_dir = presets_dir()
     if answers_file:
+        if answers_file != "-" and Path(answers_file).is_dir():  # a stack's directory: its answers.yaml
+            answers_file = str(Path(answers_file) / "answers.yaml")
         data = answers.load_file(answers_file)
         if answers_file != "-":
             base_dir = Path(answers_file).absolute().parent
@@ -98,6 +102,9 @@ def load(
         if shape:
             mapped = seed.to_answers(shape, data)
             data, notes, secrets = mapped.answers, mapped.notes, mapped.secrets
+        elif "apiVersion" not in data:
+            missing = "missing: an answers file starts with `apiVersion: helm-mlops/v1`"
+            raise answers.InvalidAnswers([answers.Problem("apiVersion", missing)])
         layers.file = data
     merged = answers.merge_layers(layers)
     answers.check(merged)
@@ -253,6 +260,8 @@ def _owned_and_unchanged(out: Path) -> tuple[bool, list[str]]:
         return False, []
     changed = []
     for rel, digest in files.items():
+        if rel in INPUTS:
+            continue
         path = out / rel
         if not path.is_file() or _digest(path.read_bytes()) != digest:
             changed.append(rel)
@@ -263,14 +272,26 @@ def _owned_and_unchanged(out: Path) -> tuple[bool, list[str]]:
     return True, sorted(changed)
 
 
-def write(files: Mapping[str, bytes], out: Path, *, force: bool) -> None:
+def write(files: Mapping[str, bytes], out: Path, *, force: bool) -> list[str]:
+    """Write the stack's files to `out` atomically; returns notes for the user."""
     hint = "pass a new or empty directory, or --force to replace it"
+    notes: list[str] = []
+    try:
+        out = Path(os.path.abspath(out))  # `-o .` and `-o ../x` name a real directory
+    except OSError:  # the current directory was deleted under us
+        raise UserError(
+            "the current directory no longer exists", field="-o/--output", hint="cd to an existing directory"
+        ) from None
     if out.is_symlink():
         raise UserError(f"{out} is a symbolic link", field="-o/--output", hint="pass a real directory")
     if out.exists() and not out.is_dir():
-        raise UserError(f"{out} is not a directory", field="-o/--output", hint=hint)
-    if out.exists() and any(out.iterdir()) and not force:
+        raise UserError(f"{out} is not a directory", field="-o/--output", hint="pass a directory")
+    if out == Path(out.anchor):
+        raise UserError(f"{out} is the file system's root", field="-o/--output", hint="pass a directory")
+    owned, changed = False, list[str]()
+    if out.exists() and any(out.iterdir()):
         owned, changed = _owned_and_unchanged(out)
+    if out.exists() and any(out.iterdir()) and not force:
         if not owned:
             raise UserError(
                 f"{out} is not empty and helm-mlops did not create it", field="-o/--output", hint=hint
@@ -289,6 +310,12 @@ def write(files: Mapping[str, bytes], out: Path, *, force: bool) -> None:
     except OSError as exc:
         raise UserError(f"cannot write in {parent}: {exc.strerror}", field="-o/--output", hint=hint) from None
     old: Path | None = None
+    files = dict(files)
+    kept = out / "credentials.yaml"
+    if owned and "credentials.yaml" not in files and kept.is_file():
+        # The only copy of a seed request's credentials: regenerating from answers.yaml keeps it.
+        files["credentials.yaml"] = kept.read_bytes()
+        notes.append(f"kept {kept} (the credentials of the request this stack came from)")
     try:
         record = {
             "generator": __version__,
@@ -318,6 +345,11 @@ def write(files: Mapping[str, bytes], out: Path, *, force: bool) -> None:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+        try:
+            os.getcwd()
+        except OSError:  # the shell stood in the replaced directory
+            notes.append(f"your shell's current directory was replaced: run `cd {out}`")
+    return notes
 
 
 def run_generate(
@@ -339,8 +371,8 @@ def run_generate(
         )
     loaded = load(preset=preset, answers_file=answers_file, sets=sets)
     built = build(loaded, chart_repo)
-    write(built.files, out, force=force)
-    lines = list(loaded.notes)
+    written = write(built.files, out, force=force)
+    lines = list(loaded.notes) + written
     if verbose:
         for comp in built.components:
             lines.append(f"component {comp.alias}: the {comp.chart} chart ({comp.prefix or 'mlflow'})")
@@ -348,8 +380,13 @@ def run_generate(
             lines.append(f"  {rel} ({len(data)} bytes)")
     kinds = stack._summary(built)
     lines.append(f"wrote stack {built.name} ({', '.join(kinds)}) to {out}")
-    lines.append(f"install: helm install {built.name} {out} -n {built.namespace} --create-namespace --wait")
+    creds = out / "credentials.yaml"
+    with_creds = f" -f {creds}" if creds.is_file() else ""
+    if chart_repo:
+        lines.append(f"fetch the charts: helm dependency build {out}")
+    lines.append(
+        f"install: helm install {built.name} {out}{with_creds} -n {built.namespace} --create-namespace --wait"
+    )
     if loaded.secrets:
-        creds = out / "credentials.yaml"
-        lines.append(f"credentials from the request are in {creds} (mode 600): add -f {creds}")
+        lines.append(f"the request's credentials are in {creds} (mode 600), kept out of values and answers")
     return lines

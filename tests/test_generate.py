@@ -289,6 +289,15 @@ def test_seed_mlflow_credentials_go_to_a_secret_file(tmp_path: Path) -> None:
     server = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "mlflow-service")
     env = {e["name"]: e for e in server["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "mlflow-artifacts"
+    # The Secret exists before anything that reads it (MLflow's migration hook has weight -10).
+    assert secret["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert int(secret["metadata"]["annotations"]["helm.sh/hook-weight"]) < -10
+    # Regenerating from the directory (its answers.yaml) keeps the only copy of the credentials.
+    before = creds.read_bytes()
+    again = run("generate", "--answers", out, "-o", out)
+    clean(again, 0)
+    assert creds.read_bytes() == before and stat.S_IMODE(creds.stat().st_mode) == 0o600
+    assert f"-f {creds}" in again.stdout
 
 
 def test_train_and_a_stack_render_the_same_job(answers_file: Path, tmp_path: Path) -> None:
@@ -411,3 +420,22 @@ def test_shell_completion_comes_from_click() -> None:
     env = {**ENV, "_HELM_MLOPS_COMPLETE": "bash_complete", "COMP_WORDS": "helm-mlops gen", "COMP_CWORD": "1"}
     words = subprocess.run([str(EXE)], capture_output=True, text=True, env=env, check=False).stdout
     assert "plain,generate" in words.splitlines()
+
+
+def test_regenerating_in_place_after_editing_the_answers(answers_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "stack"
+    clean(run("generate", "--answers", answers_file, "-o", out), 0)
+    saved = out / "answers.yaml"
+    saved.write_text(saved.read_text().replace("maxReplicas: 4", "maxReplicas: 6"))
+    # As the stack's README says: from inside the directory, `-o .`, no --force for an edited answers.yaml.
+    clean(run("generate", "--answers", "answers.yaml", "-o", ".", cwd=out), 0)
+    assert yaml.safe_load((out / "values.yaml").read_text())["iris"]["autoscaling"]["maxReplicas"] == 6
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["answers.yaml", "stack", "train.py"]
+
+
+def test_an_answers_file_needs_its_header(tmp_path: Path) -> None:
+    bare = tmp_path / "answers.yaml"
+    bare.write_text("name: nohead\n")
+    stderr = clean(run("generate", "--answers", bare, "-o", tmp_path / "out"), 2)
+    assert "apiVersion: missing" in stderr and "helm-mlops/v1" in stderr
+    assert not (tmp_path / "out").exists()
