@@ -134,10 +134,10 @@ def load_file(path: Path | str, field: str = "--answers") -> dict[str, Any]:
     import sys
 
     if str(path) == "-":
-        data = yamlio.loads(sys.stdin.read(), "--answers (standard input)")
+        data = yamlio.loads(sys.stdin.read(), "--answers (standard input)", unique_keys=True)
     else:
         text = yamlio.read_text(Path(path), field, "pass an answers file (helm-mlops init writes one)")
-        data = yamlio.loads(text, f"{field} ({path})")
+        data = yamlio.loads(text, f"{field} ({path})", unique_keys=True)
     if not isinstance(data, dict):
         raise UserError(
             "an answers file must be a mapping", field=f"{field} ({path})", hint="see docs/answers.md"
@@ -542,3 +542,30 @@ def check(answers: Mapping[str, Any], source: str = "answers") -> None:
     problems = validate(answers)
     if problems:
         raise InvalidAnswers(problems, source)
+
+
+_USERINFO = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@")
+_TOKEN_QUERY = re.compile(
+    r"[?&](X-Amz-Signature|X-Amz-Credential|sig|signature|token|access_token|password|key)=", re.IGNORECASE
+)
+
+
+def url_credentials(url: object) -> str | None:
+    """What credentials a URL carries (user info, a signed or token query), or None."""
+    text = str(url)
+    if _USERINFO.match(text):
+        return "a user name or password (user@host)"
+    if _TOKEN_QUERY.search(text):
+        return "a signature or token in its query"
+    return None
+
+
+def redact(text: str) -> str:
+    """A URL (or any text holding URLs) with user info and token queries blanked, for messages."""
+    text = re.sub(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s@]*@", r"\1***@", text)
+    return re.sub(
+        r"([?&](?:X-Amz-Signature|X-Amz-Credential|sig|signature|token|access_token|password|key)=)[^&\s]*",
+        r"\1***",
+        text,
+        flags=re.IGNORECASE,
+    )

@@ -158,8 +158,17 @@ def chart_refs(repo: str) -> dict[str, stack.ChartRef]:
 def _chart_repo(repo: str | None) -> str:
     if not repo:
         return ""
+    from generator.answers import url_credentials
     from generator.values import http_url
 
+    leak = url_credentials(repo)
+    if leak:
+        raise UserError(
+            f"the repository URL carries {leak}, which would be written into Chart.yaml",
+            field="--chart-repo",
+            hint="pass the URL without credentials and log in with `helm repo add --username` or "
+            "`helm registry login` instead",
+        )
     if repo.startswith("oci://"):
         if len(repo) <= len("oci://") or " " in repo:
             raise UserError(

@@ -51,9 +51,38 @@ def _problem(exc: yaml.YAMLError) -> str:
     return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else str(problem)
 
 
-def loads(text: str, field: str) -> Any:
-    """Parse YAML text; a syntax error is a UserError naming `field` and the line."""
+def _duplicate(node: yaml.Node | None) -> tuple[str, int] | None:
+    """The first mapping key given twice under one parent (YAML allows it; the last one would win)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                if key.value in seen:
+                    return key.value, key.start_mark.line + 1
+                seen.add(key.value)
+            found = _duplicate(value)
+            if found:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            found = _duplicate(item)
+            if found:
+                return found
+    return None
+
+
+def loads(text: str, field: str, unique_keys: bool = False) -> Any:
+    """Parse YAML text; a syntax error is a UserError naming `field` and the line. With `unique_keys`
+    (files people write: answers), a key given twice under one parent is an error too."""
     try:
+        if unique_keys:
+            found = _duplicate(yaml.compose(text, Loader=_LOADER))
+            if found:
+                raise UserError(
+                    f"the key {found[0]!s} is given twice (line {found[1]}); the last one would win silently",
+                    field=field,
+                    hint="keep one of them",
+                )
         return yaml.load(text, Loader=_LOADER)  # a safe loader (libyaml's when built with it)
     except yaml.YAMLError as exc:
         raise UserError(
