@@ -108,7 +108,7 @@ def load(
 def resolve_files(data: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
     """Script files read into the answers (`file` → `content` + `fileName`), so the saved answers.yaml
     regenerates the stack from anywhere."""
-    out = json.loads(json.dumps(data))
+    out: dict[str, Any] = json.loads(json.dumps(data))
     problems = []
     for i, job in enumerate((out.get("training") or {}).get("jobs") or []):
         script = job.get("script") or {}
@@ -234,7 +234,9 @@ def notes_txt(st: stack.Stack) -> str:
 
 def _check_components(st: stack.Stack, refs: Mapping[str, stack.ChartRef]) -> None:
     """Each component's values against its chart's schema, problems named by the answer behind them."""
-    from generator.values import schema_problems
+    import jsonschema
+
+    from generator.components import provenance
 
     problems = []
     schemas: dict[str, Any] = {}
@@ -243,9 +245,13 @@ def _check_components(st: stack.Stack, refs: Mapping[str, stack.ChartRef]) -> No
             schemas[comp.chart] = json.loads(
                 (chart_dir(comp.chart, field="charts") / "values.schema.json").read_text()
             )
-        for problem in schema_problems(schemas[comp.chart], comp.values):
-            where = comp.prefix or "mlflow"
-            problems.append(answers.Problem(where, f"the {comp.chart} chart refuses {problem}"))
+        validator = jsonschema.Draft7Validator(schemas[comp.chart])
+        errors = sorted(validator.iter_errors(comp.values), key=lambda e: list(map(str, e.absolute_path)))
+        for error in errors:
+            key = tuple(map(str, error.absolute_path))
+            where = provenance(comp.table, comp.prefix, key) or comp.prefix or "mlflow"
+            said = answers.schema_message(error)
+            problems.append(answers.Problem(where, f"the {comp.chart} chart refuses {'.'.join(key)}: {said}"))
     if problems:
         raise answers.InvalidAnswers(problems)
 
