@@ -31,6 +31,12 @@ EXTENSIONS = {
     ".txt": "lightgbm",
 }  # fmt: skip
 MLSERVER_FORMATS = {"sklearn", "joblib", "xgboost", "lightgbm", "mlflow"}
+# Names YAML reads as a number, a boolean or null (helm's YAML as well as PyYAML): the charts write names
+# unquoted in labels and metadata, where such a name would render as a non-string.
+YAML_NON_STRING = re.compile(
+    r"^([0-9]+(e-?[0-9]+)?|0x[0-9a-f]+|0o[0-7]+|0b[01]+|y|n|yes|no|on|off|true|false|null)$", re.IGNORECASE
+)
+JOB_MOUNTS = {"/tmp", "/workspace", "/dev/shm"}  # the training-job chart's own mounts (+ /opt/helm-mlops/...)
 CRON = re.compile(r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$")
 
 
@@ -155,27 +161,51 @@ def validate(answers: Mapping[str, Any]) -> list[Problem]:
     validator = jsonschema.Draft202012Validator(SCHEMA)
     problems: list[Problem] = []
     seen: set[str] = set()
-    for error in sorted(validator.iter_errors(answers), key=lambda e: [str(p) for p in e.absolute_path]):
+    errors = [leaf for error in validator.iter_errors(answers) for leaf in _branch_errors(error)]
+    for error in sorted(errors, key=lambda e: [str(p) for p in e.absolute_path]):
         path = fmt_path(error.absolute_path)
         if path in seen and error.validator in ("anyOf", "oneOf"):
             continue
         seen.add(path)
-        problems.append(Problem(path, _schema_message(error)))
+        problems.append(Problem(path, schema_message(error)))
     if problems:  # the rules below read the structure the schema guarantees
         return problems
     return cross_checks(answers)
 
 
-def _schema_message(error: Any) -> str:
+def _branch_errors(error: Any) -> list[Any]:
+    """An anyOf error as the errors of the branch whose type the value has (a list of EnvVars: the
+    entry at fault), or as itself when no branch or several match."""
+    if error.validator != "anyOf":
+        return [error]
+    kinds = {"object": dict, "array": list, "string": str}
+    branches = [
+        i
+        for i, branch in enumerate(error.validator_value)
+        if isinstance(error.instance, kinds.get(str(branch.get("type")), ()))
+    ]
+    if len(branches) != 1:
+        return [error]
+    inner = [e for e in error.context if e.relative_schema_path and e.relative_schema_path[0] == branches[0]]
+    return [leaf for e in inner for leaf in _branch_errors(e)] or [error]
+
+
+def schema_message(error: Any) -> str:
     """A schema error in words a user acts on, without Python reprs."""
+    if "propertyNames" in list(error.absolute_schema_path):
+        return "key " + _schema_words(error)
+    return _schema_words(error)
+
+
+def _schema_words(error: Any) -> str:
     import json
 
     kind = error.validator
     value = error.instance
-    shown = json.dumps(value) if not isinstance(value, (dict, list)) else type(value).__name__
+    shown = shown_value(value)
     if kind == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
-        extra = sorted(set(value) - set(allowed)) if isinstance(value, dict) else []
+        extra = sorted({shown_key(k) for k in value} - set(allowed)) if isinstance(value, dict) else []
         return f"unknown key(s) {', '.join(extra)}; allowed: {', '.join(allowed)}"
     if kind == "enum":
         choices = ", ".join(json.dumps(c) for c in error.validator_value if c != "")
@@ -202,6 +232,29 @@ def _schema_message(error: Any) -> str:
     return str(error.message)
 
 
+def shown_value(value: Any) -> str:
+    """A value in an error as the answers file spells it (JSON), YAML's own types named."""
+    import datetime
+    import json
+
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return f"{value.isoformat()} (a date to YAML: quote it)"
+    if isinstance(value, bytes):
+        return "binary data (!!binary)"
+    if isinstance(value, (set, frozenset)):
+        return "a set (!!set)"
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def shown_key(key: Any) -> str:
+    """A mapping key in an error: strings as they are, other YAML keys (numbers, null) as JSON."""
+    return key if isinstance(key, str) else shown_value(key)
+
+
 def model_format(service: Mapping[str, Any]) -> str:
     """The model format a service's answers mean: the answer, else from the URI or the file name."""
     model = service.get("model") or {}
@@ -210,7 +263,8 @@ def model_format(service: Mapping[str, Any]) -> str:
     uri = str(model.get("uri") or "")
     if uri.startswith(("models:/", "runs:/")):
         return "mlflow"
-    name = (model.get("inline") or {}).get("fileName") or uri.rsplit("/", 1)[-1]
+    inline = model.get("inline") if source_type(service) == "inline" else None
+    name = (inline or {}).get("fileName") or uri.rsplit("/", 1)[-1]
     suffix = Path(str(name)).suffix.lower()
     return EXTENSIONS.get(suffix, "")
 
@@ -240,19 +294,40 @@ def cross_checks(answers: Mapping[str, Any]) -> list[Problem]:
         try:
             parse_quantity(value, path)
         except UserError as exc:
-            bad(path, str(exc).split(": ", 1)[-1].split("\n")[0])
+            why = (
+                "must be greater than zero"
+                if "greater than zero" in str(exc)
+                else "is not a Kubernetes quantity"
+            )
+            bad(
+                path,
+                f"{shown_value(value)} {why} (e.g. 500m or 2 for CPU, 512Mi or 4Gi for memory and sizes)",
+            )
 
     mlflow = answers.get("mlflow") or {}
     mlflow_on = bool(mlflow.get("enabled", True))
     names: dict[str, str] = {}
 
+    def yaml_safe(path: str, name: Any) -> None:
+        if isinstance(name, str) and YAML_NON_STRING.match(name):
+            bad(
+                path,
+                f"{name} reads as a number, boolean or null in YAML, and the charts write names unquoted"
+                f" (labels, metadata); add a letter, e.g. x{name}",
+            )
+
     def name_check(path: str, name: str) -> None:
+        yaml_safe(path, name)
         if name in RESERVED_NAMES:
             bad(path, f"{name!s} is reserved; pick another name")
         elif name in names:
             bad(path, f"{name} is already the name of {names[name]}; names are unique in a stack")
         else:
             names[name] = path.rsplit(".", 1)[0]
+
+    yaml_safe("name", answers.get("name"))
+    yaml_safe("global.namespace", (answers.get("global") or {}).get("namespace"))
+    strict = bool((answers.get("global") or {}).get("strictSecurity"))
 
     # MLflow
     if mlflow_on and mlflow.get("version"):
@@ -286,6 +361,7 @@ def cross_checks(answers: Mapping[str, Any]) -> list[Problem]:
                 "needs mlflow.replicas >= 2 (with one replica a drain could never proceed)",
             )
         db = mlflow.get("backendStore") or {}
+        yaml_safe("mlflow.backendStore.existingSecretPasswordKey", db.get("existingSecretPasswordKey"))
         if backend in ("postgresql", "mysql") and not db.get("inCluster"):
             if not db.get("host"):
                 bad(
@@ -320,6 +396,21 @@ def cross_checks(answers: Mapping[str, Any]) -> list[Problem]:
         quantity("mlflow.persistence.size", (mlflow.get("persistence") or {}).get("size"))
         quantity("mlflow.artifactStore.size", store.get("size"))
         _ingress(bad, "mlflow.ingress", mlflow.get("ingress") or {})
+        yaml_safe("mlflow.serviceName", mlflow.get("serviceName"))
+        if strict:  # the mlflow chart's exposure findings, which strictSecurity turns into errors
+            ingress = mlflow.get("ingress") or {}
+            if ingress.get("enabled") and not (ingress.get("tls") or {}).get("enabled"):
+                bad(
+                    "mlflow.ingress.tls.enabled",
+                    "global.strictSecurity refuses an Ingress without TLS (credentials, runs and models"
+                    " would cross the network in clear text)",
+                )
+            if not (mlflow.get("auth") or {}).get("enabled"):
+                bad(
+                    "mlflow.auth.enabled",
+                    "global.strictSecurity needs MLflow's authentication (any pod that reaches it could"
+                    " read and change runs and models)",
+                )
 
     # Training jobs
     from generator import sweep as sweep_space
@@ -368,6 +459,8 @@ def cross_checks(answers: Mapping[str, Any]) -> list[Problem]:
             bad(f"{at}.secrets", "a TrainJob cannot take envFrom secrets; use operator none or pytorchjob")
         if not mlflow_on and not job.get("env"):
             pass  # jobs without MLflow are allowed: they just do not log
+        volume_names: set[str] = set()
+        mounts: set[str] = set()
         for j, vol in enumerate(job.get("volumes") or []):
             sources = [k for k in ("claimName", "size", "emptyDir") if vol.get(k)]
             if len(sources) != 1:
@@ -376,6 +469,19 @@ def cross_checks(answers: Mapping[str, Any]) -> list[Problem]:
                     "needs exactly one of claimName, size (a new claim) or emptyDir: true",
                 )
             quantity(f"{at}.volumes[{j}].size", vol.get("size"))
+            if vol["name"] in volume_names:
+                bad(f"{at}.volumes[{j}].name", f"{vol['name']} is already a volume of this job")
+            mount = vol["mountPath"].rstrip("/") or "/"
+            if mount in mounts:
+                bad(f"{at}.volumes[{j}].mountPath", f"{mount} is already where another volume is mounted")
+            elif mount in JOB_MOUNTS or mount.startswith("/opt/helm-mlops/") or mount == "/opt/helm-mlops":
+                bad(
+                    f"{at}.volumes[{j}].mountPath",
+                    f"{mount} is where the training-job chart mounts its own volumes"
+                    f" ({', '.join(sorted(JOB_MOUNTS))}, /opt/helm-mlops)",
+                )
+            volume_names.add(vol["name"])
+            mounts.add(mount)
         _env(bad, f"{at}.env", job.get("env"))
 
     # Inference services
@@ -434,11 +540,25 @@ def cross_checks(answers: Mapping[str, Any]) -> list[Problem]:
                     "carries credentials (user info or a signed query): use an s3 source with "
                     "existingSecret, or a pvc",
                 )
+            if kind == "s3" and not model.get("sha256"):
+                from generator.components import stack_store
+
+                shared = None if model.get("endpoint") else stack_store(answers)
+                endpoint = str(model.get("endpoint") or (shared or {}).get("endpointUrl") or "")
+                if endpoint.startswith("http://") and not (shared or {}).get("insecure"):
+                    bad(
+                        f"{at}.model.endpoint" if model.get("endpoint") else f"{at}.model.uri",
+                        f"loads over plain http ({endpoint}"
+                        + ("" if model.get("endpoint") else ", mlflow.artifactStore.endpoint")
+                        + "), so anyone on the path could change the model: use https or pin model.sha256",
+                    )
             if kind == "https" and uri.startswith("http://") and not model.get("sha256"):
                 bad(
                     f"{at}.model.uri",
                     "plain http lets anyone on the path change the model: use https or pin model.sha256",
                 )
+            if model.get("uri") and model.get("inline") is not None:
+                bad(f"{at}.model.inline", "give uri or inline, not both")
             if kind == "inline":
                 inline = model.get("inline") or {}
                 size = len(str(inline.get("base64") or ""))
@@ -508,7 +628,21 @@ def cross_checks(answers: Mapping[str, Any]) -> list[Problem]:
                 f"{gpus} GPU(s) requested: runtime {runtime}'s default image has no CUDA; set a "
                 "CUDA-capable image",
             )
-        _ingress(bad, f"{at}.ingress", svc.get("ingress") or {})
+        ingress = svc.get("ingress") or {}
+        _ingress(bad, f"{at}.ingress", ingress)
+        if ingress.get("enabled") and runtime == "kserve":
+            bad(
+                f"{at}.ingress.enabled",
+                "runtime kserve: KServe exposes the InferenceService itself,"
+                " the chart makes no Ingress for it",
+            )
+        elif ingress.get("enabled") and strict:  # the inference-service chart's exposure findings
+            bad(
+                f"{at}.ingress.enabled",
+                "global.strictSecurity refuses an Ingress without authentication, which answers cannot"
+                " configure (your ingress controller's auth annotations): reach the service in the cluster,"
+                " or turn strictSecurity off",
+            )
         _env(bad, f"{at}.env", svc.get("env"))
     return problems
 
@@ -520,8 +654,9 @@ def _url(bad: Any, path: str, value: Any) -> None:
 
 def _ingress(bad: Any, path: str, ingress: Mapping[str, Any]) -> None:
     tls = ingress.get("tls") or {}
-    if ingress.get("enabled") and tls.get("enabled") and not ingress.get("host"):
-        bad(f"{path}.host", "TLS needs a host name (the certificate is for a host)")
+    if ingress.get("enabled") and not ingress.get("host"):
+        why = "TLS needs a host name (the certificate is for a host)" if tls.get("enabled") else ""
+        bad(f"{path}.host", why or "required with ingress.enabled (the host the Ingress routes)")
     host = ingress.get("host")
     if host and not re.match(
         r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$", str(host)
@@ -530,6 +665,9 @@ def _ingress(bad: Any, path: str, ingress: Mapping[str, Any]) -> None:
 
 
 def _env(bad: Any, path: str, env: Any) -> None:
+    for j, item in enumerate(env if isinstance(env, list) else []):
+        if isinstance(item, dict) and item.get("value") and item.get("valueFrom"):
+            bad(f"{path}[{j}]", "give value or valueFrom, not both")
     if isinstance(env, list):
         names = [e.get("name") for e in env if isinstance(e, dict)]
         for j, name in enumerate(names):

@@ -17,6 +17,26 @@ QUANTITY = (
 )
 SEMVER = r"^v?(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$"
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# A Kubernetes object name (DNS-1123 subdomain): Secrets, claims, storage and ingress classes.
+K8S_NAME = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+# An image reference: [registry[:port]/]path[:tag][@sha256:digest] (the distribution grammar, lower case).
+IMAGE = (
+    r"^([a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)*(:[0-9]+)?/)?"
+    r"[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*"
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$"
+)
+# An Ingress path: absolute, segments of URL characters, no empty, `.` or `..` segment.
+INGRESS_PATH = r"^(/|(/(?!\.\.?(/|$))[A-Za-z0-9._~%-]+)+/?)$"
+# A label key ([prefix/]name) and value, as Kubernetes validates them.
+LABEL_KEY = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+# A key of a Secret or ConfigMap; a bucket (S3, GCS) or Azure container; a path inside it.
+SECRET_KEY = r"^[-._a-zA-Z0-9]+$"
+BUCKET = r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$"
+PREFIX = r"^([A-Za-z0-9._~=@+-]+(/[A-Za-z0-9._~=@+-]+)*/?)?$"
 NAME_MAX = 30  # stack and component names: "<stack>-<component>" stays within a 63-character name
 
 RUNTIMES = ["fastapi", "mlserver", "bentoml", "kserve"]
@@ -59,24 +79,76 @@ def _quantity(description: str) -> dict[str, Any]:
     return {"type": ["string", "number"], "description": description, "pattern": QUANTITY}
 
 
-SECRET_NAME = _s("An existing Secret in the stack's namespace.", pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+def _k8s_name(description: str) -> dict[str, Any]:
+    return _s(description, pattern=K8S_NAME, maxLength=253)
+
+
+def _optional_k8s_name(description: str) -> dict[str, Any]:
+    """A Kubernetes object name, or empty for the default."""
+    return _s(description, pattern=f"^({K8S_NAME[1:-1]})?$", maxLength=253)
+
+
+SECRET_NAME = _k8s_name("An existing Secret in the stack's namespace.")
+IMAGE_REF = _s(
+    "Image reference, [registry[:port]/]path[:tag][@sha256:digest]; empty: the default.",
+    pattern=f"^({IMAGE[1:-1]})?$",
+)
 
 INGRESS = _obj(
     "Expose it through an Ingress.",
     {
         "enabled": _b("Create an Ingress."),
         "host": _s("Host name, e.g. mlflow.example.com (required with TLS)."),
-        "path": _s("Path prefix.", pattern=r"^/"),
-        "className": _s("IngressClass; empty: the cluster's default."),
+        "path": _s("Path prefix: /segment/..., URL characters.", pattern=INGRESS_PATH),
+        "className": _optional_k8s_name("IngressClass; empty: the cluster's default."),
         "tls": _obj(
             "TLS for the host.",
             {
                 "enabled": _b("Serve HTTPS."),
-                "secretName": _s("Secret holding the certificate; empty: <name>-tls."),
-                "certManagerIssuer": _s("cert-manager ClusterIssuer that issues the certificate."),
+                "secretName": _optional_k8s_name("Secret holding the certificate; empty: <name>-tls."),
+                "certManagerIssuer": _optional_k8s_name(
+                    "cert-manager ClusterIssuer that issues the certificate."
+                ),
             },
         ),
     },
+)
+
+_KEY_REF = _obj(
+    "A key of a Secret or ConfigMap.",
+    {"name": _k8s_name("Its name."), "key": _s("The key."), "optional": _b("Missing is fine.")},
+    required=["key"],
+)
+ENV_VAR = _obj(
+    "A Kubernetes EnvVar: name and value, or name and valueFrom.",
+    {
+        "name": _s("Variable name.", pattern=ENV_NAME),
+        "value": _s("Its value."),
+        "valueFrom": _obj(
+            "Where the value comes from.",
+            {
+                "secretKeyRef": _KEY_REF,
+                "configMapKeyRef": _KEY_REF,
+                "fieldRef": _obj(
+                    "A field of the pod.",
+                    {"fieldPath": _s("e.g. metadata.name."), "apiVersion": _s("Its API version.")},
+                    required=["fieldPath"],
+                ),
+                "resourceFieldRef": _obj(
+                    "A resource of the container.",
+                    {
+                        "resource": _s("e.g. limits.memory."),
+                        "containerName": _s("The container."),
+                        "divisor": _quantity("Unit."),
+                    },
+                    required=["resource"],
+                ),
+            },
+            minProperties=1,
+            maxProperties=1,
+        ),
+    },
+    required=["name"],
 )
 
 ENV = {
@@ -84,10 +156,10 @@ ENV = {
     "anyOf": [
         {
             "type": "object",
-            "propertyNames": {"pattern": ENV_NAME},
+            "propertyNames": {"type": "string", "pattern": ENV_NAME},
             "additionalProperties": {"type": "string"},
         },
-        {"type": "array", "items": {"type": "object", "required": ["name"]}},
+        {"type": "array", "items": ENV_VAR},
     ],
 }
 
@@ -120,7 +192,7 @@ MLFLOW = _obj(
                 "database": _s("Database name."),
                 "user": _s("Database user."),
                 "existingSecret": SECRET_NAME,
-                "existingSecretPasswordKey": _s("Key of the password in existingSecret."),
+                "existingSecretPasswordKey": _s("Key of the password in existingSecret.", pattern=SECRET_KEY),
                 "sslMode": _s("PostgreSQL sslmode (require, verify-full, ...)."),
             },
         ),
@@ -130,8 +202,8 @@ MLFLOW = _obj(
                 "type": _s("pvc, minio (in the stack or external), s3, gcs or azure.", enum=ARTIFACT_STORES),
                 "inCluster": _b("minio only: run MinIO in the stack."),
                 "endpoint": _s("S3/MinIO endpoint URL (external MinIO, S3-compatible stores)."),
-                "bucket": _s("Bucket (s3, minio, gcs) or container (azure)."),
-                "prefix": _s("Path prefix inside the bucket."),
+                "bucket": _s("Bucket (s3, minio, gcs) or container (azure).", pattern=BUCKET),
+                "prefix": _s("Path prefix inside the bucket: segments of URL characters.", pattern=PREFIX),
                 "region": _s("S3 region."),
                 "storageAccount": _s("azure: the storage account."),
                 "existingSecret": SECRET_NAME,
@@ -142,7 +214,9 @@ MLFLOW = _obj(
             "The data volume (SQLite file and/or pvc artifacts).",
             {
                 "size": _quantity("Volume size."),
-                "existingClaim": _s("Use this PersistentVolumeClaim instead of creating one."),
+                "existingClaim": _optional_k8s_name(
+                    "Use this PersistentVolumeClaim instead of creating one."
+                ),
             },
         ),
         "ingress": INGRESS,
@@ -177,13 +251,55 @@ VOLUME = _obj(
     "A data volume: an existing claim, a new claim, or an emptyDir.",
     {
         "name": _s("Volume name.", pattern=DNS_LABEL, maxLength=40),
-        "mountPath": _s("Where it is mounted.", pattern=r"^/"),
+        "mountPath": _s("Where it is mounted: an absolute path.", pattern=r"^(/[A-Za-z0-9._@+=,~-]+)+/?$"),
         "readOnly": _b("Mount read-only."),
-        "claimName": _s("An existing PersistentVolumeClaim."),
+        "claimName": _k8s_name("An existing PersistentVolumeClaim."),
         "size": _quantity("Create a claim of this size (kept on uninstall)."),
         "emptyDir": _b("A scratch volume."),
     },
     required=["name", "mountPath"],
+)
+
+SWEEP = _obj(
+    "Hyperparameter sweep: one pod per trial (the training-job chart's `sweep`).",
+    {
+        "strategy": _s("grid (every combination) or random (`trials` draws).", enum=["grid", "random"]),
+        "trials": _i("random: number of trials.", 0),
+        "seed": {"type": "integer", "description": "random: the draws' seed."},
+        "parallelism": _i("Trials running at once.", 1),
+        "backoffLimitPerIndex": _i("Retries of each trial.", 0),
+        "maxFailedIndexes": _i("Failed trials after which the sweep stops.", 0),
+        "parameters": {
+            "type": "array",
+            "description": "The space: each parameter's values, or its min and max.",
+            "items": _obj(
+                "A parameter, passed as --<name>=<value> and HPARAM_<NAME>.",
+                {
+                    "name": _s("Parameter name.", pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$"),
+                    "type": _s("int, float or categorical.", enum=["int", "float", "categorical"]),
+                    "values": {
+                        "type": "array",
+                        "description": "The values to try.",
+                        "items": {"type": ["string", "number", "boolean"]},
+                    },
+                    "min": {"type": "number", "description": "Lowest value."},
+                    "max": {"type": "number", "description": "Highest value."},
+                    "step": _i("int grid: step between min and max.", 1),
+                    "count": _i("float grid: number of points between min and max.", 1),
+                    "scale": _s("linear or log.", enum=["linear", "log"]),
+                },
+                required=["name", "type"],
+            ),
+        },
+        "passAsArgs": _b("Pass the values as script arguments (besides HPARAM_* variables)."),
+        "objective": _obj(
+            "What `helm-mlops sweep best` ranks by.",
+            {
+                "metric": _s("MLflow metric name."),
+                "goal": _s("minimize or maximize.", enum=["minimize", "maximize"]),
+            },
+        ),
+    },
 )
 
 JOB = _obj(
@@ -191,15 +307,21 @@ JOB = _obj(
     {
         "name": _name("Job name (DNS-1123 label, unique in the stack)."),
         "script": SCRIPT,
-        "image": _s(
-            "Training image (default python:3.11-slim), e.g. pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime."
-        ),
+        "image": {
+            **IMAGE_REF,
+            "description": "Training image (default python:3.11-slim), e.g. "
+            "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime.",
+        },
         "command": {
             "type": "array",
             "items": {"type": "string"},
             "description": "Command (instead of a script).",
         },
-        "requirements": {"type": "array", "items": {"type": "string"}, "description": "pip requirements."},
+        "requirements": {
+            "type": "array",
+            "items": _s("A requirement line.", pattern=r"^\S[^\r\n]*$"),
+            "description": "pip requirements, one line each.",
+        },
         "indexUrl": _s("Package index (mirror) for the requirements."),
         "cpu": _quantity("CPU request and limit per pod."),
         "memory": _quantity("Memory request and limit per pod."),
@@ -207,10 +329,7 @@ JOB = _obj(
         "nodes": _i("Distributed: pods (torchrun nodes).", 1, 1000),
         "procsPerNode": _i("Distributed: processes per pod.", 1, 64),
         "operator": _s("Distributed: none (Indexed Job + torchrun), pytorchjob or trainjob.", enum=OPERATORS),
-        "sweep": {
-            "type": "object",
-            "description": "Hyperparameter sweep (the training-job chart's `sweep`).",
-        },
+        "sweep": SWEEP,
         "schedule": _s("Cron schedule: retrain periodically (a CronJob)."),
         "experiment": _s("MLflow experiment name."),
         "trackingUri": _s("MLflow tracking URI; empty: the stack's MLflow (global.mlflow.trackingUri)."),
@@ -248,7 +367,10 @@ SERVICE = _obj(
         "name": _name("Service name (DNS-1123 label, unique in the stack)."),
         "runtime": _s("fastapi (helm-mlops' runtime), mlserver, bentoml or kserve.", enum=RUNTIMES),
         "model": MODEL,
-        "image": _s("bentoml: the Bento image (required); other runtimes: override the runtime image."),
+        "image": {
+            **IMAGE_REF,
+            "description": "bentoml: the Bento image (required); other runtimes: override the runtime image.",
+        },
         "replicas": _i("Replicas (without HPA).", 0, 100),
         "cpu": _quantity("CPU request and limit per pod."),
         "memory": _quantity("Memory request and limit per pod."),
@@ -292,11 +414,14 @@ SCHEMA: dict[str, Any] = {
                     pattern=r"^([A-Za-z0-9.-]+(:[0-9]+)?(/[a-z0-9._/-]+)?)?$",
                 ),
                 "imagePullSecrets": {"type": "array", "items": SECRET_NAME, "description": "Pull secrets."},
-                "storageClass": _s("StorageClass of the volumes the stack creates; empty: the default."),
+                "storageClass": _optional_k8s_name(
+                    "StorageClass of the volumes the stack creates; empty: the default."
+                ),
                 "labels": {
                     "type": "object",
-                    "description": "Labels on every object.",
-                    "additionalProperties": {"type": "string"},
+                    "description": "Labels on every object (Kubernetes label keys and values).",
+                    "propertyNames": {"type": "string", "pattern": LABEL_KEY, "maxLength": 317},
+                    "additionalProperties": {"type": "string", "pattern": LABEL_VALUE, "maxLength": 63},
                 },
                 "strictSecurity": _b(
                     "Refuse to render configurations that expose data (see docs/security.md)."

@@ -507,6 +507,9 @@ def service_values(svc: Mapping[str, Any], answers: Mapping[str, Any], tracking_
     if svc.get("gpus"):
         put(v, "gpu.count", int(svc["gpus"]))
     v["ingress"] = ingress_values(svc.get("ingress") or {})
+    issuer = v["ingress"].get("tls", {}).pop("certManagerIssuer", None)
+    if issuer:  # the inference-service chart takes the issuer as the annotation cert-manager reads
+        v["ingress"]["annotations"] = {"cert-manager.io/cluster-issuer": issuer}
     if svc.get("env"):
         v["env"] = env_list(svc["env"])
     if svc.get("secrets"):

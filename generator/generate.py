@@ -140,19 +140,42 @@ def resolve_files(data: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
 # Building the chart -------------------------------------------------------------------------------------
 
 
-def chart_refs(repo: str) -> dict[str, stack.ChartRef]:
+# Reading a chart (its values.yaml is long YAML) and packaging it take most of a generate run: a chart
+# whose files are unchanged (same paths, sizes and modification times) is read and packaged once per
+# process. Keyed by the folder and whether it is vendored; the fingerprint is checked on every use.
+_CHART_CACHE: dict[tuple[str, bool], tuple[tuple[tuple[str, int, int], ...], stack.ChartRef]] = {}
+
+
+def _fingerprint(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    """(path, mtime in ns, size) of every file under `folder`, sorted: changes when any file does."""
+    out = []
+    for root, dirs, names in os.walk(folder):
+        dirs.sort()
+        for name in sorted(names):
+            path = os.path.join(root, name)
+            info = os.stat(path)
+            out.append((os.path.relpath(path, folder), info.st_mtime_ns, info.st_size))
+    return tuple(out)
+
+
+def _chart_ref(name: str, folder: Path, vendored: bool) -> stack.ChartRef:
     from generator.charts.package import package
 
-    refs = {}
-    for name in CHARTS:
-        folder = chart_dir(name, field="charts")
-        meta = yamlio.load_mapping(folder / "Chart.yaml")
-        keys = tuple(yamlio.load_mapping(folder / "values.yaml").keys())
-        archive = None if repo else package(folder, name)
-        refs[name] = stack.ChartRef(
-            name, str(meta["version"]), str(meta.get("appVersion", "")), keys, archive
-        )
-    return refs
+    key = (str(folder.resolve()), vendored)
+    fingerprint = _fingerprint(folder)
+    cached = _CHART_CACHE.get(key)
+    if cached is not None and cached[0] == fingerprint:
+        return cached[1]
+    meta = yamlio.load_mapping(folder / "Chart.yaml")
+    keys = tuple(yamlio.load_mapping(folder / "values.yaml").keys())
+    archive = package(folder, name) if vendored else None
+    ref = stack.ChartRef(name, str(meta["version"]), str(meta.get("appVersion", "")), keys, archive)
+    _CHART_CACHE[key] = (fingerprint, ref)
+    return ref
+
+
+def chart_refs(repo: str) -> dict[str, stack.ChartRef]:
+    return {name: _chart_ref(name, chart_dir(name, field="charts"), not repo) for name in CHARTS}
 
 
 def _chart_repo(repo: str | None) -> str:
@@ -234,7 +257,9 @@ def notes_txt(st: stack.Stack) -> str:
 
 def _check_components(st: stack.Stack, refs: Mapping[str, stack.ChartRef]) -> None:
     """Each component's values against its chart's schema, problems named by the answer behind them."""
-    from generator.values import schema_problems
+    import jsonschema
+
+    from generator.components import provenance
 
     problems = []
     schemas: dict[str, Any] = {}
@@ -243,9 +268,13 @@ def _check_components(st: stack.Stack, refs: Mapping[str, stack.ChartRef]) -> No
             schemas[comp.chart] = json.loads(
                 (chart_dir(comp.chart, field="charts") / "values.schema.json").read_text()
             )
-        for problem in schema_problems(schemas[comp.chart], comp.values):
-            where = comp.prefix or "mlflow"
-            problems.append(answers.Problem(where, f"the {comp.chart} chart refuses {problem}"))
+        validator = jsonschema.Draft7Validator(schemas[comp.chart])
+        errors = sorted(validator.iter_errors(comp.values), key=lambda e: list(map(str, e.absolute_path)))
+        for error in errors:
+            key = tuple(map(str, error.absolute_path))
+            where = provenance(comp.table, comp.prefix, key) or comp.prefix or "mlflow"
+            said = answers.schema_message(error)
+            problems.append(answers.Problem(where, f"the {comp.chart} chart refuses {'.'.join(key)}: {said}"))
     if problems:
         raise answers.InvalidAnswers(problems)
 

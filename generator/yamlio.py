@@ -20,6 +20,10 @@ from generator.errors import UserError
 _AMBIGUOUS = re.compile(
     r"^(y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF|true|True|TRUE|false|False|FALSE|~|null|Null|NULL)$"
 )
+# Numbers to helm's YAML reader that PyYAML (YAML 1.1: a float needs a dot) leaves bare: 1e3, 0o17, 1_000.
+_NUMERIC = re.compile(
+    r"^[-+]?(\.?[0-9][0-9_]*(\.[0-9_]*)?([eE][-+]?[0-9]+)?|0[xX][0-9a-fA-F_]+|0[oO][0-7_]+|0[bB][01_]+)$"
+)
 
 
 class _Dumper(yaml.SafeDumper):
@@ -27,7 +31,7 @@ class _Dumper(yaml.SafeDumper):
 
 
 def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = '"' if _AMBIGUOUS.match(value) else None
+    style = '"' if _AMBIGUOUS.match(value) or _NUMERIC.match(value) else None
     if "\n" in value:
         style = "|"
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
