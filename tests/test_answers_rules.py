@@ -114,7 +114,7 @@ def test_models_uri_needs_mlflow_or_a_tracking_uri() -> None:
         (job(nodes=2, schedule="0 3 * * *"), "schedule", "cannot be scheduled"),
         (job(volumes=[{"name": "d", "mountPath": "/d"}]), "volumes[0]", "exactly one of"),
         (job(sweep={"parameters": [{"name": "lr", "type": "float", "min": 1, "max": 0.1}]}), "sweep", ""),
-        (job(env={"1BAD": "x"}), "env", "wrong shape"),
+        (job(env={"1BAD": "x"}), "env", "\"1BAD\" is not valid"),
     ],
 )  # fmt: skip
 def test_training_rules(one: dict[str, Any], path: str, words: str) -> None:
