@@ -18,6 +18,7 @@ from generator.errors import UserError
 from generator.values import apply_sets, deep_merge, parse_quantity
 
 INLINE_LIMIT = 1_000_000  # base64 characters: what the inference chart's ConfigMap holds
+SCRIPT_LIMIT = 900_000  # bytes: the training-job chart's limit for a script in its ConfigMap
 RESERVED_NAMES = {"mlflow", "global", "credentials", "stack"}
 CODE_FORMATS = {
     "sklearn": "a pickle",
@@ -90,7 +91,7 @@ class InvalidAnswers(UserError):
 
     def __init__(self, problems: list[Problem], source: str = "answers") -> None:
         self.problems = problems
-        lines = "\n".join(f"  {p}" for p in problems)
+        lines = "\n".join(f"  {redact(str(p))}" for p in problems)  # never echo a credential
         super().__init__(
             f"{len(problems)} problem(s) in the {source}:\n{lines}",
             hint="change the values named above (answers file, --set or the wizard) and run again",
@@ -190,6 +191,28 @@ def _branch_errors(error: Any) -> list[Any]:
     return [leaf for e in inner for leaf in _branch_errors(e)] or [error]
 
 
+def _pattern_words() -> dict[str, str]:
+    from generator import answers_schema as a
+
+    words = {
+        a.DNS_LABEL: "a DNS-1123 label: lower-case letters, digits and '-', e.g. team-ml",
+        a.QUANTITY: "a Kubernetes quantity, e.g. 500m, 2, 1Gi",
+        a.SEMVER: "a version like 3.17.2",
+        a.ENV_NAME: "an environment variable name: letters, digits and _, not starting with a digit",
+    }
+    for name, text in (
+        ("NAME", "a name: a lower-case letter first, then lower-case letters, digits and '-', e.g. team-ml"),
+        ("K8S_NAME", "a Kubernetes object name: lower-case letters, digits, '-' and '.'"),
+        ("BUCKET", "a bucket name: 3-222 lower-case letters, digits, '.', '_' or '-'"),
+    ):
+        if hasattr(a, name):
+            words[getattr(a, name)] = text
+    return words
+
+
+PATTERN_WORDS = _pattern_words()
+
+
 def schema_message(error: Any) -> str:
     """A schema error in words a user acts on, without Python reprs."""
     if "propertyNames" in list(error.absolute_schema_path):
@@ -215,8 +238,14 @@ def _schema_words(error: Any) -> str:
     if kind == "type":
         want = error.validator_value
         want = " or ".join(want) if isinstance(want, list) else want
-        return f"{shown} is not a{'n' if want[0] in 'aeiou' else ''} {want}"
+        words = {"object": "mapping", "array": "list", "boolean": "boolean (true or false)"}
+        want = " or ".join(words.get(w, w) for w in want.split(" or "))
+        quote = " (quote it)" if want.startswith("string") and isinstance(value, (int, float)) else ""
+        return f"{shown} is not a{'n' if want[0] in 'aeiou' else ''} {want}{quote}"
     if kind == "pattern":
+        rule = PATTERN_WORDS.get(str(error.validator_value))
+        if rule:
+            return f"{shown} is not {rule}"
         return f"{shown} is not valid ({error.schema.get('description', 'see docs/answers.md')})"
     if kind == "required":
         missing = [k for k in error.validator_value if not isinstance(value, dict) or k not in value]
@@ -411,6 +440,28 @@ def cross_checks(answers: Mapping[str, Any]) -> list[Problem]:
                     "global.strictSecurity needs MLflow's authentication (any pod that reaches it could"
                     " read and change runs and models)",
                 )
+
+    # URLs never carry credentials: they would sit in values.yaml, answers.yaml and the pods' specs.
+    urls = [("mlflow.artifactStore.endpoint", (mlflow.get("artifactStore") or {}).get("endpoint"))]
+    for i, job in enumerate((answers.get("training") or {}).get("jobs") or []):
+        urls += [(f"training.jobs[{i}].{k}", job.get(k)) for k in ("trackingUri", "indexUrl")]
+        content = (job.get("script") or {}).get("content")
+        if isinstance(content, str) and len(content.encode()) > SCRIPT_LIMIT:
+            bad(
+                f"training.jobs[{i}].script",
+                f"{len(content.encode())} bytes: a script travels in a ConfigMap (at most about 1 MiB); "
+                "ship large code in your image (image + command) or on a volume",
+            )
+    for i, svc in enumerate((answers.get("inference") or {}).get("services") or []):
+        model = svc.get("model") or {}
+        urls += [(f"inference.services[{i}].model.{k}", model.get(k)) for k in ("endpoint", "trackingUri")]
+    for path, url in urls:
+        leak = url_credentials(url) if url else None
+        if leak:
+            bad(
+                path,
+                f"carries {leak}, which would be stored in plain text: use an existingSecret answer",
+            )
 
     # Training jobs
     from generator import sweep as sweep_space

@@ -10,6 +10,8 @@ API_VERSION = "helm-mlops/v1"
 KIND = "Stack"
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# Stack, job and service names become Service names too, which are DNS-1035 labels (a letter first).
+NAME = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 # Kubernetes' resource.Quantity grammar (the same as values.QUANTITY_PATTERN).
 QUANTITY = (
     r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
@@ -72,7 +74,7 @@ def _obj(description: str, properties: dict[str, Any], **extra: Any) -> dict[str
 
 
 def _name(description: str) -> dict[str, Any]:
-    return _s(description, pattern=DNS_LABEL, minLength=1, maxLength=NAME_MAX)
+    return _s(description, pattern=NAME, minLength=1, maxLength=NAME_MAX)
 
 
 def _quantity(description: str) -> dict[str, Any]:

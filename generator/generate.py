@@ -121,6 +121,20 @@ def resolve_files(data: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
         script = job.get("script") or {}
         if script.get("file"):
             path = (base_dir / script["file"]).resolve()
+            if path.suffix != ".py":
+                problems.append(
+                    answers.Problem(f"training.jobs[{i}].script.file", f"{script['file']} is not a .py file")
+                )
+                continue
+            if path.is_file() and path.stat().st_size > answers.SCRIPT_LIMIT:
+                problems.append(
+                    answers.Problem(
+                        f"training.jobs[{i}].script.file",
+                        f"{path} is {path.stat().st_size} bytes: a script travels in a ConfigMap (at most "
+                        "about 1 MiB); ship large code in your image (image + command) or on a volume",
+                    )
+                )
+                continue
             try:
                 content = path.read_text()
             except (OSError, UnicodeDecodeError) as exc:

@@ -38,14 +38,14 @@ def test_the_defaults_are_valid() -> None:
 @pytest.mark.parametrize(
     ("change", "path", "words"),
     [
-        ({"name": "Bad_Name"}, "name", "is not valid"),
+        ({"name": "Bad_Name"}, "name", '"Bad_Name" is not a name: a lower-case letter first'),
         ({"name": "x" * 31}, "name", "at most 30 characters"),
         ({"mlflow": {"replicas": 2}}, "mlflow.replicas", "must be 1 with backendStore.type sqlite (got 2)"),
         ({"mlflow": {"replicas": "two"}}, "mlflow.replicas", '"two" is not an integer'),
-        ({"mlflow": {"cpu": "lots"}}, "mlflow.cpu", '"lots" is not valid'),
+        ({"mlflow": {"cpu": "lots"}}, "mlflow.cpu", '"lots" is not a Kubernetes quantity, e.g. 500m'),
         ({"mlflow": {"memory": "0"}}, "mlflow.memory", "greater than zero"),
         ({"mlflow": {"version": "2.9.0"}}, "mlflow.version", "oldest version the chart supports (3.9.0)"),
-        ({"mlflow": {"version": "latest"}}, "mlflow.version", '"latest" is not valid'),
+        ({"mlflow": {"version": "latest"}}, "mlflow.version", '"latest" is not a version like 3.17.2'),
         ({"mlflow": {"backendStore": {"type": "postgresql"}}}, "mlflow.backendStore.host", "required"),
         ({"mlflow": {"backendStore": {"type": "postgres"}}}, "mlflow.backendStore.type", "is not one of"),
         ({"mlflow": {"artifactStore": {"type": "s3"}}}, "mlflow.artifactStore.bucket", "required with"),
@@ -114,7 +114,7 @@ def test_models_uri_needs_mlflow_or_a_tracking_uri() -> None:
         (job(nodes=2, schedule="0 3 * * *"), "schedule", "cannot be scheduled"),
         (job(volumes=[{"name": "d", "mountPath": "/d"}]), "volumes[0]", "exactly one of"),
         (job(sweep={"parameters": [{"name": "lr", "type": "float", "min": 1, "max": 0.1}]}), "sweep", ""),
-        (job(env={"1BAD": "x"}), "env", "\"1BAD\" is not valid"),
+        (job(env={"1BAD": "x"}), "env", "\"1BAD\" is not an environment variable name"),
     ],
 )  # fmt: skip
 def test_training_rules(one: dict[str, Any], path: str, words: str) -> None:
@@ -268,3 +268,31 @@ def test_validate_does_not_change_its_input() -> None:
     before = copy.deepcopy(data)
     validate(data)
     assert data == before
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"mlflow": {"artifactStore": {"type": "s3", "bucket": "bkt", "endpoint": "https://key:Sec1@s3.example.com"}}},
+        {"training": {"jobs": [job(trackingUri="https://u:Sec2@mlflow.example.com")]}},
+        {"training": {"jobs": [job(indexUrl="https://u:Sec3@pypi.example.com/simple")]}},
+        {"inference": {"services": [service(model={"uri": "s3://b/m.onnx", "endpoint": "https://k:Sec4@m.example.com"})]}},
+    ],
+)  # fmt: skip
+def test_urls_never_carry_credentials_and_messages_never_show_them(change: dict[str, Any]) -> None:
+    with pytest.raises(answers.InvalidAnswers) as caught:
+        answers.check(stack(**change))
+    text = str(caught.value)
+    assert "carries a user name or password" in text and "existingSecret" in text
+    assert "Sec" not in text.replace("existingSecret", "")
+
+
+def test_names_start_with_a_letter_as_service_names_must() -> None:
+    found = problems(stack(name="1team", inference={"services": [service(name="2svc")]}))
+    assert "a lower-case letter first" in found["name"]
+    assert "a lower-case letter first" in found["inference.services[0].name"]
+
+
+def test_a_script_too_big_for_its_configmap_is_refused() -> None:
+    found = problems(stack(training={"jobs": [job(script={"content": "#" * 950_000})]}))
+    assert "ConfigMap" in found["training.jobs[0].script"]

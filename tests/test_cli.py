@@ -62,7 +62,7 @@ def test_bad_answers_are_all_listed_with_paths(tmp_path: Path) -> None:
     assert result.returncode == 2, result.stderr
     assert "2 problem(s)" in result.stderr
     assert 'mlflow.replicas: "two" is not an integer' in result.stderr
-    assert 'name: "Bad_Name" is not valid' in result.stderr
+    assert 'name: "Bad_Name" is not a name: a lower-case letter first' in result.stderr
     assert "Traceback" not in result.stderr and not out.exists()
 
 
