@@ -169,9 +169,20 @@ def validate(answers: Mapping[str, Any]) -> list[Problem]:
             continue
         seen.add(path)
         problems.append(Problem(path, schema_message(error)))
-    if problems:  # the rules below read the structure the schema guarantees
-        return problems
-    return cross_checks(answers)
+    if not problems:
+        return cross_checks(answers)
+    # The rules across fields expect the structure the schema guarantees; with schema problems they
+    # still run, so one pass reports as much as it can, but a rule that trips over a malformed value
+    # stays silent, as do problems under a path the schema already named.
+    try:
+        more = cross_checks(answers)
+    except Exception:  # a malformed value that the schema problems above already name
+        more = []
+    named = [p.path for p in problems]
+    for problem in more:
+        if not any(problem.path == n or problem.path.startswith((n + ".", n + "[")) for n in named):
+            problems.append(problem)
+    return problems
 
 
 def _branch_errors(error: Any) -> list[Any]:
