@@ -179,8 +179,11 @@ def validate(answers: Mapping[str, Any]) -> list[Problem]:
     except Exception:  # a malformed value that the schema problems above already name
         more = []
     named = [p.path for p in problems]
+    def related(a: str, b: str) -> bool:
+        return a == b or a.startswith((b + ".", b + "[")) or b.startswith((a + ".", a + "["))
+
     for problem in more:
-        if not any(problem.path == n or problem.path.startswith((n + ".", n + "[")) for n in named):
+        if not any(related(problem.path, n) for n in named):
             problems.append(problem)
     return problems
 
@@ -206,15 +209,15 @@ def _pattern_words() -> dict[str, str]:
     from generator import answers_schema as a
 
     words = {
-        a.DNS_LABEL: "a DNS-1123 label: lower-case letters, digits and '-', e.g. team-ml",
+        a.DNS_LABEL: "a DNS-1123 label: lower-case letters, digits and dashes, e.g. team-ml",
         a.QUANTITY: "a Kubernetes quantity, e.g. 500m, 2, 1Gi",
         a.SEMVER: "a version like 3.17.2",
         a.ENV_NAME: "an environment variable name: letters, digits and _, not starting with a digit",
     }
     for name, text in (
-        ("NAME", "a name: a lower-case letter first, then lower-case letters, digits and '-', e.g. team-ml"),
-        ("K8S_NAME", "a Kubernetes object name: lower-case letters, digits, '-' and '.'"),
-        ("BUCKET", "a bucket name: 3-222 lower-case letters, digits, '.', '_' or '-'"),
+        ("NAME", "a name: a lower-case letter first, then lower-case letters, digits and dashes, e.g. team-ml"),
+        ("K8S_NAME", "a Kubernetes object name: lower-case letters, digits, dashes and dots"),
+        ("BUCKET", "a bucket name: 3 to 222 lower-case letters, digits, dots, underscores or dashes"),
     ):
         if hasattr(a, name):
             words[getattr(a, name)] = text

@@ -1259,7 +1259,7 @@ def test_every_preset_makes_a_stack(tmp_path: Path, name: str) -> None:
     [
         ("name: 2024-01-01\n", "name: 2024-01-01 (a date to YAML: quote it) is not a string"),
         ("description: !!binary aGVsbG8=\n", "description: binary data (!!binary) is not a string"),
-        ("global: {labels: !!set {a, b}}\n", "global.labels: a set (!!set) is not an object"),
+        ("global: {labels: !!set {a, b}}\n", "global.labels: a set (!!set) is not a mapping"),
         ("global: {1: a, ~: b}\n", "global: unknown key(s) 1, null; allowed:"),
     ],
 )
@@ -1282,14 +1282,14 @@ def test_a_malformed_sweep_is_refused_by_the_schema(tmp_path: Path) -> None:
     # Was "not a valid sweep (AttributeError: 'str' object has no attribute 'get')".
     data = preset("sweep", lambda d: d["training"]["jobs"][0]["sweep"].update(parameters="n=1,2"))
     outcome = generated(tmp_path, data)
-    refused(outcome, 'training.jobs[0].sweep.parameters: "n=1,2" is not an array')
+    refused(outcome, 'training.jobs[0].sweep.parameters: "n=1,2" is not a list')
     assert "Error" not in outcome.output
 
 
 @pytest.mark.parametrize(
     ("path", "value"),
     [
-        ("name", "1"),
+        ("name", "yes"),
         ("inference.services[0].name", "on"),
         ("global.namespace", "123"),
         ("mlflow.serviceName", "null"),
@@ -1410,7 +1410,7 @@ def test_the_format_comes_from_the_source_in_use(tmp_path: Path) -> None:
             "inference.services[0].env[0]: give value or valueFrom, not both",
         ),
         ({1: "x"}, "inference.services[0].env: key 1 is not a string"),
-        ({"A B": "x"}, 'inference.services[0].env: key "A B" is not valid'),
+        ({"A B": "x"}, 'inference.services[0].env: key "A B" is not an environment variable name'),
     ],
 )
 def test_env_entries_are_kubernetes_env_vars(tmp_path: Path, env: Any, said: str) -> None:
