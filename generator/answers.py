@@ -179,6 +179,7 @@ def validate(answers: Mapping[str, Any]) -> list[Problem]:
     except Exception:  # a malformed value that the schema problems above already name
         more = []
     named = [p.path for p in problems]
+
     def related(a: str, b: str) -> bool:
         return a == b or a.startswith((b + ".", b + "[")) or b.startswith((a + ".", a + "["))
 
@@ -215,7 +216,10 @@ def _pattern_words() -> dict[str, str]:
         a.ENV_NAME: "an environment variable name: letters, digits and _, not starting with a digit",
     }
     for name, text in (
-        ("NAME", "a name: a lower-case letter first, then lower-case letters, digits and dashes, e.g. team-ml"),
+        (
+            "NAME",
+            "a name: a lower-case letter first, then lower-case letters, digits and dashes, e.g. team-ml",
+        ),
         ("K8S_NAME", "a Kubernetes object name: lower-case letters, digits, dashes and dots"),
         ("BUCKET", "a bucket name: 3 to 222 lower-case letters, digits, dots, underscores or dashes"),
     ):
