@@ -403,8 +403,15 @@ def cross_checks(answers: Mapping[str, Any]) -> list[Problem]:
         kind = store.get("type", "pvc")
         if kind in ("s3", "gcs", "azure") and not store.get("bucket"):
             bad("mlflow.artifactStore.bucket", f"required with artifactStore.type {kind}")
-        if kind == "minio" and not store.get("inCluster", True) and not store.get("endpoint"):
+        # Without inCluster, a MinIO with an endpoint is external (as components.mlflow_values reads it).
+        external_minio = kind == "minio" and not store.get("inCluster", not store.get("endpoint"))
+        if external_minio and not store.get("endpoint"):
             bad("mlflow.artifactStore.endpoint", "required for an external MinIO (or inCluster: true)")
+        if external_minio and not store.get("existingSecret"):
+            bad(
+                "mlflow.artifactStore.existingSecret",
+                "required for an external MinIO: the Secret with its access keys (root-user, root-password)",
+            )
         if kind == "azure" and not store.get("storageAccount"):
             bad("mlflow.artifactStore.storageAccount", "required with artifactStore.type azure")
         if kind in ("gcs", "azure") and not store.get("existingSecret"):

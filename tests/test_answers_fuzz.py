@@ -1532,3 +1532,15 @@ def test_sweep_values_have_their_parameter_type(
     )
     refused(outcome, said)
     assert "Error" not in outcome.output
+
+
+@pytest.mark.parametrize(
+    "store",
+    [{"endpoint": "https://minio.example.com"}, {"endpoint": "https://m.example.com", "inCluster": False}],
+)
+def test_an_external_minio_needs_its_secret(tmp_path: Path, store: dict[str, Any]) -> None:
+    # Was accepted (answers took a MinIO with an endpoint but no inCluster for an in-cluster one, the
+    # mapping for an external one); the mlflow chart refused it without credentials.
+    data = preset("minio")
+    data["mlflow"]["artifactStore"] = {"type": "minio", "bucket": "mlflow", **store}
+    refused(generated(tmp_path, data), "mlflow.artifactStore.existingSecret: required for an external MinIO")
