@@ -163,12 +163,22 @@ def validate(answers: Mapping[str, Any]) -> list[Problem]:
     problems: list[Problem] = []
     seen: set[str] = set()
     errors = [leaf for error in validator.iter_errors(answers) for leaf in _branch_errors(error)]
+    # One message for one mistake: a value of the wrong type is not also "not one of" or "not valid",
+    # and one too long is not also "not valid".
+    kinds: dict[str, set[str]] = {}
+    for error in errors:
+        kinds.setdefault(fmt_path(error.absolute_path), set()).add(str(error.validator))
     for error in sorted(errors, key=lambda e: [str(p) for p in e.absolute_path]):
         path = fmt_path(error.absolute_path)
         if path in seen and error.validator in ("anyOf", "oneOf"):
             continue
+        if "type" in kinds[path] and error.validator != "type":
+            continue
+        if error.validator == "pattern" and kinds[path] & {"minLength", "maxLength"}:
+            continue
         seen.add(path)
         problems.append(Problem(path, schema_message(error)))
+    problems += [Problem(fmt_path(at), "is not a finite number") for at in _non_finite(answers, ())]
     if not problems:
         return cross_checks(answers)
     # The rules across fields expect the structure the schema guarantees; with schema problems they
@@ -187,6 +197,19 @@ def validate(answers: Mapping[str, Any]) -> list[Problem]:
         if not any(related(problem.path, n) for n in named):
             problems.append(problem)
     return problems
+
+
+def _non_finite(value: Any, at: tuple[str | int, ...]) -> list[tuple[str | int, ...]]:
+    """Where YAML's .nan and .inf sit: numbers to the schema, nothing a chart can use."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return [at]
+    if isinstance(value, Mapping):
+        return [bad for key, item in value.items() for bad in _non_finite(item, (*at, str(key)))]
+    if isinstance(value, list):
+        return [bad for i, item in enumerate(value) for bad in _non_finite(item, (*at, i))]
+    return []
 
 
 def _branch_errors(error: Any) -> list[Any]:
@@ -276,6 +299,11 @@ def _schema_words(error: Any) -> str:
         return f"{shown} must have {bound} {error.validator_value} characters"
     if kind == "anyOf":
         return f"{shown} has the wrong shape ({error.schema.get('description', '')})"
+    if kind in ("minProperties", "maxProperties"):
+        count = error.validator_value
+        return f"needs {'at least' if kind == 'minProperties' else 'at most'} {count} key(s)" + (
+            f": one of {', '.join(error.schema['properties'])}" if "properties" in error.schema else ""
+        )
     return str(error.message)
 
 
@@ -425,8 +453,15 @@ def cross_checks(answers: Mapping[str, Any]) -> list[Problem]:
         kind = store.get("type", "pvc")
         if kind in ("s3", "gcs", "azure") and not store.get("bucket"):
             bad("mlflow.artifactStore.bucket", f"required with artifactStore.type {kind}")
-        if kind == "minio" and not store.get("inCluster", True) and not store.get("endpoint"):
+        # Without inCluster, a MinIO with an endpoint is external (as components.mlflow_values reads it).
+        external_minio = kind == "minio" and not store.get("inCluster", not store.get("endpoint"))
+        if external_minio and not store.get("endpoint"):
             bad("mlflow.artifactStore.endpoint", "required for an external MinIO (or inCluster: true)")
+        if external_minio and not store.get("existingSecret"):
+            bad(
+                "mlflow.artifactStore.existingSecret",
+                "required for an external MinIO: the Secret with its access keys (root-user, root-password)",
+            )
         if kind == "azure" and not store.get("storageAccount"):
             bad("mlflow.artifactStore.storageAccount", "required with artifactStore.type azure")
         if kind in ("gcs", "azure") and not store.get("existingSecret"):

@@ -291,6 +291,13 @@ SWEEP = _obj(
                     "scale": _s("linear or log.", enum=["linear", "log"]),
                 },
                 required=["name", "type"],
+                allOf=[
+                    {
+                        "if": {"properties": {"type": {"const": kind}}},
+                        "then": {"properties": {"values": {"items": {"type": item}}}},
+                    }
+                    for kind, item in (("int", "integer"), ("float", "number"))
+                ],
             ),
         },
         "passAsArgs": _b("Pass the values as script arguments (besides HPARAM_* variables)."),
