@@ -1544,3 +1544,21 @@ def test_an_external_minio_needs_its_secret(tmp_path: Path, store: dict[str, Any
     data = preset("minio")
     data["mlflow"]["artifactStore"] = {"type": "minio", "bucket": "mlflow", **store}
     refused(generated(tmp_path, data), "mlflow.artifactStore.existingSecret: required for an external MinIO")
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("https://user:pw@pypi.example.com/simple", "training.jobs[0].indexUrl: carries credentials"),
+        (
+            "pypi.example.com/simple",
+            "training.jobs[0].indexUrl: pypi.example.com/simple is not an http(s) URL",
+        ),
+    ],
+)
+def test_a_package_index_is_a_url_without_credentials(tmp_path: Path, url: str, said: str) -> None:
+    # Was accepted; the training-job chart refused an index URL with credentials.
+    refused(
+        generated(tmp_path, preset("full-stack", lambda d: d["training"]["jobs"][0].update(indexUrl=url))),
+        said,
+    )
