@@ -560,13 +560,7 @@ def cross_checks(answers: Mapping[str, Any]) -> list[Problem]:
             except UserError as exc:
                 bad(exc.field or f"{at}.sweep", str(exc).split("\n")[0].split(": ", 1)[-1])
         if job.get("indexUrl"):
-            _url(bad, f"{at}.indexUrl", job["indexUrl"])
-            if re.match(r"^[a-z+]+://[^/]*@", str(job["indexUrl"])):
-                bad(
-                    f"{at}.indexUrl",
-                    "carries credentials, which would sit in the Job in plain text: use an index without"
-                    " them, or pass PIP_INDEX_URL from a Secret (secrets)",
-                )
+            _url(bad, f"{at}.indexUrl", job["indexUrl"])  # credentials in it: the URL rule above
         if job.get("operator") == "trainjob" and job.get("secrets"):
             bad(f"{at}.secrets", "a TrainJob cannot take envFrom secrets; use operator none or pytorchjob")
         if not mlflow_on and not job.get("env"):

@@ -1549,7 +1549,7 @@ def test_an_external_minio_needs_its_secret(tmp_path: Path, store: dict[str, Any
 @pytest.mark.parametrize(
     ("url", "said"),
     [
-        ("https://user:pw@pypi.example.com/simple", "training.jobs[0].indexUrl: carries credentials"),
+        ("https://user:pw@pypi.example.com/simple", "training.jobs[0].indexUrl: carries a user name"),
         (
             "pypi.example.com/simple",
             "training.jobs[0].indexUrl: pypi.example.com/simple is not an http(s) URL",
