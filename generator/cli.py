@@ -15,6 +15,69 @@ from generator import __version__
 from generator.errors import HelmMlopsError
 from generator.versions import PROJECT_NAMES
 
+OUTPUT_OPTION = click.option(
+    "-o",
+    "--output",
+    "output",
+    type=click.Choice(["table", "json", "yaml"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
+
+
+def _print_rows(rows: list[dict[str, str]], output: str, columns: list[str]) -> None:
+    """A listing as JSON, YAML, a rich table on a terminal, or plain aligned text when piped."""
+    if output == "json":
+        import json
+
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if output == "yaml":
+        from generator import yamlio
+
+        click.echo(yamlio.dump(rows), nl=False)
+        return
+    if sys.stdout.isatty() and not os.environ.get("NO_COLOR"):
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*[c.upper() for c in columns], box=None, header_style="bold")
+        for row in rows:
+            table.add_row(*[str(row.get(c, "")) for c in columns])
+        Console().print(table)
+        return
+    widths = [max([len(c)] + [len(str(r.get(c, ""))) for r in rows]) for c in columns]
+    click.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    for row in rows:
+        click.echo(
+            "  ".join(str(row.get(c, "")).ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()
+        )
+
+
+SET_OPTIONS = [
+    click.option(
+        "--set",
+        "set_values",
+        multiple=True,
+        help="Set an answer, e.g. --set mlflow.replicas=2 (helm's rules).",
+    ),
+    click.option("--set-string", multiple=True, help="Set answers as strings (helm's --set-string)."),
+    click.option(
+        "--set-json", multiple=True, help="Set answers from JSON, e.g. --set-json 'training.jobs=[...]'."
+    ),
+    click.option("--set-file", multiple=True, help="Set answers from files' contents."),
+]
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _set_options(func: F) -> F:
+    for option in reversed(SET_OPTIONS):
+        func = option(func)
+    return func
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="helm-mlops")
@@ -274,81 +337,388 @@ def train(
         click.echo(line)
 
 
+RELEASE_NAMESPACE_OPTION = click.option(
+    "-n",
+    "--namespace",
+    envvar="HELM_NAMESPACE",  # `helm -n NS mlops ...` hands it over
+    help="Namespace (default: the kubeconfig context's, else default; as a helm plugin: helm's -n).",
+)
+HELM_OPTION = click.option(
+    "--helm",
+    "helm_bin",
+    envvar="HELM_MLOPS_HELM",
+    help="helm binary (default: the helm running the plugin, .tools/bin/helm of a checkout, helm on PATH).",
+)
+
+
+def _cluster_options(func: F) -> F:
+    for option in reversed([KUBECONFIG_OPTION, KUBE_CONTEXT_OPTION, RELEASE_NAMESPACE_OPTION, HELM_OPTION]):
+        func = option(func)
+    return func
+
+
+def _connect(
+    helm_bin: str | None, kubeconfig: Path | None, kube_context: str | None, namespace: str | None
+) -> Any:
+    from generator.lifecycle import connect
+
+    return connect(helm_bin, kubeconfig, kube_context, namespace)
+
+
 @cli.command()
 @click.argument("release")
-@click.argument("job")
+@click.argument("component")
 @click.option("-f", "--follow", is_flag=True, help="Keep streaming, including pods that start later.")
-@click.option("--all-pods", is_flag=True, help="Every pod (all ranks, retries, trials), not just rank 0.")
-@KUBECONFIG_OPTION
-@KUBE_CONTEXT_OPTION
-@NAMESPACE_OPTION
+@click.option(
+    "--all-pods", is_flag=True, help="Every pod (all ranks, retries, trials, replicas), not just one."
+)
+@_cluster_options
 def logs(
     release: str,
-    job: str,
+    component: str,
     follow: bool,
     all_pods: bool,
+    helm_bin: str | None,
     kubeconfig: Path | None,
     kube_context: str | None,
-    namespace: str,
+    namespace: str | None,
 ) -> None:
-    """Stream a training job's logs, each line prefixed with its pod and rank.
+    """Stream the logs of a training job or an inference service (or MLflow), each line prefixed with
+    its pod (and rank).
 
-    JOB is the training job as `helm-mlops status RELEASE` lists it, or the chart alias (training-job,
-    or the alias a stack gives it)."""
+    COMPONENT is a training job or inference service as `helm-mlops status RELEASE` lists it, or its
+    chart alias in the stack (e.g. training-job, mlflow, or the name in the answers)."""
     from generator.kube.logs import follower
-    from generator.kube.target import resolve
 
-    target = resolve(kubeconfig, kube_context)
-    for line in follower(target.kube(), namespace, release, job, follow=follow, all_pods=all_pods).lines():
+    c = _connect(helm_bin, kubeconfig, kube_context, namespace)
+    for line in follower(c.kube, c.namespace, release, component, follow=follow, all_pods=all_pods).lines():
         click.echo(line)
 
 
 @cli.command()
 @click.argument("release")
-@KUBECONFIG_OPTION
-@KUBE_CONTEXT_OPTION
-@NAMESPACE_OPTION
+@_cluster_options
 @click.option(
     "-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True
 )
+@click.option("-w", "--watch", is_flag=True, help="Refresh every 2 seconds until Ctrl-C.")
 def status(
-    release: str, kubeconfig: Path | None, kube_context: str | None, namespace: str, output: str
+    release: str,
+    helm_bin: str | None,
+    kubeconfig: Path | None,
+    kube_context: str | None,
+    namespace: str | None,
+    output: str,
+    watch: bool,
 ) -> None:
-    """A release's training jobs (phase, pods, duration, MLflow runs) and inference services."""
-    from generator.kube.status import collect, collect_services, format_services, format_summaries
-    from generator.kube.target import resolve
+    """A release: its revision and chart, then MLflow (version, stores, tracking UI), training jobs
+    (phase, pods, duration, MLflow runs) and inference services (replicas, phase, endpoints)."""
+    from generator.lifecycle import status_data, status_lines
 
-    kube = resolve(kubeconfig, kube_context).kube()
-    services = collect_services(kube, namespace, release)
-    jobs = collect(kube, namespace, release)
-    if not jobs and not services:
-        from generator.errors import UserError
-        from generator.kube.status import pod_statuses
+    c = _connect(helm_bin, kubeconfig, kube_context, namespace)
 
-        if not pod_statuses(kube, namespace, release):
-            raise UserError(
-                f"nothing of release {release} in namespace {namespace}",
-                field="RELEASE",
-                hint=f"check the name and namespace: `helm list -n {namespace}` (or -A)",
-            )
-    if output != "table":
-        from dataclasses import asdict
-
-        data = {"release": release, "namespace": namespace, "training": [asdict(j) for j in jobs],
-                "services": [asdict(x) for x in services]}  # fmt: skip
+    def show() -> str:
+        data = status_data(c, release)
         if output == "json":
             import json
 
-            click.echo(json.dumps(data, indent=2))
-        else:
+            return json.dumps(data, indent=2) + "\n"
+        if output == "yaml":
             from generator import yamlio
 
-            click.echo(yamlio.dump(data), nl=False)
+            return yamlio.dump(data)
+        return "\n".join(status_lines(data)) + "\n"
+
+    if not watch:
+        click.echo(show(), nl=False)
         return
-    if jobs or not services:
-        for line in format_summaries(jobs):
+    import time
+
+    while True:
+        text = show()
+        if sys.stdout.isatty():
+            click.clear()
+        click.echo(text, nl=False)
+        time.sleep(2)
+
+
+def _progress() -> tuple[Any, Any]:
+    """A live display of what the install waits for, on a terminal only (stderr)."""
+    import contextlib
+
+    if not sys.stderr.isatty() or os.environ.get("TERM") == "dumb":
+        return None, contextlib.nullcontext()
+    from rich.console import Console
+    from rich.live import Live
+    from rich.text import Text
+
+    live = Live(Text("waiting for the cluster..."), console=Console(stderr=True), transient=True)
+
+    def update(lines: list[str]) -> None:
+        shown = [f"  {line}" for line in lines[:12]] + (
+            [f"  ... and {len(lines) - 12} more"] if len(lines) > 12 else []
+        )
+        live.update(
+            Text("\n".join(["not ready yet:", *shown]) if lines else "all ready; helm is finishing...")
+        )
+
+    return update, live
+
+
+def _install(
+    release: str,
+    stack_dir: Path | None,
+    preset: str | None,
+    answers_file: str | None,
+    sets: list[tuple[str, str]],
+    versions: tuple[str, ...],
+    timeout: str,
+    skip_preflight: bool,
+    wait: bool,
+    cluster: tuple[str | None, Path | None, str | None, str | None],
+    *,
+    upgrade: bool,
+) -> None:
+    from generator.lifecycle import InstallRequest, Source, install
+
+    c = _connect(*cluster)
+    req = InstallRequest(
+        release,
+        Source(stack_dir, preset, answers_file, sets, list(versions)),
+        timeout=timeout,
+        skip_preflight=skip_preflight,
+        wait=wait,
+    )
+    update, live = _progress()
+    with live:
+        for line in install(c, req, upgrade=upgrade, progress=update):
             click.echo(line)
-    for line in format_services(services):
+
+
+INSTALL_OPTIONS = [
+    click.argument("release"),
+    click.argument("stack_dir", required=False, type=click.Path(file_okay=False, path_type=Path)),
+    click.option("--preset", help="Install a preset (see `helm-mlops presets`); the stack is named RELEASE."),
+    click.option("--answers", "answers_file", help="Install from an answers file (- for standard input)."),
+    *SET_OPTIONS,
+    click.option(
+        "--version",
+        "versions",
+        multiple=True,
+        help="Move a project's version: mlflow=3.17.2 or mlserver=1.7.1 (checked against its releases).",
+    ),
+    click.option("--timeout", default="10m", show_default=True, help="How long helm waits (Go duration)."),
+    click.option(
+        "--skip-preflight", is_flag=True, help="Do not check the cluster first (CRDs, GPUs, classes...)."
+    ),
+    click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until the stack is ready."),
+]
+
+
+def _install_options(func: F) -> F:
+    for option in reversed(INSTALL_OPTIONS):
+        func = option(func)
+    return _cluster_options(func)
+
+
+@cli.command("install")
+@_install_options
+def install_cmd(
+    release: str,
+    stack_dir: Path | None,
+    preset: str | None,
+    answers_file: str | None,
+    set_values: tuple[str, ...],
+    set_string: tuple[str, ...],
+    set_json: tuple[str, ...],
+    set_file: tuple[str, ...],
+    versions: tuple[str, ...],
+    timeout: str,
+    skip_preflight: bool,
+    wait: bool,
+    helm_bin: str | None,
+    kubeconfig: Path | None,
+    kube_context: str | None,
+    namespace: str | None,
+) -> None:
+    """Install a stack as RELEASE: a generated STACK_DIR, --preset NAME or --answers FILE.
+
+    Checks the cluster first (preflight), waits until the stack is ready while showing what it waits
+    for, and rolls back when it fails (exit 1, with the failing pods' events and logs)."""
+    from generator.values import helm_order
+
+    sets = list(helm_order(set_json, set_values, set_string, set_file))
+    _install(release, stack_dir, preset, answers_file, sets, versions, timeout, skip_preflight, wait,
+             (helm_bin, kubeconfig, kube_context, namespace), upgrade=False)  # fmt: skip
+
+
+@cli.command("upgrade")
+@_install_options
+def upgrade_cmd(
+    release: str,
+    stack_dir: Path | None,
+    preset: str | None,
+    answers_file: str | None,
+    set_values: tuple[str, ...],
+    set_string: tuple[str, ...],
+    set_json: tuple[str, ...],
+    set_file: tuple[str, ...],
+    versions: tuple[str, ...],
+    timeout: str,
+    skip_preflight: bool,
+    wait: bool,
+    helm_bin: str | None,
+    kubeconfig: Path | None,
+    kube_context: str | None,
+    namespace: str | None,
+) -> None:
+    """Upgrade RELEASE to a stack (same sources as install); with STACK_DIR and --set or --version,
+    the directory is regenerated first. Rolls back when the upgrade fails."""
+    from generator.values import helm_order
+
+    sets = list(helm_order(set_json, set_values, set_string, set_file))
+    _install(release, stack_dir, preset, answers_file, sets, versions, timeout, skip_preflight, wait,
+             (helm_bin, kubeconfig, kube_context, namespace), upgrade=True)  # fmt: skip
+
+
+@cli.command()
+@click.argument("release")
+@click.argument("revision", required=False, type=click.IntRange(min=1))
+@click.option("--timeout", default="10m", show_default=True, help="How long helm waits.")
+@_cluster_options
+def rollback(
+    release: str,
+    revision: int | None,
+    timeout: str,
+    helm_bin: str | None,
+    kubeconfig: Path | None,
+    kube_context: str | None,
+    namespace: str | None,
+) -> None:
+    """Roll RELEASE back to REVISION (default: the one before the current)."""
+    from generator.lifecycle import rollback as run
+
+    for line in run(_connect(helm_bin, kubeconfig, kube_context, namespace), release, revision, timeout):
+        click.echo(line)
+
+
+@cli.command()
+@click.argument("release")
+@click.option(
+    "--delete-data", is_flag=True, help="Also delete what is kept on purpose (volumes, credentials)."
+)
+@click.option("-y", "--yes", is_flag=True, help="Do not ask before deleting data.")
+@click.option("--timeout", default="10m", show_default=True, help="How long helm waits.")
+@_cluster_options
+def uninstall(
+    release: str,
+    delete_data: bool,
+    yes: bool,
+    timeout: str,
+    helm_bin: str | None,
+    kubeconfig: Path | None,
+    kube_context: str | None,
+    namespace: str | None,
+) -> None:
+    """Uninstall RELEASE; lists what the charts keep on purpose (data volumes), which --delete-data
+    deletes too after a confirmation."""
+    from generator.errors import UserError
+    from generator.lifecycle import uninstall as run
+
+    if delete_data and not yes and not sys.stdin.isatty():
+        raise UserError(
+            "--delete-data deletes volumes: it asks first, and there is no terminal to ask on",
+            field="--delete-data",
+            hint="add --yes to confirm",
+        )
+
+    def confirm(items: list[Any]) -> bool:
+        if yes:
+            return True
+        click.echo("these hold the release's data:")
+        for item in items:
+            click.echo(f"  {item.kind} {item.name}")
+        return click.confirm("delete them for good?", default=False)
+
+    c = _connect(helm_bin, kubeconfig, kube_context, namespace)
+    for line in run(c, release, delete_data=delete_data, confirm=confirm, timeout=timeout):
+        click.echo(line)
+
+
+@cli.command("list")
+@click.option("-A", "--all-namespaces", is_flag=True, help="Every namespace.")
+@OUTPUT_OPTION
+@_cluster_options
+def list_cmd(
+    all_namespaces: bool,
+    output: str,
+    helm_bin: str | None,
+    kubeconfig: Path | None,
+    kube_context: str | None,
+    namespace: str | None,
+) -> None:
+    """helm-mlops releases: stacks and releases of its charts."""
+    from generator.lifecycle import list_releases
+
+    rows = list_releases(_connect(helm_bin, kubeconfig, kube_context, namespace), all_namespaces)
+    _print_rows(rows, output, ["name", "namespace", "revision", "status", "chart", "app_version", "updated"])
+
+
+@cli.command()
+@click.argument("release")
+@OUTPUT_OPTION
+@_cluster_options
+def history(
+    release: str,
+    output: str,
+    helm_bin: str | None,
+    kubeconfig: Path | None,
+    kube_context: str | None,
+    namespace: str | None,
+) -> None:
+    """RELEASE's revisions."""
+    from generator.lifecycle import history_rows
+
+    rows = history_rows(_connect(helm_bin, kubeconfig, kube_context, namespace), release)
+    _print_rows(rows, output, ["revision", "updated", "status", "chart", "app_version", "description"])
+
+
+@cli.command("test")
+@click.argument("release")
+@click.option("--timeout", default="5m", show_default=True, help="How long the tests may take.")
+@_cluster_options
+def test_cmd(
+    release: str,
+    timeout: str,
+    helm_bin: str | None,
+    kubeconfig: Path | None,
+    kube_context: str | None,
+    namespace: str | None,
+) -> None:
+    """Run RELEASE's helm tests (each chart's test hook) and show their logs."""
+    from generator.lifecycle import run_tests
+
+    for line in run_tests(_connect(helm_bin, kubeconfig, kube_context, namespace), release, timeout):
+        click.echo(line)
+
+
+@cli.command()
+@click.argument("release")
+@click.argument("component", required=False)
+@_cluster_options
+def restart(
+    release: str,
+    component: str | None,
+    helm_bin: str | None,
+    kubeconfig: Path | None,
+    kube_context: str | None,
+    namespace: str | None,
+) -> None:
+    """Restart the pods of COMPONENT (a Deployment/StatefulSet of RELEASE, or a chart alias such as
+    mlflow), or of all of them, as `kubectl rollout restart` does."""
+    from generator.lifecycle import restart as run
+
+    for line in run(_connect(helm_bin, kubeconfig, kube_context, namespace), release, component):
         click.echo(line)
 
 
@@ -510,46 +880,6 @@ def runtime_predict(url: str, data: str, name: str | None) -> None:
         click.echo(line)
 
 
-OUTPUT_OPTION = click.option(
-    "-o",
-    "--output",
-    "output",
-    type=click.Choice(["table", "json", "yaml"]),
-    default="table",
-    show_default=True,
-    help="Output format.",
-)
-
-
-def _print_rows(rows: list[dict[str, str]], output: str, columns: list[str]) -> None:
-    """A listing as JSON, YAML, a rich table on a terminal, or plain aligned text when piped."""
-    if output == "json":
-        import json
-
-        click.echo(json.dumps(rows, indent=2))
-        return
-    if output == "yaml":
-        from generator import yamlio
-
-        click.echo(yamlio.dump(rows), nl=False)
-        return
-    if sys.stdout.isatty() and not os.environ.get("NO_COLOR"):
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(*[c.upper() for c in columns], box=None, header_style="bold")
-        for row in rows:
-            table.add_row(*[str(row.get(c, "")) for c in columns])
-        Console().print(table)
-        return
-    widths = [max([len(c)] + [len(str(r.get(c, ""))) for r in rows]) for c in columns]
-    click.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
-    for row in rows:
-        click.echo(
-            "  ".join(str(row.get(c, "")).ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()
-        )
-
-
 @cli.command()
 @OUTPUT_OPTION
 def presets(output: str) -> None:
@@ -567,30 +897,6 @@ def answers_schema() -> None:
     from generator.answers_schema import SCHEMA
 
     click.echo(json.dumps(SCHEMA, indent=2))
-
-
-SET_OPTIONS = [
-    click.option(
-        "--set",
-        "set_values",
-        multiple=True,
-        help="Set an answer, e.g. --set mlflow.replicas=2 (helm's rules).",
-    ),
-    click.option("--set-string", multiple=True, help="Set answers as strings (helm's --set-string)."),
-    click.option(
-        "--set-json", multiple=True, help="Set answers from JSON, e.g. --set-json 'training.jobs=[...]'."
-    ),
-    click.option("--set-file", multiple=True, help="Set answers from files' contents."),
-]
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _set_options(func: F) -> F:
-    for option in reversed(SET_OPTIONS):
-        func = option(func)
-    return func
 
 
 @cli.command()

@@ -92,3 +92,13 @@ def torch_python() -> str:
 @pytest.fixture(scope="session")
 def mlserver_python() -> str:
     return _cached_venv("bench-peers.sh", "mlserver")
+
+
+@pytest.fixture(scope="session")
+def plugin_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, str]]:
+    """`helm mlops` through the plugin installed from this checkout, one helm home per helm."""
+    from tests.support.lifecycle import install_plugin
+
+    return {
+        name: install_plugin(name, tmp_path_factory.mktemp(f"plugin-{name}")) for name in ("helm4", "helm3")
+    }

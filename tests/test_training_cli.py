@@ -294,7 +294,7 @@ def test_following_a_missing_job_is_a_user_error() -> None:
     )
     with pytest.raises(UserError) as err:
         list(follower.lines())
-    assert "JOB" in str(err.value) and "nope" in str(err.value)
+    assert "COMPONENT" in str(err.value) and "nope" in str(err.value)
 
 
 def test_a_hanging_stream_ends_after_the_job_finished() -> None:

@@ -408,6 +408,21 @@ class Helm:
             )
         )
 
+    def get_values(self, release: str, *, namespace: str, revision: int | None = None) -> dict[str, Any]:
+        """The release's computed values (chart defaults merged with the user's)."""
+        args: list[Arg] = ["get", "values", release, "--all", "--output", "json", "--namespace", namespace]
+        if revision is not None:
+            args += ["--revision", revision]
+        data = json.loads(self.run(args, cluster=True) or b"{}")
+        return dict(data or {})
+
+    def test(self, release: str, *, namespace: str, timeout: str = "5m", logs: bool = True) -> str:
+        """`helm test`: runs the release's test hooks; their pods' logs with `logs`."""
+        args: list[Arg] = ["test", release, "--namespace", namespace, "--timeout", timeout]
+        if logs:
+            args.append("--logs")
+        return self.run(args, cluster=True).decode(errors="replace")
+
     def repo_update(self, *names: str) -> None:
         self._sync(self._pyhelm3(cluster=False).repo_update(*names))
 

@@ -42,6 +42,7 @@ def matches_job(obj: dict[str, Any], job: str) -> bool:
         labels.get("app.kubernetes.io/name"),
         labels.get(TRAINING_LABEL),
         labels.get("batch.kubernetes.io/job-name"),
+        labels.get("helm-mlops.io/component-name"),  # set on a workload's pods by workload_follower
     )
 
 
@@ -57,6 +58,14 @@ def select_pods(pods: list[dict[str, Any]], job: str, all_pods: bool) -> list[di
 
 
 def prefix(pod: dict[str, Any]) -> str:
+    """`[pod rank N]` for training pods, `[pod]` for servers."""
+    meta = pod["metadata"]
+    ranked = any(
+        key in (meta.get("annotations" if where == "annotation" else "labels") or {})
+        for where, key in RANK_KEYS
+    )
+    if not ranked and TRAINING_LABEL not in (meta.get("labels") or {}):
+        return f"[{meta['name']}]"
     return f"[{pod['metadata']['name']} rank {pod_rank(pod)}]"
 
 
@@ -131,9 +140,10 @@ class LogFollower:
             # Following a job whose pods are not created yet (suspended, queued) waits for them.
             if first and not pods and (not self.follow or self.job_state() == "missing"):
                 raise UserError(
-                    f"no pods of training job {self.job!r} in this release",
-                    field="JOB",
-                    hint="pass the job's name as `helm-mlops status` lists it (or the chart alias)",
+                    f"no pods of {self.job!r} in this release",
+                    field="COMPONENT",
+                    hint="pass a training job, inference service or other component as "
+                    "`helm-mlops status` lists it (or its chart alias)",
                 )
             first = False
             for pod in pods:
@@ -177,16 +187,54 @@ class LogFollower:
 def follower(
     kube: Kube, namespace: str, release: str, job: str, *, follow: bool, all_pods: bool
 ) -> LogFollower:
-    core, batch = kube.core(), kube.batch()
-    selector = f"app.kubernetes.io/instance={release},{TRAINING_LABEL}"
+    """Logs of a training job, or else of a Deployment/StatefulSet of the release (an inference
+    service, MLflow, its database), whichever `job` names."""
+    core = kube.core()
+    training = kube.items(
+        f"list pods of {release} in namespace {namespace}",
+        core.list_namespaced_pod,
+        namespace,
+        label_selector=f"app.kubernetes.io/instance={release},{TRAINING_LABEL}",
+    )
+    if not any(matches_job(p, job) for p in training):
+        from generator.kube.status import match_workloads, workloads
+
+        found = match_workloads(workloads(kube, namespace, release), job)
+        if found:
+            return workload_follower(kube, namespace, found, job, follow=follow, all_pods=all_pods)
+    return training_follower(kube, namespace, release, job, follow=follow, all_pods=all_pods)
+
+
+def workload_follower(
+    kube: Kube,
+    namespace: str,
+    found: list[dict[str, Any]],
+    name: str,
+    *,
+    follow: bool,
+    all_pods: bool,
+) -> LogFollower:
+    """Logs of the pods of Deployments/StatefulSets: newest pod first (all with all_pods); following
+    never ends by itself (a server runs until stopped)."""
+    from generator.kube.status import pods_of
+
+    core = kube.core()
 
     def list_pods() -> list[dict[str, Any]]:
-        return kube.items(
-            f"list pods of {release} in namespace {namespace}",
-            core.list_namespaced_pod,
-            namespace,
-            label_selector=selector,
-        )
+        pods = kube.items(f"list pods in namespace {namespace}", core.list_namespaced_pod, namespace)
+        mine = [p for w in found for p in pods_of(w, pods) if not p["metadata"].get("deletionTimestamp")]
+        for pod in mine:  # every pod of the workload counts as `name`
+            pod["metadata"].setdefault("labels", {})["helm-mlops.io/component-name"] = name
+        return mine
+
+    def state() -> str:
+        return "running" if list_pods() else "missing"
+
+    return LogFollower(list_pods, _streamer(kube, namespace), state, name, all_pods=all_pods, follow=follow)
+
+
+def _streamer(kube: Kube, namespace: str) -> Callable[[str, bool], Iterable[bytes]]:
+    core = kube.core()
 
     def stream(name: str, follow_it: bool) -> Iterable[bytes]:
         response: Any = kube.call(
@@ -199,6 +247,25 @@ def follower(
             _request_timeout=None if follow_it else kube.timeout,
         )
         return response.stream(4096)  # type: ignore[no-any-return]
+
+    return stream
+
+
+def training_follower(
+    kube: Kube, namespace: str, release: str, job: str, *, follow: bool, all_pods: bool
+) -> LogFollower:
+    core, batch = kube.core(), kube.batch()
+    selector = f"app.kubernetes.io/instance={release},{TRAINING_LABEL}"
+
+    def list_pods() -> list[dict[str, Any]]:
+        return kube.items(
+            f"list pods of {release} in namespace {namespace}",
+            core.list_namespaced_pod,
+            namespace,
+            label_selector=selector,
+        )
+
+    stream = _streamer(kube, namespace)
 
     def job_state() -> str:
         jobs = [

@@ -7,6 +7,7 @@ are tested with recorded responses; fetching them is a thin layer over `Kube`.""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -333,3 +334,189 @@ def pod_statuses(kube: Kube, namespace: str, release: str) -> list[PodStatus]:
         label_selector=f"app.kubernetes.io/instance={release}",
     )
     return sorted((summarize_pod(p) for p in pods), key=lambda p: p.name)
+
+
+# Workloads (Deployments, StatefulSets) and MLflow ---------------------------------------------------------
+
+NAME_LABEL, COMPONENT_LABEL = "app.kubernetes.io/name", "app.kubernetes.io/component"
+
+
+def workloads(kube: Kube, namespace: str, release: str) -> list[dict[str, Any]]:
+    """The release's Deployments and StatefulSets (with `kind` set, as kubectl shows them)."""
+    selector = f"app.kubernetes.io/instance={release}"
+    apps = kube.apps()
+    out = []
+    for kind, fn in (
+        ("Deployment", apps.list_namespaced_deployment),
+        ("StatefulSet", apps.list_namespaced_stateful_set),
+    ):
+        for obj in kube.items(f"list {kind}s of {release}", fn, namespace, label_selector=selector):
+            obj["kind"] = kind
+            out.append(obj)
+    return sorted(out, key=lambda o: (o["kind"], o["metadata"]["name"]))
+
+
+def match_workloads(objs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    """The workloads a user means by `name`: the object's own name, else an inference service's name,
+    else a chart alias (its server), else a component (minio, postgresql), else `<alias>-<component>`;
+    the first kind of match that finds any wins."""
+
+    def labels(o: dict[str, Any]) -> dict[str, str]:
+        return dict(o["metadata"].get("labels") or {})
+
+    tiers = (
+        lambda o: o["metadata"]["name"] == name,
+        lambda o: labels(o).get(SERVICE_LABEL) == name,
+        lambda o: labels(o).get(NAME_LABEL) == name and labels(o).get(COMPONENT_LABEL) == "server",
+        lambda o: labels(o).get(COMPONENT_LABEL) == name,
+        lambda o: f"{labels(o).get(NAME_LABEL)}-{labels(o).get(COMPONENT_LABEL)}" == name,
+    )
+    for test in tiers:
+        found = [o for o in objs if test(o)]
+        if found:
+            return found
+    return []
+
+
+def component_names(objs: list[dict[str, Any]]) -> list[str]:
+    """How the user may name each workload (for hints)."""
+    return sorted({str(o["metadata"]["name"]) for o in objs})
+
+
+def pods_of(workload: dict[str, Any], pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    match = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    return [p for p in pods if match and match.items() <= (p["metadata"].get("labels") or {}).items()]
+
+
+def is_mlflow(workload: dict[str, Any]) -> bool:
+    labels = workload["metadata"].get("labels") or {}
+    return (
+        str(labels.get("helm.sh/chart", "")).startswith("mlflow-") and labels.get(COMPONENT_LABEL) == "server"
+    )
+
+
+def image_version(image: str) -> str:
+    """MLflow's version from its image tag: ghcr.io/mlflow/mlflow:v3.17.2-full -> 3.17.2."""
+    tag = image.rsplit("@", 1)[0]
+    tag = tag.rsplit(":", 1)[1] if ":" in tag.rsplit("/", 1)[-1] else ""
+    match = re.match(r"v?(\d+\.\d+\.\d+(?:rc\d+)?)", tag)
+    return match.group(1) if match else (tag or "unknown")
+
+
+def describe_backend(values: dict[str, Any]) -> str:
+    store = values.get("backendStore") or {}
+    kind = str(store.get("type") or "sqlite")
+    if kind == "sqlite":
+        return f"sqlite ({(store.get('sqlite') or {}).get('file', 'mlflow.db')} on the data volume)"
+    db = store.get(kind) or {}
+    if db.get("inCluster"):
+        return f"{kind} (in the release, database {db.get('database', 'mlflow')})"
+    where = f"{db.get('host', '?')}:{db.get('port', '')}".rstrip(":")
+    return f"{kind} ({where}/{db.get('database', 'mlflow')})"
+
+
+def describe_artifacts(values: dict[str, Any]) -> str:
+    store = values.get("artifactStore") or {}
+    kind = str(store.get("type") or "pvc")
+    spec = store.get(kind) or {}
+    proxied = " (proxied by the server)" if store.get("proxied", True) and kind != "pvc" else ""
+    if kind == "pvc":
+        return f"pvc ({spec.get('path', 'artifacts')} on the data volume)"
+    if kind in ("s3", "gcs"):
+        scheme = "s3" if kind == "s3" else "gs"
+        return f"{kind} ({scheme}://{spec.get('bucket', '')}/{spec.get('prefix', '')}){proxied}".replace(
+            "/)", ")"
+        )
+    if kind == "minio":
+        where = "in the release" if spec.get("inCluster") else spec.get("endpointUrl", "")
+        return f"minio ({where}, bucket {spec.get('bucket', 'mlflow')}){proxied}"
+    if kind == "azure":
+        return f"azure ({spec.get('storageAccount', '')}/{spec.get('container', '')}){proxied}"
+    return kind
+
+
+def external_url(routes: list[dict[str, Any]], service: str) -> str:
+    """The Ingress or HTTPRoute address that sends traffic to `service`, if any."""
+    for obj in routes:
+        spec = obj.get("spec") or {}
+        if obj.get("kind") == "Ingress":
+            tls_hosts = {h for t in spec.get("tls") or [] for h in t.get("hosts") or []}
+            for rule in spec.get("rules") or []:
+                for path in (rule.get("http") or {}).get("paths") or []:
+                    backend = ((path.get("backend") or {}).get("service") or {}).get("name")
+                    if backend == service and rule.get("host"):
+                        scheme = "https" if rule["host"] in tls_hosts else "http"
+                        return f"{scheme}://{rule['host']}{path.get('path', '/')}"
+        else:  # HTTPRoute
+            for rule in spec.get("rules") or []:
+                if any(ref.get("name") == service for ref in rule.get("backendRefs") or []):
+                    hosts = spec.get("hostnames") or []
+                    if hosts:
+                        match = ((rule.get("matches") or [{}])[0].get("path") or {}).get("value", "/")
+                        return f"http://{hosts[0]}{match}"
+    return ""
+
+
+@dataclass
+class MlflowStatus:
+    name: str
+    installed: bool
+    version: str
+    image: str
+    namespace: str
+    ready: str
+    backend_store: str
+    artifact_store: str
+    service: str
+    in_cluster_url: str
+    tracking_url: str
+    ui: bool = True
+
+
+def summarize_mlflow(
+    dep: dict[str, Any],
+    pods: list[dict[str, Any]],
+    services: list[dict[str, Any]],
+    routes: list[dict[str, Any]],
+    values: dict[str, Any],
+    ui_command: str,
+) -> MlflowStatus:
+    """The seed panel's MLflow fields from the live Deployment, Service and routes, and the release's
+    values for the stores (never their credentials)."""
+    meta, spec = dep["metadata"], dep.get("spec") or {}
+    namespace = str(meta.get("namespace", ""))
+    containers = (spec.get("template") or {}).get("spec", {}).get("containers") or []
+    server = next(
+        (c for c in containers if c.get("name") in ("mlflow", "server")), containers[0] if containers else {}
+    )
+    running = [
+        s.get("image", "")
+        for p in pods
+        for s in (p.get("status") or {}).get("containerStatuses") or []
+        if s.get("name") == server.get("name")
+    ]
+    image = str(running[0] if running else server.get("image", ""))
+    match = (spec.get("selector") or {}).get("matchLabels") or {}
+    svc = next(
+        (s for s in services if match and (s.get("spec") or {}).get("selector") == match),
+        None,
+    )
+    svc_name = str(svc["metadata"]["name"]) if svc else ""
+    port = next((p.get("port") for p in (svc or {}).get("spec", {}).get("ports") or []), 5000)
+    status = dep.get("status") or {}
+    ready = f"{int(status.get('readyReplicas') or 0)}/{int(spec.get('replicas', 1) or 0)}"
+    url = external_url(routes, svc_name) if svc_name else ""
+    return MlflowStatus(
+        name=str(meta["name"]),
+        installed=True,
+        version=image_version(image),
+        image=image,
+        namespace=namespace,
+        ready=ready,
+        backend_store=describe_backend(values),
+        artifact_store=describe_artifacts(values),
+        service=svc_name,
+        in_cluster_url=f"http://{svc_name}.{namespace}.svc.cluster.local:{port}" if svc_name else "",
+        tracking_url=url or ui_command,
+        ui=bool((values.get("ui") or {}).get("enabled", True)),
+    )
