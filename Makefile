@@ -62,7 +62,7 @@ ct-lint: setup ## chart-testing lint with our config and with ct's upstream defa
 demo: setup cluster-tools ## The main job: generate the full-stack preset, lint it, install it (embedded cluster unless a kubeconfig is set); PRESET=name for another
 	$(BIN)/helm-mlops demo --preset $${PRESET:-full-stack}
 
-bench: setup system-deps ## Measure performance against peers (CLI, render, inference vs MLServer/KServe); writes docs/benchmarks.md
+bench: setup system-deps cluster-tools ## Measure performance against peers (CLI, render, inference vs MLServer/KServe); writes docs/benchmarks.md
 	$(BIN)/python hack/bench.py
 
 soak: setup system-deps ## The inference runtime for 10 minutes at concurrency 32: zero errors, RSS growth under 10%

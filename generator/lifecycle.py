@@ -93,7 +93,7 @@ def history(c: Cluster, release: str) -> list[Revision]:
     try:
         return sorted(c.helm.history(release, namespace=c.namespace), key=lambda r: r.revision)
     except UserError as exc:
-        if "not found" in str(exc):
+        if exc.field == "helm history" and "not found" in str(exc):  # helm's answer, not a missing helm
             return []
         raise
 
@@ -664,12 +664,22 @@ def status_lines(data: dict[str, Any]) -> list[str]:
 
 
 def run_tests(c: Cluster, release: str, timeout: str = "5m") -> Iterator[str]:
+    from generator.kube.progress import TestLogCollector
+
     require(c, release)
+    collector = TestLogCollector(c.kube, c.namespace, release)
     try:
-        out = c.helm.test(release, namespace=c.namespace, timeout=timeout)
+        with collector:
+            out = c.helm.test(release, namespace=c.namespace, timeout=timeout, logs=False)
     except ToolError as exc:
-        raise ReleaseFailed(f"helm test {release} failed:\n{exc}") from None
+        logs = [f"  [{pod}] {line}" for pod, lines in sorted(collector.logs.items()) for line in lines]
+        shown = "\n".join(["logs of the test pods:", *logs]) if logs else ""
+        raise ReleaseFailed(f"helm test {release} failed:\n{exc}\n{shown}".rstrip()) from None
     yield from out.rstrip().splitlines()
+    for pod, lines in sorted(collector.logs.items()):
+        yield ""
+        yield f"logs of {pod}:"
+        yield from (f"  {line}" for line in lines)
 
 
 def restart(c: Cluster, release: str, component: str | None) -> Iterator[str]:

@@ -157,6 +157,52 @@ def generator_section() -> list[str]:
     ]
 
 
+def plugin_section() -> list[str]:
+    """`helm mlops` as the plugin runs it, against `helm status` of the same release: start-up, and
+    `status` of the full stack (release, values and live objects) on the local cluster."""
+    env_base = {**os.environ, "HELM_MLOPS_CLUSTER": "helm-mlops-bench", "NO_COLOR": "1"}
+    up = subprocess.run(["bash", REPO / "hack" / "cluster.sh", "up"], env=env_base, capture_output=True, text=True)
+    if up.returncode != 0:
+        return ["## The helm plugin", "", f"(skipped: the local cluster did not start: {up.stderr.strip()[-300:]})", ""]
+    kubeconfig = subprocess.run(["bash", REPO / "hack" / "cluster.sh", "kubeconfig"], env=env_base,
+                                capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            env = {**env_base, "KUBECONFIG": kubeconfig, "XDG_DATA_HOME": f"{tmp}/data",
+                   "XDG_CONFIG_HOME": f"{tmp}/config", "XDG_CACHE_HOME": f"{tmp}/cache",
+                   "HELM_PLUGINS": f"{tmp}/data/helm/plugins", "HELM_MLOPS_SKIP_VENV": "1"}
+            env.pop("HELM_MLOPS_HELM", None)
+            helm = str(TOOLS / "helm")
+            subprocess.run([helm, "plugin", "install", REPO], env=env, check=True, capture_output=True)
+            subprocess.run([helm, "mlops", "install", "fs", "--preset", "full-stack", "-n", "bench"], env=env,
+                           check=True, capture_output=True)
+            peer = measure(lambda: timed([helm, "status", "fs", "-n", "bench"], env))
+            start = measure(lambda: timed([helm, "mlops", "--help"], env))
+            status = measure(lambda: timed([helm, "mlops", "status", "fs", "-n", "bench"], env))
+    finally:
+        subprocess.run(["bash", REPO / "hack" / "cluster.sh", "down"], env=env_base, capture_output=True)
+
+    def row(what: str, ours: tuple[float, float]) -> str:
+        return (f"| {what} | `helm status fs` (Helm 4) | {ours[0] * 1000:.0f} ms ({ours[1] * 1000:.0f}) | "
+                f"{peer[0] * 1000:.0f} ms ({peer[1] * 1000:.0f}) | {ours[0] / peer[0]:.2f} |")
+
+    return [
+        "## The helm plugin",
+        "",
+        "The full-stack preset installed as release `fs` on the local cluster (kwok: a real API server).",
+        "",
+        "| What | Peer | Ours median (p90) | Peer median (p90) | Ratio ours/peer |",
+        "|---|---|---|---|---|",
+        row("Plugin start-up: `helm mlops --help` (helm, the sh wrapper, Python, click)", start),
+        row("`helm mlops status fs` (helm history and values, pods, services, workloads, jobs, routes)", status),
+        "",
+        "Notes: start-up is helm finding the plugin, the sh wrapper and the Python interpreter with click;",
+        "`status` adds two helm calls (history, get values) and about ten API reads on top of what",
+        "`helm status` does.",
+        "",
+    ]
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:
@@ -199,6 +245,7 @@ def main() -> int:
     ]
     lines += generator_section()
     lines += versions_from_cache()
+    lines += plugin_section()
     lines += [
         "## Inference runtime against MLServer and KServe",
         "",

@@ -305,11 +305,8 @@ def served(kube: Kube, api_kinds: Iterable[tuple[str, str]]) -> set[tuple[str, s
     for api, kind in api_kinds:
         by_api.setdefault(api, set()).add(kind)
     for api, kinds in by_api.items():
-        if "/" in api:
-            group, version = api.rsplit("/", 1)
-            fn, args = kube.custom().get_api_resources, (group, version)
-        else:
-            fn, args = kube.core().get_api_resources, ()
+        args: tuple[str, ...] = tuple(api.rsplit("/", 1)) if "/" in api else ()
+        fn = kube.custom().get_api_resources if args else kube.core().get_api_resources
         found = kube.call(f"discover {api}", fn, *args, missing_ok=True)
         names = {str(r.kind) for r in (found.resources if found is not None else [])}
         out |= {(api, k) for k in kinds if k in names}

@@ -248,16 +248,44 @@ class Watcher:
         if self.on_update is not None:
             self.on_update(self.last)
 
-    def _tail(self, pod: str) -> list[str]:
+    def _tail(self, pod: str, lines: int = LOG_LINES) -> list[str]:
         try:
             text = self.kube.call(
                 f"logs of {pod}",
                 self.kube.core().read_namespaced_pod_log,
                 pod,
                 self.namespace,
-                tail_lines=LOG_LINES,
+                tail_lines=lines,
                 _request_timeout=5,
             )
         except Exception:  # no logs yet (the container never started): the events say why
             return []
-        return [line for line in str(text or "").splitlines() if line.strip()][-LOG_LINES:]
+        return [line for line in str(text or "").splitlines() if line.strip()][-lines:]
+
+
+class TestLogCollector(Watcher):
+    """Reads the logs of a release's `helm test` pods as they finish: helm deletes a passed test's pod
+    (hook-delete-policy hook-succeeded) before Helm 3's `helm test --logs` can read it."""
+
+    def __init__(self, kube: Kube, namespace: str, release: str, interval: float = 0.5) -> None:
+        super().__init__(kube, namespace, release, interval=interval)
+        self.logs: dict[str, list[str]] = {}
+
+    def poll(self) -> None:
+        pods = self.kube.items(
+            "list test pods",
+            self.kube.core().list_namespaced_pod,
+            self.namespace,
+            label_selector=f"app.kubernetes.io/instance={self.release}",
+        )
+        for pod in pods:
+            hook = (pod["metadata"].get("annotations") or {}).get("helm.sh/hook", "")
+            name = _name(pod)
+            done = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+            if "test" in hook.split(",") and done and name not in self.logs:
+                self.logs[name] = self._tail(name, lines=200)
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(Exception):
+            self.poll()  # the last ones, if helm has not deleted them yet
+        super().__exit__(*exc)
