@@ -50,8 +50,9 @@ class Installed:
     expected: np.ndarray  # onnxruntime's answer for ROWS
 
     def cli(self, *args: str, input: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+        """helm-mlops in the test namespace: -n, or HELM_NAMESPACE as helm passes it to plugins."""
         return subprocess.run(
-            [EXE, *args, "-n", self.namespace],
+            [EXE, *args, *([] if "HELM_NAMESPACE" in env else ["-n", self.namespace])],
             env={**self.cluster.env, **env},
             input=input,
             capture_output=True,
@@ -298,9 +299,10 @@ def test_predict_gets_the_models_real_answer(installed: Installed) -> None:
 def test_predict_v2_from_a_file_and_from_stdin(installed: Installed, tmp_path: Path) -> None:
     data = tmp_path / "rows.json"
     data.write_text(json.dumps(ROWS.tolist()))
-    # The chart alias, the Deployment's name: the same service.
+    # The chart alias, the Deployment's name: the same service; the namespace as helm hands it over.
     for service, value, stdin in (("iris", f"@{data}", None), (f"{STACK}-iris", "@-", data.read_text())):
-        proc = installed.cli("predict", RELEASE, service, "--data", value, "--v2", input=stdin)
+        env = {"HELM_NAMESPACE": installed.namespace} if stdin else {}
+        proc = installed.cli("predict", RELEASE, service, "--data", value, "--v2", input=stdin, **env)
         assert proc.returncode == 0, proc.stderr
         head, body = _answer(proc.stdout)
         assert head.startswith(f"POST /v2/models/iris/infer on {STACK}-iris (pod "), head
