@@ -722,6 +722,75 @@ def restart(
         click.echo(line)
 
 
+@cli.command()
+@click.argument("release")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    help="Local port (0: any free one). Default: 5000, or a free one when 5000 is taken.",
+)
+@click.option("--open", "open_browser", is_flag=True, help="Open the UI in a browser.")
+@KUBECONFIG_OPTION
+@KUBE_CONTEXT_OPTION
+@NAMESPACE_OPTION
+def ui(
+    release: str,
+    port: int | None,
+    open_browser: bool,
+    kubeconfig: Path | None,
+    kube_context: str | None,
+    namespace: str,
+) -> None:
+    """Open the release's MLflow UI: a port-forward to its MLflow Service through the API server,
+    until Ctrl-C."""
+    from generator.access import ui as run_ui
+    from generator.kube.target import resolve
+
+    kube = resolve(kubeconfig, kube_context).kube()
+    run_ui(
+        kube,
+        namespace,
+        release,
+        port,
+        open_browser,
+        echo=click.echo,
+        warn=lambda message: click.echo(message, err=True),
+    )
+
+
+@cli.command()
+@click.argument("release")
+@click.argument("service")
+@click.option(
+    "--data",
+    required=True,
+    help="JSON: one row [..], rows [[..], ..] or a whole request body {..}; @FILE reads a file, @- stdin.",
+)
+@click.option("--v2", is_flag=True, help="Open Inference Protocol v2 (/v2/models/<model>/infer).")
+@KUBECONFIG_OPTION
+@KUBE_CONTEXT_OPTION
+@NAMESPACE_OPTION
+def predict(
+    release: str,
+    service: str,
+    data: str,
+    v2: bool,
+    kubeconfig: Path | None,
+    kube_context: str | None,
+    namespace: str,
+) -> None:
+    """Send one request to an inference service through a port-forward; show the status, the latency
+    and the answer.
+
+    SERVICE is the inference service as `status` lists it, or its chart alias."""
+    from generator.access import predict as run_predict
+    from generator.kube.target import resolve
+
+    kube = resolve(kubeconfig, kube_context).kube()
+    for line in run_predict(kube, namespace, release, service, data, v2):
+        click.echo(line)
+
+
 @cli.group()
 def sweep() -> None:
     """Hyperparameter sweeps: the trial plan, and the best trials from MLflow."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from generator.errors import ToolError, UserError
 from generator.paths import chart_file
@@ -175,44 +176,61 @@ def serve(req: ServeRequest) -> None:
     os.execve(argv[0], argv, env)
 
 
-def predict(url: str, data: str, name: str | None) -> Iterator[str]:
-    import requests
+ROWS_HINT = (
+    'one row: "[5.1, 3.5, 1.4, 0.2]", rows: "[[5.1, 3.5, 1.4, 0.2], [...]]", or a JSON object sent as is'
+)
 
-    from generator.values import http_url
 
-    http_url(url, "--url")
+def request_body(data: str, name: str | None, field: str = "--input") -> tuple[str, Any]:
+    """The path and JSON body of a prediction request: `/predict` with {"input": rows}, or with a model
+    `name` the Open Inference Protocol v2 `infer` with the rows as one FP64 tensor. A JSON object is
+    taken as the complete body (the protocol's own form)."""
     try:
         rows = json.loads(data)
     except ValueError as exc:
         raise UserError(
-            f"not JSON: {exc}", field="--input", hint='e.g. --input "[5.1, 3.5, 1.4, 0.2]"'
+            f"not JSON: {exc}", field=field, hint=f"e.g. {field} '[5.1, 3.5, 1.4, 0.2]'"
         ) from None
-    hint = 'one row: --input "[5.1, 3.5, 1.4, 0.2]", or rows: --input "[[5.1, 3.5, 1.4, 0.2], [...]]"'
+    path = f"/v2/models/{name}/infer" if name else "/predict"
+    if isinstance(rows, dict):
+        return path, rows
     if not isinstance(rows, list) or not rows:
-        raise UserError("must be a JSON list: one row or a list of rows", field="--input", hint=hint)
+        raise UserError("must be a JSON list: one row or a list of rows", field=field, hint=ROWS_HINT)
     if any(isinstance(r, list) for r in rows) and not all(isinstance(r, list) and r for r in rows):
-        raise UserError("mixes rows and single values", field="--input", hint=hint)
-    if name:
-        batch = rows if isinstance(rows[0], list) else [rows]
-        flat = [v for row in batch for v in row]
-        body = {
-            "inputs": [
-                {"name": "input-0", "shape": [len(batch), len(batch[0])], "datatype": "FP64", "data": flat}
-            ]
-        }
-        endpoint = f"{url.rstrip('/')}/v2/models/{name}/infer"
-    else:
-        body, endpoint = {"input": rows}, f"{url.rstrip('/')}/predict"
+        raise UserError("mixes rows and single values", field=field, hint=ROWS_HINT)
+    if not name:
+        return path, {"input": rows}
+    batch = rows if isinstance(rows[0], list) else [rows]
+    flat = [v for row in batch for v in row]
+    tensor = {"name": "input-0", "shape": [len(batch), len(batch[0])], "datatype": "FP64", "data": flat}
+    return path, {"inputs": [tensor]}
+
+
+def send(
+    url: str,
+    path: str,
+    body: Any,
+    *,
+    field: str = "--input",
+    shown: str | None = None,
+    session: Any = None,
+    unreachable: str = "check --url (for a service in a cluster: helm-mlops predict RELEASE SERVICE)",
+) -> Iterator[str]:
+    """POST the body and show the status and latency, then the answer; a refused request (4xx) is a
+    UserError naming `field`, a failing server (5xx) a ToolError. `shown` replaces the URL in the
+    output (a port-forward's local address means nothing to the reader)."""
+    import requests
+
+    endpoint = f"{url.rstrip('/')}{path}"
     started = time.perf_counter()
     try:
-        response = requests.post(endpoint, json=body, timeout=60)
+        response = (session or requests).post(endpoint, json=body, timeout=60)
     except requests.RequestException as exc:
         raise ToolError(
-            f"{endpoint} is not reachable ({type(exc).__name__})\n"
-            "  fix: check --url (kubectl port-forward svc/<release>-inference-service 8080:80 first)"
+            f"{shown or endpoint} is not reachable ({type(exc).__name__})\n  fix: {unreachable}"
         ) from None
     latency = (time.perf_counter() - started) * 1000
-    yield f"POST {endpoint} -> {response.status_code} in {latency:.1f} ms"
+    yield f"POST {shown or endpoint} -> {response.status_code} in {latency:.1f} ms"
     try:
         answer = response.json()
         yield json.dumps(answer, indent=2)
@@ -223,6 +241,14 @@ def predict(url: str, data: str, name: str | None) -> Iterator[str]:
         message = answer.get("error", response.reason) if isinstance(answer, dict) else response.reason
         if response.status_code < 500:
             raise UserError(
-                f"the server refused the request ({response.status_code}): {message}", field="--input"
+                f"the server refused the request ({response.status_code}): {message}", field=field
             )
         raise ToolError(f"the server failed ({response.status_code}): {message}")
+
+
+def predict(url: str, data: str, name: str | None) -> Iterator[str]:
+    from generator.values import http_url
+
+    http_url(url, "--url")
+    path, body = request_body(data, name)
+    yield from send(url, path, body)

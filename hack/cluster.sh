@@ -32,36 +32,53 @@ healthy() {
 }
 exists() { "$bin/kwokctl" get clusters 2>/dev/null | grep -qx "$name"; }
 
+# The kwokctl configuration of the cluster, on standard output.
+write_config() {
+  local f component logs
+  # Passing any stage replaces kwok's defaults, so the config lists upstream's node, pod and volume
+  # stages and then ours.
+  for f in node-initialize node-heartbeat-with-lease pod-ready pod-delete pv-bind pv-delete pvc-provision pvc-delete; do
+    cat "$dir/stages/$f.yaml"; echo "---"
+  done
+  cat "$here/kwok/stages.yaml"
+  # PortForward and ClusterPortForward as CRDs (kwok.x-k8s.io/v1alpha1) that kwok watches: an object
+  # names a pod (or selects pods by name and namespace) and the local address each port forwards to, so
+  # the API server's pods/portforward reaches a real process on this machine (the e2e tests of `ui`
+  # and `predict` point them at a real MLflow server and a real runtime).
+  printf -- '---\napiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokctlConfiguration\noptions:\n  enableCRDs:\n    - PortForward\n    - ClusterPortForward\n'
+  # One scheduler and one controller-manager, no leader election: on a loaded 2-core machine a missed
+  # lease renewal would make them exit (seen in CI), leaving pods Pending for good.
+  printf -- 'componentsPatches:\n'
+  for component in kube-scheduler kube-controller-manager; do
+    printf -- '  - name: %s\n    extraArgs:\n      - key: leader-elect\n        value: "false"\n' "$component"
+  done
+  # Simulated container logs, so `kubectl logs` and `helm-mlops logs` stream through the real
+  # API server (kube-apiserver -> kwok's kubelet endpoint) for every pod of the cluster.
+  logs="$KWOK_WORKDIR/pod-$name.log"
+  printf -- '---\napiVersion: kwok.x-k8s.io/v1alpha1\nkind: ClusterLogs\nmetadata:\n  name: simulated-logs\nspec:\n  selector: {}\n  logs:\n    - logsFile: %s\n      follow: false\n' "$logs"
+}
+
 up() {
   if [ ! -x "$bin/kwokctl" ] || [ ! -f "$dir/stages/.complete" ]; then
     die "cluster binaries missing: run make cluster-tools"
   fi
   [ -n "$kubectl" ] || die "kubectl missing: run make tools"
-  if exists && healthy; then
+  mkdir -p "$KWOK_WORKDIR"
+  config="$KWOK_WORKDIR/config-$name.yaml"
+  write_config > "$config.new"
+  # A running cluster is reused only when it was created from the same configuration: one that an
+  # older cluster.sh created (e.g. before kwok served PortForward objects) is recreated.
+  if exists && healthy && cmp -s "$config.new" "$config"; then
+    rm -f "$config.new"
     log "cluster $name already running; kubeconfig: $kubeconfig"
     return 0
   fi
-  if exists; then "$bin/kwokctl" delete cluster --name "$name" >/dev/null 2>&1 || true; fi
-  mkdir -p "$KWOK_WORKDIR"
-  config="$KWOK_WORKDIR/config-$name.yaml"
-  # Passing any stage replaces kwok's defaults, so the config lists upstream's node, pod and volume
-  # stages and then ours.
-  : > "$config"
-  for f in node-initialize node-heartbeat-with-lease pod-ready pod-delete pv-bind pv-delete pvc-provision pvc-delete; do
-    { cat "$dir/stages/$f.yaml"; echo "---"; } >> "$config"
-  done
-  cat "$here/kwok/stages.yaml" >> "$config"
-  # One scheduler and one controller-manager, no leader election: on a loaded 2-core machine a missed
-  # lease renewal would make them exit (seen in CI), leaving pods Pending for good.
-  printf -- '---\napiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokctlConfiguration\ncomponentsPatches:\n' >> "$config"
-  for component in kube-scheduler kube-controller-manager; do
-    printf -- '  - name: %s\n    extraArgs:\n      - key: leader-elect\n        value: "false"\n' "$component" >> "$config"
-  done
-  # Simulated container logs, so `kubectl logs` and `helm-mlops logs` stream through the real
-  # API server (kube-apiserver -> kwok's kubelet endpoint) for every pod of the cluster.
-  logs="$KWOK_WORKDIR/pod-$name.log"
-  cp "$here/kwok/pod.log" "$logs"
-  printf -- '---\napiVersion: kwok.x-k8s.io/v1alpha1\nkind: ClusterLogs\nmetadata:\n  name: simulated-logs\nspec:\n  selector: {}\n  logs:\n    - logsFile: %s\n      follow: false\n' "$logs" >> "$config"
+  if exists; then
+    if healthy; then log "cluster $name runs an older configuration: recreating it"; fi
+    "$bin/kwokctl" delete cluster --name "$name" >/dev/null 2>&1 || true
+  fi
+  mv "$config.new" "$config"
+  cp "$here/kwok/pod.log" "$KWOK_WORKDIR/pod-$name.log"
   start=$(date +%s.%N)
   "$bin/kwokctl" create cluster --name "$name" --runtime binary --config "$config" \
     --kube-apiserver-binary "$bin/kube-apiserver" --kube-controller-manager-binary "$bin/kube-controller-manager" \

@@ -6,6 +6,7 @@ other statuses and connection failures or timeouts (urllib3) become ToolError.""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,21 @@ def api_message(exc: BaseException) -> str:
     return str(reason or exc).strip() or type(exc).__name__
 
 
+def handshake(reason: str) -> tuple[int, str] | None:
+    """Status and message of a refused websocket upgrade (exec, attach, portforward): the client
+    raises ApiException(status=0) with websocket-client's "Handshake status 404 Not Found -+-+-
+    {headers} -+-+- {body}" as the reason."""
+    match = re.match(r"Handshake status (\d+)", reason)
+    if match is None:
+        return None
+    body = reason.rsplit(" -+-+- ", 1)[-1].strip()
+    try:
+        message = str(json.loads(body)["message"])
+    except (ValueError, KeyError, TypeError):
+        message = reason.split(" -+-+- ", 1)[0].removeprefix("Handshake status ").strip()
+    return int(match.group(1)), message
+
+
 def translate(exc: BaseException, what: str, server: str) -> HelmMlopsError | None:
     """The error to show for a client failure during `what`, or None for an unexpected exception."""
     from kubernetes.client.exceptions import ApiException
@@ -40,6 +56,8 @@ def translate(exc: BaseException, what: str, server: str) -> HelmMlopsError | No
 
     if isinstance(exc, ApiException):
         message, status = api_message(exc), exc.status
+        if status == 0 and (refused := handshake(message)) is not None:
+            status, message = refused
         if status == 404:
             return UserError(
                 f"{what}: not found on {server} ({message})",
@@ -58,8 +76,9 @@ def translate(exc: BaseException, what: str, server: str) -> HelmMlopsError | No
                 field="--kubeconfig",
                 hint="refresh the credentials in the kubeconfig (a token may have expired)",
             )
-        return ToolError(f"{what}: the Kubernetes API server at {server} answered {status}: {message}")
-    if isinstance(exc, HTTPError | OSError):
+        if status != 0:  # 0: the websocket never connected
+            return ToolError(f"{what}: the Kubernetes API server at {server} answered {status}: {message}")
+    if isinstance(exc, HTTPError | OSError | ApiException):
         return ToolError(
             f"{what}: the Kubernetes API server at {server} is not reachable ({api_message(exc)})\n"
             "  fix: check that the cluster is running and that --kubeconfig (or KUBECONFIG) points at it"
