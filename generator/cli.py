@@ -730,26 +730,24 @@ def restart(
     help="Local port (0: any free one). Default: 5000, or a free one when 5000 is taken.",
 )
 @click.option("--open", "open_browser", is_flag=True, help="Open the UI in a browser.")
-@KUBECONFIG_OPTION
-@KUBE_CONTEXT_OPTION
-@NAMESPACE_OPTION
+@_cluster_options
 def ui(
     release: str,
     port: int | None,
     open_browser: bool,
+    helm_bin: str | None,
     kubeconfig: Path | None,
     kube_context: str | None,
-    namespace: str,
+    namespace: str | None,
 ) -> None:
     """Open the release's MLflow UI: a port-forward to its MLflow Service through the API server,
     until Ctrl-C."""
     from generator.access import ui as run_ui
-    from generator.kube.target import resolve
 
-    kube = resolve(kubeconfig, kube_context).kube()
+    c = _connect(helm_bin, kubeconfig, kube_context, namespace)
     run_ui(
-        kube,
-        namespace,
+        c.kube,
+        c.namespace,
         release,
         port,
         open_browser,
@@ -767,27 +765,25 @@ def ui(
     help="JSON: one row [..], rows [[..], ..] or a whole request body {..}; @FILE reads a file, @- stdin.",
 )
 @click.option("--v2", is_flag=True, help="Open Inference Protocol v2 (/v2/models/<model>/infer).")
-@KUBECONFIG_OPTION
-@KUBE_CONTEXT_OPTION
-@NAMESPACE_OPTION
+@_cluster_options
 def predict(
     release: str,
     service: str,
     data: str,
     v2: bool,
+    helm_bin: str | None,
     kubeconfig: Path | None,
     kube_context: str | None,
-    namespace: str,
+    namespace: str | None,
 ) -> None:
     """Send one request to an inference service through a port-forward; show the status, the latency
     and the answer.
 
     SERVICE is the inference service as `status` lists it, or its chart alias."""
     from generator.access import predict as run_predict
-    from generator.kube.target import resolve
 
-    kube = resolve(kubeconfig, kube_context).kube()
-    for line in run_predict(kube, namespace, release, service, data, v2):
+    c = _connect(helm_bin, kubeconfig, kube_context, namespace)
+    for line in run_predict(c.kube, c.namespace, release, service, data, v2):
         click.echo(line)
 
 
