@@ -103,6 +103,11 @@ def run_demo(
     for name, url, cmd in stack.endpoints(built):
         yield f"  {name}: {url}"
         yield f"    {cmd}"
+        if name == "mlflow":
+            yield f"    or: helm-mlops ui {built.name} -n {ns}"
+        elif not url.startswith("InferenceService"):
+            yield f"    or: helm-mlops predict {built.name} {name} -n {ns} --data '[[...]]'"
+    yield f"  the whole stack: helm-mlops status {built.name} -n {ns}"
     if target.embedded:
         yield ""
         yield "(the embedded cluster's pods are simulated by kwok)"

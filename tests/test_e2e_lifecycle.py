@@ -455,3 +455,73 @@ def test_exit_codes_of_the_cli_itself(cluster: Cluster, full_stack: tuple[str, s
     result = run("status", release, "-n", ns, extra={"KUBECONFIG": str(dead)})
     assert result.returncode == 3 and "https://127.0.0.1:1 is not reachable" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_upgrade_moves_the_mlflow_version_from_the_releases(
+    cluster: Cluster, plugin_env: dict[str, dict[str, str]], tmp_path: Path
+) -> None:
+    """`upgrade --version mlflow=X` checks X against MLflow's GitHub releases (the API faked locally) and
+    rolls the server onto X's image; a version that is no release is refused before anything changes."""
+    from tests.support.github import fake_github, release
+
+    releases = {"mlflow/mlflow": [release("v3.17.2", 20), release("v3.16.1", 10), release("v3.16.0", 5)]}
+    ns = cluster.restricted_namespace("lc-ver")
+    try:
+        with fake_github(releases) as api:
+            env = {**plugin_env["helm4"], "GITHUB_API_URL": api.url, "HELM_MLOPS_CACHE_DIR": str(tmp_path)}
+            env.pop("GITHUB_TOKEN", None)
+            done = mlops(env, cluster, "install", "ver", "--preset", "quickstart", "-n", ns)
+            assert done.returncode == 0, done.stderr
+            bad = mlops(
+                env,
+                cluster,
+                "upgrade",
+                "ver",
+                "--preset",
+                "quickstart",
+                "--version",
+                "mlflow=3.16.7",
+                "-n",
+                ns,
+            )
+            assert bad.returncode == 2 and "mlflow 3.16.7 is not a release of mlflow" in bad.stderr, (
+                bad.stderr
+            )
+            assert "pick one of: 3.17.2, 3.16.1, 3.16.0" in bad.stderr
+            old = mlops(
+                env,
+                cluster,
+                "upgrade",
+                "ver",
+                "--preset",
+                "quickstart",
+                "--version",
+                "mlflow=3.8.0",
+                "-n",
+                ns,
+            )
+            assert old.returncode == 2 and "older than the oldest version the chart supports" in old.stderr
+            assert len(api.seen()) >= 1
+            up = mlops(
+                env,
+                cluster,
+                "upgrade",
+                "ver",
+                "--preset",
+                "quickstart",
+                "--version",
+                "mlflow=3.16.1",
+                "-n",
+                ns,
+            )
+            assert up.returncode == 0, up.stderr
+            assert "MLflow 3.16.1 (ghcr.io/mlflow/mlflow:v3.16.1-full)" in up.stdout
+            assert "release ver: revision 2, deployed" in up.stdout
+            status = json.loads(mlops(env, cluster, "status", "ver", "-n", ns, "-o", "json").stdout)
+            assert [m["version"] for m in status["mlflow"]] == ["3.16.1"]
+            image = cluster.get("deployment", "ver-mlflow", "-n", ns)["spec"]["template"]["spec"][
+                "containers"
+            ][0]
+            assert image["image"] == "ghcr.io/mlflow/mlflow:v3.16.1-full"
+    finally:
+        cluster.kubectl("delete", "namespace", ns, "--wait=false")
