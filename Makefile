@@ -8,7 +8,7 @@ TOOLS := $(CURDIR)/.tools/bin
 export PATH := $(TOOLS):$(CURDIR)/$(BIN):$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: help setup tools system-deps cluster-tools torch-env cluster-up cluster-down test test-fast lint docs demo bench ct-lint soak clean
+.PHONY: help setup tools system-deps cluster-tools torch-env cluster-up cluster-down test test-fast lint docs demo bench ct-lint soak plugin-package clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -49,7 +49,7 @@ lint: setup ## ruff, ruff format --check, mypy, shellcheck
 	$(BIN)/ruff check generator tests charts/*/files
 	$(BIN)/ruff format --check generator tests charts/*/files
 	$(BIN)/mypy
-	$(BIN)/shellcheck -x -P SCRIPTDIR hack/*.sh
+	$(BIN)/shellcheck -x -P SCRIPTDIR hack/*.sh plugin/*.sh
 
 docs: setup ## Regenerate the values tables in the chart READMEs
 	$(BIN)/helm-mlops docs
@@ -68,5 +68,8 @@ bench: setup system-deps cluster-tools ## Measure performance against peers (CLI
 soak: setup system-deps ## The inference runtime for 10 minutes at concurrency 32: zero errors, RSS growth under 10%
 	$(BIN)/python hack/bench_inference.py --soak $${SOAK_SECONDS:-600}
 
-clean: ## Remove .venv and .tools (the download/build cache outside the repo stays)
-	rm -rf $(VENV) .tools
+plugin-package: ## Package the helm plugin: dist/helm-mlops-plugin-VERSION.tgz (Helm 4) and dist/helm3/ (Helm 3, by URL); SIGN_KEY=gpg-key adds .prov files
+	@bash hack/plugin-package.sh $(if $(SIGN_KEY),--key '$(SIGN_KEY)')
+
+clean: ## Remove .venv, .tools and the plugin's venvs (the download/build cache outside the repo stays)
+	rm -rf $(VENV) .tools .plugin-venv .plugin-venv-* .git/helm-mlops-plugin

@@ -1,4 +1,5 @@
-"""ruff (lint and format) and mypy --strict over the package and tests; shellcheck over hack/*.sh."""
+"""ruff (lint and format) and mypy --strict over the package and tests; shellcheck over hack/*.sh and
+plugin/*.sh (the plugin's scripts are POSIX sh: their #!/bin/sh makes shellcheck check them as such)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ CHART_FILES = ["charts/mlflow/files", "charts/training-job/files", "charts/infer
             "-x",
             "-P",
             "SCRIPTDIR",
-            *sorted(str(p.relative_to(REPO)) for p in (REPO / "hack").glob("*.sh")),
+            *sorted(str(p.relative_to(REPO)) for d in ("hack", "plugin") for p in (REPO / d).glob("*.sh")),
         ],
     ],
     ids=["ruff-check", "ruff-format", "mypy", "shellcheck"],
