@@ -22,7 +22,7 @@ from typing import Any
 from generator.errors import ToolError, UserError
 from generator.kube import portforward
 from generator.kube.client import Kube
-from generator.kube.status import SERVICE_LABEL
+from generator.kube.status import SERVICE_LABEL, kserve_services
 from generator.runtime import request_body, send
 
 INSTANCE = "app.kubernetes.io/instance"
@@ -282,14 +282,7 @@ def inference_target(kube: Kube, namespace: str, release: str, service: str) -> 
         namespace,
         label_selector=selector,
     )
-    isvcs = kube.optional_items(
-        f"list inferenceservices of {release} in namespace {namespace}",
-        "serving.kserve.io",
-        "v1beta1",
-        namespace,
-        "inferenceservices",
-        selector,
-    )
+    isvcs = kserve_services(kube, namespace, release)
     mine = [d for d in deployments if matches_service(d, service, release)]
     if not mine:
         kserve = [i for i in isvcs if matches_service(i, service, release)]

@@ -521,64 +521,52 @@ def _install_options(func: F) -> F:
     return _cluster_options(func)
 
 
-@cli.command("install")
-@_install_options
-def install_cmd(
-    release: str,
-    stack_dir: Path | None,
-    preset: str | None,
-    answers_file: str | None,
-    set_values: tuple[str, ...],
-    set_string: tuple[str, ...],
-    set_json: tuple[str, ...],
-    set_file: tuple[str, ...],
-    versions: tuple[str, ...],
-    timeout: str,
-    skip_preflight: bool,
-    wait: bool,
-    helm_bin: str | None,
-    kubeconfig: Path | None,
-    kube_context: str | None,
-    namespace: str | None,
-) -> None:
+def _release_command(name: str, upgrade: bool, doc: str) -> Any:
+    """install and upgrade: the same sources and options, one command each."""
+
+    @cli.command(name, help=doc)
+    @_install_options
+    def command(
+        release: str,
+        stack_dir: Path | None,
+        preset: str | None,
+        answers_file: str | None,
+        set_values: tuple[str, ...],
+        set_string: tuple[str, ...],
+        set_json: tuple[str, ...],
+        set_file: tuple[str, ...],
+        versions: tuple[str, ...],
+        timeout: str,
+        skip_preflight: bool,
+        wait: bool,
+        helm_bin: str | None,
+        kubeconfig: Path | None,
+        kube_context: str | None,
+        namespace: str | None,
+    ) -> None:
+        from generator.values import helm_order
+
+        sets = list(helm_order(set_json, set_values, set_string, set_file))
+        _install(release, stack_dir, preset, answers_file, sets, versions, timeout, skip_preflight, wait,
+                 (helm_bin, kubeconfig, kube_context, namespace), upgrade=upgrade)  # fmt: skip
+
+    return command
+
+
+install_cmd = _release_command(
+    "install",
+    False,
     """Install a stack as RELEASE: a generated STACK_DIR, --preset NAME or --answers FILE.
 
     Checks the cluster first (preflight), waits until the stack is ready while showing what it waits
-    for, and rolls back when it fails (exit 1, with the failing pods' events and logs)."""
-    from generator.values import helm_order
-
-    sets = list(helm_order(set_json, set_values, set_string, set_file))
-    _install(release, stack_dir, preset, answers_file, sets, versions, timeout, skip_preflight, wait,
-             (helm_bin, kubeconfig, kube_context, namespace), upgrade=False)  # fmt: skip
-
-
-@cli.command("upgrade")
-@_install_options
-def upgrade_cmd(
-    release: str,
-    stack_dir: Path | None,
-    preset: str | None,
-    answers_file: str | None,
-    set_values: tuple[str, ...],
-    set_string: tuple[str, ...],
-    set_json: tuple[str, ...],
-    set_file: tuple[str, ...],
-    versions: tuple[str, ...],
-    timeout: str,
-    skip_preflight: bool,
-    wait: bool,
-    helm_bin: str | None,
-    kubeconfig: Path | None,
-    kube_context: str | None,
-    namespace: str | None,
-) -> None:
+    for, and rolls back when it fails (exit 1, with the failing pods' events and logs).""",
+)
+upgrade_cmd = _release_command(
+    "upgrade",
+    True,
     """Upgrade RELEASE to a stack (same sources as install); with STACK_DIR and --set or --version,
-    the directory is regenerated first. Rolls back when the upgrade fails."""
-    from generator.values import helm_order
-
-    sets = list(helm_order(set_json, set_values, set_string, set_file))
-    _install(release, stack_dir, preset, answers_file, sets, versions, timeout, skip_preflight, wait,
-             (helm_bin, kubeconfig, kube_context, namespace), upgrade=True)  # fmt: skip
+    the directory is regenerated first. Rolls back when the upgrade fails.""",
+)
 
 
 @cli.command()

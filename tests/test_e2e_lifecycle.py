@@ -23,7 +23,7 @@ import yaml
 from tests.support.charts import REPO
 from tests.support.cluster import Cluster
 from tests.support.lifecycle import mlops
-from tests.test_presets import PRESETS, PRODUCTION_SECRETS
+from tests.test_presets import PRESETS, prepare_preset
 
 pytestmark = pytest.mark.e2e
 SELECTOR = "app.kubernetes.io/instance={}"
@@ -31,23 +31,6 @@ KINDS = (
     "deployment,statefulset,job,cronjob,pod,service,configmap,secret,serviceaccount,networkpolicy,pdb,"
     "ingress,hpa"
 )
-
-
-def _prepare(cluster: Cluster, preset: str, namespace: str) -> None:
-    """What a preset expects to exist before it is installed (as its comments tell the user)."""
-    if preset == "production":
-        for name, pairs in PRODUCTION_SECRETS.items():
-            cluster.kubectl(
-                "create", "secret", "generic", name, "-n", namespace, *[f"--from-literal={p}" for p in pairs]
-            )
-    if "pvc://models/" in (REPO / "values-presets" / f"{preset}.yaml").read_text():
-        claim = {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": "models", "namespace": namespace},
-            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
-        }
-        cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(claim))
 
 
 def _live(cluster: Cluster, namespace: str, release: str) -> dict[str, list[dict[str, Any]]]:
@@ -124,7 +107,7 @@ def test_every_preset_through_its_whole_life(
     ns = cluster.restricted_namespace(f"lc-{preset[:14].rstrip('-')}")
     release = f"r-{preset[:20]}".rstrip("-")
     try:
-        _prepare(cluster, preset, ns)
+        prepare_preset(cluster, preset, ns)
         done = mlops(env, cluster, "install", release, "--preset", preset, "-n", ns, "--timeout", "3m")
         assert done.returncode == 0, done.stdout + done.stderr
         assert f"release {release}: revision 1, deployed" in done.stdout
@@ -472,48 +455,29 @@ def test_upgrade_moves_the_mlflow_version_from_the_releases(
             env.pop("GITHUB_TOKEN", None)
             done = mlops(env, cluster, "install", "ver", "--preset", "quickstart", "-n", ns)
             assert done.returncode == 0, done.stderr
-            bad = mlops(
-                env,
-                cluster,
-                "upgrade",
-                "ver",
-                "--preset",
-                "quickstart",
-                "--version",
-                "mlflow=3.16.7",
-                "-n",
-                ns,
-            )
+
+            def upgrade(version: str) -> subprocess.CompletedProcess[str]:
+                argv = [
+                    "upgrade",
+                    "ver",
+                    "--preset",
+                    "quickstart",
+                    "--version",
+                    f"mlflow={version}",
+                    "-n",
+                    ns,
+                ]
+                return mlops(env, cluster, *argv)
+
+            bad = upgrade("3.16.7")
             assert bad.returncode == 2 and "mlflow 3.16.7 is not a release of mlflow" in bad.stderr, (
                 bad.stderr
             )
             assert "pick one of: 3.17.2, 3.16.1, 3.16.0" in bad.stderr
-            old = mlops(
-                env,
-                cluster,
-                "upgrade",
-                "ver",
-                "--preset",
-                "quickstart",
-                "--version",
-                "mlflow=3.8.0",
-                "-n",
-                ns,
-            )
+            old = upgrade("3.8.0")
             assert old.returncode == 2 and "older than the oldest version the chart supports" in old.stderr
             assert len(api.seen()) >= 1
-            up = mlops(
-                env,
-                cluster,
-                "upgrade",
-                "ver",
-                "--preset",
-                "quickstart",
-                "--version",
-                "mlflow=3.16.1",
-                "-n",
-                ns,
-            )
+            up = upgrade("3.16.1")
             assert up.returncode == 0, up.stderr
             assert "MLflow 3.16.1 (ghcr.io/mlflow/mlflow:v3.16.1-full)" in up.stdout
             assert "release ver: revision 2, deployed" in up.stdout

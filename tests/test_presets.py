@@ -56,6 +56,24 @@ def test_every_preset_generates_and_lints_clean(preset: str, tmp_path: Path) -> 
     assert "not validated" not in lint.stdout  # ../shared/crds (CI) checks the custom resources too
 
 
+def prepare_preset(cluster: Cluster, preset: str, namespace: str) -> None:
+    """What a preset expects to exist before it is installed (as its comments tell the user): the
+    production preset's Secrets, and the claim a model is read from."""
+    if preset == "production":
+        for name, pairs in PRODUCTION_SECRETS.items():
+            literals = [f"--from-literal={p}" for p in pairs]
+            cluster.kubectl("create", "secret", "generic", name, "-n", namespace, *literals)
+    if "pvc://models/" in (REPO / "values-presets" / f"{preset}.yaml").read_text():
+        # The claim the preset's model is read from, as its comment asks the user to create.
+        claim = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "models", "namespace": namespace},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+        }
+        cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(claim))
+
+
 def _workloads(cluster: Cluster, namespace: str) -> dict[str, Any]:
     out = {}
     for kind in ("deployment", "statefulset", "job", "cronjob", "inferenceservice"):
@@ -70,19 +88,7 @@ def test_every_preset_installs_with_plain_helm(preset: str, cluster: Cluster, tm
     namespace = cluster.restricted_namespace(preset[:20].rstrip("-"))
     helm_name = "helm3" if PRESETS.index(preset) % 2 else "helm4"
     try:
-        if preset == "production":
-            for name, pairs in PRODUCTION_SECRETS.items():
-                literals = [f"--from-literal={p}" for p in pairs]
-                cluster.kubectl("create", "secret", "generic", name, "-n", namespace, *literals)
-        if "pvc://models/" in (REPO / "values-presets" / f"{preset}.yaml").read_text():
-            # The claim the preset's model is read from, as its comment asks the user to create.
-            claim = {
-                "apiVersion": "v1",
-                "kind": "PersistentVolumeClaim",
-                "metadata": {"name": "models", "namespace": namespace},
-                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
-            }
-            cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(claim))
+        prepare_preset(cluster, preset, namespace)
         out = generate(tmp_path / preset, "--preset", preset, "--set-string", f"global.namespace={namespace}")
         name = yaml.safe_load((out / "Chart.yaml").read_text())["name"]
         cluster.helm(helm_name, "install", name, out, "-n", namespace, "--wait", "--timeout", "4m")

@@ -251,47 +251,49 @@ def problems(need: Needs, facts: Facts, namespace: str) -> list[Problem]:
         addon = ADDONS.get(_group(api), f"the CRD that serves {api}")
         out.append(Problem(f"the cluster does not serve {kind} ({api})", f"install {addon} first"))
     out += gpu_problems(need.gpus, facts.nodes)
-    classes = {str(c["metadata"]["name"]) for c in facts.ingress_classes}
-    for wanted in sorted(need.ingress_classes):
-        if wanted and wanted not in classes:
-            have = ", ".join(sorted(classes)) or "none"
-            out.append(
-                Problem(
-                    f"the IngressClass {wanted} does not exist (the cluster has: {have})",
-                    "install that ingress controller, or set the ingress class to one the cluster has",
-                )
-            )
-        elif (
-            not wanted
-            and _default(facts.ingress_classes, "ingressclass.kubernetes.io/is-default-class") is None
-        ):
-            out.append(
-                Problem(
-                    "an Ingress names no ingress class and the cluster has no default IngressClass",
-                    "set the ingress class (ingress.className), or mark an IngressClass as the default",
-                )
-            )
-    storage = {str(c["metadata"]["name"]) for c in facts.storage_classes}
-    for wanted in sorted(need.storage_classes):
-        if wanted and wanted not in storage:
-            have = ", ".join(sorted(storage)) or "none"
-            out.append(
-                Problem(
-                    f"the StorageClass {wanted} does not exist (the cluster has: {have})",
-                    "set the storage class (global.storageClass) to one the cluster has",
-                )
-            )
-        elif (
-            not wanted
-            and _default(facts.storage_classes, "storageclass.kubernetes.io/is-default-class") is None
-        ):
-            out.append(
-                Problem(
-                    "volumes are claimed without a storage class and the cluster has no default "
-                    "StorageClass: they would stay Pending",
-                    "set the storage class (global.storageClass), or mark a StorageClass as the default",
-                )
-            )
+    out += _class_problems(
+        need.ingress_classes,
+        facts.ingress_classes,
+        "IngressClass",
+        "ingressclass.kubernetes.io/is-default-class",
+        "install that ingress controller, or set the ingress class to one the cluster has",
+        Problem(
+            "an Ingress names no ingress class and the cluster has no default IngressClass",
+            "set the ingress class (ingress.className), or mark an IngressClass as the default",
+        ),
+    )
+    out += _class_problems(
+        need.storage_classes,
+        facts.storage_classes,
+        "StorageClass",
+        "storageclass.kubernetes.io/is-default-class",
+        "set the storage class (global.storageClass) to one the cluster has",
+        Problem(
+            "volumes are claimed without a storage class and the cluster has no default "
+            "StorageClass: they would stay Pending",
+            "set the storage class (global.storageClass), or mark a StorageClass as the default",
+        ),
+    )
+    return out
+
+
+def _class_problems(
+    wanted: set[str],
+    have: list[dict[str, Any]],
+    kind: str,
+    default_annotation: str,
+    fix: str,
+    no_default: Problem,
+) -> list[Problem]:
+    """Named classes that do not exist, and "" (the default) when no class is the default."""
+    names = {str(c["metadata"]["name"]) for c in have}
+    out = []
+    for name in sorted(wanted):
+        if name and name not in names:
+            listed = ", ".join(sorted(names)) or "none"
+            out.append(Problem(f"the {kind} {name} does not exist (the cluster has: {listed})", fix))
+        elif not name and _default(have, default_annotation) is None:
+            out.append(no_default)
     return out
 
 

@@ -277,6 +277,18 @@ def format_services(services: list[ServiceSummary]) -> list[str]:
     return lines
 
 
+def kserve_services(kube: Kube, namespace: str, release: str) -> list[dict[str, Any]]:
+    """The release's KServe InferenceServices (none when KServe is not installed)."""
+    return kube.optional_items(
+        f"list inferenceservices of {release} in namespace {namespace}",
+        "serving.kserve.io",
+        "v1beta1",
+        namespace,
+        "inferenceservices",
+        f"app.kubernetes.io/instance={release},{SERVICE_LABEL}",
+    )
+
+
 def collect_services(kube: Kube, namespace: str, release: str) -> list[ServiceSummary]:
     selector = f"app.kubernetes.io/instance={release},{SERVICE_LABEL}"
     pods = kube.items(
@@ -295,15 +307,7 @@ def collect_services(kube: Kube, namespace: str, release: str) -> list[ServiceSu
         match = (dep["spec"].get("selector") or {}).get("matchLabels") or {}
         mine = [p for p in pods if match.items() <= (p["metadata"].get("labels") or {}).items()]
         out.append(summarize_deployment(dep, mine))
-    isvcs = kube.optional_items(
-        f"list inferenceservices of {release} in namespace {namespace}",
-        "serving.kserve.io",
-        "v1beta1",
-        namespace,
-        "inferenceservices",
-        selector,
-    )
-    out += [summarize_isvc(i) for i in isvcs]
+    out += [summarize_isvc(i) for i in kserve_services(kube, namespace, release)]
     return sorted(out, key=lambda s: s.name)
 
 

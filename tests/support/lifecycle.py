@@ -3,33 +3,24 @@ one per helm (Helm 4 and Helm 3.18), for the lifecycle tests."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
-from tests.support.charts import REPO, TOOLS_BIN, helm_path
+from tests.support.charts import helm_path
 from tests.support.cluster import Cluster
 
 
 def install_plugin(helm_name: str, home: Path) -> dict[str, str]:
-    """Install the plugin from the checkout into `home` (XDG dirs); returns the environment that runs
-    `helm mlops` with it."""
-    env = {
-        **os.environ,
-        "XDG_DATA_HOME": str(home / "data"),
-        "XDG_CONFIG_HOME": str(home / "config"),
-        "XDG_CACHE_HOME": str(home / "cache"),
-        "HELM_PLUGINS": str(home / "data" / "helm" / "plugins"),
-        "PATH": f"{TOOLS_BIN}:{os.environ['PATH']}",
-        "HELM": helm_path(helm_name),
-        "NO_COLOR": "1",
-    }
-    env.pop("HELM_MLOPS_HELM", None)  # the plugin must hand the CLI the calling helm itself
-    proc = subprocess.run(
-        [env["HELM"], "plugin", "install", str(REPO)], env=env, capture_output=True, text=True, check=False
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return env
+    """`helm plugin install` of this checkout (a copy of its plugin files) into a helm home under `home`,
+    its install hook building the plugin's virtualenv from the local wheelhouse; returns the environment
+    that runs `helm mlops` with it ("HELM" names the helm binary)."""
+    from tests.support.plugin import HelmHome, plugin_source, wheelhouse
+
+    helm_home = HelmHome(home, wheelhouse())
+    source = plugin_source(home / "source")
+    done = helm_home.helm(helm_name, "plugin", "install", source)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return {**helm_home.env(), "HELM": helm_path(helm_name), "NO_COLOR": "1"}
 
 
 def mlops(
