@@ -33,6 +33,12 @@ class ReleaseFailed(HelmMlopsError):
     exit_code = 1
 
 
+class Interrupted(HelmMlopsError):
+    """Ctrl-C while helm was changing the release. Exit code 130."""
+
+    exit_code = 130
+
+
 @dataclass
 class Source:
     """Where a stack comes from: a generated directory, a preset or an answers file, plus answers
@@ -342,11 +348,24 @@ def install(
         except ToolError as exc:
             if created:
                 _drop_namespace(c)
+            if "context canceled" in str(exc):  # helm's own Ctrl-C handling: it rolled back
+                what = "rolled back to the previous revision" if upgrade else "removed the release"
+                raise Interrupted(
+                    f"interrupted: helm stopped the {'upgrade' if upgrade else 'install'} of {req.release} "
+                    f"and {what}\n  fix: nothing to clean up; run the command again when ready"
+                ) from None
             raise ReleaseFailed(_failure(c, req.release, upgrade, str(exc), watcher)) from None
         except UserError:
             if created:
                 _drop_namespace(c)
             raise
+        except KeyboardInterrupt:
+            verb = "upgrade" if upgrade else "install"
+            raise Interrupted(
+                f"interrupted: helm was stopped during the {verb} of {req.release}, which may be left "
+                f"pending-{verb}\n  fix: see `helm mlops history {req.release} -n {c.namespace}`; then "
+                f"`helm mlops rollback {req.release}` (or `uninstall` a pending install) before trying again"
+            ) from None
     yield f"release {done.release}: revision {done.revision}, {done.status} ({done.chart})"
     for line in component_lines(c, req.release):
         yield f"  {line}"

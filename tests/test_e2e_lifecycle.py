@@ -489,3 +489,41 @@ def test_upgrade_moves_the_mlflow_version_from_the_releases(
             assert image["image"] == "ghcr.io/mlflow/mlflow:v3.16.1-full"
     finally:
         cluster.kubectl("delete", "namespace", ns, "--wait=false")
+
+
+def test_ctrl_c_during_an_install_says_what_is_left(cluster: Cluster, tmp_path: Path) -> None:
+    """Ctrl-C while helm waits: exit 130, no traceback, and either helm rolled back (nothing left) or the
+    message says the release may be pending and how to clean up (the CLI run directly: a helm in
+    between would take the terminal's Ctrl-C as well)."""
+    import sys
+
+    import pexpect
+
+    ns = cluster.restricted_namespace("lc-intr")
+    exe = str(Path(sys.executable).parent / "helm-mlops")
+    try:
+        argv = ["install", "intr", "--preset", "quickstart", "-n", ns, "--set-string", "mlflow.cpu=64"]
+        child = pexpect.spawn(
+            exe,
+            [*argv, "--timeout", "3m"],
+            env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "NO_COLOR": "1"},
+            encoding="utf-8",
+            timeout=120,
+            dimensions=(40, 200),
+        )
+        child.expect("FailedScheduling")
+        child.sendintr()
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 130, child.before
+        output = child.before or ""
+        assert "Traceback" not in output
+        if "helm stopped the install of intr and removed the release" in output:
+            # helm caught the Ctrl-C itself and rolled back: nothing is left
+            history = cluster.helm("helm4", "history", "intr", "-n", ns, check=False)
+            assert history.returncode != 0 and "not found" in history.stderr
+        else:  # Python caught it first: the release may be pending, and the message says what to do
+            assert "interrupted: helm was stopped during the install of intr" in output
+            assert f"helm mlops history intr -n {ns}" in output
+    finally:
+        cluster.kubectl("delete", "namespace", ns, "--wait=false")
