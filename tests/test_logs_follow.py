@@ -8,8 +8,8 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Generator, Iterable, Iterator
+from typing import Any, cast
 
 import pytest
 
@@ -151,7 +151,7 @@ def test_inference_pods_that_never_finish_are_followed_until_the_consumer_stops(
         poll=0.01,
         linger=0.01,
     )
-    lines = follower.lines()
+    lines = cast(Generator[str, None, None], follower.lines())
     got = [next(lines) for _ in range(3000)]
     assert got == _expected(3000)
     lines.close()
