@@ -234,3 +234,78 @@ def test_carriage_returns_end_lines_for_display() -> None:
     splitter = LineSplitter()
     assert splitter.feed(b"a\r") == [b"a"]  # shown at once, not when the \n comes
     assert splitter.feed(b"\nb\n") == [b"b"]
+
+
+# Containers restarted in place (restartPolicy OnFailure) -----------------------------------------------
+
+
+def _run(phase: str, restart: int, state: str) -> dict[str, Any]:
+    pod = _pod("j-0-a", phase)
+    status: dict[str, Any] = {"name": "train", "restartCount": restart, "state": {state: {}}}
+    if state == "waiting":
+        status["lastState"] = {"terminated": {"exitCode": 1}}
+    pod["status"]["containerStatuses"] = [status]
+    return pod
+
+
+def test_a_container_restarted_in_place_is_followed_into_its_next_run() -> None:
+    listings = iter(
+        [
+            [_run("Running", 0, "running")],
+            [_run("Running", 0, "waiting")],  # run 0 ended, back-off before run 1
+            [_run("Running", 1, "running")],
+        ]
+    )
+    final = [_run("Succeeded", 1, "terminated")]
+    opened: list[tuple[str, bool]] = []
+
+    def stream(name: str, follow: bool) -> Iterable[bytes]:
+        opened.append((name, follow))
+        run = len(opened) - 1  # the log API serves the container's current run
+        return [b"run %d: epoch 1\n" % run, b"run %d: exit\n" % run]
+
+    def list_pods() -> list[dict[str, Any]]:
+        return next(listings, final)
+
+    state = {"calls": 0}
+
+    def job_state() -> str:
+        state["calls"] += 1
+        return "done" if state["calls"] > 4 else "running"
+
+    follower = LogFollower(
+        list_pods, stream, job_state, "training-job", all_pods=False, follow=True, poll=0.02, linger=0.05
+    )
+    assert list(follower.lines()) == [
+        "[j-0-a rank 0] run 0: epoch 1",
+        "[j-0-a rank 0] run 0: exit",
+        "[j-0-a rank 0] run 1: epoch 1",
+        "[j-0-a rank 0] run 1: exit",
+    ]
+    assert opened == [("j-0-a", True), ("j-0-a", True)]
+
+
+def test_runs_of_a_container_missed_between_two_looks_are_said() -> None:
+    listings = iter([[_run("Running", 0, "running")], [_run("Running", 3, "running")]])
+    final = [_run("Succeeded", 3, "terminated")]
+    count = {"n": 0}
+
+    def stream(name: str, follow: bool) -> Iterable[bytes]:
+        count["n"] += 1
+        return [b"a run\n"]
+
+    follower = LogFollower(
+        lambda: next(listings, final),
+        stream,
+        lambda: "done" if count["n"] >= 2 else "running",
+        "training-job",
+        all_pods=False,
+        follow=True,
+        poll=0.02,
+    )
+    assert list(follower.lines()) == [
+        "[j-0-a rank 0] a run",
+        "[j-0-a rank 0] (2 earlier run(s) of its container not read here: "
+        "`kubectl logs --previous j-0-a` has the one before this)",
+        "[j-0-a rank 0] a run",
+    ]

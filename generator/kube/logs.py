@@ -135,6 +135,25 @@ def started(pod: dict[str, Any]) -> bool:
     return False
 
 
+def _statuses(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    return list((pod.get("status") or {}).get("containerStatuses") or [])
+
+
+def restarts(pod: dict[str, Any]) -> int:
+    """Which run of the container the log API serves now: an OnFailure restart starts a new log."""
+    return sum(int(s.get("restartCount") or 0) for s in _statuses(pod))
+
+
+def has_log(pod: dict[str, Any]) -> bool:
+    """A run of the container has a log: it started, or it ended and the next waits (CrashLoopBackOff),
+    when the log API serves the run that ended."""
+    return started(pod) or any("terminated" in (s.get("lastState") or {}) for s in _statuses(pod))
+
+
+def running(pod: dict[str, Any]) -> bool:
+    return any("running" in (s.get("state") or {}) for s in _statuses(pod))
+
+
 QUEUE_LINES = 10_000  # lines read ahead of the consumer; readers wait while it is full
 
 
@@ -168,19 +187,22 @@ class LogFollower:
         # container exits, but a stream that hangs (a node gone, a simulated kubelet) must not.
         self.linger = linger
 
-    def _reader(self, pod: dict[str, Any], follow: bool, out: queue.Queue[str | _End]) -> None:
+    def _reader(self, pod: dict[str, Any], key: str, follow: bool, out: queue.Queue[str | _End]) -> None:
         try:
             for line in format_lines(pod, self.stream(pod["metadata"]["name"], follow)):
                 out.put(line)  # blocks while the queue is full: the consumer sets the pace, nothing drops
         except Exception as exc:
             out.put(f"{prefix(pod)} (log stream ended: {api_message(exc)})")
         finally:
-            out.put(_End(pod["metadata"]["name"]))
+            out.put(_End(key))
 
     def lines(self) -> Iterator[str]:
         out: queue.Queue[str | _End] = queue.Queue(maxsize=QUEUE_LINES)
+        # A stream per run of a pod's container (pod name and restart count): a container restarted
+        # in place (restartPolicy OnFailure) has a new log, read as the pod's next stream.
         seen: dict[str, dict[str, Any]] = {}
-        reading: set[str] = set()  # pods whose stream has not ended
+        last_run: dict[str, int] = {}  # pod name -> the latest run read
+        reading: set[str] = set()  # streams that have not ended
         followed: set[str] = set()  # ... of those, the streams opened with follow (they can hang open)
         first = True
         # Following ends once the job finished and every stream ended. A followed stream still open
@@ -200,16 +222,23 @@ class LogFollower:
                 )
             first = False
             for pod in pods:
-                name = pod["metadata"]["name"]
-                if name in seen or not started(pod):
+                name, run = pod["metadata"]["name"], restarts(pod)
+                key = f"{name}#{run}"
+                if key in seen or not has_log(pod) or run < last_run.get(name, 0):
                     continue
-                seen[name] = pod
-                reading.add(name)
-                # A finished pod is read to its end without follow: nothing more can come.
-                follow = self.follow and not finished(pod)
+                missed = run - last_run[name] - 1 if name in last_run else run
+                if missed > 0:
+                    yield (
+                        f"{prefix(pod)} ({missed} earlier run(s) of its container not read here: "
+                        f"`kubectl logs --previous {name}` has the one before this)"
+                    )
+                seen[key], last_run[name] = pod, run
+                reading.add(key)
+                # Only a running container is followed; a finished one is read to its end.
+                follow = self.follow and running(pod) and not finished(pod)
                 if follow:
-                    followed.add(name)
-                threading.Thread(target=self._reader, args=(pod, follow, out), daemon=True).start()
+                    followed.add(key)
+                threading.Thread(target=self._reader, args=(pod, key, follow, out), daemon=True).start()
             deadline = time.monotonic() + self.poll
             while reading and time.monotonic() < deadline:
                 try:
@@ -234,9 +263,10 @@ class LogFollower:
                 if quiet_since is None:
                     quiet_since = now
                 elif now - quiet_since > self.linger and out.empty():
-                    for name in sorted(followed):
+                    for key in sorted(followed):
+                        name = seen[key]["metadata"]["name"]
                         yield (
-                            f"{prefix(seen[name])} (log stream still open and silent {self.linger:g}s "
+                            f"{prefix(seen[key])} (log stream still open and silent {self.linger:g}s "
                             "after the job finished: stopped following it; "
                             f"`kubectl logs {name}` shows whatever came later)"
                         )
@@ -245,7 +275,7 @@ class LogFollower:
             # Done once the job finished and no pod is left unread (a pod that finished between two
             # polls still gets printed; one that never started has no log).
             if self.job_state() == "done" and all(
-                p["metadata"]["name"] in seen or not started(p)
+                f"{p['metadata']['name']}#{restarts(p)}" in seen or not has_log(p)
                 for p in select_pods(self.list_pods(), self.job, self.all_pods)
             ):
                 return
