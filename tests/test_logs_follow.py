@@ -309,3 +309,27 @@ def test_runs_of_a_container_missed_between_two_looks_are_said() -> None:
         "`kubectl logs --previous j-0-a` has the one before this)",
         "[j-0-a rank 0] a run",
     ]
+
+
+def test_a_stream_the_server_closes_while_the_container_runs_is_said() -> None:
+    state = {"listed": 0}
+
+    def list_pods() -> list[dict[str, Any]]:
+        state["listed"] += 1
+        return [_pod("j-0-a", "Running" if state["listed"] < 40 else "Succeeded")]
+
+    follower = LogFollower(
+        list_pods,
+        lambda name, follow: [b"before the cut\n"],  # ends although the container runs on
+        lambda: "done" if state["listed"] >= 40 else "running",
+        "training-job",
+        all_pods=False,
+        follow=True,
+        poll=0.01,
+        linger=0.05,
+    )
+    assert list(follower.lines()) == [
+        "[j-0-a rank 0] before the cut",
+        "[j-0-a rank 0] (log stream closed by the server while the container still runs: "
+        "later output is not shown here; run `logs -f` again)",
+    ]

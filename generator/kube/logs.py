@@ -204,6 +204,7 @@ class LogFollower:
         last_run: dict[str, int] = {}  # pod name -> the latest run read
         reading: set[str] = set()  # streams that have not ended
         followed: set[str] = set()  # ... of those, the streams opened with follow (they can hang open)
+        closed: dict[str, float] = {}  # followed streams that ended, and when
         first = True
         # Following ends once the job finished and every stream ended. A followed stream still open
         # then is given `linger` seconds of silence (time spent waiting on an empty queue, never the
@@ -221,6 +222,17 @@ class LogFollower:
                     "`helm-mlops status` lists it (or its chart alias)",
                 )
             first = False
+            # A followed stream ends when its container run ends. One that ended while the same run
+            # still goes on `linger` seconds later was closed by the server: said, never silent.
+            for pod in pods:
+                key = f"{pod['metadata']['name']}#{restarts(pod)}"
+                gone_on = key in closed and running(pod) and not finished(pod)
+                if gone_on and time.monotonic() - closed[key] > self.linger:
+                    del closed[key]
+                    yield (
+                        f"{prefix(pod)} (log stream closed by the server while the container still "
+                        "runs: later output is not shown here; run `logs -f` again)"
+                    )
             for pod in pods:
                 name, run = pod["metadata"]["name"], restarts(pod)
                 key = f"{name}#{run}"
@@ -247,7 +259,9 @@ class LogFollower:
                     break
                 if isinstance(item, _End):
                     reading.discard(item.name)
-                    followed.discard(item.name)
+                    if item.name in followed:
+                        followed.discard(item.name)
+                        closed[item.name] = time.monotonic()
                     continue
                 yield item
                 if quiet_since is not None:
