@@ -177,6 +177,7 @@ def _best(tracking: str, *args: str) -> tuple[list[list[str]], str]:
     return rows, result.stderr
 
 
+@pytest.mark.real
 def test_sweep_best_of_an_experiment_with_a_quote_in_its_name(tracking: str) -> None:
     sweep_id = "uid-it's-7"  # a quote in the sweep id too
     ids = _log_runs(tracking, "bob's sweep", sweep_id)
@@ -203,6 +204,7 @@ def test_sweep_best_of_an_experiment_with_a_quote_in_its_name(tracking: str) -> 
     assert str(result.exception) == '--experiment: no MLflow experiment named "nobody\'s"'
 
 
+@pytest.mark.real
 def test_sweep_best_without_runs_says_so(tracking: str) -> None:
     from mlflow.tracking import MlflowClient
 
