@@ -836,25 +836,37 @@ def sweep_plan(values_file: Path) -> None:
 @click.option("--metric", required=True, help="Metric to rank by.")
 @click.option("--goal", type=click.Choice(["minimize", "maximize"]), default="minimize", show_default=True)
 @click.option("--top", type=click.IntRange(min=1), default=5, show_default=True)
-def sweep_best(tracking_uri: str, experiment: str, sweep_id: str, metric: str, goal: str, top: int) -> None:
-    """The best trials of a sweep, ranked by its objective metric."""
+@click.option(
+    "--include-failed", is_flag=True, help="Also rank trials whose latest attempt FAILED or was KILLED."
+)
+def sweep_best(
+    tracking_uri: str, experiment: str, sweep_id: str, metric: str, goal: str, top: int, include_failed: bool
+) -> None:
+    """The best trials of a sweep, ranked by its objective metric.
+
+    One line per trial: its latest attempt (a retried pod makes a run per attempt; ATTEMPTS counts
+    them). Trials whose latest attempt FAILED or was KILLED are left out unless --include-failed;
+    a NaN or missing metric ranks last whatever the goal."""
     import os
 
-    from generator.sweep import rank, trials
+    from generator.sweep import best, trials
 
     user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
-    found = rank(
-        trials(tracking_uri, experiment, sweep_id, metric, (user, password) if user and password else None),
-        goal,
+    found = trials(
+        tracking_uri, experiment, sweep_id, metric, (user, password) if user and password else None
     )
+    ranked, left_out = best(found, goal, include_failed)
     if not found:
         click.echo(f"no runs tagged helm-mlops.sweep={sweep_id} in experiment {experiment}")
         return
-    click.echo(f"{'TRIAL':>5}  {metric:<14} {'STATUS':<9} RUN / PARAMS")
-    for t in found[:top]:
+    if ranked:
+        click.echo(f"{'TRIAL':>5}  {metric:<14} {'STATUS':<9} {'ATTEMPTS':>8}  RUN / PARAMS")
+    for t in ranked[:top]:
         value = "-" if t.value is None else f"{t.value:.6g}"
         params = " ".join(f"{k}={v}" for k, v in sorted(t.params.items()))
-        click.echo(f"{t.index:>5}  {value:<14} {t.status:<9} {t.run_id}  {params}")
+        click.echo(f"{t.index:>5}  {value:<14} {t.status:<9} {t.attempts:>8}  {t.run_id}  {params}")
+    if left_out:
+        click.echo(f"{left_out} trial(s) FAILED or KILLED not shown (--include-failed shows them)", err=True)
 
 
 @cli.group()

@@ -316,7 +316,13 @@ def test_a_hanging_stream_ends_after_the_job_finished() -> None:
         poll=0.05,
         linger=0.3,
     )
-    assert list(follower.lines()) == ["[j-0-a rank 0] started"]
+    lines = list(follower.lines())
+    assert lines[0] == "[j-0-a rank 0] started"
+    # ... and says so: nothing is cut silently
+    assert lines[1:] == [
+        "[j-0-a rank 0] (log stream still open and silent 0.3s after the job finished: stopped following it; "
+        "`kubectl logs j-0-a` shows whatever came later)"
+    ]
     release.set()
 
 

@@ -8,9 +8,11 @@ streaming runs one thread per pod over the Kubernetes client's log stream."""
 from __future__ import annotations
 
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from generator.errors import UserError
@@ -69,17 +71,55 @@ def prefix(pod: dict[str, Any]) -> str:
     return f"[{pod['metadata']['name']} rank {pod_rank(pod)}]"
 
 
+# A line ends at \n, \r\n or a lone \r: progress bars (tqdm) redraw themselves with \r, and each
+# redraw shows as a line as soon as it is written instead of once a \n comes.
+_EOL = re.compile(rb"\r\n|\r|\n")
+
+
+class LineSplitter:
+    """Splits a byte stream into lines in time linear in its length, however long a line is: each
+    chunk is scanned once, from where the previous line ended, and the pieces of an unfinished line
+    are kept as they came (never concatenated) until its end joins them once."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []  # the unfinished line, in pieces
+        self._after_cr = False  # the last chunk ended with \r: a \n starting the next one belongs to it
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        if not chunk:
+            return []
+        pos = 1 if self._after_cr and chunk[:1] == b"\n" else 0
+        lines = []
+        for match in _EOL.finditer(chunk, pos):
+            piece = chunk[pos : match.start()]
+            line = b"".join([*self.parts, piece]) if self.parts else piece
+            self.parts = []
+            pos = match.end()
+            if line or match.group() != b"\r":  # an empty \r segment is a redraw's start, not a line
+                lines.append(line)
+        if pos < len(chunk):
+            self.parts.append(chunk if pos == 0 else chunk[pos:])
+        self._after_cr = chunk.endswith(b"\r")
+        return lines
+
+    def finish(self) -> bytes | None:
+        """What is left after the last line end, if anything."""
+        if not self.parts:
+            return None
+        rest, self.parts = b"".join(self.parts), []
+        return rest
+
+
 def format_lines(pod: dict[str, Any], chunks: Iterable[bytes]) -> Iterator[str]:
     """Split a log byte stream into prefixed lines (a line may arrive in several chunks)."""
     head = prefix(pod)
-    pending = b""
+    splitter = LineSplitter()
     for chunk in chunks:
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
+        for line in splitter.feed(chunk):
             yield f"{head} {line.decode(errors='replace')}"
-    if pending:
-        yield f"{head} {pending.decode(errors='replace')}"
+    rest = splitter.finish()
+    if rest is not None:
+        yield f"{head} {rest.decode(errors='replace')}"
 
 
 def finished(pod: dict[str, Any]) -> bool:
@@ -93,6 +133,35 @@ def started(pod: dict[str, Any]) -> bool:
         if "running" in state or "terminated" in state:
             return True
     return False
+
+
+def _statuses(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    return list((pod.get("status") or {}).get("containerStatuses") or [])
+
+
+def restarts(pod: dict[str, Any]) -> int:
+    """Which run of the container the log API serves now: an OnFailure restart starts a new log."""
+    return sum(int(s.get("restartCount") or 0) for s in _statuses(pod))
+
+
+def has_log(pod: dict[str, Any]) -> bool:
+    """A run of the container has a log: it started, or it ended and the next waits (CrashLoopBackOff),
+    when the log API serves the run that ended."""
+    return started(pod) or any("terminated" in (s.get("lastState") or {}) for s in _statuses(pod))
+
+
+def running(pod: dict[str, Any]) -> bool:
+    return any("running" in (s.get("state") or {}) for s in _statuses(pod))
+
+
+QUEUE_LINES = 10_000  # lines read ahead of the consumer; readers wait while it is full
+
+
+@dataclass(frozen=True)
+class _End:
+    """A reader's last item: its pod's stream ended."""
+
+    name: str
 
 
 class LogFollower:
@@ -118,23 +187,30 @@ class LogFollower:
         # container exits, but a stream that hangs (a node gone, a simulated kubelet) must not.
         self.linger = linger
 
-    def _reader(self, pod: dict[str, Any], out: queue.Queue[str | None]) -> None:
-        # A finished pod is read to its end without follow: nothing more can come.
-        follow = self.follow and not finished(pod)
+    def _reader(self, pod: dict[str, Any], key: str, follow: bool, out: queue.Queue[str | _End]) -> None:
         try:
             for line in format_lines(pod, self.stream(pod["metadata"]["name"], follow)):
-                out.put(line)
+                out.put(line)  # blocks while the queue is full: the consumer sets the pace, nothing drops
         except Exception as exc:
             out.put(f"{prefix(pod)} (log stream ended: {api_message(exc)})")
         finally:
-            out.put(None)
+            out.put(_End(key))
 
     def lines(self) -> Iterator[str]:
-        out: queue.Queue[str | None] = queue.Queue()
-        seen: set[str] = set()
-        running = 0
+        out: queue.Queue[str | _End] = queue.Queue(maxsize=QUEUE_LINES)
+        # A stream per run of a pod's container (pod name and restart count): a container restarted
+        # in place (restartPolicy OnFailure) has a new log, read as the pod's next stream.
+        seen: dict[str, dict[str, Any]] = {}
+        last_run: dict[str, int] = {}  # pod name -> the latest run read
+        reading: set[str] = set()  # streams that have not ended
+        followed: set[str] = set()  # ... of those, the streams opened with follow (they can hang open)
+        closed: dict[str, float] = {}  # followed streams that ended, and when
         first = True
-        done_since: float | None = None
+        # Following ends once the job finished and every stream ended. A followed stream still open
+        # then is given `linger` seconds of silence (time spent waiting on an empty queue, never the
+        # consumer's time) before it is cut, which is said in a line. A stream read without follow
+        # (a finished pod) is always read to its end: its request has a timeout.
+        quiet_since: float | None = None
         while True:
             pods = select_pods(self.list_pods(), self.job, self.all_pods)
             # Following a job whose pods are not created yet (suspended, queued) waits for them.
@@ -146,42 +222,78 @@ class LogFollower:
                     "`helm-mlops status` lists it (or its chart alias)",
                 )
             first = False
+            # A followed stream ends when its container run ends. One that ended while the same run
+            # still goes on `linger` seconds later was closed by the server: said, never silent.
             for pod in pods:
-                name = pod["metadata"]["name"]
-                if name in seen or not started(pod):
+                key = f"{pod['metadata']['name']}#{restarts(pod)}"
+                gone_on = key in closed and running(pod) and not finished(pod)
+                if gone_on and time.monotonic() - closed[key] > self.linger:
+                    del closed[key]
+                    yield (
+                        f"{prefix(pod)} (log stream closed by the server while the container still "
+                        "runs: later output is not shown here; run `logs -f` again)"
+                    )
+            for pod in pods:
+                name, run = pod["metadata"]["name"], restarts(pod)
+                key = f"{name}#{run}"
+                if key in seen or not has_log(pod) or run < last_run.get(name, 0):
                     continue
-                seen.add(name)
-                running += 1
-                threading.Thread(target=self._reader, args=(pod, out), daemon=True).start()
+                missed = run - last_run[name] - 1 if name in last_run else run
+                if missed > 0:
+                    yield (
+                        f"{prefix(pod)} ({missed} earlier run(s) of its container not read here: "
+                        f"`kubectl logs --previous {name}` has the one before this)"
+                    )
+                seen[key], last_run[name] = pod, run
+                reading.add(key)
+                # Only a running container is followed; a finished one is read to its end.
+                follow = self.follow and running(pod) and not finished(pod)
+                if follow:
+                    followed.add(key)
+                threading.Thread(target=self._reader, args=(pod, key, follow, out), daemon=True).start()
             deadline = time.monotonic() + self.poll
-            while running and time.monotonic() < deadline:
+            while reading and time.monotonic() < deadline:
                 try:
                     item = out.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     break
-                if item is None:
-                    running -= 1
-                else:
-                    yield item
-            if not self.follow and running == 0:
-                return
-            if self.follow and running:
-                if done_since is None and self.job_state() == "done":
-                    done_since = time.monotonic()
-                if done_since is not None and time.monotonic() - done_since > self.linger:
+                if isinstance(item, _End):
+                    reading.discard(item.name)
+                    if item.name in followed:
+                        followed.discard(item.name)
+                        closed[item.name] = time.monotonic()
+                    continue
+                yield item
+                if quiet_since is not None:
+                    quiet_since = time.monotonic()
+            if not self.follow:
+                if not reading:
                     return
+                continue
+            if reading:
+                if reading - followed or self.job_state() != "done":
+                    continue
+                now = time.monotonic()
+                if quiet_since is None:
+                    quiet_since = now
+                elif now - quiet_since > self.linger and out.empty():
+                    for key in sorted(followed):
+                        name = seen[key]["metadata"]["name"]
+                        yield (
+                            f"{prefix(seen[key])} (log stream still open and silent {self.linger:g}s "
+                            "after the job finished: stopped following it; "
+                            f"`kubectl logs {name}` shows whatever came later)"
+                        )
+                    return
+                continue
             # Done once the job finished and no pod is left unread (a pod that finished between two
-            # polls still gets printed).
-            if (
-                self.follow
-                and running == 0
-                and self.job_state() == "done"
-                and all(
-                    p["metadata"]["name"] in seen
-                    for p in select_pods(self.list_pods(), self.job, self.all_pods)
-                )
+            # polls still gets printed; one that never started has no log).
+            if self.job_state() == "done" and all(
+                f"{p['metadata']['name']}#{restarts(p)}" in seen or not has_log(p)
+                for p in select_pods(self.list_pods(), self.job, self.all_pods)
             ):
                 return
+            time.sleep(self.poll)  # no stream open: wait for pods to start, without spinning
 
 
 def follower(
