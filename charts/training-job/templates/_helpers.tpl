@@ -213,6 +213,8 @@ cannot overflow; validation rejects anything above 10000. */}}
       fieldPath: metadata.name
 - name: HELM_MLOPS_STATE_DIR
   value: {{ include "training-job.stateDir" .root }}
+- name: HELM_MLOPS_GRACE_SECONDS
+  value: {{ $v.job.terminationGracePeriodSeconds | quote }}
 {{- if has .mode (list "job" "cronjob" "indexed") }}
 - name: HELM_MLOPS_JOB_UID
   valueFrom:
