@@ -430,3 +430,26 @@ def test_a_tracking_uri_with_credentials_is_basic_auth_and_never_printed(
     assert "s3cr3t-pw" not in result.stdout + result.stderr
     [run] = _runs(tracking, "basic-auth")
     assert run.info.status == "FINISHED" and run.data.metrics["m"] == 1.0
+
+
+# 7. The run id while running, and a short termination message ------------------------------------
+
+
+def test_the_run_is_named_on_a_well_known_log_line_and_the_message_stays_short(
+    tracking: str, tmp_path: Path
+) -> None:
+    big = "x" * 5000  # a large categorical value: the termination message must stay valid JSON
+    sweep = {"enabled": True, "parameters": [{"name": "cfg", "type": "categorical", "values": [big]}]}
+    values = _tracked("print('ok')\n", "short-message", sweep=sweep)
+    docs, spec, container = _render(tmp_path, values)
+    pod = _pod(docs, tmp_path / "pod", tracking, JOB_COMPLETION_INDEX="0")
+    result = _run(pod, spec, container)
+    assert result.returncode == 0, result.stderr
+    [run] = _runs(tracking, "short-message")
+    text = (tmp_path / "pod" / "termination-log").read_text()
+    assert len(text) < 4000
+    expected = {"mlflowRunId": run.info.run_id, "mlflowExperimentId": run.info.experiment_id, "trial": 0}
+    assert json.loads(text) == {"exitCode": 0, **expected}
+    from generator.kube.status import run_line_data
+
+    assert run_line_data(result.stderr) == [expected]  # what `helm-mlops status` reads while it runs
