@@ -65,6 +65,11 @@ BAD_INPUT = [
     ),
     (["--script", "{script}", "--command", "python"], "script.content and command are both set"),
     (["--requirements-file", "nope.txt", "--script", "{script}"], "--requirements-file"),
+    # Credentials in URLs would be written into values.yaml and the pods: refused with the fix.
+    (["--script", "{script}", "--index-url", "http://bob:pw@pypi.internal/simple"], "pip.existingSecret"),
+    (["--script", "{script}", "--tracking-uri", "http://bob:pw@mlflow:5000"], "mlflow.existingSecret"),
+    (["--script", "{script}", "-r", "numpy", "-r", "--index-url=http://x/simple"], "is a pip option"),
+    (["--script", "{script}", "-r", "-r /etc/passwd"], "requirements[0] (-r /etc/passwd) is a pip option"),
 ]
 
 

@@ -452,8 +452,11 @@ def torchrun_args() -> list[str]:
     count: the operator exports PET_NNODES, PET_NODE_RANK, PET_MASTER_ADDR..., which torchrun reads."""
     mode = os.environ.get("HELM_MLOPS_DISTRIBUTED", "")
     nproc = os.environ.get("HELM_MLOPS_NPROC_PER_NODE", "1")
+    timeout = os.environ.get("HELM_MLOPS_RDZV_TIMEOUT")
+    # The static rendezvous reads `timeout`, the c10d (elastic) one `join_timeout`; each ignores the other.
+    rdzv_conf = [f"--rdzv-conf=timeout={timeout},join_timeout={timeout}"] if timeout else []
     if mode != "indexed":
-        return [f"--nproc-per-node={os.environ.get('PET_NPROC_PER_NODE', nproc)}"]
+        return [f"--nproc-per-node={os.environ.get('PET_NPROC_PER_NODE', nproc)}", *rdzv_conf]
     nnodes = int(os.environ["HELM_MLOPS_NNODES"])
     master = os.environ["HELM_MLOPS_MASTER_ADDR"]
     port = os.environ.get("HELM_MLOPS_MASTER_PORT", "29500")
@@ -468,6 +471,7 @@ def torchrun_args() -> list[str]:
             f"--rdzv-endpoint={master}:{port}",
             f"--rdzv-id={job}",
             f"--max-restarts={os.environ.get('HELM_MLOPS_MAX_RESTARTS', '3')}",
+            *rdzv_conf,
         ]
     return [
         f"--nnodes={nnodes}",
@@ -475,6 +479,7 @@ def torchrun_args() -> list[str]:
         f"--node-rank={rank}",
         f"--master-addr={master}",
         f"--master-port={port}",
+        *rdzv_conf,
     ]
 
 

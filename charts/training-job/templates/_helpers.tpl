@@ -260,6 +260,10 @@ cannot overflow; validation rejects anything above 10000. */}}
   value: {{ $v.distributed.nprocPerNode | quote }}
 - name: HELM_MLOPS_DIST_BACKEND
   value: {{ include "training-job.backend" .root | quote }}
+{{- if $v.distributed.rdzvTimeout }}
+- name: HELM_MLOPS_RDZV_TIMEOUT
+  value: {{ $v.distributed.rdzvTimeout | quote }}
+{{- end }}
 {{- if eq .mode "indexed" }}
 - name: HELM_MLOPS_NNODES
   value: {{ $v.distributed.nodes | quote }}
