@@ -453,3 +453,14 @@ def test_the_run_is_named_on_a_well_known_log_line_and_the_message_stays_short(
     from generator.kube.status import run_line_data
 
     assert run_line_data(result.stderr) == [expected]  # what `helm-mlops status` reads while it runs
+
+
+def test_helm_test_pod_reports_mlflow_down_without_a_traceback(tmp_path: Path) -> None:
+    down = f"http://127.0.0.1:{free_port()}"
+    docs = template(CHART, values=_tracked("print('ok')\n", "check"), tmp_dir=tmp_path)
+    spec = next(d for d in docs if d["kind"] == "Pod")["spec"]
+    pod = _pod(docs, tmp_path / "pod", down, HELM_MLOPS_MLFLOW_WAIT="2")
+    result = pod.run(spec, spec["containers"][0], timeout=60)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAIL: MLflow at" in result.stdout and "not reachable" in result.stdout
+    assert "Traceback" not in result.stderr

@@ -120,6 +120,7 @@ def install_requirements(env: dict[str, str]) -> None:
     log(f"installing requirements from {req}")
     started = time.monotonic()
     code, _ = run_child(argv, dict(os.environ))
+    SIGNALS.raise_before_child = True
     if SIGNALS.stopping:
         raise Terminated(SIGNALS.received[0])
     if code != 0:
@@ -365,7 +366,7 @@ class Mlflow:
             batch = [{"key": k, "value": str(v)} for k, v in params.items()]
             try:
                 self.retrying(deadline, "POST", "runs/log-batch", {"run_id": run_id, "params": batch})
-            except BaseException:
+            except Exception:  # not on Terminated: the next attempt ends a run left behind
                 with contextlib.suppress(Exception):
                     self.call("POST", "runs/delete", {"run_id": run_id})
                 raise
@@ -533,11 +534,11 @@ def run_child(argv: list[str], env: dict[str, str], stop_within: float | None = 
     so that the launcher has the rest of the grace period to close the MLflow run.
     Returns (exit code, whether a termination signal was received)."""
     before = len(SIGNALS.received)
-    SIGNALS.raise_before_child = False  # a signal while starting the child is forwarded to it below
-    try:
-        child = subprocess.Popen(argv, env=env, start_new_session=True)
-    finally:
-        SIGNALS.raise_before_child = True
+    # From here on a signal no longer raises Terminated: one that arrives while the child starts is
+    # forwarded to it below, later ones by the handler. The caller decides when raising resumes (only
+    # install_requirements does: pip is not the training).
+    SIGNALS.raise_before_child = False
+    child = subprocess.Popen(argv, env=env, start_new_session=True)
     SIGNALS.child = child
     if len(SIGNALS.received) > before:
         with contextlib.suppress(ProcessLookupError):
@@ -618,6 +619,8 @@ def command_run(script: str | None, args: list[str]) -> int:
             log("nothing to run: give --script FILE or a command after --")
             return 2
         if distributed:
+            for stale in exit_files().glob("rank-*"):  # an earlier attempt in this pod (OnFailure)
+                stale.unlink()
             env["HELM_MLOPS_EXIT_DIR"] = str(exit_files())
             argv = [sys.executable, "-m", "torch.distributed.run", *torchrun_args()]
             argv += ["--no-python", sys.executable, str(Path(__file__).resolve()), "worker", "--", *target]
@@ -637,8 +640,8 @@ def command_run(script: str | None, args: list[str]) -> int:
         close_run(tracked, code, killed=True)
         write_termination_message(result)
         return code
-    except (MlflowRefused, MlflowUnavailable) as exc:
-        log(str(exc))
+    except (MlflowRefused, MlflowUnavailable, KeyError) as exc:
+        log(str(exc) if not isinstance(exc, KeyError) else f"MLflow answered without {exc}")
         log("the training does not start without its MLflow run (mlflow.createRun=false runs it untracked)")
         write_termination_message({**result, "exitCode": 1, "reason": "MLflow"})
         return 1
@@ -694,9 +697,15 @@ def command_check(script: str | None) -> int:
         try:
             client.wait(float(os.environ.get("HELM_MLOPS_MLFLOW_WAIT", "30")))
             client.call("POST", "experiments/search", {"max_results": 1})
-            print(f"ok: MLflow at {client.uri} answers with these credentials")
+            print(f"ok: MLflow at {client.shown} answers with these credentials")
+        except urllib.error.HTTPError as exc:
+            print(f"FAIL: MLflow at {client.shown}: {_http_message(exc)}")
+            problems += 1
+        except (MlflowRefused, MlflowUnavailable) as exc:
+            print(f"FAIL: {exc}")
+            problems += 1
         except (urllib.error.URLError, OSError, ValueError) as exc:
-            print(f"FAIL: MLflow at {client.uri}: {exc}")
+            print(f"FAIL: MLflow at {client.shown}: {exc}")
             problems += 1
     return 1 if problems else 0
 
