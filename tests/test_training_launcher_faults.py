@@ -464,3 +464,58 @@ def test_helm_test_pod_reports_mlflow_down_without_a_traceback(tmp_path: Path) -
     assert result.returncode == 1, result.stdout + result.stderr
     assert "FAIL: MLflow at" in result.stdout and "not reachable" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def _launcher_module() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("hm_launcher", CHART / "files" / "launcher.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("records", "signalled", "expected"),
+    [
+        ({0: "0 signalled", 1: "3"}, False, 3),  # a rank failed by itself: its code
+        ({0: "1 signalled", 1: "0 signalled"}, False, None),  # stopped by torchrun only: torchrun's
+        ({0: "7 signalled", 1: "7 signalled"}, True, 7),  # SIGTERM: the workers' own code
+        ({0: "0 signalled", 1: "0 signalled"}, True, 0),  # handled SIGTERM and exited 0: 0
+        ({}, True, None),
+    ],
+)
+def test_worker_exit_codes_decide_the_pods_code(
+    records: dict[int, str],
+    signalled: bool,
+    expected: int | None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HELM_MLOPS_STATE_DIR", str(tmp_path))
+    launcher = _launcher_module()
+    for rank, text in records.items():
+        (launcher.exit_files() / f"rank-{rank}").write_text(text)
+    assert launcher.failing_worker_code(signalled) == expected
+
+
+def test_credentials_in_a_uri_are_split_and_redacted() -> None:
+    launcher = _launcher_module()
+    assert launcher.split_credentials("http://bob:p%40ss@mlflow:5000/x") == (
+        "http://mlflow:5000/x",
+        "bob",
+        "p@ss",
+    )
+    assert launcher.split_credentials("http://mlflow:5000") == ("http://mlflow:5000", None, None)
+    assert launcher.redact("https://bob:pw@mlflow.example.com/") == "https://***@mlflow.example.com/"
+    assert launcher.run_status(0, False) == "FINISHED"
+    assert [launcher.run_status(c, False) for c in (1, 134, 139, 200, 137, 143)] == [
+        "FAILED",
+        "FAILED",
+        "FAILED",
+        "FAILED",
+        "KILLED",
+        "KILLED",
+    ]
+    assert launcher.run_status(7, True) == "KILLED"

@@ -424,10 +424,13 @@ def start_mlflow_run(
     wait = float(os.environ.get("HELM_MLOPS_MLFLOW_WAIT", "120"))
     client.wait(wait)
     deadline = time.monotonic() + wait
-    experiment = client.experiment_id(os.environ.get("MLFLOW_EXPERIMENT_NAME") or "Default", deadline)
-    earlier = client.end_earlier_attempts(experiment, tags, deadline)
-    tags["helm-mlops.attempt"] = str(earlier + 1)
-    run_id = client.create_run(experiment, run_name, tags, params, deadline)
+    try:
+        experiment = client.experiment_id(os.environ.get("MLFLOW_EXPERIMENT_NAME") or "Default", deadline)
+        earlier = client.end_earlier_attempts(experiment, tags, deadline)
+        tags["helm-mlops.attempt"] = str(earlier + 1)
+        run_id = client.create_run(experiment, run_name, tags, params, deadline)
+    except KeyError as exc:  # an answer without the expected field: not an MLflow tracking server?
+        raise MlflowRefused(f"MLflow at {client.shown} answered without {exc}") from exc
     env["MLFLOW_RUN_ID"] = run_id
     env["MLFLOW_EXPERIMENT_ID"] = experiment
     bare, user, password = split_credentials(uri)
@@ -640,14 +643,15 @@ def command_run(script: str | None, args: list[str]) -> int:
         close_run(tracked, code, killed=True)
         write_termination_message(result)
         return code
-    except (MlflowRefused, MlflowUnavailable, KeyError) as exc:
-        log(str(exc) if not isinstance(exc, KeyError) else f"MLflow answered without {exc}")
+    except (MlflowRefused, MlflowUnavailable) as exc:
+        log(str(exc))
         log("the training does not start without its MLflow run (mlflow.createRun=false runs it untracked)")
         write_termination_message({**result, "exitCode": 1, "reason": "MLflow"})
         return 1
     SIGNALS.raise_before_child = False  # from here on a signal is only recorded: closing goes on
     if distributed and code != 0:
-        code = failing_worker_code(signalled) or code
+        workers = failing_worker_code(signalled)
+        code = code if workers is None else workers
     log(f"training exited with code {code} after {time.time() - started:.1f}s")
     result["exitCode"] = code
     close_run(tracked, code, killed=signalled)
