@@ -561,6 +561,15 @@ def cross_checks(answers: Mapping[str, Any]) -> list[Problem]:
                 bad(exc.field or f"{at}.sweep", str(exc).split("\n")[0].split(": ", 1)[-1])
         if job.get("indexUrl"):
             _url(bad, f"{at}.indexUrl", job["indexUrl"])  # credentials in it: the URL rule above
+        for j, line in enumerate(job.get("requirements") or []):
+            if isinstance(line, str) and any(ord(c) < 32 or ord(c) == 127 for c in line):
+                bad(f"{at}.requirements[{j}]", "contains a control character: one requirement per item")
+            elif isinstance(line, str) and line.strip().startswith("-"):
+                bad(
+                    f"{at}.requirements[{j}]",
+                    "is a pip option, not a requirement: set the index with indexUrl "
+                    "(credentials: a Secret via the chart's pip.existingSecret)",
+                )
         if job.get("operator") == "trainjob" and job.get("secrets"):
             bad(f"{at}.secrets", "a TrainJob cannot take envFrom secrets; use operator none or pytorchjob")
         if not mlflow_on and not job.get("env"):

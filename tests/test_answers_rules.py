@@ -115,6 +115,9 @@ def test_models_uri_needs_mlflow_or_a_tracking_uri() -> None:
         (job(volumes=[{"name": "d", "mountPath": "/d"}]), "volumes[0]", "exactly one of"),
         (job(sweep={"parameters": [{"name": "lr", "type": "float", "min": 1, "max": 0.1}]}), "sweep", ""),
         (job(env={"1BAD": "x"}), "env", "\"1BAD\" is not an environment variable name"),
+        (job(requirements=["numpy", "--index-url=https://x/simple"]), "requirements[1]", "pip option"),
+        (job(requirements=["-r /etc/passwd"]), "requirements[0]", "pip option"),
+        (job(requirements=["numpy\tscipy"]), "requirements[0]", "control character"),
     ],
 )  # fmt: skip
 def test_training_rules(one: dict[str, Any], path: str, words: str) -> None:

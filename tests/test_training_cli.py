@@ -20,7 +20,15 @@ from generator.errors import ToolError
 from generator.helm.adapter import Completed, Helm
 from generator.helm.binary import HelmBinary
 from generator.kube.logs import LogFollower, format_lines, pod_rank, select_pods
-from generator.kube.status import format_summaries, job_phase, summarize_custom, summarize_job
+from generator.kube.status import (
+    RUN_LINE_BYTES,
+    format_summaries,
+    job_phase,
+    mlflow_links,
+    running_logs,
+    summarize_custom,
+    summarize_job,
+)
 from generator.training import rerun_nonce
 
 EXE = str(Path(sys.executable).parent / "helm-mlops")
@@ -57,6 +65,11 @@ BAD_INPUT = [
     ),
     (["--script", "{script}", "--command", "python"], "script.content and command are both set"),
     (["--requirements-file", "nope.txt", "--script", "{script}"], "--requirements-file"),
+    # Credentials in URLs would be written into values.yaml and the pods: refused with the fix.
+    (["--script", "{script}", "--index-url", "http://bob:pw@pypi.internal/simple"], "pip.existingSecret"),
+    (["--script", "{script}", "--tracking-uri", "http://bob:pw@mlflow:5000"], "mlflow.existingSecret"),
+    (["--script", "{script}", "-r", "numpy", "-r", "--index-url=http://x/simple"], "is a pip option"),
+    (["--script", "{script}", "-r", "-r /etc/passwd"], "requirements[0] (-r /etc/passwd) is a pip option"),
 ]
 
 
@@ -213,6 +226,63 @@ def test_status_summary_with_mlflow_runs_and_sweep_id() -> None:
     assert "3/3" in text and "sweep id: u-1" in text and "runs/abc" in text
     running = summarize_job(_job([], startTime="2026-11-23T11:00:00Z", active=1), [], NOW)
     assert running.duration == "1h10m00s" and running.phase == "Running"
+
+
+def test_status_links_the_run_of_a_running_pod_from_its_log_line() -> None:
+    """While a pod runs there is no termination message: the launcher's `mlflow-run` log line names
+    the run (issue 20, item 7)."""
+    log = (
+        "[helm-mlops] installing requirements from /x/requirements.txt\n"
+        "Collecting humanize\n"
+        '[helm-mlops] mlflow-run {"mlflowRunId": "r1", "mlflowExperimentId": "3", "trial": 2}\n'
+        "epoch 1\n"
+    )
+    running = _pod("p-2", "2", "Running")
+    assert mlflow_links([running]) == []
+    assert mlflow_links([running], {"p-2": log}) == ["http://mlflow:5000/#/experiments/3/runs/r1 (trial 2)"]
+    assert mlflow_links([running], {"p-2": "[helm-mlops] mlflow-run {not json\n"}) == []
+    summary = summarize_job(_job([], active=1), [running], NOW, {"p-2": log})
+    assert summary.runs == ["http://mlflow:5000/#/experiments/3/runs/r1 (trial 2)"]
+
+
+def test_status_links_the_run_of_an_earlier_container_after_an_onfailure_restart() -> None:
+    pod = _pod("p-0", "0", "Running")
+    message = json.dumps({"exitCode": 1, "mlflowRunId": "old", "mlflowExperimentId": "3"})
+    pod["status"]["containerStatuses"][0]["lastState"] = {"terminated": {"exitCode": 1, "message": message}}
+    assert mlflow_links([pod]) == ["http://mlflow:5000/#/experiments/3/runs/old"]
+    line = '[helm-mlops] mlflow-run {"mlflowRunId": "new", "mlflowExperimentId": "3"}\n'
+    assert mlflow_links([pod], {"p-0": line}) == [
+        "http://mlflow:5000/#/experiments/3/runs/new",
+        "http://mlflow:5000/#/experiments/3/runs/old",
+    ]
+
+
+def test_status_reads_the_start_of_running_pods_logs_only() -> None:
+    calls: list[tuple[str, dict[str, Any]]] = []
+
+    class Core:
+        def read_namespaced_pod_log(self, name: str, namespace: str, **kw: Any) -> str:
+            calls.append((name, kw))
+            if name == "p-forbidden":
+                raise ToolError("forbidden")
+            return '[helm-mlops] mlflow-run {"mlflowRunId": "r", "mlflowExperimentId": "1"}\n'
+
+    class FakeKube:
+        def core(self) -> Core:
+            return Core()
+
+        def call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+            return fn(*args, **kwargs)
+
+    pods = [
+        _pod("p-run", "0", "Running"),
+        _pod("p-done", "1", "Succeeded", "{}"),
+        _pod("p-forbidden", "2", "Running"),
+    ]
+    logs = running_logs(FakeKube(), "ml", pods)  # type: ignore[arg-type]
+    assert set(logs) == {"p-run"}
+    assert [c[0] for c in calls] == ["p-run", "p-forbidden"]
+    assert calls[0][1] == {"container": "train", "limit_bytes": RUN_LINE_BYTES}
 
 
 def test_pytorchjob_summary_counts_pods() -> None:

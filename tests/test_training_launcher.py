@@ -329,3 +329,75 @@ def test_helm_test_pod_checks_script_sweep_and_mlflow(tracking: str, tmp_path: P
     spec = find(docs, "Pod")["spec"]
     result = _pod(docs, tmp_path / "bad", tracking).run(spec, spec["containers"][0])
     assert result.returncode == 1 and "does not compile" in result.stdout
+
+
+SIGTERM_SCRIPT = """
+import os, signal, sys, time
+import torch.distributed as dist
+
+dist.init_process_group(os.environ["HELM_MLOPS_DIST_BACKEND"])
+def stop(signum, frame):
+    print(f"rank {dist.get_rank()} checkpoint", flush=True)
+    sys.exit(7)
+signal.signal(signal.SIGTERM, stop)
+open(os.path.join(os.environ["READY_DIR"], f"rank-{dist.get_rank()}"), "w").close()
+time.sleep(120)
+"""
+
+
+def test_sigterm_keeps_the_scripts_own_exit_code_on_every_node(tmp_path: Path, torch_python: str) -> None:
+    """Both ranks handle SIGTERM with sys.exit(7): both pods exit 7 as a single-node job does, not
+    torchrun's 1 (issue 20, item 5)."""
+    ready = tmp_path / "ready"
+    ready.mkdir()
+    port = free_port()
+    values = {
+        "script": {"content": SIGTERM_SCRIPT},
+        "distributed": {"enabled": True, "nodes": 2, "nprocPerNode": 1, "port": port},
+    }
+    docs = template(CHART, values=values, tmp_dir=tmp_path)
+    spec, container = _job_container(docs)
+    master = next(e["value"] for e in container["env"] if e["name"] == "HELM_MLOPS_MASTER_ADDR")
+    procs = []
+    for index in (0, 1):
+        pod = _pod(docs, tmp_path / f"node-{index}", JOB_COMPLETION_INDEX=str(index), READY_DIR=str(ready))
+        pod.host_map[master] = "127.0.0.1"
+        pod.python = torch_python
+        procs.append(pod.start(spec, container, tmp_path / f"node-{index}.log"))
+    deadline = time.monotonic() + 180
+    while len(list(ready.iterdir())) < 2:
+        if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+            _wait_all(procs, timeout=1)
+            raise AssertionError("\n----\n".join((tmp_path / f"node-{i}.log").read_text() for i in (0, 1)))
+        time.sleep(0.2)
+    for proc in procs:
+        os.kill(proc.pid, signal.SIGTERM)  # the kubelet signals each pod's PID 1: the launcher
+    codes = _wait_all(procs, timeout=90)
+    logs = "\n----\n".join((tmp_path / f"node-{i}.log").read_text() for i in (0, 1))
+    assert codes == [7, 7], logs
+    assert "rank 0 checkpoint" in logs and "rank 1 checkpoint" in logs
+
+
+def test_rdzv_timeout_reaches_torchrun(tmp_path: Path, torch_python: str) -> None:
+    """distributed.rdzvTimeout: node 0 alone gives up after it, not after torchrun's 600 s."""
+    values = {
+        "script": {"content": ALL_REDUCE},
+        "distributed": {
+            "enabled": True,
+            "nodes": 2,
+            "nprocPerNode": 1,
+            "port": free_port(),
+            "rdzvTimeout": 5,
+        },
+    }
+    docs = template(CHART, values=values, tmp_dir=tmp_path)
+    spec, container = _job_container(docs)
+    master = next(e["value"] for e in container["env"] if e["name"] == "HELM_MLOPS_MASTER_ADDR")
+    pod = _pod(docs, tmp_path / "node-0", JOB_COMPLETION_INDEX="0")
+    pod.host_map[master] = "127.0.0.1"
+    pod.python = torch_python
+    started = time.monotonic()
+    result = pod.run(spec, container, timeout=120)
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert time.monotonic() - started < 90
+    assert "--rdzv-conf=timeout=5,join_timeout=5" in result.stderr

@@ -39,6 +39,24 @@ BAD = [
         {"pip": {"extraIndexUrls": ["https://pypi.org/simple", "https://ci:tok@x/simple"]}},
         ["must not carry credentials", "pip.extraIndexUrlsExistingSecret"],
     ),
+    # ... and so does the MLflow tracking URI (issue 20, item 10).
+    (
+        {"mlflow": {"trackingUri": "http://bob:pw@mlflow.ml.svc:5000"}},
+        ["mlflow.trackingUri", "must not carry credentials", "mlflow.existingSecret"],
+    ),
+    (
+        {"global": {"mlflow": {"trackingUri": "https://bob:pw@mlflow.example.com"}}},
+        ["must not carry credentials", "MLFLOW_TRACKING_USERNAME"],
+    ),
+    # Requirement lines are specifiers, never pip options or several lines (a newline broke out of the
+    # ConfigMap's block scalar and added a key).
+    (
+        {"requirements": ["numpy", "--index-url=https://x/simple"]},
+        ["requirements[1]", "pip option", "pip.indexUrl"],
+    ),
+    ({"requirements": ["-r /etc/passwd"]}, ["requirements[0]", "pip option"]),
+    ({"requirements": ["numpy\nevil: key"]}, ["requirements[0]", "control character"]),
+    ({"distributed": {"enabled": True, "rdzvTimeout": -1}}, ["rdzvTimeout"]),
     ({"command": ["python", "-m", "x"]}, ["script.content and command are both set"]),
     ({"job": {"restartPolicy": "Always"}}, ["restartPolicy"]),
     ({"resources": {"requests": {"cpu": "2 cores"}}}, ["resources", "cpu"]),
@@ -120,6 +138,22 @@ def test_bad_values_are_refused_with_the_value_named(
     message = template_error(CHART, {**SCRIPT, **values}, helm_name, tmp_path)
     for word in words:
         assert word in message, message
+
+
+def test_requirements_render_as_one_quoted_file_and_rdzv_timeout_reaches_torchrun(tmp_path: Path) -> None:
+    reqs = ["scikit-learn==1.7.2", "humanize>=4,<5", 'pandas; python_version >= "3.10"']
+    docs = _render(tmp_path, {"requirements": reqs})
+    launcher = next(
+        d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-launcher")
+    )
+    assert launcher["data"]["requirements.txt"] == "\n".join(reqs)
+    values = {"distributed": {"enabled": True, "nodes": 2, "rdzvTimeout": 45}}
+    [container] = find(_render(tmp_path, values), "Job")["spec"]["template"]["spec"]["containers"]
+    assert {"name": "HELM_MLOPS_RDZV_TIMEOUT", "value": "45"} in container["env"]
+    [container] = find(_render(tmp_path, {"distributed": {"enabled": True}}), "Job")["spec"]["template"][
+        "spec"
+    ]["containers"]
+    assert all(e["name"] != "HELM_MLOPS_RDZV_TIMEOUT" for e in container["env"])
 
 
 def test_plain_job_hygiene_and_pod(tmp_path: Path) -> None:

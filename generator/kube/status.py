@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from generator.errors import HelmMlopsError
 from generator.kube.client import Kube
 
 TRAINING_LABEL = "helm-mlops.io/training-job"
@@ -62,29 +63,115 @@ def job_phase(job: dict[str, Any]) -> str:
     return "Pending"
 
 
-def mlflow_links(pods: list[dict[str, Any]]) -> list[str]:
-    """MLflow run links from the launcher's termination messages (and the pods' tracking URI)."""
-    links = []
-    for pod in pods:
-        uri = ""
-        for container in (pod.get("spec") or {}).get("containers") or []:
-            for env in container.get("env") or []:
-                if env.get("name") == "MLFLOW_TRACKING_URI" and "value" in env:
-                    uri = str(env["value"]).rstrip("/")
-        for status in (pod.get("status") or {}).get("containerStatuses") or []:
-            message = ((status.get("state") or {}).get("terminated") or {}).get("message") or ""
+# Where `status` finds a training's MLflow run. A finished container: its termination message (the
+# launcher writes {"exitCode", "mlflowRunId", "mlflowExperimentId", "trial"}), also in `lastState`
+# after an OnFailure restart. A running container has no message yet: the launcher prints one
+# well-known line on stderr as soon as the run exists, and `status` reads it from the start of the
+# pod's log (the same access as `helm-mlops logs`; no RBAC for the pod itself to patch anything).
+RUN_LINE = "[helm-mlops] mlflow-run "
+RUN_LINE_BYTES = 256 * 1024  # the line follows the pip output; read at most this much of a log
+
+
+def _tracking_uri(pod: dict[str, Any]) -> str:
+    uri = ""
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        for env in container.get("env") or []:
+            if env.get("name") == "MLFLOW_TRACKING_URI" and "value" in env:
+                uri = str(env["value"]).rstrip("/")
+    return uri
+
+
+def _link(uri: str, data: Any) -> str | None:
+    if not isinstance(data, dict):
+        return None
+    run, exp = data.get("mlflowRunId"), data.get("mlflowExperimentId")
+    if not (run and exp):
+        return None
+    trial = f" (trial {data['trial']})" if "trial" in data else ""
+    return f"{uri}/#/experiments/{exp}/runs/{run}{trial}"
+
+
+def _messages(pod: dict[str, Any]) -> list[str]:
+    out = []
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        for key in ("state", "lastState"):
+            message = ((status.get(key) or {}).get("terminated") or {}).get("message") or ""
+            if message:
+                out.append(message)
+    return out
+
+
+def run_line_data(log: str) -> list[dict[str, Any]]:
+    """The launcher's `mlflow-run {...}` lines in a log (the last one is the current attempt's)."""
+    found = []
+    for line in log.splitlines():
+        if line.startswith(RUN_LINE):
             try:
-                data = json.loads(message)
+                data = json.loads(line[len(RUN_LINE) :])
             except ValueError:
                 continue
-            run, exp = data.get("mlflowRunId"), data.get("mlflowExperimentId")
-            if run and exp:
-                trial = f" (trial {data['trial']})" if "trial" in data else ""
-                links.append(f"{uri}/#/experiments/{exp}/runs/{run}{trial}")
+            if isinstance(data, dict):
+                found.append(data)
+    return found
+
+
+def mlflow_links(pods: list[dict[str, Any]], logs: dict[str, str] | None = None) -> list[str]:
+    """MLflow run links from the launcher's termination messages (`state` and `lastState`) and, for
+    running pods, from the `mlflow-run` line of their logs (`logs`: pod name -> start of its log)."""
+    links = []
+    for pod in pods:
+        uri = _tracking_uri(pod)
+        found = []
+        for message in _messages(pod):
+            try:
+                found.append(_link(uri, json.loads(message)))
+            except ValueError:
+                continue
+        log = (logs or {}).get(pod["metadata"]["name"], "")
+        found += [_link(uri, data) for data in run_line_data(log)]
+        links += [link for link in found if link]
     return sorted(set(links))
 
 
-def summarize_job(job: dict[str, Any], pods: list[dict[str, Any]], now: datetime) -> JobSummary:
+def needs_log(pod: dict[str, Any]) -> bool:
+    """A pod whose current container runs: its run is known only from its log."""
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        if "running" in (status.get("state") or {}):
+            return True
+    return False
+
+
+def running_logs(kube: Kube, namespace: str, pods: list[dict[str, Any]]) -> dict[str, str]:
+    """The start of the log of each running pod (for the `mlflow-run` line); a pod whose log cannot
+    be read (no access, gone) is skipped: the link then shows once the pod has ended."""
+    logs: dict[str, str] = {}
+    core = kube.core()
+    for pod in pods:
+        if not needs_log(pod):
+            continue
+        name = pod["metadata"]["name"]
+        containers = (pod.get("spec") or {}).get("containers") or [{}]
+        try:
+            text = kube.call(
+                f"read the log of pod {name}",
+                core.read_namespaced_pod_log,
+                name,
+                namespace,
+                container=containers[0].get("name"),
+                limit_bytes=RUN_LINE_BYTES,
+            )
+        except HelmMlopsError:
+            continue
+        if isinstance(text, bytes):
+            text = text.decode(errors="replace")
+        if isinstance(text, str):
+            logs[name] = text
+    return logs
+
+
+def summarize_job(
+    job: dict[str, Any], pods: list[dict[str, Any]], now: datetime, logs: dict[str, str] | None = None
+) -> JobSummary:
     status = job.get("status") or {}
     start, end = _time(status.get("startTime")), _time(status.get("completionTime"))
     if end is None:
@@ -101,7 +188,7 @@ def summarize_job(job: dict[str, Any], pods: list[dict[str, Any]], now: datetime
         completions=(job.get("spec") or {}).get("completions"),
         started=status.get("startTime") or "",
         duration=_duration(start, end, now),
-        runs=mlflow_links(pods),
+        runs=mlflow_links(pods, logs),
         sweep_id=job["metadata"].get("uid", "") if is_sweep(job) else "",
     )
 
@@ -123,7 +210,9 @@ def summarize_cronjob(cron: dict[str, Any]) -> JobSummary:
     )
 
 
-def summarize_custom(obj: dict[str, Any], pods: list[dict[str, Any]], now: datetime) -> JobSummary:
+def summarize_custom(
+    obj: dict[str, Any], pods: list[dict[str, Any]], now: datetime, logs: dict[str, str] | None = None
+) -> JobSummary:
     """PyTorchJob (kubeflow.org/v1) and TrainJob: phase from their conditions, counts from pods."""
     conditions = [c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("status") == "True"]
     phase = conditions[-1]["type"] if conditions else "Pending"
@@ -139,7 +228,7 @@ def summarize_custom(obj: dict[str, Any], pods: list[dict[str, Any]], now: datet
         failed=phases.count("Failed"),
         started=(obj.get("status") or {}).get("startTime") or "",
         duration=_duration(start, end, now),
-        runs=mlflow_links(pods),
+        runs=mlflow_links(pods, logs),
     )
 
 
@@ -185,7 +274,7 @@ def collect(kube: Kube, namespace: str, release: str) -> list[JobSummary]:
             for p in pods
             if (p["metadata"].get("labels") or {}).get("batch.kubernetes.io/controller-uid") == uid
         ]
-        out.append(summarize_job(job, mine, now))
+        out.append(summarize_job(job, mine, now, running_logs(kube, namespace, mine)))
     for cron in kube.items(
         f"list cronjobs of {release} in namespace {namespace}",
         batch.list_namespaced_cron_job,
@@ -202,7 +291,7 @@ def collect(kube: Kube, namespace: str, release: str) -> list[JobSummary]:
         ):
             name = obj["metadata"]["labels"][TRAINING_LABEL]
             mine = [p for p in pods if (p["metadata"].get("labels") or {}).get(TRAINING_LABEL) == name]
-            out.append(summarize_custom(obj, mine, now))
+            out.append(summarize_custom(obj, mine, now, running_logs(kube, namespace, mine)))
     return sorted(out, key=lambda s: (s.kind, s.name))
 
 

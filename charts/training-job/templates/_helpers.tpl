@@ -213,6 +213,8 @@ cannot overflow; validation rejects anything above 10000. */}}
       fieldPath: metadata.name
 - name: HELM_MLOPS_STATE_DIR
   value: {{ include "training-job.stateDir" .root }}
+- name: HELM_MLOPS_GRACE_SECONDS
+  value: {{ $v.job.terminationGracePeriodSeconds | quote }}
 {{- if has .mode (list "job" "cronjob" "indexed") }}
 - name: HELM_MLOPS_JOB_UID
   valueFrom:
@@ -258,6 +260,10 @@ cannot overflow; validation rejects anything above 10000. */}}
   value: {{ $v.distributed.nprocPerNode | quote }}
 - name: HELM_MLOPS_DIST_BACKEND
   value: {{ include "training-job.backend" .root | quote }}
+{{- if $v.distributed.rdzvTimeout }}
+- name: HELM_MLOPS_RDZV_TIMEOUT
+  value: {{ $v.distributed.rdzvTimeout | quote }}
+{{- end }}
 {{- if eq .mode "indexed" }}
 - name: HELM_MLOPS_NNODES
   value: {{ $v.distributed.nodes | quote }}

@@ -8,6 +8,17 @@ are rejected earlier by values.schema.json. */}}
 {{- $errors = append $errors "pip.indexUrl and pip.extraIndexUrls must not carry credentials (they would sit in the Job in plain text): put the URL in a Secret and set pip.existingSecret (or pip.extraIndexUrlsExistingSecret)." -}}
 {{- end -}}
 {{- end -}}
+{{- $uri := include "training-job.trackingUri" . -}}
+{{- if regexMatch "^[a-z+]+://[^/]*@" $uri -}}
+{{- $errors = append $errors "mlflow.trackingUri (or global.mlflow.trackingUri) must not carry credentials (they would sit in the Job in plain text): drop user:password@ from the URI, put them in a Secret and set mlflow.existingSecret (keys mlflow.usernameKey and mlflow.passwordKey); the pods get them as MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD." -}}
+{{- end -}}
+{{- range $i, $req := $v.requirements -}}
+{{- if regexMatch "[\\x00-\\x1f\\x7f]" $req -}}
+{{- $errors = append $errors (printf "requirements[%d] contains a control character (a newline?): give one requirement specifier per list item." $i) -}}
+{{- else if hasPrefix "-" (trim $req) -}}
+{{- $errors = append $errors (printf "requirements[%d] (%s) is a pip option, not a requirement: set the index with pip.indexUrl or pip.existingSecret, other pip options with pip.extraArgs." $i (trunc 60 $req)) -}}
+{{- end -}}
+{{- end -}}
 {{- if and (not $v.script.content) (not $v.command) -}}
 {{- $errors = append $errors "script.content or command is required: pass the script with --set-file script.content=train.py (or helm-mlops train --script train.py), or set command to run code from your image." -}}
 {{- end -}}
