@@ -11,7 +11,6 @@ helm-mlops.io/inference-service label), one request to its Service through the t
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ from generator.errors import ToolError, UserError
 from generator.kube import portforward
 from generator.kube.client import Kube
 from generator.kube.status import SERVICE_LABEL, kserve_services
+from generator.paths import command_name
 from generator.runtime import request_body, send
 
 INSTANCE = "app.kubernetes.io/instance"
@@ -32,13 +32,8 @@ RUNTIME_LABEL = "helm-mlops.io/runtime"
 UI_PORT = 5000  # MLflow's own default; taken, `ui` without --port falls back to a free one
 
 
-def command() -> str:
-    """How the user calls us: `helm mlops` as a helm plugin (helm sets HELM_PLUGIN_DIR), else the CLI."""
-    return "helm mlops" if os.environ.get("HELM_PLUGIN_DIR") else "helm-mlops"
-
-
 def status_hint(release: str, namespace: str) -> str:
-    return f"see what is not ready: `{command()} status {release} -n {namespace}`"
+    return f"see what is not ready: `{command_name()} status {release} -n {namespace}`"
 
 
 def _labels(obj: dict[str, Any]) -> dict[str, str]:
@@ -295,7 +290,7 @@ def inference_target(kube: Kube, namespace: str, release: str, service: str) -> 
             f"release {release} has no inference service {service}"
             + (f" (it has: {', '.join(names)})" if names else " (it has no inference services)"),
             field="SERVICE",
-            hint=f"pass one `{command()} status {release} -n {namespace}` lists (or its chart alias)",
+            hint=f"pass one `{command_name()} status {release} -n {namespace}` lists (or its chart alias)",
         )
     if len(mine) > 1:
         raise UserError(

@@ -189,7 +189,11 @@ MLFLOW = _obj(
             {
                 "type": _s("sqlite (on the data volume), postgresql or mysql.", enum=BACKENDS),
                 "inCluster": _b("postgresql only: run a PostgreSQL in the stack (for trying things out)."),
-                "host": _s("Database host."),
+                "host": _s(
+                    "Database host: a DNS name or IP address (no user or password: those come from "
+                    "existingSecret).",
+                    pattern=r"^([A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])$",
+                ),
                 "port": _i("Database port.", 1, 65535),
                 "database": _s("Database name."),
                 "user": _s("Database user."),

@@ -26,7 +26,7 @@ OUTPUT_OPTION = click.option(
 )
 
 
-def _print_rows(rows: list[dict[str, str]], output: str, columns: list[str]) -> None:
+def _print_rows(rows: list[dict[str, Any]], output: str, columns: list[str]) -> None:
     """A listing as JSON, YAML, a rich table on a terminal, or plain aligned text when piped."""
     if output == "json":
         import json
@@ -387,7 +387,8 @@ def logs(
     its pod (and rank).
 
     COMPONENT is a training job or inference service as `helm-mlops status RELEASE` lists it, or its
-    chart alias in the stack (e.g. training-job, mlflow, or the name in the answers)."""
+    name in the stack's answers (e.g. train-iris, iris; `mlflow` for MLflow's server), or `training-job`
+    for a release of `helm-mlops train`."""
     from generator.kube.logs import follower
 
     c = _connect(helm_bin, kubeconfig, kube_context, namespace)
@@ -433,13 +434,27 @@ def status(
         click.echo(show(), nl=False)
         return
     import time
+    from datetime import UTC, datetime
 
-    while True:
-        text = show()
-        if sys.stdout.isatty():
-            click.clear()
-        click.echo(text, nl=False)
-        time.sleep(2)
+    from generator.errors import UserError
+
+    try:
+        while True:
+            try:
+                text = show()
+            except UserError as exc:  # uninstalled while watched
+                click.echo(f"watch ended: {str(exc).splitlines()[0]}")
+                return
+            stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            if sys.stdout.isatty():
+                click.clear()
+                click.echo(f"every 2s: status {release} (Ctrl-C to stop)  {stamp}\n")
+            else:
+                click.echo(f"--- {stamp}")
+            click.echo(text, nl=False)
+            time.sleep(2)
+    except KeyboardInterrupt:  # the way to stop watching: not an error
+        return
 
 
 def _progress() -> tuple[Any, Any]:
@@ -1135,6 +1150,12 @@ def main(argv: list[str] | None = None) -> None:
 
         sys.exit(shell_complete(cli, {}, "helm-mlops", COMPLETE_ENV, instruction))
     debug = _debug_from_env()
+    import signal
+
+    def _terminate(_signum: int, _frame: object) -> None:  # SIGTERM (a CI cancel, `timeout`) as Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         with cli.make_context("helm-mlops", args) as ctx:
             debug = debug or bool(ctx.params.get("debug"))

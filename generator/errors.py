@@ -37,6 +37,12 @@ class ToolError(HelmMlopsError):
     exit_code = 3
 
 
+class Interrupted(HelmMlopsError):
+    """Stopped by Ctrl-C or SIGTERM while a tool was changing something. Exit code 130."""
+
+    exit_code = 130
+
+
 class StaleError(HelmMlopsError):
     """A generated file differs from what would be generated now (``--check``). Exit code 4."""
 

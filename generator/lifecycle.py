@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from generator import yamlio
-from generator.errors import HelmMlopsError, ToolError, UserError
+from generator.errors import HelmMlopsError, Interrupted, ToolError, UserError
 from generator.helm.adapter import Helm, Revision
 from generator.helm.binary import find_helm
 from generator.kube.client import Kube
 from generator.kube.target import Target, resolve
+from generator.paths import command_name
 
 VERSIONED = ("mlflow", "mlserver")  # projects whose version --version moves
 
@@ -31,12 +32,6 @@ class ReleaseFailed(HelmMlopsError):
     """An install or upgrade that failed in the cluster (and was rolled back). Exit code 1."""
 
     exit_code = 1
-
-
-class Interrupted(HelmMlopsError):
-    """Ctrl-C while helm was changing the release. Exit code 130."""
-
-    exit_code = 130
 
 
 @dataclass
@@ -77,7 +72,9 @@ def connect(
     target = resolve(kubeconfig, kube_context)
     kube = target.kube()
     _ = kube.api_client  # a kubeconfig or context that cannot be used is named now, before helm runs
-    return Cluster(target, kube, namespace or context_namespace(target) or "default", helm_bin)
+    chosen = namespace or context_namespace(target) or "default"
+    check_namespace(chosen)
+    return Cluster(target, kube, chosen, helm_bin)
 
 
 def context_namespace(target: Target) -> str | None:
@@ -94,8 +91,37 @@ def context_namespace(target: Target) -> str | None:
 # Releases ------------------------------------------------------------------------------------------
 
 
+RELEASE_NAME = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+
+
+def check_release_name(release: str) -> None:
+    """helm's rule for release names, checked before helm sees one (a name like `-x` is a flag to it)."""
+    import re
+
+    if len(release) > 53 or not re.fullmatch(RELEASE_NAME, release):
+        raise UserError(
+            f"{release!r} is not a valid release name",
+            field="RELEASE",
+            hint="use at most 53 characters: lower-case letters, digits, '-' and '.', starting and ending "
+            "with a letter or digit (helm's rule)",
+        )
+
+
+def check_namespace(namespace: str) -> None:
+    import re
+
+    if len(namespace) > 63 or not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", namespace):
+        raise UserError(
+            f"{namespace!r} is not a valid namespace name",
+            field="-n/--namespace",
+            hint="use at most 63 characters: lower-case letters, digits and '-', starting and ending with "
+            "a letter or digit",
+        )
+
+
 def history(c: Cluster, release: str) -> list[Revision]:
     """The release's revisions, oldest first; [] when there is no such release."""
+    check_release_name(release)
     try:
         return sorted(c.helm.history(release, namespace=c.namespace), key=lambda r: r.revision)
     except UserError as exc:
@@ -302,7 +328,7 @@ def install(
         raise UserError(
             f"no release {req.release} in namespace {c.namespace} to upgrade",
             field="RELEASE",
-            hint=f"install it first: helm mlops install {req.release} ... -n {c.namespace}",
+            hint=f"install it first: {command_name()} install {req.release} ... -n {c.namespace}",
         )
     if not upgrade and revisions:
         last = revisions[-1]
@@ -310,7 +336,7 @@ def install(
             f"release {req.release} already exists in namespace {c.namespace} (revision {last.revision}, "
             f"{last.status})",
             field="RELEASE",
-            hint=f"upgrade it (helm mlops upgrade {req.release} ...), or pick another name",
+            hint=f"upgrade it ({command_name()} upgrade {req.release} ...), or pick another name",
         )
     with prepare(req.release, c.namespace, req.source, c.helm) as prepared:
         yield from prepared.notes
@@ -322,6 +348,10 @@ def install(
             source=str(prepared.chart),
             is_upgrade=upgrade,
         )
+        if upgrade:
+            new = yamlio.load_mapping(prepared.chart / "values.yaml", f"{prepared.chart}/values.yaml")
+            old = c.helm.get_values(req.release, namespace=c.namespace)
+            yield from (f"warning: {w}" for w in upgrade_warnings(old, new))
         if req.skip_preflight:
             yield "preflight skipped (--skip-preflight)"
         else:
@@ -343,37 +373,71 @@ def install(
                     source=str(prepared.chart),
                     wait=req.wait,
                     timeout=req.timeout,
-                    atomic=True,
+                    atomic=req.wait,  # rolling back on failure means waiting: --no-wait does neither
                 )
         except ToolError as exc:
             if created:
                 _drop_namespace(c)
-            if "context canceled" in str(exc):  # helm's own Ctrl-C handling: it rolled back
-                what = "rolled back to the previous revision" if upgrade else "removed the release"
-                raise Interrupted(
-                    f"interrupted: helm stopped the {'upgrade' if upgrade else 'install'} of {req.release} "
-                    f"and {what}\n  fix: nothing to clean up; run the command again when ready"
-                ) from None
-            raise ReleaseFailed(_failure(c, req.release, upgrade, str(exc), watcher)) from None
+            raise ReleaseFailed(_failure(c, req.release, upgrade, str(exc), watcher, req.wait)) from None
         except UserError:
             if created:
                 _drop_namespace(c)
             raise
-        except KeyboardInterrupt:
-            verb = "upgrade" if upgrade else "install"
-            raise Interrupted(
-                f"interrupted: helm was stopped during the {verb} of {req.release}, which may be left "
-                f"pending-{verb}\n  fix: see `helm mlops history {req.release} -n {c.namespace}`; then "
-                f"`helm mlops rollback {req.release}` (or `uninstall` a pending install) before trying again"
-            ) from None
+        except (Interrupted, KeyboardInterrupt) as exc:
+            raise Interrupted(_interrupted(c, req.release, upgrade, str(exc), created)) from None
     yield f"release {done.release}: revision {done.revision}, {done.status} ({done.chart})"
-    for line in component_lines(c, req.release):
-        yield f"  {line}"
-    yield f"status: helm mlops status {req.release} -n {c.namespace}"
+    shown = component_lines(c, req.release)
+    yield from (f"  {line}" for line in shown)
+    failed = [line.split(":")[0] for line in shown if ": Failed" in line]
+    if failed:
+        yield (
+            f"warning: helm saw the release ready, but {', '.join(failed)} failed since: "
+            f"`{command_name()} logs {req.release} COMPONENT -n {c.namespace}` shows why"
+        )
+    yield f"status: {command_name()} status {req.release} -n {c.namespace}"
 
 
-def _failure(c: Cluster, release: str, upgrade: bool, error: str, watcher: Any) -> str:
-    rolled = "rolled back to the previous revision" if upgrade else "removed again (nothing installed)"
+def _mlflow_values(values: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """MLflow's values by alias: the top level of an mlflow chart release, or each stack component with
+    a backend store."""
+    if "backendStore" in values:
+        return {"mlflow": values}
+    return {k: v for k, v in values.items() if isinstance(v, dict) and "backendStore" in v}
+
+
+def upgrade_warnings(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What an upgrade changes that data does not follow: MLflow's stores, or its version going down
+    (its database migrations do not reverse)."""
+    from generator.kube.status import image_version
+    from generator.versions import parse
+
+    out = []
+    before, after = _mlflow_values(old), _mlflow_values(new)
+    for alias in sorted(set(before) & set(after)):
+        a, b = before[alias], after[alias]
+        for store in ("backendStore", "artifactStore"):
+            was, now = (a.get(store) or {}).get("type"), (b.get(store) or {}).get("type")
+            if was and now and was != now:
+                out.append(
+                    f"{alias}: {store}.type changes from {was} to {now}: what MLflow already stored stays "
+                    f"in the {was} store, out of its reach (move it first if you need it)"
+                )
+        old_v = parse(image_version(f"x:{(a.get('image') or {}).get('tag') or ''}"))
+        new_v = parse(image_version(f"x:{(b.get('image') or {}).get('tag') or ''}"))
+        if old_v is not None and new_v is not None and new_v < old_v:
+            out.append(
+                f"{alias}: MLflow goes down from {old_v} to {new_v}: its database was migrated for {old_v} "
+                "and MLflow's migrations do not run backwards"
+            )
+    return out
+
+
+def _failure(c: Cluster, release: str, upgrade: bool, error: str, watcher: Any, rolled_back: bool) -> str:
+    rolled = "rolled back to the previous revision" if upgrade else "removed the release again"
+    if not rolled_back:
+        rolled = "left the release as it failed (--no-wait: no rollback)"
+    if not upgrade:  # helm-mlops installs with `helm upgrade --install`: say what the user ran
+        error = error.replace("helm upgrade failed:", "helm install failed:", 1)
     lines = [f"{'upgrade' if upgrade else 'install'} of {release} failed; helm {rolled}", error]
     if watcher.reports:
         from generator.kube.progress import summarize_reports
@@ -383,10 +447,53 @@ def _failure(c: Cluster, release: str, upgrade: bool, error: str, watcher: Any) 
     elif watcher.last:
         lines.append("still not ready when helm gave up:")
         lines += [f"  {x}" for x in watcher.last]
+    if not upgrade and rolled_back:
+        try:
+            kept = leftovers(c.kube, c.namespace, release)[0]
+        except HelmMlopsError:
+            kept = []
+        if kept:
+            shown = ", ".join(f"{k.kind} {k.name}" for k in kept)
+            lines.append(
+                f"left on purpose (retention policy): {shown}; "
+                f"`{command_name()} uninstall {release} -n {c.namespace} --delete-data` deletes them"
+            )
     lines.append(
-        f"  fix: correct the cause above and run again (helm mlops status {release} -n {c.namespace})"
+        f"  fix: correct the cause above and run the {'upgrade' if upgrade else 'install'} again"
+        + (
+            f" (`{command_name()} status {release} -n {c.namespace}` shows the release now)"
+            if upgrade
+            else ""
+        )
     )
     return "\n".join(lines)
+
+
+def _interrupted(c: Cluster, release: str, upgrade: bool, said: str, created: bool) -> str:
+    """What a Ctrl-C or SIGTERM during helm left: helm was asked to stop as on a terminal (it rolls back
+    with rollback-on-failure), so say what the release is now."""
+    verb = "upgrade" if upgrade else "install"
+    try:
+        revisions = history(c, release)
+    except HelmMlopsError:
+        revisions = None
+    if revisions == []:
+        if created:
+            _drop_namespace(c)
+        state = "helm removed the release: nothing is installed"
+        fix = "nothing to clean up; run the install again when ready"
+    elif revisions:
+        last = revisions[-1]
+        state = f"the release is at revision {last.revision}, {last.status}"
+        fix = f"see `{command_name()} history {release} -n {c.namespace}`" + (
+            ""
+            if last.status == "deployed"
+            else f"; then `{command_name()} rollback {release}` or `uninstall` it"
+        )
+    else:
+        state = "the release's state is unknown"
+        fix = f"see `{command_name()} history {release} -n {c.namespace}`"
+    return f"{said.splitlines()[0] if said else 'interrupted'}; {verb} of {release}: {state}\n  fix: {fix}"
 
 
 def _drop_namespace(c: Cluster) -> None:
@@ -424,7 +531,7 @@ def rollback(c: Cluster, release: str, revision: int | None, timeout: str = "10m
         raise UserError(
             f"release {release} has no revision {revision} (it has {', '.join(map(str, numbers))})",
             field="REVISION",
-            hint=f"see helm mlops history {release} -n {c.namespace}",
+            hint=f"see {command_name()} history {release} -n {c.namespace}",
         )
     if revision is None and len(revisions) < 2:
         raise UserError(
@@ -520,18 +627,18 @@ def uninstall(
     yield "kept on purpose (the charts' retention policy):"
     for item in kept:
         yield f"  {item.kind} {item.name} ({item.why})"
-    yield f"delete them too: helm mlops uninstall {release} -n {c.namespace} --delete-data"
+    yield f"delete them too: {command_name()} uninstall {release} -n {c.namespace} --delete-data"
 
 
 # List, history, status, test, restart -------------------------------------------------------------
 
 
-def list_releases(c: Cluster, all_namespaces: bool) -> list[dict[str, str]]:
+def list_releases(c: Cluster, all_namespaces: bool) -> list[dict[str, Any]]:
     """helm-mlops releases: stacks generated by helm-mlops and releases of its charts."""
     from generator.stack import GENERATOR_ANNOTATION
 
     ours = ("mlflow", "training-job", "inference-service")
-    rows = []
+    rows: list[dict[str, Any]] = []
     for rel in c.helm.list_releases(namespace=None if all_namespaces else c.namespace):
         chart = str(rel.get("chart", ""))
         name = chart_name(Revision(release="", namespace="", revision=0, status="", chart=chart))
@@ -543,14 +650,30 @@ def list_releases(c: Cluster, all_namespaces: bool) -> list[dict[str, str]]:
             {
                 "name": str(rel["name"]),
                 "namespace": str(rel["namespace"]),
-                "revision": str(rel.get("revision", "")),
+                "revision": int(rel.get("revision") or 0),
                 "status": str(rel.get("status", "")),
                 "chart": chart,
                 "app_version": str(rel.get("app_version", "")),
-                "updated": str(rel.get("updated", ""))[:19],
+                "updated": iso_time(str(rel.get("updated", ""))),
             }
         )
     return rows
+
+
+def iso_time(text: str) -> str:
+    """helm's times (`2026-11-24 11:53:25.48 +0000 UTC` in list, RFC 3339 in history) as one form,
+    to the second, in UTC: 2026-11-24T11:53:25Z."""
+    import re
+    from datetime import UTC, datetime
+
+    match = re.match(r"(\d{4}-\d\d-\d\d)[ T](\d\d:\d\d:\d\d)(?:\.\d+)?\s*(Z|[+-]\d\d:?\d\d)?", text)
+    if not match:
+        return text
+    offset = (match.group(3) or "Z").replace("Z", "+00:00")
+    if ":" not in offset:
+        offset = offset[:3] + ":" + offset[3:]
+    when = datetime.fromisoformat(f"{match.group(1)}T{match.group(2)}{offset}").astimezone(UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _metadata(c: Cluster, release: str, namespace: str) -> dict[str, Any]:
@@ -563,11 +686,11 @@ def _metadata(c: Cluster, release: str, namespace: str) -> dict[str, Any]:
         return {}
 
 
-def history_rows(c: Cluster, release: str) -> list[dict[str, str]]:
+def history_rows(c: Cluster, release: str) -> list[dict[str, Any]]:
     return [
         {
-            "revision": str(r.revision),
-            "updated": r.updated[:19],
+            "revision": r.revision,
+            "updated": iso_time(r.updated),
             "status": r.status,
             "chart": r.chart,
             "app_version": r.app_version,
@@ -581,6 +704,7 @@ def status_data(c: Cluster, release: str) -> dict[str, Any]:
     """The release and its live components as data (`status -o json`)."""
     from generator.kube import status as st
 
+    check_release_name(release)
     kube, ns = c.kube, c.namespace
     pods = kube.items(f"list pods of {release} in namespace {ns}", kube.core().list_namespaced_pod, ns,
                       label_selector=f"app.kubernetes.io/instance={release}")  # fmt: skip
@@ -596,7 +720,7 @@ def status_data(c: Cluster, release: str) -> dict[str, Any]:
             alias = (w["metadata"].get("labels") or {}).get(st.NAME_LABEL, "mlflow")
             own = values if chart == "mlflow" else dict(values.get(alias) or {})
             summary = st.summarize_mlflow(
-                w, st.pods_of(w, pods), services, routes, own, f"helm mlops ui {release} -n {ns}"
+                w, st.pods_of(w, pods), services, routes, own, f"{command_name()} ui {release} -n {ns}"
             )
             mlflow.append(asdict(summary))
     service_rows = []
@@ -686,19 +810,32 @@ def run_tests(c: Cluster, release: str, timeout: str = "5m") -> Iterator[str]:
     from generator.kube.progress import TestLogCollector
 
     require(c, release)
-    collector = TestLogCollector(c.kube, c.namespace, release)
+    # Helm 4 reads the test pods' logs before deleting passed ones (hook-succeeded); Helm 3's --logs
+    # fails once they are gone, so with Helm 3 they are read here as the pods finish.
+    own_logs = c.helm.binary.major >= 4
+    collector = TestLogCollector(c.kube, c.namespace, release, interval=0.2)
     try:
-        with collector:
-            out = c.helm.test(release, namespace=c.namespace, timeout=timeout, logs=False)
+        with collector if not own_logs else contextlib.nullcontext(collector):
+            out = c.helm.test(release, namespace=c.namespace, timeout=timeout, logs=own_logs)
     except ToolError as exc:
         logs = [f"  [{pod}] {line}" for pod, lines in sorted(collector.logs.items()) for line in lines]
         shown = "\n".join(["logs of the test pods:", *logs]) if logs else ""
-        raise ReleaseFailed(f"helm test {release} failed:\n{exc}\n{shown}".rstrip()) from None
+        message = str(exc).removeprefix("helm test failed:\n")
+        raise ReleaseFailed(f"helm test {release} failed:\n{message}\n{shown}".rstrip()) from None
     yield from out.rstrip().splitlines()
+    if own_logs:
+        return
     for pod, lines in sorted(collector.logs.items()):
         yield ""
-        yield f"logs of {pod}:"
-        yield from (f"  {line}" for line in lines)
+        yield f"POD LOGS: {pod}"
+        yield from lines
+    suites = out.count("TEST SUITE:")
+    if len(collector.logs) < suites:
+        yield ""
+        yield (
+            f"({len(collector.logs)} of {suites} test pods' logs read: Helm 3 deletes a passed test pod "
+            "before its logs can be read, Helm 4 shows them all)"
+        )
 
 
 def restart(c: Cluster, release: str, component: str | None) -> Iterator[str]:

@@ -23,6 +23,11 @@ CACHE_ENV = "HELM_MLOPS_CACHE_DIR"
 _PACKAGE = Path(__file__).resolve().parent
 
 
+def command_name() -> str:
+    """How the user calls us: `helm mlops` as a helm plugin (helm sets HELM_PLUGIN_DIR), else the CLI."""
+    return "helm mlops" if os.environ.get("HELM_PLUGIN_DIR") else "helm-mlops"
+
+
 def checkout_root() -> Path | None:
     """The source checkout this package runs from, or None when installed from a wheel."""
     root = _PACKAGE.parent

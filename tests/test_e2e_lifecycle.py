@@ -251,6 +251,16 @@ def test_preflight_names_every_missing_piece_and_installs_nothing(
     assert "--skip-preflight" in err and "Traceback" not in err
     assert cluster.kubectl("get", "namespace", ns, check=False).returncode != 0  # nothing created
     assert "pre" not in mlops(env, cluster, "list", "-A").stdout
+    # The production preset reads Secrets the platform team makes first; a model comes from a claim.
+    missing = mlops(env, cluster, "install", "prod", "--preset", "production", "-n", ns)
+    assert missing.returncode == 2, missing.stdout + missing.stderr
+    for secret in ("mlflow-db", "mlflow-s3", "mlflow-admin"):
+        assert f"the Secret {secret} that the stack reads does not exist in namespace {ns}" in missing.stderr
+    claim = mlops(env, cluster, "install", "onnx", "--preset", "inference-onnx", "-n", ns)
+    assert claim.returncode == 2
+    assert f"the PersistentVolumeClaim models that the stack mounts does not exist in namespace {ns}" in (
+        claim.stderr
+    )
 
 
 def test_live_progress_on_a_terminal(cluster: Cluster, plugin_env: dict[str, dict[str, str]]) -> None:
@@ -287,7 +297,7 @@ def test_live_progress_on_a_terminal(cluster: Cluster, plugin_env: dict[str, dic
         child.close()
         assert child.exitstatus == 1
         output = child.before or ""
-        assert "install of big failed; helm removed again" in output
+        assert "install of big failed; helm removed the release again" in output
         assert "Insufficient cpu" in output
     finally:
         cluster.kubectl("delete", "namespace", ns, "--wait=false")
@@ -406,7 +416,12 @@ def test_bad_input_is_one_line_with_the_fix(
         2, "install", "x", tmp_path / "plain", "--preset", "quickstart", "-n", ns
     )
     assert "has no component 'nope'" in fails(2, "restart", release, "nope", "-n", ns)
-    assert "no pods of 'nope'" in fails(2, "logs", release, "nope", "-n", ns)
+    listed = fails(2, "logs", release, "nope", "-n", ns)
+    assert "release fs has no training job or component 'nope'" in listed and "fs-iris" in listed
+    assert "nothing of release nope" in fails(2, "logs", "nope", "mlflow", "-n", ns)
+    assert "'Bad_Name' is not a valid release name" in fails(2, "status", "Bad_Name", "-n", ns)
+    assert "'-x' is not a valid release name" in fails(2, "rollback", "-n", ns, "--", "-x")
+    assert "'Bad_NS' is not a valid namespace name" in fails(2, "status", release, "-n", "Bad_NS")
 
 
 def test_exit_codes_of_the_cli_itself(cluster: Cluster, full_stack: tuple[str, str], tmp_path: Path) -> None:
@@ -491,39 +506,71 @@ def test_upgrade_moves_the_mlflow_version_from_the_releases(
         cluster.kubectl("delete", "namespace", ns, "--wait=false")
 
 
-def test_ctrl_c_during_an_install_says_what_is_left(cluster: Cluster, tmp_path: Path) -> None:
-    """Ctrl-C while helm waits: exit 130, no traceback, and either helm rolled back (nothing left) or the
-    message says the release may be pending and how to clean up (the CLI run directly: a helm in
-    between would take the terminal's Ctrl-C as well)."""
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_stopping_an_install_rolls_it_back_through_helm(how: str, cluster: Cluster) -> None:
+    """Ctrl-C on a terminal, or SIGTERM to helm-mlops alone (a CI cancel): helm is asked to stop as on
+    a terminal, rolls the install back, and the message says so; exit 130, no traceback."""
     import sys
 
     import pexpect
 
-    ns = cluster.restricted_namespace("lc-intr")
+    ns = cluster.restricted_namespace(f"lc-{how}")
     exe = str(Path(sys.executable).parent / "helm-mlops")
+    argv = [
+        "install",
+        "intr",
+        "--preset",
+        "quickstart",
+        "-n",
+        ns,
+        "--set-string",
+        "mlflow.cpu=64",
+        "--timeout",
+        "3m",
+    ]
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "NO_COLOR": "1"}
     try:
-        argv = ["install", "intr", "--preset", "quickstart", "-n", ns, "--set-string", "mlflow.cpu=64"]
-        child = pexpect.spawn(
-            exe,
-            [*argv, "--timeout", "3m"],
-            env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "NO_COLOR": "1"},
-            encoding="utf-8",
-            timeout=120,
-            dimensions=(40, 200),
-        )
+        child = pexpect.spawn(exe, argv, env=env, encoding="utf-8", timeout=120, dimensions=(40, 200))
         child.expect("FailedScheduling")
-        child.sendintr()
+        if how == "ctrl-c":
+            child.sendintr()
+        else:
+            os.kill(child.pid, signal.SIGTERM)
         child.expect(pexpect.EOF)
         child.close()
-        assert child.exitstatus == 130, child.before
         output = child.before or ""
+        assert child.exitstatus == 130, output
+        name = "SIGINT" if how == "ctrl-c" else "SIGTERM"
+        assert f"interrupted ({name}): helm upgrade was stopped" in output, output
+        assert "install of intr: helm removed the release: nothing is installed" in output
         assert "Traceback" not in output
-        if "helm stopped the install of intr and removed the release" in output:
-            # helm caught the Ctrl-C itself and rolled back: nothing is left
-            history = cluster.helm("helm4", "history", "intr", "-n", ns, check=False)
-            assert history.returncode != 0 and "not found" in history.stderr
-        else:  # Python caught it first: the release may be pending, and the message says what to do
-            assert "interrupted: helm was stopped during the install of intr" in output
-            assert f"helm mlops history intr -n {ns}" in output
+        history = cluster.helm("helm4", "history", "intr", "-n", ns, check=False)
+        assert history.returncode != 0 and "not found" in history.stderr
+    finally:
+        cluster.kubectl("delete", "namespace", ns, "--wait=false")
+
+
+def test_no_wait_returns_at_once(cluster: Cluster, plugin_env: dict[str, dict[str, str]]) -> None:
+    env = plugin_env["helm3"]
+    ns = cluster.restricted_namespace("lc-nowait")
+    try:
+        started = time.monotonic()
+        argv = [
+            "install",
+            "nw",
+            "--preset",
+            "quickstart",
+            "-n",
+            ns,
+            "--set-string",
+            "mlflow.cpu=64",
+            "--no-wait",
+        ]
+        done = mlops(env, cluster, *argv)
+        assert done.returncode == 0, done.stderr
+        assert "release nw: revision 1, deployed" in done.stdout
+        assert time.monotonic() - started < 60  # not helm's 10 minutes for a pod that cannot schedule
+        shown = json.loads(mlops(env, cluster, "status", "nw", "-n", ns, "-o", "json").stdout)
+        assert shown["mlflow"][0]["ready"] == "0/1"
     finally:
         cluster.kubectl("delete", "namespace", ns, "--wait=false")

@@ -322,3 +322,70 @@ def test_external_url_from_ingress_or_httproute() -> None:
     assert st.external_url([ingress, route], "s-mlflow") == "https://ml.example.com/"
     assert st.external_url([ingress, route], "s-iris") == "http://iris.example.com/v1"
     assert st.external_url([ingress, route], "other") == ""
+
+
+def test_secrets_and_claims_the_release_reads_but_does_not_create() -> None:
+    pod_spec = {
+        "containers": [
+            {
+                "name": "c",
+                "env": [
+                    {"name": "A", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}},
+                    {
+                        "name": "B",
+                        "valueFrom": {"secretKeyRef": {"name": "maybe", "key": "k", "optional": True}},
+                    },
+                    {"name": "C", "valueFrom": {"secretKeyRef": {"name": "generated", "key": "k"}}},
+                ],
+                "envFrom": [{"secretRef": {"name": "s3"}}],
+            }
+        ],
+        "volumes": [
+            {"name": "m", "persistentVolumeClaim": {"claimName": "models"}},
+            {"name": "d", "persistentVolumeClaim": {"claimName": "own-data"}},
+            {"name": "t", "secret": {"secretName": "tls"}},
+        ],
+    }
+    docs = [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": _meta("d"),
+            "spec": {"template": {"spec": pod_spec}},
+        },
+        {"apiVersion": "v1", "kind": "Secret", "metadata": _meta("generated")},
+        {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": _meta("own-data"), "spec": {}},
+    ]
+    need = pf.needs(docs)
+    assert need.secrets == {"db", "s3", "tls"}
+    assert need.claims == {"models"}
+    found = pf.problems(need, _facts(missing_secrets={"db"}, missing_claims={"models"}), "ml")
+    assert [p.what for p in found] == [
+        "the Secret db that the stack reads does not exist in namespace ml",
+        "the PersistentVolumeClaim models that the stack mounts does not exist in namespace ml "
+        "(its pods would stay Pending)",
+    ]
+
+
+def test_upgrade_warns_when_mlflow_stores_change_or_its_version_goes_down() -> None:
+    from generator.lifecycle import upgrade_warnings
+
+    def stack(artifacts: str, tag: str) -> dict[str, Any]:
+        mlflow = {
+            "backendStore": {"type": "sqlite"},
+            "artifactStore": {"type": artifacts},
+            "image": {"tag": tag},
+        }
+        return {"mlflow": mlflow, "iris": {"replicaCount": 1}}
+
+    assert upgrade_warnings(stack("pvc", "v3.17.2-full"), stack("pvc", "v3.17.2-full")) == []
+    assert upgrade_warnings(stack("pvc", "v3.16.0-full"), stack("pvc", "v3.17.2-full")) == []
+    warned = upgrade_warnings(stack("pvc", "v3.17.2-full"), stack("minio", "v3.15.0-full"))
+    assert len(warned) == 2
+    assert warned[0].startswith("mlflow: artifactStore.type changes from pvc to minio")
+    assert warned[1].startswith("mlflow: MLflow goes down from 3.17.2 to 3.15.0")
+    # a plain mlflow chart release: its values at the top level
+    plain = stack("s3", "v3.17.2-full")["mlflow"]
+    assert upgrade_warnings(plain, {**plain, "backendStore": {"type": "postgresql"}})[0].startswith(
+        "mlflow: backendStore.type changes from sqlite to postgresql"
+    )

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from generator.errors import HelmMlopsError, ToolError, UserError
+from generator.errors import HelmMlopsError, Interrupted, ToolError, UserError
 from generator.helm.binary import HelmBinary
 
 Arg = str | Path | int
@@ -47,11 +47,44 @@ Runner = Callable[[list[str], bytes | None], Completed]
 
 
 def subprocess_runner(argv: list[str], stdin: bytes | None) -> Completed:
+    """Run helm in its own process group. Ctrl-C or SIGTERM while it runs is handed to helm once, as
+    SIGINT, so helm stops the way it does on a terminal (an install or upgrade with rollback on failure
+    rolls back); then Interrupted is raised. A second signal kills helm."""
+    import signal
+    import threading
+
     try:
-        proc = subprocess.run(argv, input=stdin, capture_output=True, check=False)
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # a terminal's Ctrl-C reaches helm through us, once
+        )
     except OSError as exc:
         raise ToolError(f"cannot run {argv[0]}: {exc}") from None
-    return Completed(proc.returncode, proc.stdout, proc.stderr)
+    received: list[int] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        received.append(signum)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT if len(received) == 1 else signal.SIGKILL)
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        out, err = proc.communicate(stdin)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if received:
+        said = helm_message(err).splitlines()
+        raise Interrupted(
+            f"interrupted ({signal.Signals(received[0]).name}): helm {_action(argv[1:])} was stopped"
+            + (f": {said[-1]}" if said and said != ["(no message)"] else "")
+        )
+    return Completed(proc.returncode, out, err)
 
 
 # --- helm's errors --------------------------------------------------------------------------------

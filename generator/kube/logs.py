@@ -311,9 +311,32 @@ def follower(
     if not any(matches_job(p, job) for p in training):
         from generator.kube.status import match_workloads, workloads
 
-        found = match_workloads(workloads(kube, namespace, release), job)
+        objs = workloads(kube, namespace, release)
+        found = match_workloads(objs, job)
         if found:
             return workload_follower(kube, namespace, found, job, follow=follow, all_pods=all_pods)
+        jobs = kube.items(
+            f"list jobs of {release} in namespace {namespace}",
+            kube.batch().list_namespaced_job,
+            namespace,
+            label_selector=f"app.kubernetes.io/instance={release},{TRAINING_LABEL}",
+        )
+        if not any(matches_job(j, job) for j in jobs):  # not a job whose pods are yet to come either
+            names = sorted(
+                {str((p["metadata"].get("labels") or {}).get(TRAINING_LABEL)) for p in training + jobs}
+                | {str(o["metadata"]["name"]) for o in objs}
+            )
+            if not names:
+                raise UserError(
+                    f"nothing of release {release} in namespace {namespace}",
+                    field="RELEASE",
+                    hint=f"check the name and the namespace: `helm list -n {namespace}` (or -A)",
+                )
+            raise UserError(
+                f"release {release} has no training job or component {job!r}",
+                field="COMPONENT",
+                hint=f"name one of: {', '.join(names)} (or a chart alias in the stack, e.g. mlflow)",
+            )
     return training_follower(kube, namespace, release, job, follow=follow, all_pods=all_pods)
 
 

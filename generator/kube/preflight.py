@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from generator.errors import UserError
 from generator.kube.client import Kube
 
 # Kinds that come from an add-on, and what to install for them.
@@ -53,6 +54,8 @@ class Needs:
     ingress_classes: set[str] = field(default_factory=set)  # named classes ("" = the default one)
     storage_classes: set[str] = field(default_factory=set)  # named classes ("" = the default one)
     kube_version: str = ""  # the chart's kubeVersion constraint
+    secrets: set[str] = field(default_factory=set)  # Secrets pods read that the release does not create
+    claims: set[str] = field(default_factory=set)  # claims pods mount that the release does not create
 
 
 @dataclass
@@ -66,6 +69,8 @@ class Facts:
     nodes: list[dict[str, Any]]
     ingress_classes: list[dict[str, Any]]
     storage_classes: list[dict[str, Any]]
+    missing_secrets: set[str] = field(default_factory=set)
+    missing_claims: set[str] = field(default_factory=set)
 
 
 def _group(api_version: str) -> str:
@@ -129,7 +134,29 @@ def needs(docs: Iterable[Mapping[str, Any]], kube_version: str = "") -> Needs:
             elif sc:  # "" asks for no class at all (a pre-made volume)
                 found.storage_classes.add(str(sc))
     found.gpus = gpu_requests(docs)
+    made = {(str(d.get("kind")), str((d.get("metadata") or {}).get("name"))) for d in docs}
+    for kind, name in _references(docs):
+        if (kind, name) not in made:
+            (found.secrets if kind == "Secret" else found.claims).add(name)
     return found
+
+
+def _references(node: Any) -> Iterator[tuple[str, str]]:
+    """("Secret" | "PersistentVolumeClaim", name) for what pod specs under `node` read and cannot start
+    without (optional references left out)."""
+    if isinstance(node, Mapping):
+        claim = node.get("persistentVolumeClaim")
+        if isinstance(claim, Mapping) and claim.get("claimName"):
+            yield "PersistentVolumeClaim", str(claim["claimName"])
+        for key, name_key in (("secret", "secretName"), ("secretKeyRef", "name"), ("secretRef", "name")):
+            ref = node.get(key)
+            if isinstance(ref, Mapping) and ref.get(name_key) and not ref.get("optional"):
+                yield "Secret", str(ref[name_key])
+        for value in node.values():
+            yield from _references(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _references(item)
 
 
 def allocatable(nodes: list[dict[str, Any]], resource: str) -> list[tuple[str, int]]:
@@ -250,16 +277,35 @@ def problems(need: Needs, facts: Facts, namespace: str) -> list[Problem]:
     for api, kind in sorted(need.api_kinds - facts.served):
         addon = ADDONS.get(_group(api), f"the CRD that serves {api}")
         out.append(Problem(f"the cluster does not serve {kind} ({api})", f"install {addon} first"))
+    for name in sorted(facts.missing_secrets):
+        out.append(
+            Problem(
+                f"the Secret {name} that the stack reads does not exist in namespace {namespace}",
+                "create it first (the stack's README lists the keys each Secret needs), or change the "
+                "answer that names it",
+            )
+        )
+    for name in sorted(facts.missing_claims):
+        out.append(
+            Problem(
+                f"the PersistentVolumeClaim {name} that the stack mounts does not exist in namespace "
+                f"{namespace} (its pods would stay Pending)",
+                "create it first (with what the stack reads from it, e.g. the model), or change the "
+                "answer that names it (a model's pvc:// uri)",
+            )
+        )
     out += gpu_problems(need.gpus, facts.nodes)
     out += _class_problems(
         need.ingress_classes,
         facts.ingress_classes,
         "IngressClass",
         "ingressclass.kubernetes.io/is-default-class",
-        "install that ingress controller, or set the ingress class to one the cluster has",
+        "install that ingress controller, or set the component's ingress.className (answers: "
+        "mlflow.ingress.className, inference.services[N].ingress.className) to one the cluster has",
         Problem(
             "an Ingress names no ingress class and the cluster has no default IngressClass",
-            "set the ingress class (ingress.className), or mark an IngressClass as the default",
+            "set the component's ingress.className (answers: mlflow.ingress.className, "
+            "inference.services[N].ingress.className), or mark an IngressClass as the default",
         ),
     )
     out += _class_problems(
@@ -339,7 +385,24 @@ def gather(kube: Kube, namespace: str, need: Needs) -> Facts:
     core = kube.core()
     exists = kube.call(f"namespace {namespace}", core.read_namespace, namespace, missing_ok=True) is not None
     networking, storage = client.NetworkingV1Api(kube.api_client), client.StorageV1Api(kube.api_client)
+    missing: dict[str, set[str]] = {"Secret": set(), "PersistentVolumeClaim": set()}
+    for kind, names, read in (
+        ("Secret", need.secrets, core.read_namespaced_secret),
+        ("PersistentVolumeClaim", need.claims, core.read_namespaced_persistent_volume_claim),
+    ):
+        for name in sorted(names):
+            if not exists:
+                missing[kind].add(name)
+                continue
+            try:
+                found = kube.call(f"get {kind} {name}", read, name, namespace, missing_ok=True)
+            except UserError:  # not allowed to look (RBAC): helm will tell
+                continue
+            if found is None:
+                missing[kind].add(name)
     return Facts(
+        missing_secrets=missing["Secret"],
+        missing_claims=missing["PersistentVolumeClaim"],
         version=str(version.git_version),
         namespace_exists=exists,
         can_create_namespace=exists or can_i(kube, "create", "namespaces"),

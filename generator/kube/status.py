@@ -504,7 +504,8 @@ def describe_backend(values: dict[str, Any]) -> str:
     db = store.get(kind) or {}
     if db.get("inCluster"):
         return f"{kind} (in the release, database {db.get('database', 'mlflow')})"
-    where = f"{db.get('host', '?')}:{db.get('port', '')}".rstrip(":")
+    host = str(db.get("host", "?")).rsplit("@", 1)[-1]  # never a user:password@ someone put there
+    where = f"{host}:{db.get('port', '')}".rstrip(":")
     return f"{kind} ({where}/{db.get('database', 'mlflow')})"
 
 
