@@ -185,23 +185,33 @@ def test_a_failing_upgrade_rolls_back_and_names_the_pod(
     ns = cluster.restricted_namespace(f"lc-fail-{helm_name}")
     stack = tmp_path / "stack"
     try:
-        gen = mlops(env, cluster, "generate", "--preset", "minio", "-o", stack, "-q")
+        # MLflow on an external PostgreSQL: its schema migration is a pre-upgrade hook Job.
+        cluster.kubectl("create", "secret", "generic", "mlflow-db", "-n", ns, "--from-literal=password=pw")
+        external = ["--set-string", "mlflow.backendStore.type=postgresql", "--set-string",
+                    "mlflow.backendStore.host=db.example.com", "--set-string",
+                    "mlflow.backendStore.existingSecret=mlflow-db"]  # fmt: skip
+        gen = mlops(env, cluster, "generate", "--preset", "quickstart", *external, "-o", stack, "-q")
         assert gen.returncode == 0, gen.stderr
         first = mlops(env, cluster, "install", "bad", stack, "-n", ns)
         assert first.returncode == 0, first.stdout + first.stderr
-        # The MLflow image becomes one the test cluster fails (kwok's `kwok-fail` tag): the post-upgrade
-        # hook (the bucket Job) and the new server pods fail.
+        # The MLflow image becomes one the test cluster fails (kwok's `kwok-fail` tag): the pre-upgrade
+        # migration hook fails before anything of the release changes.
         values = yaml.safe_load((stack / "values.yaml").read_text())
         values["mlflow"]["image"] = {"tag": "kwok-fail", "driversIncluded": True}
         (stack / "values.yaml").write_text(yaml.safe_dump(values))
-        failed = mlops(env, cluster, "upgrade", "bad", stack, "-n", ns, "--timeout", "25s")
+        failed = mlops(env, cluster, "upgrade", "bad", stack, "-n", ns, "--timeout", "30s")
         assert failed.returncode == 1, failed.stdout + failed.stderr
         err = failed.stderr
         assert "upgrade of bad failed; helm rolled back to the previous revision" in err
+        assert "pre-upgrade hooks failed" in err
         assert "what failed:" in err and "Traceback" not in err
-        hook = next(line for line in err.splitlines() if "pod mlflow-minio-mlflow-create-bucket-" in line)
-        assert "exited 1 (Error)" in hook
-        assert "last 5 log lines:" in err  # the failing pod's log, read before the rollback deleted it
+        hook = next(
+            line
+            for line in err.splitlines()
+            if line.strip().startswith("pod ") and "-mlflow-migrate-" in line
+        )
+        assert "exited 1 (Error)" in hook, err
+        assert "last 5 log lines:" in err  # the failing pod's log, read before helm deleted it
         history = json.loads(mlops(env, cluster, "history", "bad", "-n", ns, "-o", "json").stdout)
         assert [r["status"] for r in history] == ["superseded", "failed", "deployed"]
         assert history[-1]["description"] == "Rollback to 1"
