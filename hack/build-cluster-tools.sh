@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the local test cluster's binaries from upstream Go modules into a cache outside the repo:
-# kube-apiserver, kube-controller-manager, kube-scheduler (k8s.io/kubernetes), etcd (go.etcd.io/etcd)
-# and kwok/kwokctl (sigs.k8s.io/kwok), plus kwok's upstream stage files. A second run with
+# kube-apiserver, kube-controller-manager, kube-scheduler, and for the real node kubelet and kube-proxy
+# (k8s.io/kubernetes), etcd (go.etcd.io/etcd), kwok/kwokctl (sigs.k8s.io/kwok) plus kwok's upstream
+# stage files, and CoreDNS (github.com/coredns/coredns), the real node's cluster DNS. A second run with
 # everything present does nothing. The first run takes about 15 minutes on 2 cores.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -14,7 +15,7 @@ LOG_TAG=cluster-tools
 dir="$HELM_MLOPS_CACHE/kube-$KUBE_VERSION"
 bin="$dir/bin"
 stages="$dir/stages"
-want=(kube-apiserver kube-controller-manager kube-scheduler etcd kwok kwokctl)
+want=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy etcd kwok kwokctl coredns)
 missing=()
 for b in "${want[@]}"; do [ -x "$bin/$b" ] || missing+=("$b"); done
 if [ ${#missing[@]} -eq 0 ] && [ -f "$stages/.complete" ]; then
@@ -26,11 +27,12 @@ export GOTOOLCHAIN=local
 need() { local m; for m in "${missing[@]}"; do [ "$m" = "$1" ] && return 0; done; return 1; }
 start=$(date +%s)
 
-if need kube-apiserver || need kube-controller-manager || need kube-scheduler; then
+kube_components=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+if need kube-apiserver || need kube-controller-manager || need kube-scheduler || need kubelet || need kube-proxy; then
   log "resolving k8s.io/kubernetes@$KUBE_VERSION"
   ( gomod_prepare "kubernetes-$KUBE_VERSION" "k8s.io/kubernetes@$KUBE_VERSION" \
       k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-      k8s.io/kubernetes/cmd/kube-scheduler
+      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy
     # k8s.io/kubernetes points its staging modules at ./staging; point them at their published
     # v0.x.y versions instead, one replace per line of upstream's own go.mod.
     upstream_mod=$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
@@ -44,7 +46,7 @@ if need kube-apiserver || need kube-controller-manager || need kube-scheduler; t
     minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
     flags="-X $ver.gitVersion=$KUBE_VERSION -X $ver.gitMajor=1 -X $ver.gitMinor=$minor -X $ver.gitTreeState=clean"
     flags="$flags -X $ver.buildDate=1970-01-01T00:00:00Z -X k8s.io/client-go/pkg/version.gitVersion=$KUBE_VERSION"
-    for c in kube-apiserver kube-controller-manager kube-scheduler; do
+    for c in "${kube_components[@]}"; do
       need "$c" || continue
       log "building $c (several minutes on 2 cores)"
       gomod_build "k8s.io/kubernetes/cmd/$c" "$bin/$c" "$flags"
@@ -72,6 +74,13 @@ if need kwok || need kwokctl || [ ! -f "$stages/.complete" ]; then
        "$src/volume/fast/"{pv-bind,pv-delete,pvc-provision,pvc-delete,storage-class}.yaml "$stages/"
     cat "$src/volume/rbac/role.yaml" <(echo ---) "$src/volume/rbac/role_binding.yaml" > "$stages/volume-rbac.yaml"
     touch "$stages/.complete" )
+fi
+
+if need coredns; then
+  log "building CoreDNS $COREDNS_VERSION"
+  ( gomod_prepare "coredns-$COREDNS_VERSION" "github.com/coredns/coredns@$COREDNS_VERSION" github.com/coredns/coredns
+    go mod tidy >/dev/null 2>&1
+    gomod_build github.com/coredns/coredns "$bin/coredns" "-X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" )
 fi
 
 log "done in $(( $(date +%s) - start ))s: $(cd "$bin" && printf '%s ' *)"

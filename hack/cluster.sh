@@ -2,6 +2,7 @@
 # The local test cluster: a real kube-apiserver, controller-manager, scheduler and etcd run by
 # `kwokctl --runtime binary` from the binaries of build-cluster-tools.sh; kwok fakes the nodes.
 #   cluster.sh up | down | status | kubeconfig
+# REAL_NODES=1 adds one real node (kubelet + containerd, hack/real-node.sh) to `up`; `down` removes it.
 # HELM_MLOPS_CLUSTER names the cluster (default helm-mlops). The kubeconfig path is printed by `up`
 # and `kubeconfig`; nothing touches ~/.kube/config.
 set -euo pipefail
@@ -52,6 +53,19 @@ write_config() {
   for component in kube-scheduler kube-controller-manager; do
     printf -- '  - name: %s\n    extraArgs:\n      - key: leader-elect\n        value: "false"\n' "$component"
   done
+  # kwok manages only its own nodes (they carry kwok.x-k8s.io/node=fake), so a real node's pods are the
+  # kubelet's alone (hack/real-node.sh); the API server calls a real kubelet with the admin client
+  # certificate, which that kubelet trusts through the cluster's CA.
+  printf -- '  - name: kwok-controller\n    extraArgs:\n      - key: manage-all-nodes\n        value: "false"\n'
+  printf -- '      - key: manage-nodes-with-annotation-selector\n        value: kwok.x-k8s.io/node=fake\n'
+  # PodNodeSelector and PodTolerationRestriction: a namespace annotated for the real node
+  # (tests/support/realnode.py) puts every pod there, hooks and `helm test` pods included.
+  printf -- '  - name: kube-apiserver\n    extraArgs:\n'
+  printf -- '      - key: enable-admission-plugins\n        value: PodNodeSelector,PodTolerationRestriction\n'
+  # A real kubelet's node name is no DNS name here: reach it at its InternalIP.
+  printf -- '      - key: kubelet-preferred-address-types\n        value: InternalIP,Hostname\n'
+  printf -- '      - key: kubelet-client-certificate\n        value: %s\n' "$KWOK_WORKDIR/clusters/$name/pki/admin.crt"
+  printf -- '      - key: kubelet-client-key\n        value: %s\n' "$KWOK_WORKDIR/clusters/$name/pki/admin.key"
   # Simulated container logs, so `kubectl logs` and `helm-mlops logs` stream through the real
   # API server (kube-apiserver -> kwok's kubelet endpoint) for every pod of the cluster.
   logs="$KWOK_WORKDIR/pod-$name.log"
@@ -71,8 +85,10 @@ up() {
   if exists && healthy && cmp -s "$config.new" "$config"; then
     rm -f "$config.new"
     log "cluster $name already running; kubeconfig: $kubeconfig"
+    real_node
     return 0
   fi
+  bash "$here/real-node.sh" down >/dev/null 2>&1 || true
   if exists; then
     if healthy; then log "cluster $name runs an older configuration: recreating it"; fi
     "$bin/kwokctl" delete cluster --name "$name" >/dev/null 2>&1 || true
@@ -93,11 +109,22 @@ up() {
   done_at=$(date +%s.%N)
   log "$(awk -v s="$start" -v r="$ready" -v d="$done_at" 'BEGIN { printf "API ready in %.1fs, nodes ready in %.1fs", r - s, d - s }')"
   log "kubeconfig: $kubeconfig"
+  real_node
+}
+
+# REAL_NODES=1: one real node beside the simulated ones (hack/real-node.sh).
+real_node() {
+  case "${REAL_NODES:-0}" in
+    0|"") ;;
+    1) bash "$here/real-node.sh" up ;;
+    *) die "REAL_NODES=$REAL_NODES: only 0 or 1 real node is supported" ;;
+  esac
 }
 
 case "${1:-}" in
   up) up ;;
-  down) exists && "$bin/kwokctl" delete cluster --name "$name" >/dev/null 2>&1; rm -f "$kubeconfig"; log "cluster $name deleted" ;;
+  down) bash "$here/real-node.sh" down
+        exists && "$bin/kwokctl" delete cluster --name "$name" >/dev/null 2>&1; rm -f "$kubeconfig"; log "cluster $name deleted" ;;
   status) if healthy; then kc get nodes; else echo "cluster $name is not running"; exit 1; fi ;;
   kubeconfig) echo "$kubeconfig" ;;
   *) echo "usage: $0 up|down|status|kubeconfig" >&2; exit 2 ;;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the tests start for real on 127.0.0.1: PostgreSQL (backend store), wrk (load),
-# docker-registry (an OCI registry for helm push/pull and login).
+# docker-registry (an OCI registry for helm push/pull and login); and the real node's (hack/real-node.sh):
+# containerd, runc, the CNI plugins, iptables (kube-proxy) and debootstrap (the images' root filesystem).
 # Installs only what is missing; needs root or sudo for apt-get.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -14,12 +15,17 @@ need=()
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 command -v wrk >/dev/null || need+=(wrk)
 command -v docker-registry >/dev/null || need+=(docker-registry)
+command -v containerd >/dev/null || need+=(containerd)
+command -v runc >/dev/null || need+=(runc)
+[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+command -v iptables >/dev/null || need+=(iptables)
+command -v debootstrap >/dev/null || need+=(debootstrap)
 if [ ${#need[@]} -eq 0 ]; then log "present"; exit 0; fi
 sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
 log "installing ${need[*]}"
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 # The Debian packages start services of their own; the tests run private instances instead.
-for service in postgresql docker-registry; do
+for service in postgresql docker-registry containerd; do
   $sudo service "$service" stop >/dev/null 2>&1 || true
 done
