@@ -5,6 +5,8 @@ appVersion; then the real MLflow client logs a run and registers a model."""
 
 from __future__ import annotations
 
+import base64
+import http.client
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -108,6 +110,15 @@ def test_sqlite_pvc_with_basic_auth(
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", user)
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
     run_id = _log_and_register(base, monkeypatch, tmp_path, "sqlite-model")
+
+    # Host validation with the rendered --allowed-hosts: a private pod IP (Prometheus scrapes /metrics,
+    # kubelets probe, at the pod IP) is accepted; a foreign host name still is not.
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    for host, expected in (("10.244.3.7:5000", 200), ("172.20.0.9", 200), ("evil.example.com", 403)):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/metrics", headers={"Host": host, "Authorization": f"Basic {token}"})
+        assert conn.getresponse().status == expected, host
+        conn.close()
 
     data = local.mounts["/mlflow/data"]
     assert (data / "mlflow.db").is_file() and (data / "basic_auth.db").is_file()

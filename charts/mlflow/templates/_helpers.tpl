@@ -347,6 +347,12 @@ securityContext:
 {{- $ns := .Release.Namespace -}}
 {{- $hosts := list "localhost" "127.0.0.1" $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns) -}}
 {{- $hosts = concat $hosts (list (printf "%s:*" $svc) (printf "%s.%s:*" $svc $ns) (printf "%s.%s.svc:*" $svc $ns) (printf "%s.%s.svc.cluster.local:*" $svc $ns) "localhost:*" "127.0.0.1:*") -}}
+{{- /* MLflow's own defaults for private addresses, which an explicit list replaces: Prometheus scrapes
+     /metrics, and kubelets probe, at the pod IP (Host: 10.x.y.z:5000). Foreign names stay refused. */ -}}
+{{- $hosts = concat $hosts (list "10.*" "192.168.*" "fc00:*" "fd00:*") -}}
+{{- range $i := untilStep 16 32 1 -}}
+{{- $hosts = append $hosts (printf "172.%d.*" $i) -}}
+{{- end -}}
 {{- if and .Values.ingress.enabled .Values.ingress.host -}}
 {{- $hosts = append $hosts .Values.ingress.host -}}
 {{- end -}}
