@@ -8,7 +8,7 @@ TOOLS := $(CURDIR)/.tools/bin
 export PATH := $(TOOLS):$(CURDIR)/$(BIN):$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: help setup tools system-deps cluster-tools torch-env cluster-up cluster-down test test-fast lint docs demo bench ct-lint soak plugin-package clean
+.PHONY: help setup tools system-deps cluster-tools images torch-env cluster-up cluster-down test test-fast lint docs demo bench ct-lint soak plugin-package clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -30,16 +30,19 @@ system-deps: ## Install the Debian packages the tests start (postgresql, wrk, do
 cluster-tools: ## Build kube-apiserver, controller-manager, scheduler, etcd and kwok from Go modules (cached)
 	@bash hack/build-cluster-tools.sh
 
-cluster-up: cluster-tools ## Start the local kwok cluster (kubeconfig path printed)
-	@bash hack/cluster.sh up
+cluster-up: cluster-tools $(if $(filter 1,$(REAL_NODES)),setup system-deps images) ## Start the local kwok cluster (kubeconfig path printed); REAL_NODES=1 adds a real node (kubelet + containerd)
+	@REAL_NODES=$(REAL_NODES) bash hack/cluster.sh up
 
-cluster-down: ## Stop and delete the local kwok cluster
+cluster-down: ## Stop and delete the local kwok cluster (and its real node: processes, mounts, bridge, iptables rules)
 	@bash hack/cluster.sh down
+
+images: system-deps ## Build the real node's container images from a debootstrap root filesystem (cached)
+	@bash hack/build-images.sh
 
 torch-env: ## Create the PyTorch venv the distributed-training tests use (outside the repo, cached)
 	@bash hack/torch-env.sh >/dev/null
 
-test: setup system-deps cluster-tools torch-env ## Run every test (lint, render, real servers, e2e on the local cluster)
+test: setup system-deps cluster-tools torch-env images ## Run every test (lint, render, real servers, e2e on the local cluster)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: setup ## Unit, lint and render tests only (no real servers, no cluster)

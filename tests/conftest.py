@@ -70,6 +70,27 @@ def cluster() -> Iterator[Cluster]:
         cluster_script("down")
 
 
+@pytest.fixture(scope="session")
+def real_node(cluster: Cluster) -> Iterator[str]:
+    """The test cluster's real node (kubelet + containerd, hack/real-node.sh); yields its start log.
+    It needs root and the Debian packages of `make system-deps`: without them the tests skip here and
+    fail in CI. `hack/cluster.sh down` (the cluster fixture's teardown) removes it."""
+    from tests.support import realnode
+
+    if os.geteuid() != 0:
+        message = "the real node needs root (containerd, mounts, the CNI bridge, iptables)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        started = realnode.start()
+    except RuntimeError as e:
+        if IN_CI:
+            pytest.fail(str(e))
+        pytest.skip(str(e))
+    yield started
+
+
 def _cached_venv(script: str, *args: str) -> str:
     """The python of a venv a hack/ script prepares under the cache (PyTorch, the MLServer peer):
     created on first use; without it the test cannot run, which fails in CI and skips elsewhere."""
