@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the tests start for real on 127.0.0.1: PostgreSQL (backend store), wrk (load),
-# docker-registry (an OCI registry for helm push/pull and login).
+# docker-registry (an OCI registry for helm push/pull and login); debootstrap and a static C toolchain
+# (build-essential: gcc, libc.a) for the real node's images (hack/build-images.sh).
 # Installs only what is missing; needs root or sudo for apt-get.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -14,6 +15,8 @@ need=()
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 command -v wrk >/dev/null || need+=(wrk)
 command -v docker-registry >/dev/null || need+=(docker-registry)
+command -v debootstrap >/dev/null || need+=(debootstrap)
+{ command -v gcc >/dev/null && compgen -G "/usr/lib/*/libc.a" >/dev/null; } || need+=(build-essential)
 if [ ${#need[@]} -eq 0 ]; then log "present"; exit 0; fi
 sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
 log "installing ${need[*]}"
