@@ -111,7 +111,8 @@ recipe_pause() {
 pip_into() {
   local dir=$1; shift
   local site="$dir$image_site"
-  "$py" -m pip install -q --no-compile --no-warn-script-location --target "$site" "$@"
+  "$py" -m pip install -q --no-compile --no-warn-script-location --no-warn-conflicts --root-user-action=ignore \
+    --target "$site" "$@"
   finish_python_layer "$dir"
 }
 
@@ -198,6 +199,9 @@ image() {
   "$py" "$here/oci_image.py" archive "$out" --ref "$ref" "${cfg[@]}" "${args[@]}"
   printf '%s\n' "$key" > "$out.inputs"
   log "$ref: archive written in $((SECONDS - t0))s, $(du -sh --apparent-size "$out" | cut -f1)"
+  # An uncompressed (over 1 GiB) layer lives on in the archive only: not twice on disk. Rebuilding
+  # the archive (a new base, say) rebuilds the layer.
+  for d in "${descs[@]}"; do rm -f "${d%.json}.tar"; done
 }
 
 build_one() {

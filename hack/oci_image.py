@@ -250,22 +250,24 @@ def copy_dists(site: Path, dest: Path, bindir: Path, root_dist: str, exclude: li
     for info in site.glob("*.dist-info"):
         d = PathDistribution(info)
         dists[_norm(d.metadata["Name"])] = d
-    wanted: list[str] = []
-    todo = [_norm(root_dist)]
+    wanted: dict[str, set[str]] = {}  # dist -> the extras already followed
+    todo: list[tuple[str, set[str]]] = [(_norm(root_dist), set())]
     skip = {_norm(e) for e in exclude}
     env_markers = _marker_env()
     while todo:
-        name = todo.pop()
-        if name in wanted or name in skip:
+        name, extras = todo.pop()
+        if name in skip or (name in wanted and extras <= wanted[name]):
             continue
         if name not in dists:
             raise SystemExit(f"{name} (needed by {root_dist}) is not installed in {site}")
-        wanted.append(name)
+        wanted.setdefault(name, set()).update(extras)
         for req in dists[name].requires or []:
-            dep, marker = _split_requirement(req)
-            if marker and not _marker_true(marker, env_markers):
+            dep, dep_extras, marker = _split_requirement(req)
+            if marker and not any(
+                _marker_true(marker, {**env_markers, "extra": e}) for e in ["", *sorted(extras)]
+            ):
                 continue
-            todo.append(_norm(dep))
+            todo.append((_norm(dep), dep_extras))
     dest.mkdir(parents=True, exist_ok=True)
     for name in wanted:
         dist = dists[name]
@@ -284,15 +286,17 @@ def copy_dists(site: Path, dest: Path, bindir: Path, root_dist: str, exclude: li
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, target, follow_symlinks=False)
-    return wanted
+    return sorted(wanted)
 
 
-def _split_requirement(req: str) -> tuple[str, str]:
+def _split_requirement(req: str) -> tuple[str, set[str], str]:
+    """name, extras and marker of a Requires-Dist value."""
     spec, _, marker = req.partition(";")
-    m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", spec)
+    m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[([^\]]*)\])?", spec)
     if not m:
         raise SystemExit(f"cannot parse requirement {req!r}")
-    return m.group(1), marker.strip()
+    extras = {_norm(e) for e in (m.group(2) or "").split(",") if e.strip()}
+    return m.group(1), extras, marker.strip()
 
 
 def _marker_env() -> dict[str, str]:
@@ -402,7 +406,7 @@ def _marker_true(marker: str, env: dict[str, str]) -> bool:
 
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("layer")
     p.add_argument("dir", type=Path)
     p.add_argument("store", type=Path)
@@ -428,10 +432,10 @@ def main(argv: list[str]) -> int:
     p.add_argument("--exclude", action="append", default=[])
     args = ap.parse_args(argv)
 
-    if args.cmd == "layer":
+    if args.command == "layer":
         desc = write_layer(args.dir, args.store, args.name, args.gzip)
         print(json.dumps(desc, indent=1))
-    elif args.cmd == "archive":
+    elif args.command == "archive":
         layers = [json.loads(p.read_text()) for p in args.layer]
         config: dict[str, Any] = {}
         if args.env:
@@ -445,9 +449,9 @@ def main(argv: list[str]) -> int:
         if args.workdir:
             config["WorkingDir"] = args.workdir
         write_archive(args.out, args.ref, layers, config)
-    elif args.cmd == "fix-scripts":
+    elif args.command == "fix-scripts":
         print(fix_scripts(args.bindir, args.python))
-    elif args.cmd == "copy-dists":
+    else:
         print(" ".join(copy_dists(args.site, args.dest, args.bindir, args.dist, args.exclude)))
     return 0
 
