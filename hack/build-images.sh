@@ -141,10 +141,11 @@ recipe_runtime() {
 recipe_torch() {
   local dir=$1 venv_py
   venv_py=$("$here/torch-env.sh")
-  # torch and what it requires on Linux, copied from the torch venv (no second download). Triton, the
-  # GPU kernel compiler (about 1 GB), is left out: CPU-only training never loads it.
+  # torch (with numpy, which torch.from_numpy and most training code use) and what they require on
+  # Linux, copied from the torch venv: no second download. Triton, the GPU kernel compiler (about
+  # 1 GB), is left out: CPU-only training never loads it.
   "$venv_py" "$here/oci_image.py" copy-dists "$("$venv_py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
-    "$dir$image_site" "$dir/usr/local/bin" torch --exclude triton >/dev/null
+    "$dir$image_site" "$dir/usr/local/bin" torch numpy --exclude triton >/dev/null
   finish_python_layer "$dir"
 }
 

@@ -9,8 +9,8 @@ Used by hack/build-images.sh:
                                                an OCI image layout (oci-layout, index.json,
                                                blobs/sha256/...) in one tar, ready for `ctr images import`
   oci_image.py fix-scripts BINDIR PYTHON       point the `#!...python...` line of every script at PYTHON
-  oci_image.py copy-dists SITE DEST BINDIR DIST [--exclude DIST]...
-                                               copy DIST and its installed dependencies (by their
+  oci_image.py copy-dists SITE DEST BINDIR DIST... [--exclude DIST]...
+                                               copy the DISTs and their installed dependencies (by their
                                                dist-info RECORD) from site-packages SITE into DEST,
                                                their scripts into BINDIR
 """
@@ -237,8 +237,8 @@ def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def copy_dists(site: Path, dest: Path, bindir: Path, root_dist: str, exclude: list[str]) -> list[str]:
-    """Copy root_dist and the dependencies it needs on this platform from site into dest, and
+def copy_dists(site: Path, dest: Path, bindir: Path, roots: list[str], exclude: list[str]) -> list[str]:
+    """Copy the dists roots and the dependencies they need on this platform from site into dest, and
     their scripts (the venv's bin/ entries of their RECORD) into bindir.
 
     Requirement markers are evaluated with the interpreter that runs this script: run it with a
@@ -251,7 +251,7 @@ def copy_dists(site: Path, dest: Path, bindir: Path, root_dist: str, exclude: li
         d = PathDistribution(info)
         dists[_norm(d.metadata["Name"])] = d
     wanted: dict[str, set[str]] = {}  # dist -> the extras already followed
-    todo: list[tuple[str, set[str]]] = [(_norm(root_dist), set())]
+    todo: list[tuple[str, set[str]]] = [(_norm(r), set()) for r in roots]
     skip = {_norm(e) for e in exclude}
     env_markers = _marker_env()
     while todo:
@@ -259,7 +259,7 @@ def copy_dists(site: Path, dest: Path, bindir: Path, root_dist: str, exclude: li
         if name in skip or (name in wanted and extras <= wanted[name]):
             continue
         if name not in dists:
-            raise SystemExit(f"{name} (needed by {root_dist}) is not installed in {site}")
+            raise SystemExit(f"{name} (needed by {' '.join(roots)}) is not installed in {site}")
         wanted.setdefault(name, set()).update(extras)
         for req in dists[name].requires or []:
             dep, dep_extras, marker = _split_requirement(req)
@@ -428,7 +428,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("site", type=Path)
     p.add_argument("dest", type=Path)
     p.add_argument("bindir", type=Path)
-    p.add_argument("dist")
+    p.add_argument("dist", nargs="+")
     p.add_argument("--exclude", action="append", default=[])
     args = ap.parse_args(argv)
 
