@@ -161,7 +161,9 @@ layer() {
   key=$({ declare -f "recipe_$name" pip_into finish_python_layer; printf '%s\n' "$@"; sha256sum "$here/oci_image.py"; } | hash_of)
   desc="$layers/$name-$key.json"
   layer_desc=$desc
-  if [ -f "$desc" ] && compgen -G "$layers/$name-$key.tar*" >/dev/null; then
+  # Up to date even when its blob was dropped (it lives on in the archive): image() rebuilds the
+  # layer if the archive has to be written again.
+  if [ -f "$desc" ]; then
     log "layer $name: up to date ($key)"
     return
   fi
@@ -194,8 +196,17 @@ image() {
     log "$ref: up to date ($(du -sh --apparent-size "$out" | cut -f1))"
     return
   fi
+  local args=() d blob
+  for d in "${descs[@]}"; do
+    blob=$(sed -n 's/^ *"path": "\(.*\)",\{0,1\}$/\1/p' "$d")
+    if [ ! -f "$blob" ]; then
+      log "$ref: layer $(basename "$d" .json) has to be built again"
+      rm -f "$d"
+      rebuild=1
+    fi
+  done
+  [ -z "$rebuild" ] || return 0
   t0=$SECONDS
-  local args=() d
   for d in "${descs[@]}"; do args+=(--layer "$d"); done
   "$py" "$here/oci_image.py" archive "$out" --ref "$ref" "${cfg[@]}" "${args[@]}"
   printf '%s\n' "$key" > "$out.inputs"
@@ -205,6 +216,7 @@ image() {
   for d in "${descs[@]}"; do rm -f "${d%.json}.tar"; done
 }
 
+rebuild=
 build_one() {
   local name=$1 t0=$SECONDS base
   case $name in
@@ -231,6 +243,11 @@ build_one() {
         *) die "unknown image $name (one of: ${ALL[*]})" ;;
       esac ;;
   esac
+  if [ -n "$rebuild" ]; then
+    rebuild=
+    build_one "$name"
+    return
+  fi
   log "$name done in $((SECONDS - t0))s"
 }
 
