@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Debian packages the tests start for real on 127.0.0.1: PostgreSQL (backend store), wrk (load),
 # docker-registry (an OCI registry for helm push/pull and login); and the real node's (hack/real-node.sh):
-# containerd, runc, the CNI plugins, iptables (kube-proxy) and debootstrap (the images' root filesystem).
+# containerd, runc, the CNI plugins, iptables (kube-proxy), debootstrap and a static C toolchain
+# (build-essential: gcc, libc.a) for its images (hack/build-images.sh).
 # Installs only what is missing; needs root or sudo for apt-get.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -20,6 +21,7 @@ command -v runc >/dev/null || need+=(runc)
 [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
 command -v iptables >/dev/null || need+=(iptables)
 command -v debootstrap >/dev/null || need+=(debootstrap)
+{ command -v gcc >/dev/null && compgen -G "/usr/lib/*/libc.a" >/dev/null; } || need+=(build-essential)
 if [ ${#need[@]} -eq 0 ]; then log "present"; exit 0; fi
 sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
 log "installing ${need[*]}"
