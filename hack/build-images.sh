@@ -76,7 +76,8 @@ debian_mirror() {
 recipe_base() {
   local dir=$1
   command -v debootstrap >/dev/null || die "debootstrap is missing (hack/install-system-deps.sh)"
-  debootstrap --variant=minbase --include=python3,python3-pip,python3-venv,ca-certificates \
+  # netbase and tzdata: what upstream's python:3.11-slim adds to debian:bookworm-slim besides Python.
+  debootstrap --variant=minbase --include=python3,python3-pip,python3-venv,ca-certificates,netbase,tzdata \
     "$suite" "$dir" "$(debian_mirror)" > "$work/debootstrap.log" 2>&1 \
     || { tail -n 20 "$work/debootstrap.log" >&2; die "debootstrap failed (log: $work/debootstrap.log)"; }
   # The upstream image's Python lets pip install system-wide: no PEP 668 marker.
@@ -92,6 +93,8 @@ recipe_base() {
   find "$dir/usr/share/doc" -mindepth 1 -type d -empty -delete
   : > "$dir/etc/resolv.conf"
   : > "$dir/etc/hostname"
+  # localhost resolves where nothing mounts an /etc/hosts (the kubelet does; `ctr run` does not).
+  printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' > "$dir/etc/hosts"
 }
 
 recipe_pause() {
