@@ -214,10 +214,15 @@ up() {
   ip link add "$bridge" type bridge
   ip addr add "$gateway/${pod_cidr#*/}" dev "$bridge"
   ip link set "$bridge" up
-  if [ -f "$here/build-images.sh" ]; then bash "$here/build-images.sh" >/dev/null; fi
+  local t_images
+  t_images=$(date +%s)
+  bash "$here/build-images.sh" >"$d/logs/images.log" 2>&1 || { tail -20 "$d/logs/images.log" >&2; die "building the images failed (log: $d/logs/images.log)"; }
+  log "images ready in $(( $(date +%s) - t_images ))s (hack/build-images.sh; log: $d/logs/images.log)"
   start containerd containerd --config "$d/containerd/config.toml"
   wait_for 30 containerd ctr --address "$sock" version
-  if [ -f "$here/build-images.sh" ]; then bash "$here/build-images.sh" import "$sock" >/dev/null; fi
+  t_images=$(date +%s)
+  bash "$here/build-images.sh" import "$sock" >>"$d/logs/images.log" 2>&1 || { tail -20 "$d/logs/images.log" >&2; die "importing the images failed (log: $d/logs/images.log)"; }
+  log "images imported into containerd in $(( $(date +%s) - t_images ))s"
   host_ip=$(ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p')
   [ -n "$host_ip" ] || host_ip=$(hostname -I | awk '{print $1}')
   start kubelet "$bin/kubelet" --config "$d/kubelet/config.yaml" --kubeconfig "$kubeconfig" \
