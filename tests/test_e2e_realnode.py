@@ -253,8 +253,8 @@ def test_mlflow_and_training_on_the_real_node(
         server_logs[-2000:]
     )
     with _port_forward(cluster, ns, f"svc/{svc_name}", svc_port) as local:
-        with urllib.request.urlopen(f"http://127.0.0.1:{local}/health", timeout=20) as response:
-            assert response.read().strip() == b"OK"
+        health = urllib.request.urlopen(f"http://127.0.0.1:{local}/health", timeout=20).read()
+    assert health.strip() == b"OK"
 
     # An upgrade rolls the server pod (SIGTERM from the kubelet); the data stays on the volume.
     upgraded = {**_mlflow_values(auth), "podAnnotations": {"rolled": "1"}}
@@ -435,7 +435,8 @@ def test_inference_from_s3_rolls_without_dropping_requests(
     name, port = service["metadata"]["name"], service["spec"]["ports"][0]["port"]
     code = (
         "import json, urllib.request\n"
-        f"r = urllib.request.Request('http://{name}:{port}/predict', data=json.dumps({{'input': {ROWS}}}).encode(),"
+        f"body = json.dumps({{'input': {ROWS}}}).encode()\n"
+        f"r = urllib.request.Request('http://{name}:{port}/predict', data=body,"
         " headers={'Content-Type': 'application/json'})\n"
         "print(urllib.request.urlopen(r, timeout=30).read().decode())\n"
     )

@@ -90,7 +90,8 @@ CONTAINER_RESTRICTED = {
 def run_pod(
     cluster: Cluster, ns: str, name: str, code: str, image: str = PYTHON_IMAGE, timeout: float = 120
 ) -> tuple[str, str]:
-    """Run `python3 -c CODE` in a restricted pod on the real node; its phase (Succeeded or Failed) and logs."""
+    """Run `python3 -c CODE` in a restricted pod on the real node; its phase (Succeeded or Failed)
+    and logs."""
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
