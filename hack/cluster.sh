@@ -73,6 +73,10 @@ write_config() {
 }
 
 up() {
+  case "${REAL_NODES:-0}" in
+    0|""|1) ;;
+    *) printf '[cluster] error: REAL_NODES=%s: only 0 or 1 real node is supported\n' "$REAL_NODES" >&2; exit 2 ;;
+  esac
   if [ ! -x "$bin/kwokctl" ] || [ ! -f "$dir/stages/.complete" ]; then
     die "cluster binaries missing: run make cluster-tools"
   fi
@@ -114,11 +118,7 @@ up() {
 
 # REAL_NODES=1: one real node beside the simulated ones (hack/real-node.sh).
 real_node() {
-  case "${REAL_NODES:-0}" in
-    0|"") ;;
-    1) bash "$here/real-node.sh" up ;;
-    *) die "REAL_NODES=$REAL_NODES: only 0 or 1 real node is supported" ;;
-  esac
+  if [ "${REAL_NODES:-0}" = 1 ]; then bash "$here/real-node.sh" up; fi
 }
 
 case "${1:-}" in
