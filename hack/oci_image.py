@@ -241,10 +241,15 @@ def copy_dists(site: Path, dest: Path, bindir: Path, roots: list[str], exclude: 
     """Copy the dists roots and the dependencies they need on this platform from site into dest, and
     their scripts (the venv's bin/ entries of their RECORD) into bindir.
 
-    Requirement markers are evaluated with the interpreter that runs this script: run it with a
-    Python of the same version and platform as the image's.
+    Requirement markers are evaluated (by `packaging`) for the interpreter that runs this script: run
+    it with a Python of the same version and platform as the image's.
     """
     from importlib.metadata import PathDistribution
+
+    try:  # PEP 508 requirements and markers: `packaging`, which pip and every venv with it carry
+        from packaging.requirements import Requirement
+    except ImportError:
+        raise SystemExit(f"copy-dists needs the packaging module in {sys.executable}") from None
 
     dists: dict[str, PathDistribution] = {}
     for info in site.glob("*.dist-info"):
@@ -253,7 +258,6 @@ def copy_dists(site: Path, dest: Path, bindir: Path, roots: list[str], exclude: 
     wanted: dict[str, set[str]] = {}  # dist -> the extras already followed
     todo: list[tuple[str, set[str]]] = [(_norm(r), set()) for r in roots]
     skip = {_norm(e) for e in exclude}
-    env_markers = _marker_env()
     while todo:
         name, extras = todo.pop()
         if name in skip or (name in wanted and extras <= wanted[name]):
@@ -261,13 +265,11 @@ def copy_dists(site: Path, dest: Path, bindir: Path, roots: list[str], exclude: 
         if name not in dists:
             raise SystemExit(f"{name} (needed by {' '.join(roots)}) is not installed in {site}")
         wanted.setdefault(name, set()).update(extras)
-        for req in dists[name].requires or []:
-            dep, dep_extras, marker = _split_requirement(req)
-            if marker and not any(
-                _marker_true(marker, {**env_markers, "extra": e}) for e in ["", *sorted(extras)]
-            ):
+        for line in dists[name].requires or []:
+            req = Requirement(line)
+            if req.marker and not any(req.marker.evaluate({"extra": e}) for e in ["", *sorted(extras)]):
                 continue
-            todo.append((_norm(dep), dep_extras))
+            todo.append((_norm(req.name), {_norm(e) for e in req.extras}))
     dest.mkdir(parents=True, exist_ok=True)
     for name in wanted:
         dist = dists[name]
@@ -287,121 +289,6 @@ def copy_dists(site: Path, dest: Path, bindir: Path, roots: list[str], exclude: 
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, target, follow_symlinks=False)
     return sorted(wanted)
-
-
-def _split_requirement(req: str) -> tuple[str, set[str], str]:
-    """name, extras and marker of a Requires-Dist value."""
-    spec, _, marker = req.partition(";")
-    m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[([^\]]*)\])?", spec)
-    if not m:
-        raise SystemExit(f"cannot parse requirement {req!r}")
-    extras = {_norm(e) for e in (m.group(2) or "").split(",") if e.strip()}
-    return m.group(1), extras, marker.strip()
-
-
-def _marker_env() -> dict[str, str]:
-    import platform
-
-    return {
-        "python_version": f"{sys.version_info[0]}.{sys.version_info[1]}",
-        "python_full_version": platform.python_version(),
-        "sys_platform": sys.platform,
-        "platform_system": platform.system(),
-        "platform_machine": platform.machine(),
-        "platform_python_implementation": platform.python_implementation(),
-        "implementation_name": sys.implementation.name,
-        "os_name": os.name,
-        "extra": "",
-    }
-
-
-_TOKEN = re.compile(
-    r"\s*(\(|\)|===|==|!=|<=|>=|~=|<|>|not\s+in\b|in\b|and\b|or\b|'[^']*'|\"[^\"]*\"|[a-z_]+)"
-)
-_VERSION_KEYS = {"python_version", "python_full_version", "implementation_version"}
-
-
-def _vtuple(v: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in re.findall(r"\d+", v))
-
-
-def _marker_true(marker: str, env: dict[str, str]) -> bool:
-    """Evaluate a PEP 508 environment marker (comparisons joined by and/or, with parentheses)."""
-    tokens: list[str] = []
-    pos = 0
-    while pos < len(marker.rstrip()):
-        m = _TOKEN.match(marker, pos)
-        if not m:
-            raise SystemExit(f"cannot parse marker {marker!r}")
-        tokens.append(m.group(1))
-        pos = m.end()
-    i = 0
-
-    def value() -> tuple[str, bool]:
-        nonlocal i
-        tok = tokens[i]
-        i += 1
-        if tok[0] in "'\"":
-            return tok[1:-1], False
-        if tok not in env:
-            raise SystemExit(f"unknown marker variable {tok!r} in {marker!r}")
-        return env[tok], tok in _VERSION_KEYS
-
-    def compare() -> bool:
-        nonlocal i
-        if tokens[i] == "(":
-            i += 1
-            r = disjunction()
-            i += 1  # ")"
-            return r
-        left, lver = value()
-        op = re.sub(r"\s+", " ", tokens[i])
-        i += 1
-        right, rver = value()
-        if op == "in":
-            return left in right
-        if op == "not in":
-            return left not in right
-        if lver or rver:
-            lt, rt = _vtuple(left), _vtuple(right)
-            if op == "~=":
-                return lt >= rt and lt[: len(rt) - 1] == rt[:-1]
-            return {
-                "==": lt == rt,
-                "===": left == right,
-                "!=": lt != rt,
-                "<": lt < rt,
-                "<=": lt <= rt,
-                ">": lt > rt,
-                ">=": lt >= rt,
-            }[op]
-        return {
-            "==": left == right,
-            "===": left == right,
-            "!=": left != right,
-            "<": left < right,
-            "<=": left <= right,
-            ">": left > right,
-            ">=": left >= right,
-        }[op]
-
-    def conjunction() -> bool:
-        nonlocal i
-        r = compare()
-        while i < len(tokens) and tokens[i] == "and":
-            i += 1
-            r = compare() and r
-        return r
-
-    def disjunction() -> bool:
-        nonlocal i
-        r = conjunction()
-        while i < len(tokens) and tokens[i] == "or":
-            i += 1
-            r = conjunction() or r
-        return r
-
-    return disjunction()
 
 
 def main(argv: list[str]) -> int:

@@ -28,17 +28,18 @@ def cluster_binaries_dir() -> Path:
     return cache / f"kube-{_versions()['KUBE_VERSION']}"
 
 
-def cluster_script(action: str) -> str:
+def cluster_script(action: str, script: str = "cluster.sh") -> str:
+    """`hack/<script> <action>` for the test cluster; its output. (hack/real-node.sh takes the same.)"""
     env = {**os.environ, "HELM_MLOPS_CLUSTER": CLUSTER_NAME}
     proc = subprocess.run(
-        ["bash", str(REPO / "hack" / "cluster.sh"), action],
+        ["bash", str(REPO / "hack" / script), action],
         env=env,
         capture_output=True,
         text=True,
         check=False,
     )
     if proc.returncode != 0:
-        raise RuntimeError(f"hack/cluster.sh {action} failed:\n{proc.stdout}\n{proc.stderr}")
+        raise RuntimeError(f"hack/{script} {action} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc.stdout + proc.stderr
 
 

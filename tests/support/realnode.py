@@ -7,7 +7,6 @@ import contextlib
 import hashlib
 import html
 import json
-import os
 import re
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.charts import REPO
-from tests.support.cluster import CLUSTER_NAME, Cluster, cluster_binaries_dir
+from tests.support.cluster import Cluster, cluster_binaries_dir, cluster_script
 from tests.support.servers import free_port, serve
 
 NODE = "real-node-0"
@@ -35,17 +34,7 @@ def cache_dir() -> Path:
 
 def start() -> str:
     """`hack/real-node.sh up` for the test cluster; its output (build and start times)."""
-    env = {**os.environ, "HELM_MLOPS_CLUSTER": CLUSTER_NAME}
-    proc = subprocess.run(
-        ["bash", str(REPO / "hack" / "real-node.sh"), "up"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"hack/real-node.sh up failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc.stdout + proc.stderr
+    return cluster_script("up", "real-node.sh")
 
 
 def namespace(cluster: Cluster, prefix: str) -> str:
