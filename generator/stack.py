@@ -203,7 +203,13 @@ def chart_yaml(
         "type": "application",
         "version": "0.1.0",
         "appVersion": generator_version,
-        "kubeVersion": ">=1.31.0-0" if "training-job" in kinds else ">=1.29.0-0",
+        # The highest of the charts' own: training-job 1.31 (Job podFailurePolicy), inference-service
+        # 1.30 (the preStop sleep action), mlflow 1.29.
+        "kubeVersion": ">=1.31.0-0"
+        if "training-job" in kinds
+        else ">=1.30.0-0"
+        if "inference-service" in kinds
+        else ">=1.29.0-0",
         "annotations": {GENERATOR_ANNOTATION: f"helm-mlops {generator_version}"},
         "dependencies": deps,
     }

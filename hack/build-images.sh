@@ -144,6 +144,9 @@ recipe_runtime() {
 recipe_torch() {
   local dir=$1 venv_py
   venv_py=$("$here/torch-env.sh")
+  # copy-dists evaluates requirement markers for the Python that runs it: the image's is 3.11.
+  "$venv_py" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
+    || die "the torch venv's Python is not 3.11 like the images' (hack/torch-env.sh)"
   # torch (with numpy, which torch.from_numpy and most training code use) and what they require on
   # Linux, copied from the torch venv: no second download. Triton, the GPU kernel compiler (about
   # 1 GB), is left out: CPU-only training never loads it.

@@ -34,7 +34,21 @@ dns_ip=10.0.0.10
 kubectl=$(command -v "$root/.tools/bin/kubectl" || command -v kubectl || true)
 kc() { "$kubectl" --kubeconfig "$kubeconfig" "$@"; }
 
-pid_alive() { [ -f "$d/pids/$1.pid" ] && kill -0 "$(cat "$d/pids/$1.pid")" 2>/dev/null; }
+# A pid file's process is alive and still ours (its command line names our directory): after a
+# reboot or a crash the number may belong to anything else, which is never signalled.
+is_ours() { [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' <"/proc/$1/cmdline" | grep -qF -- "$2"; }
+pid_alive() { [ -f "$d/pids/$1.pid" ] && is_ours "$(cat "$d/pids/$1.pid")" "$d/"; }
+
+# The cluster whose real node runs on this machine, if another than ours (one per machine: the
+# bridge, the pod network, the kubelet's ports and the iptables chains are shared).
+other_node() {
+  local f dir
+  for f in "$HELM_MLOPS_CACHE"/real-node/*/pids/kubelet.pid; do
+    dir=$(dirname "$(dirname "$f")")
+    [ -f "$f" ] && [ "$dir" != "$d" ] && is_ours "$(cat "$f")" "$dir/" && { basename "$dir"; return 0; }
+  done
+  return 1
+}
 
 # start NAME CMD...: run CMD in the background, its output in $d/logs/NAME.log, its pid in a file.
 start() {
@@ -45,8 +59,8 @@ start() {
 
 wait_for() { # wait_for SECONDS WHAT CMD...
   local secs=$1 what=$2; shift 2
-  local i
-  for i in $(seq $((secs * 4))); do "$@" >/dev/null 2>&1 && return 0; [ "$i" ] && sleep 0.25; done
+  local _
+  for _ in $(seq $((secs * 4))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.25; done
   tail -20 "$d/logs/$what.log" >&2 || true
   die "$what did not come up in ${secs}s (log: $d/logs/$what.log)"
 }
@@ -201,18 +215,21 @@ up() {
     return 0
   fi
   local other t0 t1 host_ip
-  # One real node per machine: the bridge, the pod network and the kubelet's ports are shared.
-  for other in "$HELM_MLOPS_CACHE"/real-node/*/pids/kubelet.pid; do
-    [ -f "$other" ] && [ "$other" != "$d/pids/kubelet.pid" ] && kill -0 "$(cat "$other")" 2>/dev/null \
-      && die "a real node of cluster $(basename "$(dirname "$(dirname "$other")")") runs on this machine: stop it with HELM_MLOPS_CLUSTER=$(basename "$(dirname "$(dirname "$other")")") hack/cluster.sh down (or hack/real-node.sh down)"
-  done
+  if other=$(other_node); then
+    die "a real node of cluster $other runs on this machine (one at a time): stop it with HELM_MLOPS_CLUSTER=$other hack/cluster.sh down"
+  fi
   down quiet
+  # A failure half-way leaves nothing running.
+  trap 'down quiet' EXIT
   t0=$(date +%s.%N)
   write_configs
+  # Bridged pod traffic must pass iptables (ClusterIPs between pods of the same bridge).
+  [ -e /proc/sys/net/bridge ] || modprobe br_netfilter 2>/dev/null \
+    || die "the br_netfilter kernel module is missing (modprobe br_netfilter failed)"
   sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1 >/dev/null
   # The bridge exists before the first pod, so the tests can serve on the gateway address at once.
-  ip link add "$bridge" type bridge
-  ip addr add "$gateway/${pod_cidr#*/}" dev "$bridge"
+  ip link show "$bridge" >/dev/null 2>&1 || ip link add "$bridge" type bridge
+  ip addr replace "$gateway/${pod_cidr#*/}" dev "$bridge"
   ip link set "$bridge" up
   local t_images
   t_images=$(date +%s)
@@ -224,7 +241,10 @@ up() {
   bash "$here/build-images.sh" import "$sock" >>"$d/logs/images.log" 2>&1 || { tail -20 "$d/logs/images.log" >&2; die "importing the images failed (log: $d/logs/images.log)"; }
   log "images imported into containerd in $(( $(date +%s) - t_images ))s"
   host_ip=$(ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p')
-  [ -n "$host_ip" ] || host_ip=$(hostname -I | awk '{print $1}')
+  [ -n "$host_ip" ] || host_ip=$(hostname -I | tr ' ' '\n' | grep -v -e "^$gateway\$" -e '^$' | head -n1)
+  [ -n "$host_ip" ] || die "no address of this machine for the node (no default route, no address but the bridge's)"
+  # CoreDNS answers on the node address (where the kube-dns endpoints point) and loopback only.
+  sed -i "s/^    errors$/    bind $host_ip 127.0.0.1\n    errors/" "$d/Corefile"
   start kubelet "$bin/kubelet" --config "$d/kubelet/config.yaml" --kubeconfig "$kubeconfig" \
     --root-dir "$d/kubelet/root" --hostname-override "$node" --node-ip "$host_ip" \
     --node-labels "helm-mlops.dev/real-node=true"
@@ -246,6 +266,7 @@ EOF
   wait_for 30 coredns curl -fsS http://127.0.0.1:8181/ready
   t1=$(date +%s.%N)
   log "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "node ready in %.1fs", b - a }'): $node ($host_ip), pods on $pod_cidr via $bridge, gateway $gateway, DNS $dns_ip"
+  trap - EXIT
 }
 
 # The chains the kubelet made (KUBE-FIREWALL, the canaries and the hint) and whatever kube-proxy's
@@ -256,7 +277,10 @@ clean_iptables() {
     command -v "$cmd-save" >/dev/null || continue
     for table in filter nat mangle; do
       "$cmd-save" -t "$table" 2>/dev/null | { grep -E '^-A [^ ]+ .*-j KUBE-' || true; } | { grep -v '^-A KUBE-' || true; } \
-        | while read -r rule; do eval "$cmd -t $table -D ${rule#-A }" 2>/dev/null || true; done
+        | while read -r rule; do
+            # xargs splits the rule as iptables-save quoted it (comments), and runs nothing from it.
+            printf '%s\n' "${rule#-A }" | xargs "$cmd" -t "$table" -D 2>/dev/null || true
+          done
       for chain in $("$cmd-save" -t "$table" 2>/dev/null | sed -n 's/^:\(KUBE-[^ ]*\) .*/\1/p'); do
         "$cmd" -t "$table" -F "$chain" 2>/dev/null || true
       done
@@ -270,8 +294,9 @@ clean_iptables() {
 # Stop everything and leave nothing behind: containers, processes, mounts, the bridge, network
 # namespaces, kube-proxy's iptables rules.
 down() {
-  local quiet=${1:-} what pid ns
+  local quiet=${1:-} what pid ns other=""
   [ -d "$d" ] || return 0
+  other=$(other_node) || true
   if [ -S "$sock" ] && pid_alive containerd; then
     # Kill the containers while containerd still knows them.
     for pid in $(ctr --address "$sock" -n k8s.io tasks ls -q 2>/dev/null); do
@@ -287,22 +312,26 @@ down() {
     rm -f "$d/pids/$what.pid"
   done
   # The shims of our containerd (they outlive it) and whatever still runs under them.
-  for pid in $(pgrep -f "containerd-shim-runc-v2 .*-address $sock" || true); do
+  for pid in $(pgrep -x containerd-shim-runc-v2 || true); do
+    is_ours "$pid" "-address $sock " || continue
     pkill -9 -P "$pid" 2>/dev/null || true
     kill -9 "$pid" 2>/dev/null || true
   done
-  if [ -x "$bin/kube-proxy" ]; then "$bin/kube-proxy" --cleanup >/dev/null 2>&1 || true; fi
-  clean_iptables
   # Mounts under our directories, deepest first.
   if [ -d "$d" ]; then
     { findmnt -rn -o TARGET | grep -F "$d/" || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   fi
-  # The network namespaces containerd's CRI created for our pods (cni-<uuid>), now empty: a live
-  # pod of another runtime keeps its pause process in its namespace and is left alone.
-  for ns in $(ip netns list 2>/dev/null | awk '/^cni-/ {print $1}'); do
-    [ -z "$(ip netns pids "$ns" 2>/dev/null)" ] && ip netns delete "$ns" 2>/dev/null || true
-  done
-  ip link show "$bridge" >/dev/null 2>&1 && ip link delete "$bridge" 2>/dev/null || true
+  # What the node shares with the machine, unless another cluster's real node runs and uses it: the
+  # iptables chains (kube-proxy's and the kubelet's), the network namespaces containerd's CRI created
+  # (cni-<uuid>, now empty: a live pod of another runtime keeps its pause process there), the bridge.
+  if [ -z "$other" ]; then
+    if [ -x "$bin/kube-proxy" ]; then "$bin/kube-proxy" --cleanup >/dev/null 2>&1 || true; fi
+    clean_iptables
+    for ns in $(ip netns list 2>/dev/null | awk '/^cni-/ {print $1}'); do
+      [ -z "$(ip netns pids "$ns" 2>/dev/null)" ] && ip netns delete "$ns" 2>/dev/null || true
+    done
+    ip link show "$bridge" >/dev/null 2>&1 && ip link delete "$bridge" 2>/dev/null || true
+  fi
   rm -rf "$d/cni/ipam" "$d/containerd/state" "$d/kubelet/root/pods" "$d/pod-logs"
   if [ -f "$kubeconfig" ] && [ -n "$kubectl" ]; then
     kc delete node "$node" --ignore-not-found --wait=false >/dev/null 2>&1 || true

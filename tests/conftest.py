@@ -74,21 +74,25 @@ def cluster() -> Iterator[Cluster]:
 def real_node(cluster: Cluster) -> Iterator[str]:
     """The test cluster's real node (kubelet + containerd, hack/real-node.sh); yields its start log.
     It needs root and the Debian packages of `make system-deps`: without them the tests skip here and
-    fail in CI. `hack/cluster.sh down` (the cluster fixture's teardown) removes it."""
+    fail in CI; any other failure to start fails the tests. `hack/cluster.sh down` (the cluster
+    fixture's teardown) removes it."""
+    import shutil
+
     from tests.support import realnode
 
+    missing = [b for b in ("containerd", "runc", "iptables", "debootstrap") if shutil.which(b) is None]
+    missing += [] if Path("/usr/lib/cni/bridge").exists() else ["containernetworking-plugins"]
+    message = ""
     if os.geteuid() != 0:
         message = "the real node needs root (containerd, mounts, the CNI bridge, iptables)"
+    elif missing:
+        message = f"the real node needs {', '.join(missing)}: run `make system-deps`"
+    if message:
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
-    try:
-        started = realnode.start()
-    except RuntimeError as e:
-        if IN_CI:
-            pytest.fail(str(e))
-        pytest.skip(str(e))
-    yield started
+    # With its prerequisites present, a node that does not come up is a failure everywhere.
+    yield realnode.start()
 
 
 def _cached_venv(script: str, *args: str) -> str:
