@@ -36,13 +36,15 @@ cluster-up: cluster-tools $(if $(filter 1,$(REAL_NODES)),setup system-deps image
 cluster-down: ## Stop and delete the local kwok cluster (and its real node: processes, mounts, bridge, iptables rules)
 	@bash hack/cluster.sh down
 
-images: system-deps ## Build the real node's container images from a debootstrap root filesystem (cached)
+images: system-deps torch-env ## Build the real node's container images from a debootstrap root filesystem (cached)
 	@bash hack/build-images.sh
 
 torch-env: ## Create the PyTorch venv the distributed-training tests use (outside the repo, cached)
 	@bash hack/torch-env.sh >/dev/null
 
-test: setup system-deps cluster-tools torch-env images ## Run every test (lint, render, real servers, e2e on the local cluster)
+test: setup system-deps ## Run every test (lint, render, real servers, e2e on the local cluster)
+	@# The Go builds (CPU) overlap the PyTorch download and the image builds (network, disk).
+	@$(MAKE) --no-print-directory -j2 cluster-tools images
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: setup ## Unit, lint and render tests only (no real servers, no cluster)
