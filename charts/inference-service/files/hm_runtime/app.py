@@ -24,7 +24,15 @@ from hm_runtime import metrics
 from hm_runtime.batching import Batcher
 from hm_runtime.limits import Budget
 from hm_runtime.models import InputError, LoadedModel, ModelError, load
-from hm_runtime.protocol import rows_from_input, rows_from_v2, v2_metadata, v2_response
+from hm_runtime.protocol import (
+    jsonable,
+    rows_from_input,
+    rows_from_v2,
+    split_binary,
+    v2_metadata,
+    v2_response,
+    v2_type,
+)
 
 log = logging.getLogger("hm_runtime")
 
@@ -88,6 +96,68 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
     return Response(
         orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status, headers, media_type="application/json"
     )
+
+
+def _endpoint(path: str) -> str:
+    """The metrics label of a request path: a fixed set, whatever the client sends."""
+    if path == "/predict":
+        return "predict"
+    if path.startswith("/v2/models/"):
+        if path.endswith("/infer"):
+            return "v2_infer"
+        return "v2_model_ready" if path.endswith("/ready") else "v2_model_metadata"
+    if path.startswith("/v2/health/"):
+        return "health"
+    return {"/v2": "v2_server_metadata", "/metrics": "metrics"}.get(path, "other")
+
+
+def _sklearn_refused(exc: BaseException) -> bool:
+    """A ValueError raised by scikit-learn's own input validation: the input's fault, not the model's
+    (e.g. a value too large for the float32 that a pipeline's trees compare in)."""
+    if not isinstance(exc, ValueError):
+        return False
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_globals.get("__name__") == "sklearn.utils.validation":
+            return True
+        tb = tb.tb_next
+    return False
+
+
+class CountEveryResponse:
+    """ASGI middleware: every response counted by endpoint and status code and timed, 4xx and 5xx
+    included, and an exception no handler caught answered as a JSON 500 with an error id (the
+    traceback goes to the log, rate-limited), never as a bare text page."""
+
+    def __init__(self, app: Any, errors: ErrorLog) -> None:
+        self.app, self.errors = app, errors
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        sent = False
+
+        async def send_counted(message: Any) -> None:
+            nonlocal status, sent
+            if message["type"] == "http.response.start":
+                status, sent = message["status"], True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_counted)
+        except Exception as exc:
+            if sent:
+                raise
+            error_id = self.errors.record(f"unhandled error on {scope.get('path')}", exc)
+            response = _error(500, f"internal error (error id {error_id}); the details are in the server log")
+            await response(scope, receive, send_counted)
+        finally:
+            endpoint = _endpoint(scope.get("path", ""))
+            metrics.LATENCY.labels(endpoint).observe(time.perf_counter() - started)
+            metrics.REQUESTS.labels(endpoint, str(status)).inc()
 
 
 def _error(status: int, message: str) -> Response:
@@ -187,20 +257,6 @@ def build_app(settings: Settings) -> FastAPI:
         title="helm-mlops runtime", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
 
-    def timed(
-        endpoint: str, handler: Callable[[Request], Awaitable[Response]]
-    ) -> Callable[[Request], Awaitable[Response]]:
-        latency = metrics.LATENCY.labels(endpoint)
-
-        async def run(request: Request) -> Response:
-            started = time.perf_counter()
-            response = await handler(request)
-            latency.observe(time.perf_counter() - started)
-            metrics.REQUESTS.labels(endpoint, str(response.status_code)).inc()
-            return response
-
-        return run
-
     async def infer(rows: np.ndarray) -> np.ndarray:
         assert state.model is not None
         if state.batcher is not None:
@@ -219,7 +275,7 @@ def build_app(settings: Settings) -> FastAPI:
 
     async def serve(
         request: Request,
-        parse: Callable[[Any, LoadedModel], tuple[np.ndarray, Any]],
+        parse: Callable[[Any, LoadedModel, bytes], tuple[np.ndarray, Any]],
         reply: Callable[[LoadedModel, np.ndarray, Any], Any],
     ) -> Response:
         """Body -> rows -> (batched) model call -> response, with the errors a client can act on."""
@@ -235,7 +291,7 @@ def build_app(settings: Settings) -> FastAPI:
 
     async def _serve(
         request: Request,
-        parse: Callable[[Any, LoadedModel], tuple[np.ndarray, Any]],
+        parse: Callable[[Any, LoadedModel, bytes], tuple[np.ndarray, Any]],
         reply: Callable[[LoadedModel, np.ndarray, Any], Any],
         model: LoadedModel,
     ) -> Response:
@@ -244,7 +300,8 @@ def build_app(settings: Settings) -> FastAPI:
             return raw
 
         def decode() -> tuple[np.ndarray, Any]:
-            return parse(orjson.loads(raw), model)
+            head, blob = split_binary(raw, request.headers.get("inference-header-content-length"))
+            return parse(orjson.loads(head), model, blob)
 
         try:
             # A large body parses in a thread, so health checks and small requests go on meanwhile.
@@ -256,22 +313,43 @@ def build_app(settings: Settings) -> FastAPI:
         try:
             out = await infer(rows)
         except Exception as exc:
+            if _sklearn_refused(exc):
+                return _error(422, f"the model refused this input: {exc}")
             error_id = state.errors.record("model call failed", exc)
             return _error(
                 500,
                 f"the model failed on this input (error id {error_id}); the details are in the server log",
             )
-        return _json(reply(model, out, context))
+        if model.output_datatype is None:  # no signature said it: learnt from the first answer
+            model.output_datatype, model.output_shape = v2_type(out), [-1, *out.shape[1:]]
+        body = reply(model, out, context)
+        if isinstance(body, tuple):  # the v2 binary extension: JSON, then the tensor's bytes
+            head = orjson.dumps(body[0], option=orjson.OPT_SERIALIZE_NUMPY)
+            return Response(
+                head + body[1],
+                headers={"Inference-Header-Content-Length": str(len(head))},
+                media_type="application/octet-stream",
+            )
+        return _json(body)
 
     async def predict(request: Request) -> Response:
-        return await serve(request, rows_from_input, lambda _model, out, _single: {"prediction": out})
+        return await serve(
+            request, rows_from_input, lambda _model, out, _single: {"prediction": jsonable(out)}
+        )
+
+    def unknown(request: Request) -> Response | None:
+        """404 for a model name or version this server does not serve (versions: the one loaded, "1")."""
+        name, version = request.path_params["name"], request.path_params.get("version")
+        if name != settings.name:
+            return _error(404, f"unknown model {name!r}; this server serves {settings.name!r}")
+        if version is not None and version != "1":
+            return _error(
+                404, f"unknown version {version!r} of model {name!r}; this server serves version '1'"
+            )
+        return None
 
     async def v2_infer(request: Request) -> Response:
-        if request.path_params["name"] != settings.name:
-            return _error(
-                404, f"unknown model {request.path_params['name']!r}; this server serves {settings.name!r}"
-            )
-        return await serve(request, rows_from_v2, v2_response)
+        return unknown(request) or await serve(request, rows_from_v2, v2_response)
 
     async def live(_request: Request) -> Response:
         return _json({"live": True})
@@ -282,13 +360,11 @@ def build_app(settings: Settings) -> FastAPI:
         return _json({"ready": True})
 
     async def model_ready(request: Request) -> Response:
-        if request.path_params["name"] != settings.name:
-            return _error(404, f"unknown model {request.path_params['name']!r}")
-        return await ready(request)
+        return unknown(request) or await ready(request)
 
     async def model_metadata(request: Request) -> Response:
-        if request.path_params["name"] != settings.name:
-            return _error(404, f"unknown model {request.path_params['name']!r}")
+        if (refused := unknown(request)) is not None:
+            return refused
         if state.model is None:
             return not_ready()
         return _json(v2_metadata(state.model))
@@ -302,10 +378,13 @@ def build_app(settings: Settings) -> FastAPI:
         return Response(metrics.exposition(), media_type="text/plain; version=0.0.4")
 
     routes: list[tuple[str, Callable[[Request], Awaitable[Response]], list[str]]] = [
-        ("/predict", timed("predict", predict), ["POST"]),
-        ("/v2/models/{name}/infer", timed("v2_infer", v2_infer), ["POST"]),
+        ("/predict", predict, ["POST"]),
+        ("/v2/models/{name}/infer", v2_infer, ["POST"]),
+        ("/v2/models/{name}/versions/{version}/infer", v2_infer, ["POST"]),
         ("/v2/models/{name}/ready", model_ready, ["GET"]),
+        ("/v2/models/{name}/versions/{version}/ready", model_ready, ["GET"]),
         ("/v2/models/{name}", model_metadata, ["GET"]),
+        ("/v2/models/{name}/versions/{version}", model_metadata, ["GET"]),
         ("/v2/health/live", live, ["GET"]),
         ("/v2/health/ready", ready, ["GET"]),
         ("/v2", server_metadata, ["GET"]),
@@ -313,5 +392,6 @@ def build_app(settings: Settings) -> FastAPI:
     ]
     for path, handler, methods in routes:
         app.router.add_route(path, handler, methods=methods)
+    app.add_middleware(CountEveryResponse, errors=state.errors)
     app.state.runtime = state
     return app

@@ -17,6 +17,10 @@ import numpy as np
 INLINE_LIMIT_S = 0.005
 
 
+class WrongLength(Exception):
+    """The model answered a different number of rows than it was given: a batch cannot be split back."""
+
+
 class Batcher:
     def __init__(
         self,
@@ -58,6 +62,16 @@ class Batcher:
             count += len(rows)
         return taken
 
+    async def _call(self, rows: np.ndarray) -> np.ndarray:
+        """The model on `rows`, which must answer one output row per input row."""
+        out = await asyncio.to_thread(self.predict, rows) if self.slow else self.predict(rows)
+        if out.ndim == 0 or len(out) != len(rows):
+            raise WrongLength(
+                f"the model returned {'a scalar' if out.ndim == 0 else f'{len(out)} rows'} "
+                f"for {len(rows)} input rows"
+            )
+        return out
+
     async def _one_by_one(
         self, taken: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]], exc: Exception
     ) -> None:
@@ -71,11 +85,30 @@ class Batcher:
             if future.done():
                 continue
             try:
-                result = await asyncio.to_thread(self.predict, rows) if self.slow else self.predict(rows)
+                result = await self._call(rows)
             except Exception as own:
                 future.set_exception(own)
             else:
                 future.set_result(result)
+
+    async def _serve(self, taken: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]]) -> None:
+        batch = taken[0][0] if len(taken) == 1 else np.concatenate([r for r, _ in taken])
+        self.observe(len(batch))
+        failed: Exception | None = None
+        try:
+            started = time.perf_counter()
+            out = await self._call(batch)
+            self.slow = time.perf_counter() - started > INLINE_LIMIT_S
+        except Exception as exc:
+            failed = exc
+        if failed is not None:  # outside the handler: each request's own error stands alone
+            await self._one_by_one(taken, failed)
+            return
+        start = 0
+        for rows, future in taken:
+            if not future.done():
+                future.set_result(out[start : start + len(rows)])
+            start += len(rows)
 
     async def _run(self) -> None:
         while True:
@@ -87,25 +120,11 @@ class Batcher:
                 taken = self._take()
                 if not taken:
                     continue
-                batch = taken[0][0] if len(taken) == 1 else np.concatenate([r for r, _ in taken])
-                self.observe(len(batch))
-                failed: Exception | None = None
                 try:
-                    started = time.perf_counter()
-                    if self.slow:
-                        out = await asyncio.to_thread(self.predict, batch)
-                    else:
-                        out = self.predict(batch)
-                    self.slow = time.perf_counter() - started > INLINE_LIMIT_S
-                except Exception as exc:
-                    failed = exc
-                if failed is not None:  # outside the handler: each request's own error stands alone
-                    await self._one_by_one(taken, failed)
-                    continue
-                start = 0
-                for rows, future in taken:
-                    if not future.done():
-                        future.set_result(out[start : start + len(rows)])
-                    start += len(rows)
+                    await self._serve(taken)
+                except Exception as exc:  # the loop never dies: whatever went wrong goes to these requests
+                    for _rows, future in taken:
+                        if not future.done():
+                            future.set_exception(exc)
                 # Let the loop read the requests that came in while we predicted.
                 await asyncio.sleep(0)

@@ -68,6 +68,14 @@ class LoadedModel:
     predict_proba: Callable[[np.ndarray], np.ndarray] | None = None
     load_seconds: float = 0.0
     details: dict[str, Any] = field(default_factory=dict)
+    # NaN in the input stands for a missing value the model handles itself (scikit-learn's allow_nan tag).
+    allow_nan: bool = False
+    # What v2 model metadata says: the model's own input name where it has one, its output's datatype.
+    input_name: str = "input-0"
+    output_name: str = "predict"
+    output_datatype: str | None = None
+    output_shape: list[int] = field(default_factory=lambda: [-1])
+    version: str = "1"
 
     def check_rows(self, rows: np.ndarray) -> None:
         if rows.ndim != 2:
@@ -153,6 +161,44 @@ def _load_pickled(path: Path, fmt: str) -> Any:
         return pickle.load(handle)
 
 
+def _final_step(model: Any) -> Any:
+    steps = getattr(model, "steps", None)  # a Pipeline: its last step predicts
+    return steps[-1][1] if isinstance(steps, list) and steps and isinstance(steps[-1], tuple) else model
+
+
+def _computes_in_float32(model: Any) -> bool:
+    """Trees and forests compare features as float32: rows are cast (and refused when too large) before
+    the call, as scikit-learn would do inside it."""
+    if hasattr(model, "tree_"):
+        return True
+    estimators = getattr(model, "estimators_", None)
+    if estimators is None:
+        return False
+    try:
+        first = np.ravel(np.asarray(estimators, dtype=object))[0]
+    except (IndexError, ValueError):
+        return False
+    return hasattr(first, "tree_")
+
+
+def _allows_nan(model: Any) -> bool:
+    try:
+        from sklearn.utils import get_tags
+
+        return bool(get_tags(model).input_tags.allow_nan)
+    except Exception:  # not a scikit-learn estimator, or an older scikit-learn
+        return False
+
+
+def _sklearn_output(model: Any) -> str | None:
+    from hm_runtime.protocol import v2_type
+
+    classes = getattr(_final_step(model), "classes_", None)
+    if classes is not None:
+        return v2_type(np.asarray(classes))
+    return None
+
+
 def _from_estimator(name: str, fmt: str, model: Any) -> LoadedModel:
     if not hasattr(model, "predict"):
         raise ModelError(f"the object in the {fmt} file ({type(model).__name__}) has no predict method")
@@ -162,10 +208,26 @@ def _from_estimator(name: str, fmt: str, model: Any) -> LoadedModel:
         fmt,
         predict=lambda rows: np.asarray(model.predict(rows)),
         n_features=_features(model),
-        input_dtype="float64",
+        input_dtype="float32" if _computes_in_float32(model) else "float64",
         predict_proba=(lambda rows: np.asarray(proba(rows))) if callable(proba) else None,
         details={"class": f"{type(model).__module__}.{type(model).__name__}"},
+        allow_nan=_allows_nan(model),
+        output_datatype=_sklearn_output(model),
     )
+
+
+ONNX_TO_V2 = {
+    "float": "FP32",
+    "double": "FP64",
+    "float16": "FP16",
+    "int64": "INT64",
+    "int32": "INT32",
+    "int16": "INT16",
+    "int8": "INT8",
+    "uint8": "UINT8",
+    "bool": "BOOL",
+    "string": "BYTES",
+}
 
 
 def _load_onnx(name: str, path: Path) -> LoadedModel:
@@ -180,6 +242,7 @@ def _load_onnx(name: str, path: Path) -> LoadedModel:
     width = first.shape[1] if len(first.shape) == 2 and isinstance(first.shape[1], int) else None
     outputs = [o.name for o in session.get_outputs()]
     proba_name = next((o for o in outputs if "prob" in o.lower()), None)
+    out_type = session.get_outputs()[0].type  # e.g. tensor(int64), tensor(string)
 
     def predict(rows: np.ndarray) -> np.ndarray:
         return np.asarray(session.run([outputs[0]], {first.name: rows.astype(dtype, copy=False)})[0])
@@ -198,6 +261,10 @@ def _load_onnx(name: str, path: Path) -> LoadedModel:
         dtype,
         predict_proba=predict_proba if proba_name else None,
         details={"input": first.name, "outputs": outputs},
+        input_name=first.name,
+        output_name=outputs[0],
+        output_datatype=ONNX_TO_V2.get(out_type.removeprefix("tensor(").removesuffix(")")),
+        output_shape=[-1 if not isinstance(d, int) else d for d in session.get_outputs()[0].shape] or [-1],
     )
 
 
@@ -231,7 +298,9 @@ def _load_torch(name: str, path: Path) -> LoadedModel:
             out = module(torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32)))
         return np.asarray(out.detach().cpu().numpy())
 
-    return LoadedModel(name, "torch", predict, width, "float32", details={"kind": kind})
+    return LoadedModel(
+        name, "torch", predict, width, "float32", details={"kind": kind}, output_datatype="FP32"
+    )
 
 
 def _keras_backend() -> None:
@@ -260,6 +329,7 @@ def _load_keras(name: str, path: Path) -> LoadedModel:
         width,
         "float32",
         details={"backend": keras.backend.backend()},
+        output_datatype="FP32",
     )
 
 
@@ -285,7 +355,19 @@ def _load_mlflow(name: str, uri: str) -> LoadedModel:
         width,
         "float64",
         details={"uri": uri, "flavors": list(model.metadata.flavors)},
+        output_datatype=_mlflow_output(model.metadata.get_output_schema()),
     )
+
+
+def _mlflow_output(schema: Any) -> str | None:
+    """The v2 datatype of the model's first output, from its signature (None without one)."""
+    from hm_runtime.protocol import NUMPY_TO_V2
+
+    try:
+        first = schema.numpy_types()[0]
+    except Exception:  # no signature, or one numpy cannot describe
+        return None
+    return NUMPY_TO_V2.get(str(np.dtype(first)), "BYTES")
 
 
 def load(
@@ -303,6 +385,11 @@ def load(
         loaded = _load_mlflow(name, model)
     else:
         path = Path(model)
+        if path.is_dir():
+            raise ModelError(
+                f"{path} is a directory, not a model file: give the model file inside it, or an MLflow "
+                "model directory (one holding an MLmodel file)"
+            )
         if not path.is_file():
             raise ModelError(f"model file {path} does not exist")
         if kind in CODE_FORMATS:
@@ -313,11 +400,35 @@ def load(
     return loaded
 
 
+_EXPECTED = {
+    "sklearn": "a pickle written by pickle.dump (or joblib.dump) of a fitted estimator",
+    "joblib": "a file written by joblib.dump of a fitted estimator",
+    "onnx": "an ONNX model (a protobuf file, e.g. from skl2onnx or torch.onnx.export)",
+    "torch": "a TorchScript file (torch.jit.save) or a whole module saved with torch.save",
+    "keras": "a Keras model saved with model.save (.keras or .h5)",
+}
+
+
 def _load_file(name: str, kind: str, path: Path) -> LoadedModel:
-    if kind in ("sklearn", "joblib"):
-        return _from_estimator(name, kind, _load_pickled(path, kind))
-    if kind == "onnx":
-        return _load_onnx(name, path)
-    if kind == "torch":
-        return _load_torch(name, path)
-    return _load_keras(name, path)
+    try:
+        if kind in ("sklearn", "joblib"):
+            return _from_estimator(name, kind, _load_pickled(path, kind))
+        if kind == "onnx":
+            return _load_onnx(name, path)
+        if kind == "torch":
+            return _load_torch(name, path)
+        return _load_keras(name, path)
+    except ModelError:
+        raise
+    except ModuleNotFoundError as exc:
+        raise ModelError(
+            f"{path} needs the Python module {exc.name!r}, which this runtime does not have: install the "
+            "package that provides it next to the runtime (the chart's fastapi.requirements; the venv of "
+            "`helm-mlops runtime serve --python`)"
+        ) from exc
+    except Exception as exc:
+        detail = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+        raise ModelError(
+            f"{path} cannot be read as {kind} ({detail[:300]}); expected {_EXPECTED[kind]}. "
+            "The file may be truncated or in another format: give --format, or save the model again"
+        ) from exc
