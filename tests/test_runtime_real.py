@@ -16,8 +16,7 @@ import textwrap
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import joblib
@@ -28,7 +27,7 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 from tests.support.charts import REPO
-from tests.support.servers import free_port, http_json, mlflow_server, wait_http
+from tests.support.servers import free_port, http_json, mlflow_server, runtime_server
 
 pytestmark = pytest.mark.real
 EXE = str(Path(sys.executable).parent / "helm-mlops")
@@ -41,25 +40,10 @@ def iris() -> LogisticRegression:
     return LogisticRegression(max_iter=500).fit(X, Y)
 
 
-@contextmanager
 def serving(
     model: Path | str, *args: str, python: str | None = None, env: dict[str, str] | None = None
-) -> Iterator[str]:
-    port = free_port()
-    argv = [EXE, "runtime", "serve", "--model", str(model), "--port", str(port), "--name", "iris", *args]
-    if python:
-        argv += ["--python", python]
-    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"runtime-{port}.log"
-    proc = subprocess.Popen(
-        argv, stdout=log.open("wb"), stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(url + "/v2/health/ready", timeout=120, proc=proc, log=log)  # 503 until loaded
-        yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+) -> AbstractContextManager[str]:
+    return runtime_server(model, *args, python=python, env=env)
 
 
 def _assert_serves(url: str, expected: np.ndarray, rows: np.ndarray = ROWS, datatype: str = "FP64") -> None:

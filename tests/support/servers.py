@@ -266,3 +266,32 @@ def http_json(url: str, body: Any = None, raw: bytes | None = None, timeout: flo
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"{}")
+
+
+@contextlib.contextmanager
+def runtime_server(
+    model: Path | str,
+    *args: str,
+    name: str = "iris",
+    python: str | None = None,
+    env: dict[str, str] | None = None,
+    log: Path | None = None,
+) -> Iterator[str]:
+    """`helm-mlops runtime serve` on a free port, once ready (503 until the model is in); stopped with
+    SIGTERM as a pod is. The server's output goes to `log` (a temp file by default)."""
+    port = free_port()
+    exe = str(Path(sys.executable).parent / "helm-mlops")
+    argv = [exe, "runtime", "serve", "--model", str(model), "--port", str(port), "--name", name, *args]
+    if python:
+        argv += ["--python", python]
+    log = log or Path(os.environ.get("TMPDIR", "/tmp")) / f"runtime-{port}.log"
+    proc = subprocess.Popen(
+        argv, stdout=log.open("wb"), stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + "/v2/health/ready", timeout=120, proc=proc, log=log)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
