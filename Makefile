@@ -70,7 +70,7 @@ demo: setup cluster-tools ## The main job: generate the full-stack preset, lint 
 bench: setup system-deps cluster-tools ## Measure performance against peers (CLI, render, inference vs MLServer/KServe); writes docs/benchmarks.md
 	$(BIN)/python hack/bench.py
 
-soak: setup system-deps ## The inference runtime for 10 minutes at concurrency 32: zero errors, RSS growth under 10%
+soak: setup system-deps ## The inference runtime for 10 minutes at concurrency 32, one request in ten malformed: every one a 4xx, zero errors, RSS growth under 10%
 	$(BIN)/python hack/bench_inference.py --soak $${SOAK_SECONDS:-600}
 
 plugin-package: ## Package the helm plugin: dist/helm-mlops-plugin-VERSION.tgz (Helm 4) and dist/helm3/ (Helm 3, by URL); SIGN_KEY=gpg-key adds .prov files

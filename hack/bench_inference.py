@@ -107,6 +107,87 @@ def wrk(url: str, body: str, connections: int, seconds: int, workdir: Path) -> L
     return Load(rps, p50, p99, errors)
 
 
+def malformed_bodies() -> list[str]:
+    """What a soak mixes in, one request in ten: each must be refused with a 4xx, never a 5xx."""
+    row = [0.1 * i for i in range(FEATURES)]
+
+    def tensor(datatype: str, data: list[object], shape: list[int] | None = None) -> str:
+        shape = shape or [1, len(data)]
+        return json.dumps({"inputs": [{"name": "x", "shape": shape, "datatype": datatype, "data": data}]})
+
+    return [
+        tensor("FP64", [None, *row[1:]]),  # null
+        tensor("FP64", row[:-1]),  # one feature short
+        tensor("FP32", [1e300, *row[1:]]),  # too large for FP32
+        tensor("INT8", [1000] * FEATURES),  # outside INT8
+        tensor("BYTES", ["x"] * FEATURES),  # strings
+        tensor("FLOAT", row),  # not a v2 datatype
+        '{"inputs": [{"name": "x", "shape": [1, 20], "datatype": "FP64", "data": [0.1,',  # cut short
+        '{"inputs": "all of them"}',
+    ]
+
+
+MIXED_LUA = r"""
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args)
+  n, ok, refused, failed, other = 0, 0, 0, 0, 0
+  headers = {["Content-Type"] = "application/json"}
+end
+function request()
+  n = n + 1
+  local body = good
+  if n % 10 == 0 then body = bad[(n / 10) % #bad + 1] end
+  return wrk.format("POST", nil, headers, body)
+end
+function response(status, headers, body)
+  if status == 200 then ok = ok + 1
+  elseif status >= 400 and status < 500 then refused = refused + 1
+  elseif status >= 500 then failed = failed + 1
+  else other = other + 1 end
+end
+function done(summary, latency, requests)
+  for _, t in ipairs(threads) do
+    io.write(string.format("counts ok=%d refused=%d failed=%d other=%d\n",
+      t:get("ok"), t:get("refused"), t:get("failed"), t:get("other")))
+  end
+end
+"""
+
+
+def mixed_wrk(
+    url: str, good: str, bad: list[str], connections: int, seconds: int, workdir: Path
+) -> tuple[Load, dict[str, int]]:
+    """wrk with one request in ten malformed: the load, and the answers counted by kind (the 4xx are
+    the malformed ones being refused; 5xx or anything else is an error)."""
+    script = workdir / "mixed.lua"
+    lua_bad = "{" + ", ".join(json.dumps(b) for b in bad) + "}"
+    script.write_text(f"good = {json.dumps(good)}\nbad = {lua_bad}\n{MIXED_LUA}")
+    argv = [
+        "taskset",
+        "-c",
+        "1",
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+    ]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    counts = {k: int(v) for k, v in re.findall(r"(ok|refused|failed|other)=(\d+)", out)}
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    errors = counts.get("failed", 0) + counts.get("other", 0)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if socket_errors:
+        errors += sum(int(n) for n in socket_errors.groups())
+    return Load(rps, p50, p99, errors), counts
+
+
 def rss_mb(pid: int) -> float:
     """Resident memory of a process and its children (MLServer forks workers)."""
     total = 0
@@ -385,7 +466,8 @@ NOTES = [
     "  vectorised call (adaptive batching), so batches grow with load and latency does not.",
     "- MLServer runs with `parallel_workers: 0` (one process, as on one core) and its sklearn runtime;",
     "  KServe with one worker, request latency logging off, and the custom-model class its docs describe.",
-    "- `make soak` runs the runtime for 10 minutes at concurrency 32 and reports errors and RSS growth.",
+    "- `make soak` runs the runtime for 10 minutes at concurrency 32, one request in ten malformed, and",
+    "  reports errors and RSS growth.",
 ]
 
 
@@ -417,16 +499,22 @@ def soak(seconds: int) -> int:
             f"http://127.0.0.1:{port}/v2/health/ready",
             workdir,
         )
+        bad = malformed_bodies()
         with running(server, workdir / "soak.log") as (pid, _ready):
-            wrk(server.url, server.body, 32, 10, workdir)
+            mixed_wrk(server.url, server.body, bad, 32, 10, workdir)
             before = rss_mb(pid)
-            load = wrk(server.url, server.body, 32, seconds, workdir)
+            load, counts = mixed_wrk(server.url, server.body, bad, 32, seconds, workdir)
             after = rss_mb(pid)
     growth = (after - before) / before * 100
-    ok = load.errors == 0 and growth < 10
+    answered = sum(counts.values())
+    share = counts.get("refused", 0) / answered * 100 if answered else 0.0
+    # One request in ten is malformed: all of them, and none of the valid ones, must be refused.
+    ok = load.errors == 0 and growth < 10 and 9.5 <= share <= 10.5
     result = (
-        f"soak {seconds} s at concurrency 32: {load.rps:.0f} req/s, p99 {load.p99_ms:.1f} ms, "
-        f"{load.errors} errors, RSS {before:.0f} -> {after:.0f} MiB ({growth:+.1f}%)"
+        f"soak {seconds} s at concurrency 32, one request in ten malformed: {load.rps:.0f} req/s, "
+        f"p99 {load.p99_ms:.1f} ms, {counts.get('ok', 0)} answered 200, {counts.get('refused', 0)} "
+        f"refused with a 4xx ({share:.1f}%), {load.errors} errors (5xx, other codes, socket errors), "
+        f"RSS {before:.0f} -> {after:.0f} MiB ({growth:+.1f}%)"
     )
     print(result)
     record_soak(
@@ -444,8 +532,10 @@ def record_soak(line: str) -> None:
     text = doc.read_text() if doc.exists() else "# Benchmarks\n"
     head = text.split(SOAK_HEADING)[0].rstrip()
     intro = (
-        "The runtime under wrk at concurrency 32, 1-row v2 requests, server on CPU 0: "
-        "zero errors and RSS growth under 10% pass."
+        "The runtime under wrk at concurrency 32, 1-row v2 requests with one in ten malformed (null, "
+        "a feature short, FP32 overflow, INT8 out of range, BYTES, an unknown datatype, cut-short JSON, "
+        "no tensor list), server on CPU 0: every malformed request refused with a 4xx, zero errors (5xx, "
+        "other codes, socket errors) and RSS growth under 10% pass."
     )
     doc.write_text(f"{head}\n\n{SOAK_HEADING}\n\n{intro}\n\n{line}\n")
 
