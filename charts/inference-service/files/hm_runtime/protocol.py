@@ -8,6 +8,7 @@ one client's data can never fail another client's model call."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -222,7 +223,7 @@ def _binary_data(tensor: dict[str, Any], blob: bytes, datatype: str, shape: list
             "binary bytes after the JSON"
         )
     dtype = np.dtype(V2_TYPES[datatype]).newbyteorder("<")
-    expected = int(np.prod(shape)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize
     if size != expected:
         raise InputError(f"inputs[0] sends {size} binary bytes; shape {shape} of {datatype} needs {expected}")
     return np.frombuffer(blob[:size], dtype=dtype).astype(dtype.newbyteorder("="))
@@ -256,9 +257,9 @@ def rows_from_v2(payload: Any, model: LoadedModel, blob: bytes = b"") -> tuple[n
         rows = _binary_data(tensor, blob, datatype, shape)
     else:
         rows = _parse(tensor["data"], V2_TYPES[datatype], "inputs[0].data", datatype)
-    if rows.size != int(np.prod(shape)):
+    if rows.size != math.prod(shape):
         raise InputError(
-            f"inputs[0].data holds {rows.size} values but its shape {shape} needs {int(np.prod(shape))}"
+            f"inputs[0].data holds {rows.size} values but its shape {shape} needs {math.prod(shape)}"
         )
     rows = rows.reshape(shape)
     if rows.ndim == 1:
