@@ -6,6 +6,7 @@ where the PodSecurity admission enforces "restricted"."""
 from __future__ import annotations
 
 import base64
+import json
 import os
 import subprocess
 import sys
@@ -129,8 +130,8 @@ def test_upgrade_rolls_pods_and_keeps_generated_secrets(
             "auth.basic.defaultPermission=EDIT",
         ),
     )
-    history = cluster.helm(helm_name, "history", "up", "-n", namespace).stdout
-    assert "2 " in history and "deployed" in history.splitlines()[-1]
+    history = json.loads(cluster.helm(helm_name, "history", "up", "-n", namespace, "-o", "json").stdout)
+    assert [(r["revision"], r["status"]) for r in history] == [(1, "superseded"), (2, "deployed")]
     assert _secret(cluster, namespace, "up-mlflow") == before  # lookup kept every generated value
     pods_after = _server_pods(cluster, namespace, "up")
     assert pods_after and pods_after.isdisjoint(pods_before), "a config change must roll the server pods"
