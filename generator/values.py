@@ -1,5 +1,5 @@
-"""Chart values: deep merge, helm's own `--set` family of flags, the schema check, and the one rule for
-Kubernetes quantities. Pure functions: no helm, no cluster.
+"""Chart values: deep merge, helm's own `--set` family of flags, the schema check, the one rule for
+Kubernetes quantities, and the rules for release and namespace names. Pure functions: no helm, no cluster.
 
 `--set` follows helm's strvals rules (pkg/strvals), so a value means the same here as on helm's own
 command line: `a.b=c,d=e`; lists `{x,y}` and indexes `a[0]=x`, `a[0].b=x`; `\\` escapes `,` `.` `=` and
@@ -71,6 +71,38 @@ def parse_quantity(text: object, field: str) -> Decimal:
     if value <= 0:
         raise UserError(f"{text!r} must be greater than zero", field=field)
     return value
+
+
+# helm's rule for release names (DNS-1123 subdomain, at most 53 characters), Kubernetes' for namespaces.
+RELEASE_NAME = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+
+
+def check_release_name(release: str) -> None:
+    """helm's rule for release names, checked before helm sees one (a name like `-x` is a flag to it)."""
+    if not release:
+        why = "it is empty"
+    elif len(release) > 53:
+        why = f"it has {len(release)} characters, more than 53"
+    elif not re.fullmatch(RELEASE_NAME, release):
+        why = "it is not a DNS-1123 subdomain"
+    else:
+        return
+    raise UserError(
+        f"{release!r} is not a valid release name: {why}",
+        field="RELEASE",
+        hint="use at most 53 characters: lower-case letters, digits, '-' and '.', starting and ending "
+        "with a letter or digit (helm's rule: a DNS-1123 subdomain), e.g. my-release",
+    )
+
+
+def check_namespace(namespace: str) -> None:
+    if len(namespace) > 63 or not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", namespace):
+        raise UserError(
+            f"{namespace!r} is not a valid namespace name",
+            field="-n/--namespace",
+            hint="use at most 63 characters: lower-case letters, digits and '-', starting and ending with "
+            "a letter or digit",
+        )
 
 
 def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
