@@ -5,6 +5,7 @@ written to a directory or installed. Nothing is written or installed until every
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -17,7 +18,13 @@ from generator.components import JobSpec, job_values
 from generator.errors import UserError
 from generator.helm.adapter import Helm
 from generator.paths import chart_dir
-from generator.values import apply_sets, deep_merge, parse_quantity
+from generator.values import (
+    apply_sets,
+    check_cron,
+    deep_merge,
+    parse_quantity,
+    requests_above_limits,
+)
 
 CHART = "training-job"
 
@@ -99,14 +106,55 @@ def build_values(req: TrainRequest) -> dict[str, Any]:
     return deep_merge(values, req.extra)
 
 
-def check(values: dict[str, Any]) -> list[str]:
-    """Checks that name the option or value to change. Returns notes (e.g. the trial count)."""
-    notes: list[str] = []
+def check_quantities(values: dict[str, Any]) -> None:
+    """Resource quantities, named in Kubernetes' words (the schema would print its regex instead).
+    Safe for any value type: it runs before the schema."""
     resources = values.get("resources") or {}
     for section in ("requests", "limits"):
         entries = resources.get(section) if isinstance(resources, dict) else None
         for name, text in (entries if isinstance(entries, dict) else {}).items():
-            parse_quantity(text, f"resources.{section}.{name}")
+            if text is not None:  # null deletes a default (helm's rule)
+                parse_quantity(text, f"resources.{section}.{name}")
+
+
+def check(values: dict[str, Any], defaults: dict[str, Any] | None = None) -> list[str]:
+    """Checks that name the option or value to change, after the schema judged the types. `defaults`
+    (the chart's values.yaml) are what helm merges under `values`: a request is compared with the
+    limit the chart will render. Returns notes (e.g. the trial count)."""
+    notes: list[str] = []
+    merged = deep_merge(defaults or {}, values)
+    for name, request, limit in requests_above_limits(merged.get("resources")):
+        raise UserError(
+            f"the request {request} is above the limit {limit}: Kubernetes refuses such a pod",
+            field=f"resources.requests.{name}",
+            hint=f"request at most the limit: lower resources.requests.{name} or raise "
+            f"resources.limits.{name} (--cpu and --memory set both)",
+        )
+    image = merged.get("image") if isinstance(merged.get("image"), dict) else {}
+    for key in ("repository", "tag"):
+        text = image.get(key)
+        if not isinstance(text, str) or not text.strip():
+            raise UserError(
+                f"the image {key} is empty",
+                field=f"image.{key} (--image)",
+                hint="name the image with its tag, e.g. --image python:3.12-slim",
+            )
+    tag = image.get("tag")
+    if (
+        isinstance(tag, str)
+        and not tag.startswith("@")
+        and not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", tag)
+    ):
+        raise UserError(
+            f"{tag!r} is not an image tag (letters, digits, '_', '.' and '-', at most 128)",
+            field="image.tag (--image)",
+            hint="e.g. --image python:3.12-slim",
+        )
+    schedule = (
+        (merged.get("cronJob") or {}).get("schedule") if isinstance(merged.get("cronJob"), dict) else None
+    )
+    if schedule:
+        check_cron(schedule, "cronJob.schedule (--schedule)")
     gpus = _int(values, "gpu", "count", 0)
     dist = values.get("distributed")
     dist = dist if isinstance(dist, dict) else {}
@@ -149,9 +197,11 @@ def prepare(req: TrainRequest, helm: Helm) -> Prepared:
     from generator.values import check_values
 
     values = build_values(req)
-    notes = check(values)
+    check_quantities(values)
     chart = chart_dir(CHART, field="charts")
+    # The chart's schema judges every value's type before any Python check uses one.
     check_values(chart, values, "training-job values")
+    notes = check(values, yamlio.load_mapping(chart / "values.yaml"))
     resources = helm.template(chart, req.release, values, source="training-job values")
     return Prepared(values, resources, notes)
 

@@ -30,6 +30,7 @@ from generator.kube.status import (
     summarize_job,
 )
 from generator.training import rerun_nonce
+from tests.support.incli import run_cli
 
 EXE = str(Path(sys.executable).parent / "helm-mlops")
 
@@ -99,6 +100,90 @@ def test_bad_input_exits_2_names_the_field_and_writes_nothing(
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         p.name for p in tmp_path.iterdir() if not p.name.startswith(".helm-mlops-")
     )
+
+
+ROBUSTNESS = [
+    # Values of the wrong type: the schema names them before any Python check uses them.
+    (["--set", "gpu.count=two"], "gpu.count: 'two' is not of type 'integer'"),
+    (["--set", "gpu=5"], "gpu: 5 is not of type 'object'"),
+    (["--set", "resources=5"], "resources: 5 is not of type 'object'"),
+    (["--set", "resources.requests=5"], "resources.requests: 5 is not of type 'object'"),
+    (["--set", "distributed=true"], "distributed: True is not of type 'object'"),
+    (["--set", "sweep=1"], "sweep: 1 is not of type 'object'"),
+    (["--set", "distributed.nprocPerNode=x", "--gpus", "1"], "distributed.nprocPerNode: 'x' is not of type"),
+    (["--script", "{binary}"], "--script: {binary} is not UTF-8 text"),
+    (["-f", "{latin1}"], "--values: {latin1} is not UTF-8 text"),
+    (["-f", "{broken}"], "--values ({broken}): not valid YAML (line 2, column 2"),
+    (["--sweep", "{sweep_null}"], "`sweep` must be a mapping"),
+    (["--sweep", "{sweep_map}"], "sweep.parameters: {{'lr': 1}} is not of type 'array'"),
+    (["--sweep", "{sweep_many}"], "sweep.trials: 'many' is not of type 'integer'"),
+    (["--sweep", "{sweep_int}"], "sweep.parameters[0] (a): values[0] must be a whole number"),
+    # Requests above limits, compared as quantities (the chart's defaults: requests 1/2Gi, limits 2/4Gi).
+    (["--cpu", "1", "--set", "resources.requests.cpu=4"], "resources.requests.cpu: the request 4 is above"),
+    (["--set", "resources.requests.cpu=2100m"], "the request 2100m is above the limit 2"),
+    (
+        ["--memory", "1Gi", "--set", "resources.limits.memory=1000Mi"],
+        "the request 1Gi is above the limit 1000Mi",
+    ),
+    (["--schedule", "not a cron"], "cronJob.schedule (--schedule): 'not a cron' is not a cron schedule"),
+    (["--schedule", "99 99 * * *"], "minute: 99 is outside 0-59"),
+    (["--schedule", "0 3 * * 8"], "day of week: 8 is outside 0-6"),
+    (["--schedule", "@often"], "@often is not one of @yearly"),
+    (["--set", "image.tag="], "image.tag (--image): the image tag is empty"),
+    (["--image", "python:"], "image.tag (--image): the image tag is empty"),
+    (["--set-string", "image.tag=3 11"], "'3 11' is not an image tag"),
+    (["--script", "{tmp}"], "is a directory, not a file"),
+]
+
+
+@pytest.mark.parametrize(("args", "words"), ROBUSTNESS, ids=[w[:40] for _, w in ROBUSTNESS])
+def test_train_refuses_malformed_values_with_exit_2_before_writing(
+    args: list[str], words: str, tmp_path: Path, script: Path
+) -> None:
+    """Issue 15 (9, 13): each of these was a traceback (exit 1), a raw helm error (exit 3) or a
+    rendered job Kubernetes refuses. In-process (tests/support/incli.py) to keep it fast."""
+    files = {
+        "binary": ("train.bin.py", b"\x00\xff\xfe\x00"),
+        "latin1": ("latin1.yaml", "a: caf\xe9\n".encode("latin-1")),
+        "broken": ("broken.yaml", b"a: [1\nb: 2\n"),
+        "sweep_null": ("s1.yaml", b"sweep:\n"),
+        "sweep_map": ("s2.yaml", b"parameters: {lr: 1}\n"),
+        "sweep_many": (
+            "s3.yaml",
+            b"strategy: random\ntrials: many\nparameters: [{name: a, type: int, min: 1, max: 3}]\n",
+        ),
+        "sweep_int": ("s4.yaml", b"parameters: [{name: a, type: int, values: [x, y]}]\n"),
+    }
+    names = {"tmp": str(tmp_path)}
+    for key, (name, data) in files.items():
+        (tmp_path / name).write_bytes(data)
+        names[key] = name
+    before = sorted(p.name for p in tmp_path.iterdir())
+    argv = [a.format(**names) for a in args]
+    if "--script" not in argv:
+        argv = ["--script", str(script), *argv]
+    result = run_cli("train", "r1", *argv, "--render-to", "out", cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert words.format(**names) in result.stderr
+    assert "Traceback" not in result.stderr and "Error:" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written, no staging left
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--set", "resources.requests.cpu=500m", "--set", "resources.limits.cpu=1"],
+        ["--memory", "1Gi", "--set", "resources.limits.memory=1024Mi"],
+        ["--schedule", "*/15 0-6,22 1-31/2 jan-mar MON-fri"],
+        ["--schedule", "@hourly"],
+        ["--schedule", "0 3 ? * 0"],
+        ["--image", "registry.local:5000/team/train:1.0_rc-1"],
+    ],
+)
+def test_train_accepts_what_kubernetes_accepts(args: list[str], tmp_path: Path, script: Path) -> None:
+    result = run_cli("train", "r1", "--script", script, *args, "--render-to", "out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "values.yaml").is_file()
 
 
 def test_render_to_writes_values_and_every_manifest(tmp_path: Path, script: Path) -> None:
