@@ -501,8 +501,9 @@ def cross_checks(answers: Mapping[str, Any]) -> list[Problem]:
         if isinstance(content, str) and len(content.encode()) > SCRIPT_LIMIT:
             bad(
                 f"training.jobs[{i}].script",
-                f"{len(content.encode())} bytes: a script travels in a ConfigMap (at most about 1 MiB); "
-                "ship large code in your image (image + command) or on a volume",
+                f"{len(content.encode())} bytes: a script travels in a ConfigMap and the chart takes at "
+                f"most {SCRIPT_LIMIT:,} bytes; ship large code in your image (image + command) or on a "
+                "volume",
             )
     for i, svc in enumerate((answers.get("inference") or {}).get("services") or []):
         model = svc.get("model") or {}

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from generator import sweep, yamlio
+from generator.answers import SCRIPT_LIMIT
 from generator.components import JobSpec, job_values
 from generator.errors import UserError
 from generator.helm.adapter import Helm
@@ -27,6 +28,8 @@ from generator.values import (
 )
 
 CHART = "training-job"
+SCRIPT_TOO_BIG = f"a script travels in a ConfigMap and the chart takes at most {SCRIPT_LIMIT:,} bytes"
+SCRIPT_HINT = "ship large code in your image (--image with --command) or on a volume (--set-json volumes=...)"
 
 
 @dataclass
@@ -73,6 +76,12 @@ def spec_of(req: TrainRequest) -> JobSpec:
         schedule=req.schedule or None,
     )
     if req.script is not None:
+        if req.script.is_file() and req.script.stat().st_size > SCRIPT_LIMIT:  # not read into memory
+            raise UserError(
+                f"{req.script} is {req.script.stat().st_size:,} bytes: {SCRIPT_TOO_BIG}",
+                field="--script",
+                hint=SCRIPT_HINT,
+            )
         spec.script_content = yamlio.read_text(
             req.script, "--script", "pass the path of your training script"
         )
@@ -122,6 +131,13 @@ def check(values: dict[str, Any], defaults: dict[str, Any] | None = None) -> lis
     (the chart's values.yaml) are what helm merges under `values`: a request is compared with the
     limit the chart will render. Returns notes (e.g. the trial count)."""
     notes: list[str] = []
+    content = (values.get("script") or {}).get("content") if isinstance(values.get("script"), dict) else None
+    if isinstance(content, str) and len(content.encode()) > SCRIPT_LIMIT:
+        raise UserError(
+            f"the script is {len(content.encode()):,} bytes: {SCRIPT_TOO_BIG}",
+            field="script.content (--script)",
+            hint=SCRIPT_HINT,
+        )
     merged = deep_merge(defaults or {}, values)
     for name, request, limit in requests_above_limits(merged.get("resources")):
         raise UserError(

@@ -133,6 +133,12 @@ ROBUSTNESS = [
     (["--image", "python:"], "image.tag (--image): the image tag is empty"),
     (["--set-string", "image.tag=3 11"], "'3 11' is not an image tag"),
     (["--script", "{tmp}"], "is a directory, not a file"),
+    # The chart's limit (900,000 bytes), named as such: the message said 1 MiB.
+    (
+        ["--script", "{big}"],
+        "--script: big.py is 950,001 bytes: a script travels in a ConfigMap and the chart",
+    ),
+    (["--set-file", "script.content={big}"], "the script is 950,001 bytes"),
 ]
 
 
@@ -153,6 +159,7 @@ def test_train_refuses_malformed_values_with_exit_2_before_writing(
             b"strategy: random\ntrials: many\nparameters: [{name: a, type: int, min: 1, max: 3}]\n",
         ),
         "sweep_int": ("s4.yaml", b"parameters: [{name: a, type: int, values: [x, y]}]\n"),
+        "big": ("big.py", b"#" * 950_000 + b"\n"),
     }
     names = {"tmp": str(tmp_path)}
     for key, (name, data) in files.items():
