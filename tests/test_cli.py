@@ -147,3 +147,14 @@ def test_an_invalid_release_name_is_input_for_every_command(release: str, why: s
     # The check itself: helm's rule, 53 characters allowed.
     check_release_name("a" * 53)
     check_release_name("my.release-1")
+
+
+def test_messages_name_what_is_wrong(tmp_path: Path) -> None:
+    """Issue 15 (14): docs --check on a missing folder was a FileNotFoundError traceback; demo's old
+    --chart option (gone since demo generates presets) is a usage error, never a missing file."""
+    docs = run_cli("docs", "--check", str(tmp_path / "nonexistent"), cwd=tmp_path)
+    assert docs.returncode == 2 and "CHART_DIR:" in docs.stderr and "is not a chart" in docs.stderr
+    for chart in ("inference-service", "training-job", "bogus"):
+        demo = run_cli("demo", "--chart", chart, "--no-install", cwd=tmp_path)
+        assert demo.returncode == 2 and "No such option '--chart'" in demo.stderr
+    assert list(tmp_path.iterdir()) == []
