@@ -817,7 +817,7 @@ def sweep_plan(values_file: Path) -> None:
     """Every trial's parameters, by completion index, as the pods will get them.
 
     \b
-    The file holds a sweep (or values with a `sweep:` section):
+    The file holds a sweep (or values with a `sweep:` section), e.g.:
       strategy: grid            # grid: every combination; random: `trials` draws
       trials: 50                # random only
       seed: 7                   # random only
@@ -827,7 +827,30 @@ def sweep_plan(values_file: Path) -> None:
         - {name: depth, type: int, min: 2, max: 8, step: 2}
         - {name: optimizer, type: categorical, values: [adam, sgd]}
       objective: {metric: val_loss, goal: minimize}
-    At most 10,000 trials."""
+
+    \b
+    Keys:
+      strategy      grid (default) or random
+      trials        random: the number of trials (a whole number >= 1)
+      seed          random: a whole number; trial i's draw depends on (seed, i) only
+      parallelism   trials running at once
+      backoffLimitPerIndex, maxFailedIndexes: retries of a trial; failures that stop it
+      passAsArgs    also pass the parameters as script arguments (--name=value)
+      parameters    a list; each one a mapping with
+        name        a letter or _, then letters, digits, _ . - (env HPARAM_<NAME>)
+        type        int, float or categorical
+        values      a list (categorical: required; int: whole numbers; float: numbers)
+        min, max    int and float ranges (finite numbers, min <= max)
+        step        int range: a whole number >= 1 (default 1)
+        count       float grid: the number of points (a whole number >= 1)
+        scale       linear (default) or log (min > 0)
+      objective     {metric, goal: minimize|maximize}, for `sweep best`
+
+    \b
+    A float grid starts at min and ends at max exactly; the points between are
+    rounded to 12 significant digits and kept within [min, max]. Random floats
+    are drawn within [min, max]. At most 10,000 trials, counted before any
+    range is built."""
     from generator import sweep
     from generator.errors import UserError
     from generator.training import TrainRequest, build_values
