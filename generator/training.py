@@ -131,7 +131,7 @@ def check(values: dict[str, Any], defaults: dict[str, Any] | None = None) -> lis
     (the chart's values.yaml) are what helm merges under `values`: a request is compared with the
     limit the chart will render. Returns notes (e.g. the trial count)."""
     notes: list[str] = []
-    content = (values.get("script") or {}).get("content") if isinstance(values.get("script"), dict) else None
+    content = _section(values, "script").get("content")
     if isinstance(content, str) and len(content.encode()) > SCRIPT_LIMIT:
         raise UserError(
             f"the script is {len(content.encode()):,} bytes: {SCRIPT_TOO_BIG}",
@@ -146,7 +146,7 @@ def check(values: dict[str, Any], defaults: dict[str, Any] | None = None) -> lis
             hint=f"request at most the limit: lower resources.requests.{name} or raise "
             f"resources.limits.{name} (--cpu and --memory set both)",
         )
-    image = merged.get("image") if isinstance(merged.get("image"), dict) else {}
+    image = _section(merged, "image")
     for key in ("repository", "tag"):
         text = image.get(key)
         if not isinstance(text, str) or not text.strip():
@@ -166,9 +166,7 @@ def check(values: dict[str, Any], defaults: dict[str, Any] | None = None) -> lis
             field="image.tag (--image)",
             hint="e.g. --image python:3.12-slim",
         )
-    schedule = (
-        (merged.get("cronJob") or {}).get("schedule") if isinstance(merged.get("cronJob"), dict) else None
-    )
+    schedule = _section(merged, "cronJob").get("schedule")
     if schedule:
         check_cron(schedule, "cronJob.schedule (--schedule)")
     gpus = _int(values, "gpu", "count", 0)
@@ -186,6 +184,11 @@ def check(values: dict[str, Any], defaults: dict[str, Any] | None = None) -> lis
         count = sweep.trial_count(space, "sweep")
         notes.append(f"sweep: {count} trials ({space.get('strategy', 'grid')})")
     return notes
+
+
+def _section(values: dict[str, Any], key: str) -> dict[str, Any]:
+    node = values.get(key)
+    return node if isinstance(node, dict) else {}
 
 
 def _int(values: dict[str, Any], section: str, key: str, default: int) -> int:

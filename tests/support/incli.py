@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ class Result:
 def run_cli(*args: str | Path, cwd: Path | None = None) -> Result:
     out, err = io.StringIO(), io.StringIO()
     old = Path.cwd()
+    handler = signal.getsignal(signal.SIGTERM)  # main() turns SIGTERM into Ctrl-C: undone after
     code: int | str | None = 0
     try:
         if cwd is not None:
@@ -33,4 +35,5 @@ def run_cli(*args: str | Path, cwd: Path | None = None) -> Result:
                 code = exc.code
     finally:
         os.chdir(old)
+        signal.signal(signal.SIGTERM, handler)
     return Result(code if isinstance(code, int) else 1, out.getvalue(), err.getvalue())
