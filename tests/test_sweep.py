@@ -174,6 +174,14 @@ def test_the_readme_log_grid_is_round_and_ends_at_max() -> None:
     assert [t["m"] for t in sweep_space.plan({"parameters": [linear]})] == [0.1, 0.2, 0.3]
 
 
+def test_a_range_wider_than_a_float_does_not_overflow() -> None:
+    """-1e308..1e308: max - min is inf, so the sums gave inf (clamped to max) in the middle."""
+    p = {"name": "x", "type": "float", "min": -1e308, "max": 1e308}
+    assert [t["x"] for t in sweep_space.plan({"parameters": [{**p, "count": 3}]})] == [-1e308, 0.0, 1e308]
+    draws = [t["x"] for t in sweep_space.plan({"strategy": "random", "trials": 50, "parameters": [p]})]
+    assert all(-1e308 <= x <= 1e308 for x in draws) and len(set(draws)) == 50
+
+
 def test_a_huge_range_is_counted_before_anything_is_built() -> None:
     """A range of 10**18 values is refused from its size: no list is built (it would fill memory)."""
     import resource
@@ -226,6 +234,8 @@ MALFORMED = [
     ({"parameters": [{"type": "int", "min": 1, "max": 3}]}, "name must be a non-empty string"),
     ({"parameters": [{"name": "a", "type": "bool", "values": [1]}]}, "type must be int, float or"),
     ({"parameters": [{"name": "a", "type": "int", "min": "0", "max": 3}]}, "min must be a finite number"),
+    # An int range from 0.5 gave 0, below its min.
+    ({"parameters": [{"name": "a", "type": "int", "min": 0.5, "max": 3}]}, "min must be a whole number"),
     ({"parameters": [{"name": "a", "type": "float", "min": 0, "max": math.inf, "count": 2}]}, "max must be"),
     (
         {"parameters": [{"name": "a", "type": "float", "min": 1, "max": 2, "count": 2, "scale": "ln"}]},

@@ -94,6 +94,8 @@ def validate(spec: Any) -> None:
         for key in ("min", "max"):
             if key in p and not _finite(p[key]):
                 raise SweepError(f"{where}: {key} must be a finite number, got {p[key]!r}")
+            if key in p and kind == "int" and not float(p[key]).is_integer():
+                raise SweepError(f"{where}: {key} must be a whole number (type int), got {p[key]!r}")
         for key in ("step", "count"):
             if key in p and p[key] is not None and (not _whole(p[key]) or p[key] < 1):
                 raise SweepError(f"{where}: {key} must be a whole number >= 1, got {p[key]!r}")
@@ -158,8 +160,10 @@ def grid_values(p: dict[str, Any], i: int = 0) -> list[Any]:
                 raise SweepError(f"{where}: scale=log needs min > 0")
             a, b = math.log(lo), math.log(hi)
             points = [math.exp(a + (b - a) * k / (count - 1)) for k in range(count)]
-        else:
+        elif math.isfinite(hi - lo):
             points = [lo + (hi - lo) * k / (count - 1) for k in range(count)]
+        else:  # hi - lo overflows (-1e308..1e308): weigh the ends instead
+            points = [lo * (1 - k / (count - 1)) + hi * (k / (count - 1)) for k in range(count)]
         return _tidy(points, lo, hi)
     raise SweepError(f"{where}: type must be int, float or categorical, got {kind!r}")
 
@@ -231,6 +235,9 @@ def _draw(rng: random.Random, p: dict[str, Any]) -> Any:
         return int(lo) + step * rng.randrange((int(hi) - int(lo)) // step + 1)
     if log:
         return min(hi, max(lo, math.exp(rng.uniform(math.log(lo), math.log(hi)))))
+    if not math.isfinite(hi - lo):  # uniform() would overflow to inf: weigh the ends instead
+        share = rng.random()
+        return min(hi, max(lo, lo * (1 - share) + hi * share))
     return min(hi, max(lo, rng.uniform(lo, hi)))
 
 
