@@ -840,7 +840,7 @@ def sweep_plan(values_file: Path) -> None:
         name        a letter or _, then letters, digits, _ . - (env HPARAM_<NAME>)
         type        int, float or categorical
         values      a list (categorical: required; int: whole numbers; float: numbers)
-        min, max    int and float ranges (finite numbers, min <= max)
+        min, max    a range: finite numbers (whole for int), min <= max
         step        int range: a whole number >= 1 (default 1)
         count       float grid: the number of points (a whole number >= 1)
         scale       linear (default) or log (min > 0)
