@@ -15,7 +15,7 @@ from typing import Any
 from generator import yamlio
 from generator.answers_schema import API_VERSION, FORMATS, KIND, SCHEMA
 from generator.errors import UserError
-from generator.values import apply_sets, deep_merge, parse_quantity
+from generator.values import apply_sets, cron_problem, deep_merge, parse_quantity
 
 INLINE_LIMIT = 1_000_000  # base64 characters: what the inference chart's ConfigMap holds
 SCRIPT_LIMIT = 900_000  # bytes: the training-job chart's limit for a script in its ConfigMap
@@ -38,7 +38,6 @@ YAML_NON_STRING = re.compile(
     r"^([0-9]+(e-?[0-9]+)?|0x[0-9a-f]+|0o[0-7]+|0b[01]+|y|n|yes|no|on|off|true|false|null)$", re.IGNORECASE
 )
 JOB_MOUNTS = {"/tmp", "/workspace", "/dev/shm"}  # the training-job chart's own mounts (+ /opt/helm-mlops/...)
-CRON = re.compile(r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$")
 
 
 def defaults(mlflow_version: str) -> dict[str, Any]:
@@ -502,8 +501,9 @@ def cross_checks(answers: Mapping[str, Any]) -> list[Problem]:
         if isinstance(content, str) and len(content.encode()) > SCRIPT_LIMIT:
             bad(
                 f"training.jobs[{i}].script",
-                f"{len(content.encode())} bytes: a script travels in a ConfigMap (at most about 1 MiB); "
-                "ship large code in your image (image + command) or on a volume",
+                f"{len(content.encode())} bytes: a script travels in a ConfigMap and the chart takes at "
+                f"most {SCRIPT_LIMIT:,} bytes; ship large code in your image (image + command) or on a "
+                "volume",
             )
     for i, svc in enumerate((answers.get("inference") or {}).get("services") or []):
         model = svc.get("model") or {}
@@ -546,10 +546,11 @@ def cross_checks(answers: Mapping[str, Any]) -> list[Problem]:
             bad(f"{at}.procsPerNode", f"{procs} processes per pod but only {gpus} GPU(s): use at most {gpus}")
         if distributed and job.get("schedule"):
             bad(f"{at}.schedule", "a distributed job cannot be scheduled (CronJob); drop one of them")
-        if job.get("schedule") and not CRON.match(str(job["schedule"]).strip()):
+        cron = cron_problem(str(job["schedule"])) if job.get("schedule") else None
+        if cron:
             bad(
                 f"{at}.schedule",
-                f"{job['schedule']!s} is not a cron schedule (five fields, e.g. '0 3 * * *')",
+                f"{job['schedule']!s} is not a cron schedule ({cron}; five fields, e.g. '0 3 * * *')",
             )
         space = job.get("sweep")
         if space:

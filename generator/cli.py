@@ -79,6 +79,15 @@ def _set_options(func: F) -> F:
     return func
 
 
+def _release_name(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """RELEASE is input: helm's rule is checked as the argument is parsed, before anything runs."""
+    from generator.values import check_release_name
+
+    if value is not None:
+        check_release_name(value)
+    return value
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="helm-mlops")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
@@ -201,7 +210,7 @@ KUBE_CONTEXT_OPTION = click.option(
 
 
 @cli.command(context_settings={"ignore_unknown_options": False})
-@click.argument("release")
+@click.argument("release", callback=_release_name)
 @click.option("--script", type=click.Path(path_type=Path), help="Training script (.py) to ship and run.")
 @click.option(
     "--command", "command", multiple=True, help="Run this from your image instead (repeat per argv item)."
@@ -366,7 +375,7 @@ def _connect(
 
 
 @cli.command()
-@click.argument("release")
+@click.argument("release", callback=_release_name)
 @click.argument("component")
 @click.option("-f", "--follow", is_flag=True, help="Keep streaming, including pods that start later.")
 @click.option(
@@ -397,7 +406,7 @@ def logs(
 
 
 @cli.command()
-@click.argument("release")
+@click.argument("release", callback=_release_name)
 @_cluster_options
 @click.option(
     "-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True
@@ -511,7 +520,7 @@ def _install(
 
 
 INSTALL_OPTIONS = [
-    click.argument("release"),
+    click.argument("release", callback=_release_name),
     click.argument("stack_dir", required=False, type=click.Path(file_okay=False, path_type=Path)),
     click.option("--preset", help="Install a preset (see `helm-mlops presets`); the stack is named RELEASE."),
     click.option("--answers", "answers_file", help="Install from an answers file (- for standard input)."),
@@ -585,7 +594,7 @@ upgrade_cmd = _release_command(
 
 
 @cli.command()
-@click.argument("release")
+@click.argument("release", callback=_release_name)
 @click.argument("revision", required=False, type=click.IntRange(min=1))
 @click.option("--timeout", default="10m", show_default=True, help="How long helm waits.")
 @_cluster_options
@@ -606,7 +615,7 @@ def rollback(
 
 
 @cli.command()
-@click.argument("release")
+@click.argument("release", callback=_release_name)
 @click.option(
     "--delete-data", is_flag=True, help="Also delete what is kept on purpose (volumes, credentials)."
 )
@@ -668,7 +677,7 @@ def list_cmd(
 
 
 @cli.command()
-@click.argument("release")
+@click.argument("release", callback=_release_name)
 @OUTPUT_OPTION
 @_cluster_options
 def history(
@@ -687,7 +696,7 @@ def history(
 
 
 @cli.command("test")
-@click.argument("release")
+@click.argument("release", callback=_release_name)
 @click.option("--timeout", default="5m", show_default=True, help="How long the tests may take.")
 @_cluster_options
 def test_cmd(
@@ -706,7 +715,7 @@ def test_cmd(
 
 
 @cli.command()
-@click.argument("release")
+@click.argument("release", callback=_release_name)
 @click.argument("component", required=False)
 @_cluster_options
 def restart(
@@ -726,7 +735,7 @@ def restart(
 
 
 @cli.command()
-@click.argument("release")
+@click.argument("release", callback=_release_name)
 @click.option(
     "--port",
     type=click.IntRange(0, 65535),
@@ -760,7 +769,7 @@ def ui(
 
 
 @cli.command()
-@click.argument("release")
+@click.argument("release", callback=_release_name)
 @click.argument("service")
 @click.option(
     "--data",
@@ -808,7 +817,7 @@ def sweep_plan(values_file: Path) -> None:
     """Every trial's parameters, by completion index, as the pods will get them.
 
     \b
-    The file holds a sweep (or values with a `sweep:` section):
+    The file holds a sweep (or values with a `sweep:` section), e.g.:
       strategy: grid            # grid: every combination; random: `trials` draws
       trials: 50                # random only
       seed: 7                   # random only
@@ -818,7 +827,30 @@ def sweep_plan(values_file: Path) -> None:
         - {name: depth, type: int, min: 2, max: 8, step: 2}
         - {name: optimizer, type: categorical, values: [adam, sgd]}
       objective: {metric: val_loss, goal: minimize}
-    At most 10,000 trials."""
+
+    \b
+    Keys:
+      strategy      grid (default) or random
+      trials        random: the number of trials (a whole number >= 1)
+      seed          random: a whole number; trial i's draw depends on (seed, i) only
+      parallelism   trials running at once
+      backoffLimitPerIndex, maxFailedIndexes: retries of a trial; failures that stop it
+      passAsArgs    also pass the parameters as script arguments (--name=value)
+      parameters    a list; each one a mapping with
+        name        a letter or _, then letters, digits, _ . - (env HPARAM_<NAME>)
+        type        int, float or categorical
+        values      a list (categorical: required; int: whole numbers; float: numbers)
+        min, max    a range: finite numbers (whole for int), min <= max
+        step        int range: a whole number >= 1 (default 1)
+        count       float grid: the number of points (a whole number >= 1)
+        scale       linear (default) or log (min > 0)
+      objective     {metric, goal: minimize|maximize}, for `sweep best`
+
+    \b
+    A float grid starts at min and ends at max exactly; the points between are
+    rounded to 12 significant digits and kept within [min, max]. Random floats
+    are drawn within [min, max]. At most 10,000 trials, counted before any
+    range is built."""
     from generator import sweep
     from generator.errors import UserError
     from generator.training import TrainRequest, build_values
@@ -1034,7 +1066,7 @@ def generate(
 
 @cli.command("template")
 @click.argument("stack_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--release", help="Release name (default: the stack's name).")
+@click.option("--release", callback=_release_name, help="Release name (default: the stack's name).")
 @click.option("--helm", "helm_bin", envvar="HELM_MLOPS_HELM", help="helm binary.")
 @click.option("-n", "--namespace", envvar="HELM_NAMESPACE", help="Namespace (default: the stack's).")
 def template_cmd(stack_dir: Path, release: str | None, helm_bin: str | None, namespace: str | None) -> None:

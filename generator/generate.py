@@ -130,8 +130,9 @@ def resolve_files(data: Mapping[str, Any], base_dir: Path) -> dict[str, Any]:
                 problems.append(
                     answers.Problem(
                         f"training.jobs[{i}].script.file",
-                        f"{path} is {path.stat().st_size} bytes: a script travels in a ConfigMap (at most "
-                        "about 1 MiB); ship large code in your image (image + command) or on a volume",
+                        f"{path} is {path.stat().st_size} bytes: a script travels in a ConfigMap and the "
+                        f"chart takes at most {answers.SCRIPT_LIMIT:,} bytes; ship large code in your image "
+                        "(image + command) or on a volume",
                     )
                 )
                 continue

@@ -24,6 +24,7 @@ from generator.helm.binary import find_helm
 from generator.kube.client import Kube
 from generator.kube.target import Target, resolve
 from generator.paths import command_name
+from generator.values import check_namespace, check_release_name
 
 VERSIONED = ("mlflow", "mlserver")  # projects whose version --version moves
 
@@ -89,34 +90,6 @@ def context_namespace(target: Target) -> str | None:
 
 
 # Releases ------------------------------------------------------------------------------------------
-
-
-RELEASE_NAME = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
-
-
-def check_release_name(release: str) -> None:
-    """helm's rule for release names, checked before helm sees one (a name like `-x` is a flag to it)."""
-    import re
-
-    if len(release) > 53 or not re.fullmatch(RELEASE_NAME, release):
-        raise UserError(
-            f"{release!r} is not a valid release name",
-            field="RELEASE",
-            hint="use at most 53 characters: lower-case letters, digits, '-' and '.', starting and ending "
-            "with a letter or digit (helm's rule)",
-        )
-
-
-def check_namespace(namespace: str) -> None:
-    import re
-
-    if len(namespace) > 63 or not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", namespace):
-        raise UserError(
-            f"{namespace!r} is not a valid namespace name",
-            field="-n/--namespace",
-            hint="use at most 63 characters: lower-case letters, digits and '-', starting and ending with "
-            "a letter or digit",
-        )
 
 
 def history(c: Cluster, release: str) -> list[Revision]:

@@ -28,7 +28,8 @@ def _module() -> ModuleType:
 
 FORMAT_HINT = (
     "a sweep is {strategy: grid|random, trials: N (random), seed: N, parameters: [{name, type: "
-    "int|float|categorical, values: [...] | min, max, step (int) | count (float grid), scale: log}]}"
+    "int|float|categorical, values: [...] | min, max, step (int) | count (float grid), scale: log}]}; "
+    "`helm-mlops sweep plan --help` describes every key"
 )
 
 
@@ -51,9 +52,7 @@ def trial_count(spec: dict[str, Any], source: str = "sweep") -> int:
 
 def plan(spec: dict[str, Any], source: str = "sweep") -> list[dict[str, Any]]:
     """Every trial's parameters, by completion index."""
-    mod = _module()
-    count = trial_count(spec, source)
-    return [dict(_guarded(source, mod.trial_params, spec, i)) for i in range(count)]
+    return [dict(t) for t in _guarded(source, _module().all_trials, spec)]
 
 
 def env_name(name: str) -> str:

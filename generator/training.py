@@ -5,6 +5,7 @@ written to a directory or installed. Nothing is written or installed until every
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -13,13 +14,22 @@ from pathlib import Path
 from typing import Any
 
 from generator import sweep, yamlio
+from generator.answers import SCRIPT_LIMIT
 from generator.components import JobSpec, job_values
 from generator.errors import UserError
 from generator.helm.adapter import Helm
 from generator.paths import chart_dir
-from generator.values import apply_sets, deep_merge, parse_quantity
+from generator.values import (
+    apply_sets,
+    check_cron,
+    deep_merge,
+    parse_quantity,
+    requests_above_limits,
+)
 
 CHART = "training-job"
+SCRIPT_TOO_BIG = f"a script travels in a ConfigMap and the chart takes at most {SCRIPT_LIMIT:,} bytes"
+SCRIPT_HINT = "ship large code in your image (--image with --command) or on a volume (--set-json volumes=...)"
 
 
 @dataclass
@@ -66,6 +76,12 @@ def spec_of(req: TrainRequest) -> JobSpec:
         schedule=req.schedule or None,
     )
     if req.script is not None:
+        if req.script.is_file() and req.script.stat().st_size > SCRIPT_LIMIT:  # not read into memory
+            raise UserError(
+                f"{req.script} is {req.script.stat().st_size:,} bytes: {SCRIPT_TOO_BIG}",
+                field="--script",
+                hint=SCRIPT_HINT,
+            )
         spec.script_content = yamlio.read_text(
             req.script, "--script", "pass the path of your training script"
         )
@@ -99,14 +115,60 @@ def build_values(req: TrainRequest) -> dict[str, Any]:
     return deep_merge(values, req.extra)
 
 
-def check(values: dict[str, Any]) -> list[str]:
-    """Checks that name the option or value to change. Returns notes (e.g. the trial count)."""
-    notes: list[str] = []
+def check_quantities(values: dict[str, Any]) -> None:
+    """Resource quantities, named in Kubernetes' words (the schema would print its regex instead).
+    Safe for any value type: it runs before the schema."""
     resources = values.get("resources") or {}
     for section in ("requests", "limits"):
         entries = resources.get(section) if isinstance(resources, dict) else None
         for name, text in (entries if isinstance(entries, dict) else {}).items():
-            parse_quantity(text, f"resources.{section}.{name}")
+            if text is not None:  # null deletes a default (helm's rule)
+                parse_quantity(text, f"resources.{section}.{name}")
+
+
+def check(values: dict[str, Any], defaults: dict[str, Any] | None = None) -> list[str]:
+    """Checks that name the option or value to change, after the schema judged the types. `defaults`
+    (the chart's values.yaml) are what helm merges under `values`: a request is compared with the
+    limit the chart will render. Returns notes (e.g. the trial count)."""
+    notes: list[str] = []
+    content = _section(values, "script").get("content")
+    if isinstance(content, str) and len(content.encode()) > SCRIPT_LIMIT:
+        raise UserError(
+            f"the script is {len(content.encode()):,} bytes: {SCRIPT_TOO_BIG}",
+            field="script.content (--script)",
+            hint=SCRIPT_HINT,
+        )
+    merged = deep_merge(defaults or {}, values)
+    for name, request, limit in requests_above_limits(merged.get("resources")):
+        raise UserError(
+            f"the request {request} is above the limit {limit}: Kubernetes refuses such a pod",
+            field=f"resources.requests.{name}",
+            hint=f"request at most the limit: lower resources.requests.{name} or raise "
+            f"resources.limits.{name} (--cpu and --memory set both)",
+        )
+    image = _section(merged, "image")
+    for key in ("repository", "tag"):
+        text = image.get(key)
+        if not isinstance(text, str) or not text.strip():
+            raise UserError(
+                f"the image {key} is empty",
+                field=f"image.{key} (--image)",
+                hint="name the image with its tag, e.g. --image python:3.12-slim",
+            )
+    tag = image.get("tag")
+    if (
+        isinstance(tag, str)
+        and not tag.startswith("@")
+        and not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", tag)
+    ):
+        raise UserError(
+            f"{tag!r} is not an image tag (letters, digits, '_', '.' and '-', at most 128)",
+            field="image.tag (--image)",
+            hint="e.g. --image python:3.12-slim",
+        )
+    schedule = _section(merged, "cronJob").get("schedule")
+    if schedule:
+        check_cron(schedule, "cronJob.schedule (--schedule)")
     gpus = _int(values, "gpu", "count", 0)
     dist = values.get("distributed")
     dist = dist if isinstance(dist, dict) else {}
@@ -122,6 +184,11 @@ def check(values: dict[str, Any]) -> list[str]:
         count = sweep.trial_count(space, "sweep")
         notes.append(f"sweep: {count} trials ({space.get('strategy', 'grid')})")
     return notes
+
+
+def _section(values: dict[str, Any], key: str) -> dict[str, Any]:
+    node = values.get(key)
+    return node if isinstance(node, dict) else {}
 
 
 def _int(values: dict[str, Any], section: str, key: str, default: int) -> int:
@@ -149,9 +216,11 @@ def prepare(req: TrainRequest, helm: Helm) -> Prepared:
     from generator.values import check_values
 
     values = build_values(req)
-    notes = check(values)
+    check_quantities(values)
     chart = chart_dir(CHART, field="charts")
+    # The chart's schema judges every value's type before any Python check uses one.
     check_values(chart, values, "training-job values")
+    notes = check(values, yamlio.load_mapping(chart / "values.yaml"))
     resources = helm.template(chart, req.release, values, source="training-job values")
     return Prepared(values, resources, notes)
 

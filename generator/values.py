@@ -1,5 +1,5 @@
-"""Chart values: deep merge, helm's own `--set` family of flags, the schema check, and the one rule for
-Kubernetes quantities. Pure functions: no helm, no cluster.
+"""Chart values: deep merge, helm's own `--set` family of flags, the schema check, the one rule for
+Kubernetes quantities, and the rules for release and namespace names. Pure functions: no helm, no cluster.
 
 `--set` follows helm's strvals rules (pkg/strvals), so a value means the same here as on helm's own
 command line: `a.b=c,d=e`; lists `{x,y}` and indexes `a[0]=x`, `a[0].b=x`; `\\` escapes `,` `.` `=` and
@@ -71,6 +71,143 @@ def parse_quantity(text: object, field: str) -> Decimal:
     if value <= 0:
         raise UserError(f"{text!r} must be greater than zero", field=field)
     return value
+
+
+def requests_above_limits(resources: object) -> list[tuple[str, str, str]]:
+    """(name, request, limit) of each resource whose request exceeds its limit, compared as quantities
+    (500m < 1, 1Gi > 1000Mi), as the API server refuses them. Malformed quantities are left to
+    parse_quantity's callers."""
+    if not isinstance(resources, dict):
+        return []
+    requests, limits = resources.get("requests"), resources.get("limits")
+    if not isinstance(requests, dict) or not isinstance(limits, dict):
+        return []
+    out = []
+    for name, request in requests.items():
+        limit = limits.get(name)
+        if request is None or limit is None or not is_quantity(request) or not is_quantity(limit):
+            continue
+        try:
+            if parse_quantity(request, name) > parse_quantity(limit, name):
+                out.append((str(name), str(request), str(limit)))
+        except UserError:  # zero or negative: named by the caller's own check
+            continue
+    return out
+
+
+# What Kubernetes' CronJob accepts (robfig/cron's standard parser): five fields or a macro.
+CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_CRON_FIELDS = (
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day of month", 1, 31, ()),
+    ("month", 1, 12, _MONTHS),
+    ("day of week", 0, 6, _DAYS),
+)
+_GO_DURATION = re.compile(r"([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|ms|s|m|h)")
+
+
+def _cron_value(text: str, low: int, names: tuple[str, ...]) -> int:
+    if text.isdigit():
+        return int(text)
+    if text.lower() in names:
+        return names.index(text.lower()) + low
+    raise ValueError(
+        f"{text!r} is not a number" + (f" or a name ({names[0]}...{names[-1]})" if names else "")
+    )
+
+
+def _cron_field(text: str, name: str, low: int, high: int, names: tuple[str, ...]) -> None:
+    for part in text.split(","):
+        span, slash, step = part.partition("/")
+        if slash and (not step.isdigit() or int(step) == 0):
+            raise ValueError(f"{name}: step {step!r} must be a whole number > 0")
+        if span in ("*", "?"):
+            continue
+        first, dash, last = span.partition("-")
+        start = _cron_value(first, low, names)
+        end = _cron_value(last, low, names) if dash else (high if slash else start)
+        for value in (start, end):
+            if not low <= value <= high:
+                raise ValueError(f"{name}: {value} is outside {low}-{high}")
+        if start > end:
+            raise ValueError(f"{name}: the range {span} runs backwards")
+
+
+def cron_problem(schedule: str) -> str | None:
+    """Why Kubernetes would refuse `schedule` as a CronJob's schedule, or None: five fields (minute
+    hour day-of-month month day-of-week: numbers, names, *, ?, lists, ranges, steps), or a macro
+    (@hourly, @daily, ...; @every DURATION)."""
+    text = schedule.strip()
+    if not text:
+        return "it is empty"
+    if text.startswith(("TZ=", "CRON_TZ=")):
+        return "Kubernetes refuses a time zone inside the schedule; set cronJob.timeZone instead"
+    if text.startswith("@"):
+        if text in CRON_MACROS:
+            return None
+        every = text.removeprefix("@every").strip()
+        if (
+            text.startswith("@every ")
+            and every != "0"
+            and re.fullmatch(f"(?:{_GO_DURATION.pattern})+", every)
+        ):
+            return None
+        return f"{text.split()[0]} is not one of {', '.join(CRON_MACROS)} or @every DURATION"
+    fields = text.split()
+    if len(fields) != 5:
+        return f"it has {len(fields)} field(s), not 5 (minute hour day-of-month month day-of-week)"
+    for field_text, (name, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
+        try:
+            _cron_field(field_text, name, low, high, names)
+        except ValueError as exc:
+            return str(exc)
+    return None
+
+
+def check_cron(schedule: object, field: str) -> None:
+    problem = cron_problem(schedule) if isinstance(schedule, str) else f"{schedule!r} is not text"
+    if problem:
+        raise UserError(
+            f"{schedule!r} is not a cron schedule: {problem}",
+            field=field,
+            hint="five fields, minute hour day-of-month month day-of-week, e.g. '0 3 * * *' (03:00 daily) "
+            "or '*/15 * * * 1-5'; or @hourly, @daily, @weekly, @monthly, @yearly",
+        )
+
+
+# helm's rule for release names (DNS-1123 subdomain, at most 53 characters), Kubernetes' for namespaces.
+RELEASE_NAME = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+
+
+def check_release_name(release: str) -> None:
+    """helm's rule for release names, checked before helm sees one (a name like `-x` is a flag to it)."""
+    if not release:
+        why = "it is empty"
+    elif len(release) > 53:
+        why = f"it has {len(release)} characters, more than 53"
+    elif not re.fullmatch(RELEASE_NAME, release):
+        why = "it is not a DNS-1123 subdomain"
+    else:
+        return
+    raise UserError(
+        f"{release!r} is not a valid release name: {why}",
+        field="RELEASE",
+        hint="use at most 53 characters: lower-case letters, digits, '-' and '.', starting and ending "
+        "with a letter or digit (helm's rule: a DNS-1123 subdomain), e.g. my-release",
+    )
+
+
+def check_namespace(namespace: str) -> None:
+    if len(namespace) > 63 or not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", namespace):
+        raise UserError(
+            f"{namespace!r} is not a valid namespace name",
+            field="-n/--namespace",
+            hint="use at most 63 characters: lower-case letters, digits and '-', starting and ending with "
+            "a letter or digit",
+        )
 
 
 def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

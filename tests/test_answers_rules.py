@@ -299,3 +299,6 @@ def test_names_start_with_a_letter_as_service_names_must() -> None:
 def test_a_script_too_big_for_its_configmap_is_refused() -> None:
     found = problems(stack(training={"jobs": [job(script={"content": "#" * 950_000})]}))
     assert "ConfigMap" in found["training.jobs[0].script"]
+    # The chart's limit, not a ConfigMap's 1 MiB (which the message used to give).
+    assert "at most 900,000 bytes" in found["training.jobs[0].script"]
+    assert not problems(stack(training={"jobs": [job(script={"content": "#" * 900_000})]}))

@@ -8,7 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from generator.values import check_release_name
 from tests.support.charts import CHARTS, REPO
+from tests.support.incli import run_cli
 
 
 def run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
@@ -104,3 +108,53 @@ def test_missing_kubeconfig_is_a_user_error(tmp_path: Path) -> None:
     explicit = run("demo", "-o", str(out), "--kubeconfig", str(tmp_path / "nope"))
     assert explicit.returncode == 2 and "--kubeconfig" in explicit.stderr
     assert not out.exists()  # the cluster is checked before anything is written
+
+
+BAD_RELEASES = [
+    ("MyRelease", "DNS-1123"),
+    ("my_release", "DNS-1123"),
+    ("a" * 54, "54 characters"),
+    ("", "empty"),
+]
+RELEASE_COMMANDS = [
+    ["train", "{r}", "--script", "missing.py"],
+    ["install", "{r}", "--preset", "quickstart"],
+    ["upgrade", "{r}", "--preset", "quickstart"],
+    ["status", "{r}"],
+    ["logs", "{r}", "training-job"],
+    ["rollback", "{r}"],
+    ["uninstall", "{r}"],
+    ["history", "{r}"],
+    ["test", "{r}"],
+    ["restart", "{r}"],
+    ["ui", "{r}"],
+    ["predict", "{r}", "iris", "--data", "[1]"],
+    ["template", "stack", "--release", "{r}"],
+]
+
+
+@pytest.mark.parametrize(("release", "why"), BAD_RELEASES, ids=["upper", "underscore", "54-chars", "empty"])
+def test_an_invalid_release_name_is_input_for_every_command(release: str, why: str, tmp_path: Path) -> None:
+    """Exit 2 naming RELEASE and helm's rule, before any cluster or helm is asked (helm used to print
+    its raw regex twice, exit 3). In-process: 13 commands x 4 names."""
+    for argv in RELEASE_COMMANDS:
+        result = run_cli(*[a.replace("{r}", release) for a in argv], cwd=tmp_path)
+        assert result.returncode == 2, (argv, result.stderr)
+        assert f"RELEASE: {release!r} is not a valid release name" in result.stderr, argv
+        assert why in result.stderr and "at most 53 characters" in result.stderr, argv
+        assert "regex" not in result.stderr and "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+    # The check itself: helm's rule, 53 characters allowed.
+    check_release_name("a" * 53)
+    check_release_name("my.release-1")
+
+
+def test_messages_name_what_is_wrong(tmp_path: Path) -> None:
+    """Issue 15 (14): docs --check on a missing folder was a FileNotFoundError traceback; demo's old
+    --chart option (gone since demo generates presets) is a usage error, never a missing file."""
+    docs = run_cli("docs", "--check", str(tmp_path / "nonexistent"), cwd=tmp_path)
+    assert docs.returncode == 2 and "CHART_DIR:" in docs.stderr and "is not a chart" in docs.stderr
+    for chart in ("inference-service", "training-job", "bogus"):
+        demo = run_cli("demo", "--chart", chart, "--no-install", cwd=tmp_path)
+        assert demo.returncode == 2 and "No such option '--chart'" in demo.stderr
+    assert list(tmp_path.iterdir()) == []

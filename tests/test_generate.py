@@ -323,7 +323,9 @@ def test_train_and_a_stack_render_the_same_job(answers_file: Path, tmp_path: Pat
         ),
         0,
     )
-    from_train = next(yaml.safe_load(p.read_text()) for p in rendered.glob("*-job-*.yaml"))
+    # By kind: `*-job-*.yaml` matches the ConfigMaps too, and the directory's order decides otherwise.
+    rendered_docs = [yaml.safe_load(p.read_text()) for p in sorted(rendered.glob("[0-9]*.yaml"))]
+    from_train = next(d for d in rendered_docs if d["kind"] == "Job")
     out = tmp_path / "stack"
     clean(run("generate", "--answers", answers_file, "-o", out, "--set-json", "training.jobs[0].env=[]"), 0)
     docs = [d for d in yaml.safe_load_all(run("template", out).stdout) if d]

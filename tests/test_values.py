@@ -164,3 +164,54 @@ def test_sets_apply_over_values_that_are_not_json() -> None:
     assert apply_sets(base, [("--set", "job.backoffLimit=2")]) == {
         "job": {"startAfter": datetime.date(2026, 1, 1), "backoffLimit": 2}
     }
+
+
+CRON_OK = [
+    "0 3 * * *",
+    "*/15 * * * 1-5",
+    "0 0 1 jan-mar MON",
+    "5/10 * * * *",
+    "0 3 ? * sun",
+    "0-59/5 0,12 1-31 * 0-6",
+]
+CRON_OK += ["@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually", "@every 1h30m"]
+CRON_BAD = {
+    "not a cron": "3 field(s)",
+    "* * * *": "4 field(s)",
+    "99 99 * * *": "minute: 99 is outside 0-59",
+    "0 24 * * *": "hour: 24 is outside 0-23",
+    "0 0 0 * *": "day of month: 0 is outside 1-31",
+    "0 0 * 13 *": "month: 13 is outside 1-12",
+    "0 0 * * 7": "day of week: 7 is outside 0-6",
+    "0 0 * foo *": "'foo' is not a number or a name (jan...dec)",
+    "5-1 * * * *": "runs backwards",
+    "*/0 * * * *": "step '0'",
+    "1,,2 * * * *": "'' is not a number",
+    "@often": "@often is not one of",
+    "TZ=UTC 0 3 * * *": "cronJob.timeZone",
+    " ": "empty",
+}
+
+
+def test_cron_schedules_as_kubernetes_parses_them() -> None:
+    """robfig/cron's standard parser (what a CronJob's schedule goes through): issue 15 (13)."""
+    from generator.values import cron_problem
+
+    for schedule in CRON_OK:
+        assert cron_problem(schedule) is None, schedule
+    for schedule, words in CRON_BAD.items():
+        problem = cron_problem(schedule)
+        assert problem is not None and words in problem, (schedule, problem)
+
+
+def test_requests_above_limits_compare_quantities() -> None:
+    from generator.values import requests_above_limits
+
+    def above(req: dict[str, object], lim: dict[str, object]) -> list[str]:
+        return [name for name, _, _ in requests_above_limits({"requests": req, "limits": lim})]
+
+    assert above({"cpu": "500m", "memory": "1000Mi"}, {"cpu": 1, "memory": "1Gi"}) == []
+    assert above({"cpu": "1", "memory": "1Gi"}, {"cpu": "1000m", "memory": "1024Mi"}) == []
+    assert above({"cpu": "1001m", "memory": "1Gi"}, {"cpu": "1", "memory": "1000Mi"}) == ["cpu", "memory"]
+    assert above({"cpu": "4"}, {"memory": "1Gi"}) == []  # no limit to exceed
+    assert above({"cpu": "x"}, {"cpu": "1"}) == []  # malformed: parse_quantity's callers name it

@@ -11,10 +11,17 @@ A spec is the chart's `sweep` values: {"strategy": "grid"|"random", "trials": N,
   lists, the first parameter varying slowest.
 - random: trial i draws from a generator seeded with (seed, i) alone, so a trial's parameters do not
   depend on how many trials there are or on which other trials ran.
+A float grid starts at min and ends at max exactly; the points between are rounded to 12 significant
+digits and clamped to [min, max] (exp/log and sums overshoot: the log grid 0.0001..0.1 used to end at
+0.10000000000000006). Random floats are clamped to [min, max] too.
+
+`validate` checks every key's type before any value is used, so a malformed spec is a SweepError
+naming the field, never a TypeError from deep inside.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from typing import Any
@@ -26,8 +33,86 @@ class SweepError(ValueError):
     """A sweep spec that cannot be expanded; the message names the field."""
 
 
-def _where(i: int, p: dict[str, Any]) -> str:
-    return f"sweep.parameters[{i}] ({p.get('name', '?')})"
+def _where(i: int, p: Any) -> str:
+    name = p.get("name", "?") if isinstance(p, dict) else "?"
+    return f"sweep.parameters[{i}] ({name})"
+
+
+_SCALARS = (str, int, float, bool)
+_KEYS = {"name", "type", "values", "min", "max", "step", "count", "scale"}
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _finite(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def validate(spec: Any) -> None:
+    """The spec's shape and types, each key judged before any is used; a SweepError naming the field.
+    The chart's values.schema.json states the same types for helm (and `helm-mlops` checks it too)."""
+    if not isinstance(spec, dict):
+        raise SweepError(f"sweep must be a mapping, got {_kind(spec)}")
+    strategy = spec.get("strategy", "grid")
+    if strategy not in ("grid", "random"):
+        raise SweepError(f"sweep.strategy must be grid or random, got {strategy!r}")
+    for key in ("trials", "seed"):
+        if key in spec and spec[key] is not None and not _whole(spec[key]):
+            raise SweepError(f"sweep.{key} must be a whole number, got {spec[key]!r}")
+    params = spec.get("parameters")
+    if params is None:
+        params = []
+    if not isinstance(params, list):
+        raise SweepError(f"sweep.parameters must be a list of parameters, got {_kind(params)}")
+    for i, p in enumerate(params):
+        where = _where(i, p)
+        if not isinstance(p, dict):
+            raise SweepError(f"{where} must be a mapping {{name, type, ...}}, got {p!r}")
+        unknown = sorted(str(k) for k in p if k not in _KEYS)
+        if unknown:
+            known = ", ".join(sorted(_KEYS))
+            raise SweepError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {known}")
+        name = p.get("name")
+        if not isinstance(name, str) or not name:
+            raise SweepError(f"{where}: name must be a non-empty string, got {name!r}")
+        kind = p.get("type")
+        if kind not in ("int", "float", "categorical"):
+            raise SweepError(f"{where}: type must be int, float or categorical, got {kind!r}")
+        values = p.get("values")
+        if values is not None:
+            if not isinstance(values, list):
+                raise SweepError(f"{where}: values must be a list, e.g. [a, b], got {values!r}")
+            for k, v in enumerate(values):
+                if not isinstance(v, _SCALARS):
+                    raise SweepError(f"{where}: values[{k}] must be a string, number or boolean, got {v!r}")
+                if kind == "int" and not (_whole(v) or (_finite(v) and float(v).is_integer())):
+                    raise SweepError(f"{where}: values[{k}] must be a whole number (type int), got {v!r}")
+                if kind == "float" and not _finite(v):
+                    raise SweepError(f"{where}: values[{k}] must be a number (type float), got {v!r}")
+        for key in ("min", "max"):
+            if key in p and not _finite(p[key]):
+                raise SweepError(f"{where}: {key} must be a finite number, got {p[key]!r}")
+            if key in p and kind == "int" and not float(p[key]).is_integer():
+                raise SweepError(f"{where}: {key} must be a whole number (type int), got {p[key]!r}")
+        for key in ("step", "count"):
+            if key in p and p[key] is not None and (not _whole(p[key]) or p[key] < 1):
+                raise SweepError(f"{where}: {key} must be a whole number >= 1, got {p[key]!r}")
+        if p.get("scale", "linear") not in ("linear", "log"):
+            raise SweepError(f"{where}: scale must be linear or log, got {p.get('scale')!r}")
+
+
+def _kind(value: Any) -> str:
+    return "nothing" if value is None else f"{type(value).__name__} {value!r}"
+
+
+def _tidy(values: list[float], lo: float, hi: float) -> list[float]:
+    """Grid points with min and max exactly at the ends, the points between rounded to 12 significant
+    digits and clamped to [lo, hi]; unrounded (but clamped) where rounding would merge two points."""
+    clamped = [lo, *(min(hi, max(lo, v)) for v in values[1:-1]), hi]
+    rounded = [lo, *(min(hi, max(lo, float(f"{v:.12g}"))) for v in clamped[1:-1]), hi]
+    return rounded if len(set(rounded)) == len(set(clamped)) else clamped
 
 
 def _number(value: Any, where: str, key: str) -> float:
@@ -74,18 +159,24 @@ def grid_values(p: dict[str, Any], i: int = 0) -> list[Any]:
             if lo <= 0:
                 raise SweepError(f"{where}: scale=log needs min > 0")
             a, b = math.log(lo), math.log(hi)
-            return [math.exp(a + (b - a) * k / (count - 1)) for k in range(count)]
-        return [lo + (hi - lo) * k / (count - 1) for k in range(count)]
+            points = [math.exp(a + (b - a) * k / (count - 1)) for k in range(count)]
+        elif math.isfinite(hi - lo):
+            points = [lo + (hi - lo) * k / (count - 1) for k in range(count)]
+        else:  # hi - lo overflows (-1e308..1e308): weigh the ends instead
+            points = [lo * (1 - k / (count - 1)) + hi * (k / (count - 1)) for k in range(count)]
+        return _tidy(points, lo, hi)
     raise SweepError(f"{where}: type must be int, float or categorical, got {kind!r}")
 
 
 def trial_count(spec: dict[str, Any]) -> int:
-    """Number of trials; raises SweepError for an empty space or more than MAX_TRIALS."""
+    """Number of trials; raises SweepError for a malformed or empty space or more than MAX_TRIALS.
+    Counted from the sizes alone: no range is built before its length is known to be within bounds."""
+    validate(spec)
     params = spec.get("parameters") or []
     if spec.get("strategy", "grid") == "random":
         for i, p in enumerate(params):
             _check_random(p, i)
-        n = int(spec.get("trials", 0))
+        n = int(spec.get("trials") or 0)
         if n <= 0:
             raise SweepError("sweep.trials must be at least 1 for a random sweep")
     else:
@@ -143,8 +234,11 @@ def _draw(rng: random.Random, p: dict[str, Any]) -> Any:
             return min(int(hi), max(int(lo), round(math.exp(rng.uniform(math.log(lo), math.log(hi))))))
         return int(lo) + step * rng.randrange((int(hi) - int(lo)) // step + 1)
     if log:
-        return math.exp(rng.uniform(math.log(lo), math.log(hi)))
-    return rng.uniform(lo, hi)
+        return min(hi, max(lo, math.exp(rng.uniform(math.log(lo), math.log(hi)))))
+    if not math.isfinite(hi - lo):  # uniform() would overflow to inf: weigh the ends instead
+        share = rng.random()
+        return min(hi, max(lo, lo * (1 - share) + hi * share))
+    return min(hi, max(lo, rng.uniform(lo, hi)))
 
 
 def trial_params(spec: dict[str, Any], index: int) -> dict[str, Any]:
@@ -163,6 +257,18 @@ def trial_params(spec: dict[str, Any], index: int) -> dict[str, Any]:
         rest, digit = divmod(rest, len(values))
         out[params[i]["name"]] = values[digit]
     return {p["name"]: out[p["name"]] for p in params}
+
+
+def all_trials(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every trial's parameters by index, as trial_params gives them one by one, with each grid
+    parameter's values built once (at most MAX_TRIALS trials, checked first)."""
+    total = trial_count(spec)
+    params = spec.get("parameters") or []
+    if spec.get("strategy", "grid") == "random":
+        return [trial_params(spec, i) for i in range(total)]
+    grids = [grid_values(p, i) for i, p in enumerate(params)]
+    names = [p["name"] for p in params]
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*grids)]
 
 
 def env_name(name: str) -> str:
