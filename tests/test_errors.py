@@ -199,7 +199,7 @@ def test_an_unexpected_exception_says_it_is_a_bug() -> None:
         ("unwritable-render-to", 2, ["--render-to:", "cannot"]),
         ("helm-prints-no-manifests", 3, ["is not Kubernetes manifests", "fix: point --helm"]),
         ("helm-not-executable", 2, ["is not executable"]),
-        ("sweep-types", 2, ["not a valid sweep", "fix: a sweep is"]),
+        ("sweep-types", 2, ["parameters[0] (lr): values[0] must be a number", "fix: a sweep is"]),
         ("sweep-huge-grid", 2, ["more than 10000 points"]),
         ("sweep-schema", 2, ["sweep.strategy: 'bayes' is not one of"]),
         ("demo-without-preset", 2, ["--preset:", "no preset named 'training-job'", "full-stack"]),
