@@ -111,6 +111,17 @@ are rejected earlier by values.schema.json. */}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- range $line := splitList "\n" (include "training-job.resourceErrors" (list "resources" (fromYaml (include "training-job.resources" .)))) -}}
+{{- if $line }}{{ $errors = append $errors $line }}{{ end -}}
+{{- end -}}
+{{- range $line := splitList "\n" (include "training-job.resourceErrors" (list "tests.resources" $v.tests.resources)) -}}
+{{- if $line }}{{ $errors = append $errors $line }}{{ end -}}
+{{- end -}}
+{{- with $v.cronJob.schedule -}}
+{{- with include "training-job.cronError" (list "cronJob.schedule" . "cronJob.timeZone") -}}
+{{- $errors = append $errors . -}}
+{{- end -}}
+{{- end -}}
 {{- if $errors -}}
 {{- fail (printf "\n\nInvalid values for the training-job chart:\n  - %s\n" (join "\n  - " $errors)) -}}
 {{- end -}}
