@@ -269,6 +269,19 @@ def test_cron_schedules_kubernetes_refuses_are_refused_naming_the_value(
 
 
 @pytest.mark.parametrize("helm_name", HELMS)
+def test_cron_time_zone_is_an_explicit_iana_name(helm_name: str, tmp_path: Path) -> None:
+    chart = CHARTS / "training-job"
+    for zone in ["Europe/Berlin", "UTC", "Etc/GMT+5", "America/Argentina/Buenos_Aires"]:
+        values = {**BASE["training-job"], "cronJob": {"schedule": "@daily", "timeZone": zone}}
+        docs = template(chart, values=values, helm_name=helm_name, tmp_dir=tmp_path)
+        assert find(docs, "CronJob")["spec"]["timeZone"] == zone
+    for zone in ["Local", "local", "Europe Berlin", "/etc/localtime", "UTC;rm"]:
+        values = {**BASE["training-job"], "cronJob": {"schedule": "@daily", "timeZone": zone}}
+        message = template_error(chart, values, helm_name, tmp_path)
+        assert f"cronJob.timeZone ({json.dumps(zone)}) is not a time zone Kubernetes accepts" in message
+
+
+@pytest.mark.parametrize("helm_name", HELMS)
 def test_mlflow_gc_schedule_is_checked(helm_name: str, tmp_path: Path) -> None:
     chart = CHARTS / "mlflow"
     gc = {"gc": {"enabled": True}, **PG, **MINIO}

@@ -122,6 +122,11 @@ are rejected earlier by values.schema.json. */}}
 {{- $errors = append $errors . -}}
 {{- end -}}
 {{- end -}}
+{{- with $v.cronJob.timeZone -}}
+{{- if or (eq (lower .) "local") (not (regexMatch "^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$" .)) -}}
+{{- $errors = append $errors (printf "cronJob.timeZone (%q) is not a time zone Kubernetes accepts: give an IANA name such as Europe/Berlin or UTC (Kubernetes refuses \"Local\")." .) -}}
+{{- end -}}
+{{- end -}}
 {{- if $errors -}}
 {{- fail (printf "\n\nInvalid values for the training-job chart:\n  - %s\n" (join "\n  - " $errors)) -}}
 {{- end -}}
