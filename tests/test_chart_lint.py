@@ -1,5 +1,6 @@
-"""helm lint --strict on Helm 4, 3.18 and 3.17 for every chart and ci scenario; ct lint with our
-configuration and with chart-testing's upstream defaults."""
+"""helm lint --strict on Helm 4, 3.18 and 3.17 for every chart and ci scenario, each also rendered
+(lint lets a chart's `fail` through); ct lint with our configuration and with chart-testing's upstream
+defaults."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.charts import HELMS, REPO, TOOLS_BIN, chart_dirs, ci_values, helm
+from generator import yamlio
+from tests.support.charts import CHARTS, HELMS, REPO, TOOLS_BIN, chart_dirs, ci_values, helm
 
 # Charts whose defaults cannot render on purpose, and the message that tells the user what to set.
 NEEDS_INPUT = {
@@ -27,21 +29,56 @@ def test_pinned_helm_versions(helm_name: str) -> None:
     assert result.stdout.startswith(HELMS[helm_name][1]), result.stdout
 
 
+def lint_and_render(helm_name: str, chart: Path, values: Path | None) -> list[str]:
+    """What helm finds wrong with a chart and values: `helm lint --strict`, then `helm template`. Lint
+    alone is not enough: it logs a template `fail` (every chart's values checks) at INFO level on
+    stderr and exits 0, so only the render refuses contradictory values."""
+    extra: list[str | Path] = ["-f", values] if values else []
+    problems = []
+    result = helm(helm_name, "lint", "--strict", chart, *extra)
+    if result.code != 0 or "[WARNING]" in result.stdout or "[INFO]" in result.stdout:
+        problems.append(f"helm lint --strict: {result.stdout}{result.stderr}")
+    result = helm(helm_name, "template", "t", chart, "--namespace", "ml", *extra)
+    if result.code != 0:
+        problems.append(f"helm template: {result.stderr}")
+    return problems
+
+
 @pytest.mark.parametrize("helm_name", list(HELMS))
 @pytest.mark.parametrize(
     ("chart", "values"), SCENARIOS, ids=[f"{c.name}-{v.stem if v else 'defaults'}" for c, v in SCENARIOS]
 )
 def test_helm_lint_strict(helm_name: str, chart: Path, values: Path | None) -> None:
-    args = ["lint", "--strict", chart] + (["-f", values] if values else [])
-    result = helm(helm_name, *args)
     if values is None and chart.name in NEEDS_INPUT:
         # A training job has nothing to run until it is given a script or a command: the defaults
         # must fail, and with the message that says what to set.
         # (helm lint reports a template `fail` as a log line, so the text is what to check.)
+        result = helm(helm_name, "lint", "--strict", chart)
         assert NEEDS_INPUT[chart.name] in result.stdout + result.stderr
         return
-    assert result.code == 0, result.stdout + result.stderr
-    assert "[WARNING]" not in result.stdout and "[INFO]" not in result.stdout, result.stdout
+    problems = lint_and_render(helm_name, chart, values)
+    assert problems == [], "\n".join(problems)
+
+
+@pytest.mark.parametrize("helm_name", list(HELMS))
+def test_lint_lets_a_chart_fail_through_so_scenarios_are_rendered_too(helm_name: str, tmp_path: Path) -> None:
+    """Issue 15, item 15: `helm lint --strict` passes values the chart refuses; the render catches them."""
+    values = tmp_path / "contradictory-values.yaml"
+    values.write_text(
+        yamlio.dump(
+            {
+                "script": {"content": "print('train')\n"},
+                "resources": {"requests": {"cpu": "4"}, "limits": {"cpu": "1"}},
+            }
+        )
+    )
+    chart = CHARTS / "training-job"
+    lint = helm(helm_name, "lint", "--strict", chart, "-f", values)
+    assert lint.code == 0, "helm lint now fails on a chart's `fail`: the render in lint_and_render may go"
+    assert "resources.requests.cpu (4) is above resources.limits.cpu (1)" in lint.stderr
+    problems = lint_and_render(helm_name, chart, values)
+    assert len(problems) == 1 and problems[0].startswith("helm template:"), problems
+    assert "resources.requests.cpu (4) is above resources.limits.cpu (1)" in problems[0]
 
 
 def _ct(*extra: str) -> subprocess.CompletedProcess[str]:

@@ -41,6 +41,8 @@
 {{- $errors = append $errors "model.source.inline.base64 is empty: --set-file model.source.inline.base64=model.pkl.b64 (base64 of the file)." -}}
 {{- else if gt (len $s.inline.base64) 1000000 -}}
 {{- $errors = append $errors (printf "model.source.inline.base64 is %d characters (about %d KiB of model); a ConfigMap holds at most 1 MiB. Put the model on a PVC (model.source.type=pvc) or in S3/MinIO (model.source.type=s3)." (len $s.inline.base64) (div (mul (len $s.inline.base64) 3) 4096)) -}}
+{{- else if not (regexMatch "^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$" (nospace $s.inline.base64)) -}}
+{{- $errors = append $errors "model.source.inline.base64 is not base64 (the standard alphabet A-Z, a-z, 0-9, + and /, padded with =; line breaks are fine): encode the file with `base64 model.pkl > model.pkl.b64` and pass --set-file model.source.inline.base64=model.pkl.b64." -}}
 {{- end -}}
 {{- if and (eq $v.runtime "kserve") -}}
 {{- $errors = append $errors "model.source.type=inline cannot feed KServe's storage initializer: use pvc, s3, https or mlflow with runtime=kserve." -}}
@@ -95,6 +97,9 @@
 {{- $errors = append $errors (printf "global.strictSecurity: %s" $finding) -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+{{- range $line := splitList "\n" (include "inference-service.resourceErrors" (list "resources" (fromYaml (include "inference-service.resources" .)))) -}}
+{{- if $line }}{{ $errors = append $errors $line }}{{ end -}}
 {{- end -}}
 {{- if $errors -}}
 {{- fail (printf "\n\nInvalid values for the inference-service chart:\n  - %s\n" (join "\n  - " $errors)) -}}

@@ -69,14 +69,15 @@ annotations:
 {{- end -}}
 {{- end -}}
 
+{{/* The server image, quoted; an empty image.tag means the chart's appVersion (mlflow.imageTag). */}}
 {{- define "mlflow.image" -}}
-{{- printf "%s:%s" .Values.image.repository (include "mlflow.imageTag" .) -}}
+{{- include "mlflow.imageRef" (list "image" .Values.image.repository (include "mlflow.imageTag" .)) -}}
 {{- end -}}
 
 {{- define "mlflow.testImage" -}}
 {{- $repo := default .Values.image.repository .Values.tests.image.repository -}}
 {{- $tag := default (include "mlflow.imageTag" .) .Values.tests.image.tag -}}
-{{- printf "%s:%s" $repo $tag -}}
+{{- include "mlflow.imageRef" (list "tests.image" $repo $tag) -}}
 {{- end -}}
 
 {{/* imagePullSecrets of every pod: global.imagePullSecrets (set once by an umbrella chart) first, then
@@ -533,4 +534,142 @@ auth is off: any pod that reaches the Service can read and change runs and model
 
 {{- define "mlflow.strictSecurity" -}}
 {{- if (dig "strictSecurity" false (.Values.global | default dict)) }}true{{ end -}}
+{{- end -}}
+
+{{/* Checks -------------------------------------------------------------------------------------- */}}
+{{/* The same in every helm-mlops chart but for the name prefix (tests/test_chart_checks.py). */}}
+
+{{/* A Kubernetes quantity ("500m", "2Gi", "1.5", "1e3", 4) as a float64, printed as text; empty when it
+is not a quantity (the schema reports those). Decimal suffixes and exponents go into the number's text
+("500m" parses as "500e-3"), so equal quantities written differently ("0.5", "500m") give the same
+float; binary suffixes multiply by 1024 once per step (mulf is exact for it; 2^60 in one go is not). */}}
+{{- define "mlflow.quantity" -}}
+{{- $q := toString . | trim -}}
+{{- if regexMatch "^[+-]?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?[0-9]+))?$" $q -}}
+{{- $num := regexReplaceAll "^([+-]?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)).*$" $q "${1}" -}}
+{{- $suffix := trimPrefix $num $q -}}
+{{- $binary := dict "Ki" 1 "Mi" 2 "Gi" 3 "Ti" 4 "Pi" 5 "Ei" 6 -}}
+{{- $decimal := dict "n" "-9" "u" "-6" "m" "-3" "" "0" "k" "3" "M" "6" "G" "9" "T" "12" "P" "15" "E" "18" -}}
+{{- if hasKey $binary $suffix -}}
+{{- $x := float64 $num -}}
+{{- range until (get $binary $suffix) }}{{ $x = mulf $x 1024 }}{{ end -}}
+{{- $x -}}
+{{- else if hasKey $decimal $suffix -}}
+{{- float64 (printf "%se%s" $num (get $decimal $suffix)) -}}
+{{- else -}}
+{{- float64 (print $num $suffix) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* One line per resource whose request is above its limit (Kubernetes refuses the pod). Call with
+(list "value.path" $resources). */}}
+{{- define "mlflow.resourceErrors" -}}
+{{- $path := index . 0 -}}
+{{- $res := index . 1 | default dict -}}
+{{- $limits := get $res "limits" | default dict -}}
+{{- range $name, $request := get $res "requests" | default dict -}}
+{{- if hasKey $limits $name -}}
+{{- $limit := index $limits $name -}}
+{{- $r := include "mlflow.quantity" $request -}}
+{{- $l := include "mlflow.quantity" $limit -}}
+{{- if and $r $l (gt (float64 $r) (float64 $l)) }}
+{{ printf "%s.requests.%s (%v) is above %s.limits.%s (%v): Kubernetes refuses a request larger than its limit. Lower the request or raise the limit." $path $name $request $path $name $limit }}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Why a CronJob schedule is one Kubernetes refuses, or nothing. Kubernetes parses it with robfig/cron
+v3 (ParseStandard: five fields or a descriptor) and refuses TZ= / CRON_TZ= in it. Call with
+(list "value.path" schedule "time zone value path or empty"). */}}
+{{- define "mlflow.cronError" -}}
+{{- $path := index . 0 -}}
+{{- $s := index . 1 | toString | trim -}}
+{{- $tzPath := index . 2 -}}
+{{- $why := "" -}}
+{{- if contains "TZ" $s -}}
+{{- $why = ternary (printf "Kubernetes refuses TZ= and CRON_TZ= in the schedule: drop the prefix and set %s" $tzPath) "Kubernetes refuses TZ= and CRON_TZ= in the schedule: drop the prefix (the schedule runs in the controller's time zone)" (ne $tzPath "") -}}
+{{- else if hasPrefix "@" $s -}}
+{{- if not (or (has $s (list "@yearly" "@annually" "@monthly" "@weekly" "@daily" "@midnight" "@hourly")) (regexMatch "^@every [+-]?(([0-9]+(\\.[0-9]*)?|\\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+$" $s)) -}}
+{{- $why = "not a descriptor Kubernetes knows (@yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly, @every <duration>)" -}}
+{{- end -}}
+{{- else -}}
+{{- $fields := regexSplit "\\s+" $s -1 -}}
+{{- if ne (len $fields) 5 -}}
+{{- $why = printf "%d fields instead of 5 (minute hour day-of-month month day-of-week)" (len (compact $fields)) -}}
+{{- else -}}
+{{- $months := dict "jan" 1 "feb" 2 "mar" 3 "apr" 4 "may" 5 "jun" 6 "jul" 7 "aug" 8 "sep" 9 "oct" 10 "nov" 11 "dec" 12 -}}
+{{- $days := dict "sun" 0 "mon" 1 "tue" 2 "wed" 3 "thu" 4 "fri" 5 "sat" 6 -}}
+{{- $specs := list (list "minute" 0 59 (dict)) (list "hour" 0 23 (dict)) (list "day of month" 1 31 (dict)) (list "month" 1 12 $months) (list "day of week" 0 6 $days) -}}
+{{- range $i, $field := $fields -}}
+{{- $spec := index $specs $i -}}
+{{- $name := index $spec 0 -}}{{- $min := index $spec 1 -}}{{- $max := index $spec 2 -}}{{- $names := index $spec 3 -}}
+{{- range $part := splitList "," $field -}}
+{{- if or $why (not $part) }}{{ continue }}{{ end -}}{{/* robfig skips empty list items */}}
+{{- $rangeStep := splitList "/" $part -}}
+{{- $bounds := splitList "-" (first $rangeStep) -}}
+{{- $start := -1 -}}{{- $end := -1 -}}
+{{- if gt (len $rangeStep) 2 -}}
+{{- $why = printf "the %s field %q has more than one /" $name $part -}}
+{{- else if gt (len $bounds) 2 -}}
+{{- $why = printf "the %s field %q has more than one -" $name $part -}}
+{{- else if and (eq (len $rangeStep) 2) (not (regexMatch "^\\+?[0-9]+$" (last $rangeStep))) -}}
+{{- $why = printf "the step of the %s field %q is not a number" $name $part -}}
+{{- else if and (eq (len $rangeStep) 2) (eq (include "mlflow.cronInt" (last $rangeStep)) "0") -}}
+{{- $why = printf "the step of the %s field %q is 0" $name $part -}}
+{{- else if has (first $bounds) (list "*" "?") -}}
+{{- $start = $min -}}{{- $end = $max -}}
+{{- else -}}
+{{- range $j, $b := $bounds -}}
+{{- $n := -1 -}}
+{{- if hasKey $names (lower $b) -}}{{- $n = get $names (lower $b) -}}
+{{- else if regexMatch "^\\+?[0-9]+$" $b -}}{{- $n = atoi (include "mlflow.cronInt" $b) -}}
+{{- end -}}
+{{- if eq $j 0 }}{{ $start = $n }}{{ $end = $n }}{{ else }}{{ $end = $n }}{{ end -}}
+{{- if and (lt (int $n) 0) (not $why) -}}
+{{- $why = printf "the %s field %q: %q is not a number%s" $name $field $b (ternary "" " or a name" (empty $names)) -}}
+{{- end -}}
+{{- end -}}
+{{- if and (not $why) (eq (len $rangeStep) 2) (eq (len $bounds) 1) }}{{ $end = $max }}{{ end -}}
+{{- end -}}
+{{- if $why -}}
+{{- else if lt (int $start) (int $min) -}}
+{{- $why = printf "the %s field %q starts below %d" $name $part (int $min) -}}
+{{- else if gt (int $end) (int $max) -}}
+{{- $why = printf "the %s field %q goes above %d" $name $part (int $max) -}}
+{{- else if gt (int $start) (int $end) -}}
+{{- $why = printf "the %s field %q is a range that ends before it starts" $name $part -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if $why -}}
+{{- printf "%s (%q) is not a schedule Kubernetes accepts: %s. Write five fields (minute 0-59, hour 0-23, day of month 1-31, month 1-12 or JAN-DEC, day of week 0-6 or SUN-SAT; each *, a number, a range a-b or a list a,b, with an optional /step), or @hourly, @daily, @weekly, @monthly, @yearly." $path $s $why -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A cron number in base 10 as robfig/cron reads it ("08" is 8; atoi alone would read octal), capped
+at 99999 so that a huge number stays out of range instead of overflowing. */}}
+{{- define "mlflow.cronInt" -}}
+{{- $d := regexReplaceAll "^\\+?0*([0-9])" (toString .) "${1}" -}}
+{{- if gt (len $d) 5 }}99999{{ else }}{{ atoi $d }}{{ end -}}
+{{- end -}}
+
+{{/* A container image "repository:tag", quoted; refuses an empty repository or tag, naming the values.
+Call with (list "image.path" repository tag). */}}
+{{- define "mlflow.imageRef" -}}
+{{- $path := index . 0 -}}{{- $repo := index . 1 | toString | trim -}}{{- $tag := index . 2 | toString | trim -}}
+{{- if not $repo -}}
+{{- fail (printf "\n\n%s.repository is empty: set the image repository, e.g. --set %s.repository=python." $path $path) -}}
+{{- end -}}
+{{- if not $tag -}}
+{{- fail (printf "\n\n%s.tag is empty (image %s has no tag): set it, e.g. --set %s.tag=3.11-slim; an image with no tag would pull whatever \"latest\" is today." $path $repo $path) -}}
+{{- end -}}
+{{- if hasPrefix "sha256:" $tag -}}
+{{- printf "%s@%s" $repo $tag | quote -}}
+{{- else -}}
+{{- printf "%s:%s" $repo $tag | quote -}}
+{{- end -}}
 {{- end -}}

@@ -95,6 +95,26 @@ are rejected earlier by values.schema.json. */}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- range $line := splitList "\n" (include "mlflow.resourceErrors" (list "resources" $v.resources)) -}}
+{{- if $line }}{{ $errors = append $errors $line }}{{ end -}}
+{{- end -}}
+{{- range $line := splitList "\n" (include "mlflow.resourceErrors" (list "migration.resources" $v.migration.resources)) -}}
+{{- if $line }}{{ $errors = append $errors $line }}{{ end -}}
+{{- end -}}
+{{- range $line := splitList "\n" (include "mlflow.resourceErrors" (list "postgresql.resources" $v.postgresql.resources)) -}}
+{{- if $line }}{{ $errors = append $errors $line }}{{ end -}}
+{{- end -}}
+{{- range $line := splitList "\n" (include "mlflow.resourceErrors" (list "artifactStore.minio.resources" $v.artifactStore.minio.resources)) -}}
+{{- if $line }}{{ $errors = append $errors $line }}{{ end -}}
+{{- end -}}
+{{- range $line := splitList "\n" (include "mlflow.resourceErrors" (list "gc.resources" $v.gc.resources)) -}}
+{{- if $line }}{{ $errors = append $errors $line }}{{ end -}}
+{{- end -}}
+{{- if $v.gc.enabled -}}
+{{- with include "mlflow.cronError" (list "gc.schedule" $v.gc.schedule "") -}}
+{{- $errors = append $errors . -}}
+{{- end -}}
+{{- end -}}
 {{- if $errors -}}
 {{- fail (printf "\n\nInvalid values for the mlflow chart:\n  - %s\n" (join "\n  - " $errors)) -}}
 {{- end -}}

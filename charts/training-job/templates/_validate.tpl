@@ -111,6 +111,22 @@ are rejected earlier by values.schema.json. */}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- range $line := splitList "\n" (include "training-job.resourceErrors" (list "resources" (fromYaml (include "training-job.resources" .)))) -}}
+{{- if $line }}{{ $errors = append $errors $line }}{{ end -}}
+{{- end -}}
+{{- range $line := splitList "\n" (include "training-job.resourceErrors" (list "tests.resources" $v.tests.resources)) -}}
+{{- if $line }}{{ $errors = append $errors $line }}{{ end -}}
+{{- end -}}
+{{- with $v.cronJob.schedule -}}
+{{- with include "training-job.cronError" (list "cronJob.schedule" . "cronJob.timeZone") -}}
+{{- $errors = append $errors . -}}
+{{- end -}}
+{{- end -}}
+{{- with $v.cronJob.timeZone -}}
+{{- if or (eq (lower .) "local") (not (regexMatch "^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$" .)) -}}
+{{- $errors = append $errors (printf "cronJob.timeZone (%q) is not a time zone Kubernetes accepts: give an IANA name such as Europe/Berlin or UTC (Kubernetes refuses \"Local\")." .) -}}
+{{- end -}}
+{{- end -}}
 {{- if $errors -}}
 {{- fail (printf "\n\nInvalid values for the training-job chart:\n  - %s\n" (join "\n  - " $errors)) -}}
 {{- end -}}
