@@ -21,6 +21,7 @@ import pickle
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -204,9 +205,36 @@ REFUSED = [
     ("lr", "v2", v2([[1, "x", 1, 1]], "FP64"), ["inputs[0].data[1] is 'x'", "FP64 takes numbers"]),
     ("lr", "v2", v2([1, 2, 3], "FP64", shape=[2, 4]), ["holds 3 values", "[2, 4]"]),
     ("rf", "/predict", {"input": [1e300, 1, 1, 1]}, ["input[0] is 1e+300", "float32"]),
-    ("rf", "v2", v2([[1, 1, 1, 1e300]], "FP64"), ["inputs[0].data[0][3] is 1e+300", "float32"]),
+    ("rf", "v2", v2([[1, 1, 1, 1e300]], "FP64"), ["inputs[0].data[3] is 1e+300", "float32"]),
     ("onnx", "/predict", {"input": [1, None, 1, 1]}, ["input[1] is null", "finite numbers"]),
     ("onnx", "v2", v2([[1, 1, 1, 1e300]], "FP64"), ["1e+300", "float32"]),
+    # Values numpy would silently coerce: truncated, parsed from strings, booleans as numbers.
+    ("lr", "v2", v2([[1, 2, 3, 1.5]], "INT64"), ["inputs[0].data[3] is 1.5", "INT64 takes whole numbers"]),
+    (
+        "lr",
+        "v2",
+        v2([[True, None, "a", 0.5]], "BOOL"),
+        ["inputs[0].data[1] is null", "BOOL takes true or false"],
+    ),
+    ("lr", "v2", v2([["7", 1, 1, 1]], "INT8"), ["inputs[0].data[0] is '7'", "not strings"]),
+    ("lr", "v2", v2([[True, False, True, True]], "FP32"), ["inputs[0].data[0] is True", "not true or false"]),
+    ("lr", "/predict", {"input": [1, 2, "3", 4]}, ["input[2] is '3'", "not strings"]),
+    (
+        "lr",
+        "v2",
+        v2([[1, 2, 3, 2**70]], "INT64"),
+        ["inputs[0].data[3] is 1.18059", "INT64 takes whole numbers in"],
+    ),
+    # Nothing to predict, alone or batched with others: always the same answer.
+    ("lr", "v2", v2([], "FP32", shape=[0, 4]), ["holds no rows"]),
+    ("lr", "/predict", {"input": [[]]}, ["expected 4 features"]),
+    # Requested outputs must be the one served.
+    (
+        "lr",
+        "v2",
+        {**v2([[1, 2, 3, 4]]), "outputs": [{"name": "probabilities"}]},
+        ["outputs[0].name 'probabilities' is not served", "'predict'"],
+    ),
 ]
 
 
@@ -397,6 +425,13 @@ def test_loading_errors_say_what_was_expected(iris: LogisticRegression, tmp_path
     bad_onnx = tmp_path / "bad.onnx"
     bad_onnx.write_bytes(b"not a protobuf at all")
     assert "expected an ONNX model" in _load_error(bad_onnx)
+    broken = tmp_path / "broken-mlflow"
+    broken.mkdir()
+    (broken / "MLmodel").write_text("flavors: [unclosed\n")
+    said = _load_error(broken)
+    assert (
+        "cannot be loaded as an MLflow model" in said and "expected a directory with an MLmodel file" in said
+    )
     foreign = tmp_path / "foreign.pkl"
     foreign.write_bytes(b"cnosuchmodule\nModel\n.")  # a pickle of a class from a module not installed
     assert "needs the Python module 'nosuchmodule'" in _load_error(foreign)
@@ -545,3 +580,286 @@ def test_random_requests_beside_honest_traffic_never_get_a_5xx(
     if code >= 400:
         assert json.loads(answer)["error"], answer
     assert not honest_traffic, honest_traffic[:3]
+
+
+# Models whose inputs are not float64: ONNX int64/int32/float16 graphs, MLflow signatures --------
+
+
+def _identity_onnx(path: Path, elem: int, name: str) -> None:
+    import onnx
+    from onnx import helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", [name], ["y"])],
+        "identity",
+        [helper.make_tensor_value_info(name, elem, [None, 4])],
+        [helper.make_tensor_value_info("y", elem, [None, 4])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+def test_models_that_take_integers_or_half_floats_get_their_own_types(tmp_path: Path) -> None:
+    from onnx import TensorProto
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import Int64TensorType
+    from sklearn.linear_model import LinearRegression
+
+    ints = np.random.default_rng(0).integers(0, 10, size=(60, 4))
+    regression = LinearRegression().fit(ints, ints[:, 0] * 2 + ints[:, 1])
+    (tmp_path / "ints.onnx").write_bytes(
+        to_onnx(regression, initial_types=[("ints", Int64TensorType([None, 4]))]).SerializeToString()
+    )
+    _identity_onnx(tmp_path / "int32.onnx", TensorProto.INT32, "x32")
+    _identity_onnx(tmp_path / "fp16.onnx", TensorProto.FLOAT16, "x16")
+    rows = [[1, 2, 3, 4], [5, 6, 7, 8]]
+    with runtime_server(tmp_path / "ints.onnx") as url:
+        code, meta = http_json(url + "/v2/models/iris")
+        assert meta["inputs"][0] == {"name": "ints", "datatype": "INT64", "shape": [-1, 4]}
+        code, body = http_json(url + "/predict", {"input": rows})
+        assert code == 200, body
+        np.testing.assert_allclose(
+            np.ravel(body["prediction"]), regression.predict(np.array(rows)), rtol=1e-5
+        )
+        for bad, said in (([1, 2, 3, None], "input[3] is null"), ([1, 2, 3, 1.5], "input[3] is 1.5")):
+            code, body = http_json(url + "/predict", {"input": bad})
+            assert code == 422 and said in body["error"] and "int64 takes whole numbers" in body["error"], (
+                body
+            )
+        code, body = http_json(url + "/v2/models/iris/infer", v2([[1, 2, 3, 1e19]]))
+        assert code == 422 and "inputs[0].data[3] is 1e+19" in body["error"], body
+    for model, datatype, too_big in (
+        ("int32.onnx", "INT32", "int32 takes whole numbers"),
+        ("fp16.onnx", "FP16", "float16"),
+    ):
+        with runtime_server(tmp_path / model) as url:
+            code, meta = http_json(url + "/v2/models/iris")
+            assert meta["inputs"][0]["datatype"] == meta["outputs"][0]["datatype"] == datatype, meta
+            code, body = http_json(url + "/predict", {"input": rows})
+            assert code == 200 and body["prediction"] == rows, body
+            code, body = http_json(url + "/v2/models/iris/infer", v2(rows, "INT16"))
+            assert code == 200 and body["outputs"][0]["data"] == [v for row in rows for v in row], body
+            code, body = http_json(url + "/predict", {"input": [1, 2, 3, 1e10]})
+            assert code == 422 and too_big in body["error"], body
+
+
+def test_mlflow_signatures_decide_the_input_type(tmp_path: Path) -> None:
+    import mlflow.sklearn
+    import pandas as pd
+    from mlflow.models import infer_signature
+    from sklearn.linear_model import LinearRegression
+
+    rng = np.random.default_rng(1)
+    frames = {
+        "float32-columns": pd.DataFrame(rng.normal(size=(50, 4)).astype(np.float32), columns=list("abcd")),
+        "int-columns": pd.DataFrame(rng.integers(0, 10, size=(50, 4)), columns=list("abcd")),
+        "float32-tensor": rng.normal(size=(50, 4)).astype(np.float32),
+    }
+    rows = [[1, 2, 3, 4], [5, 6, 7, 8]]
+    for name, x in frames.items():
+        target = np.asarray(x)[:, 0] * 3.0
+        model = LinearRegression().fit(x, target)
+        mlflow.sklearn.save_model(model, str(tmp_path / name), signature=infer_signature(x, model.predict(x)))
+        dtype = np.asarray(x).dtype
+        given = (
+            pd.DataFrame(np.array(rows, dtype=dtype), columns=list("abcd"))
+            if name.endswith("columns")
+            else np.array(rows, dtype=dtype)
+        )
+        with runtime_server(tmp_path / name, "--trust-model") as url:
+            code, body = http_json(url + "/predict", {"input": rows})
+            assert code == 200, (name, body)
+            np.testing.assert_allclose(body["prediction"], model.predict(given), rtol=1e-5)
+            code, meta = http_json(url + "/v2/models/iris")
+            assert meta["inputs"][0]["datatype"] == {"float32": "FP32", "int64": "INT64"}[str(dtype)], meta
+            if dtype.kind == "i":
+                code, body = http_json(url + "/predict", {"input": [1, 2, 3, 4.5]})
+                assert code == 422 and "input[3] is 4.5" in body["error"], body
+
+
+ODDITIES = '''
+import time
+import numpy as np
+
+class StopsIterating:
+    """Slow enough to run in a worker thread; a negative first value raises StopIteration."""
+    n_features_in_ = 4
+    def predict(self, rows):
+        rows = np.asarray(rows)
+        time.sleep(0.01)
+        if (rows[:, 0] < 0).any():
+            next(iter(()))
+        return rows[:, 0]
+
+class Strided:
+    """Answers a view: every other element of a float32 copy (a predict_proba(X)[:, 1] wrapper)."""
+    n_features_in_ = 4
+    def predict(self, rows):
+        return np.asarray(rows, dtype=np.float32)[:, 0]
+
+class Fortran:
+    """Answers a Fortran-ordered 2-D array, as MultiOutputRegressor does."""
+    n_features_in_ = 4
+    def predict(self, rows):
+        return np.asfortranarray(np.asarray(rows)[:, :2])
+
+class OneShort:
+    """Answers one row too few when a row starts with 7."""
+    n_features_in_ = 4
+    def predict(self, rows):
+        rows = np.asarray(rows)
+        return rows[:-1, 0] if (rows[:, 0] == 7).any() else rows[:, 0]
+'''
+
+
+@pytest.fixture(scope="module")
+def oddities(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("oddities")
+    (d / "oddities.py").write_text(ODDITIES)
+    sys.path.insert(0, str(d))
+    try:
+        import oddities
+
+        for cls in ("StopsIterating", "Strided", "Fortran", "OneShort"):
+            (d / f"{cls}.pkl").write_bytes(pickle.dumps(getattr(oddities, cls)()))
+    finally:
+        sys.path.remove(str(d))
+        sys.modules.pop("oddities", None)
+    return d
+
+
+def _odd_server(d: Path, cls: str, *args: str) -> Any:
+    return runtime_server(d / f"{cls}.pkl", "--trust-model", *args, env={"PYTHONPATH": str(d)})
+
+
+def test_a_model_raising_stopiteration_fails_only_that_request(oddities: Path) -> None:
+    with _odd_server(oddities, "StopsIterating") as url:
+        assert http_json(url + "/predict", {"input": [1, 2, 3, 4]}, timeout=10) == (
+            200,
+            {"prediction": [1.0]},
+        )
+        code, body = http_json(url + "/predict", {"input": [-1, 2, 3, 4]}, timeout=10)
+        assert code == 500 and "error id" in body["error"]
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            answers = list(
+                pool.map(
+                    lambda i: http_json(url + "/predict", {"input": [i - 3, 0, 0, 0]}, timeout=10), range(40)
+                )
+            )
+        for i, (code, body) in enumerate(answers):
+            assert (code, body) == (200, {"prediction": [float(i - 3)]}) if i >= 3 else code == 500, (
+                i,
+                code,
+                body,
+            )
+
+
+def test_models_answering_views_and_fortran_arrays_are_served(oddities: Path) -> None:
+    rows = [[1, 2, 3, 4], [5, 6, 7, 8]]
+    with _odd_server(oddities, "Strided") as url:
+        code, meta = http_json(url + "/v2/models/iris")  # learnt at load, before any request
+        assert meta["outputs"][0] == {"name": "predict", "datatype": "FP32", "shape": [-1]}, meta
+        assert http_json(url + "/predict", {"input": rows}) == (200, {"prediction": [1.0, 5.0]})
+        code, body = http_json(url + "/v2/models/iris/infer", v2(rows))
+        assert code == 200 and body["outputs"][0]["data"] == [1.0, 5.0], body
+    with _odd_server(oddities, "Fortran") as url:
+        code, meta = http_json(url + "/v2/models/iris")
+        assert meta["outputs"][0]["shape"] == [-1, 2], meta
+        assert http_json(url + "/predict", {"input": rows}) == (200, {"prediction": [[1.0, 2.0], [5.0, 6.0]]})
+        code, body = http_json(url + "/v2/models/iris/infer", v2(rows))
+        assert code == 200 and body["outputs"][0] == {
+            "name": "predict",
+            "shape": [2, 2],
+            "datatype": "FP64",
+            "data": [1.0, 2.0, 5.0, 6.0],
+        }
+
+
+def test_a_wrong_number_of_rows_is_the_models_fault_without_batching_too(oddities: Path) -> None:
+    with _odd_server(oddities, "OneShort", "--no-batching") as url:
+        assert http_json(url + "/predict", {"input": [[1, 0, 0, 0], [2, 0, 0, 0]]}) == (
+            200,
+            {"prediction": [1.0, 2.0]},
+        )
+        code, body = http_json(url + "/predict", {"input": [[7, 0, 0, 0], [2, 0, 0, 0]]})
+        assert code == 500 and "error id" in body["error"], body
+
+
+# The edges of the HTTP exchange: encodings, the binary header, departing clients, unknown routes -----
+
+
+def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json", **headers})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_compressed_bodies_odd_headers_and_departing_clients(iris: LogisticRegression, iris_url: str) -> None:
+    import gzip
+    import http.client
+    import zlib
+
+    body = json.dumps({"input": X[0].tolist()}).encode()
+    want = {"prediction": [int(iris.predict(X[:1])[0])]}
+    assert _post(iris_url + "/predict", gzip.compress(body), {"Content-Encoding": "gzip"}) == (200, want)
+    assert _post(iris_url + "/predict", zlib.compress(body), {"Content-Encoding": "deflate"}) == (200, want)
+    code, answer = _post(iris_url + "/predict", body, {"Content-Encoding": "br"})
+    assert code == 415 and "'br' is not supported" in answer["error"]
+    code, answer = _post(iris_url + "/predict", b"\x1f\x8bnot gzip", {"Content-Encoding": "gzip"})
+    assert code == 400 and "not valid gzip" in answer["error"]
+    bomb = gzip.compress(b" " * (20 << 20))  # 20 MiB of spaces in about 20 KiB
+    code, answer = _post(iris_url + "/predict", bomb, {"Content-Encoding": "gzip"})
+    assert code == 413 and "inflates beyond the limit" in answer["error"]
+    tensor = json.dumps(v2([[5.1, 3.5, 1.4, 0.2]])).encode()
+    for header in ("\u00b2", "9" * 5000, "0", str(len(tensor) + 1)):
+        conn = http.client.HTTPConnection(iris_url.removeprefix("http://"), timeout=30)
+        conn.putrequest("POST", "/v2/models/iris/infer")
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("Inference-Header-Content-Length", header.encode().decode("latin-1"))
+        conn.putheader("Content-Length", str(len(tensor)))
+        conn.endheaders(tensor)
+        response = conn.getresponse()
+        answer = json.loads(response.read())
+        assert response.status == 422 and "Inference-Header-Content-Length" in answer["error"], (
+            header[:9],
+            answer,
+        )
+        assert len(answer["error"]) < 300
+        conn.close()
+    binary = {
+        "inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "parameters": {"binary_data_size": 32}}]
+    }
+    head = json.dumps(binary).encode()
+    extra = head + np.array([5.1, 3.5, 1.4, 0.2]).tobytes() + b"junk"
+    code, answer = _post(
+        iris_url + "/v2/models/iris/infer", extra, {"Inference-Header-Content-Length": str(len(head))}
+    )
+    assert code == 422 and "4 bytes after" in answer["error"], answer
+    code, answer = _post(iris_url + "/nowhere", b"{}", {})
+    assert code == 404 and "no route for POST /nowhere" in answer["error"]
+    # A client that sends half its body and leaves: counted as 499, not as a server error.
+    before = metric_lines(iris_url)
+    conn = http.client.HTTPConnection(iris_url.removeprefix("http://"), timeout=30)
+    conn.putrequest("POST", "/predict")
+    conn.putheader("Content-Length", "1000")
+    conn.endheaders(b'{"input": [1,')
+    conn.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        after = metric_lines(iris_url)
+        if after.get('hm_requests_total{code="499",endpoint="predict"}', 0) > before.get(
+            'hm_requests_total{code="499",endpoint="predict"}', 0
+        ):
+            break
+        time.sleep(0.1)
+    assert (
+        after['hm_requests_total{code="499",endpoint="predict"}']
+        == before.get('hm_requests_total{code="499",endpoint="predict"}', 0) + 1
+    )
+    assert after.get('hm_requests_total{code="500",endpoint="predict"}', 0) == before.get(
+        'hm_requests_total{code="500",endpoint="predict"}', 0
+    )

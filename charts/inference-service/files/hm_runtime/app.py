@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 import orjson
 from fastapi import FastAPI
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from hm_runtime import metrics
-from hm_runtime.batching import Batcher
+from hm_runtime.batching import Batcher, WrongLength
 from hm_runtime.limits import Budget
-from hm_runtime.models import InputError, LoadedModel, ModelError, load
+from hm_runtime.models import InputError, LoadedModel, ModelError, load, v2_type
 from hm_runtime.protocol import (
     jsonable,
     rows_from_input,
@@ -31,7 +31,6 @@ from hm_runtime.protocol import (
     split_binary,
     v2_metadata,
     v2_response,
-    v2_type,
 )
 
 log = logging.getLogger("hm_runtime")
@@ -127,10 +126,23 @@ def _sklearn_refused(exc: BaseException) -> bool:
 class CountEveryResponse:
     """ASGI middleware: every response counted by endpoint and status code and timed, 4xx and 5xx
     included, and an exception no handler caught answered as a JSON 500 with an error id (the
-    traceback goes to the log, rate-limited), never as a bare text page."""
+    traceback goes to the log, rate-limited), never as a bare text page. A client that goes away
+    before its body arrived is counted as 499 (nginx's "client closed request"), not as a 5xx."""
 
     def __init__(self, app: Any, errors: ErrorLog) -> None:
         self.app, self.errors = app, errors
+        self.latency: dict[str, Any] = {}
+        self.counters: dict[tuple[str, int], Any] = {}
+
+    def _count(self, endpoint: str, status: int, seconds: float) -> None:
+        latency = self.latency.get(endpoint)
+        if latency is None:
+            latency = self.latency[endpoint] = metrics.LATENCY.labels(endpoint)
+        latency.observe(seconds)
+        counter = self.counters.get((endpoint, status))
+        if counter is None:
+            counter = self.counters[(endpoint, status)] = metrics.REQUESTS.labels(endpoint, str(status))
+        counter.inc()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -148,6 +160,9 @@ class CountEveryResponse:
 
         try:
             await self.app(scope, receive, send_counted)
+        except ClientDisconnect:
+            if not sent:
+                status = 499
         except Exception as exc:
             if sent:
                 raise
@@ -155,9 +170,25 @@ class CountEveryResponse:
             response = _error(500, f"internal error (error id {error_id}); the details are in the server log")
             await response(scope, receive, send_counted)
         finally:
-            endpoint = _endpoint(scope.get("path", ""))
-            metrics.LATENCY.labels(endpoint).observe(time.perf_counter() - started)
-            metrics.REQUESTS.labels(endpoint, str(status)).inc()
+            self._count(_endpoint(scope.get("path", "")), status, time.perf_counter() - started)
+
+
+def _decoded(raw: bytes, encoding: str, limit: int) -> bytes | Response:
+    """A gzip or deflate body (tritonclient's request_compression_algorithm) inflated within the body
+    limit, so a small compressed body cannot expand without bound; other encodings are refused (415)."""
+    import zlib
+
+    if encoding not in ("gzip", "deflate"):
+        shown = encoding if len(encoding) <= 20 else encoding[:20] + "..."
+        return _error(415, f"Content-Encoding {shown!r} is not supported: send gzip, deflate or identity")
+    inflater = zlib.decompressobj(zlib.MAX_WBITS | 16 if encoding == "gzip" else zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(raw, limit + 1)
+    except zlib.error as exc:
+        return _error(400, f"the body is not valid {encoding} data: {exc}")
+    if len(out) > limit or inflater.unconsumed_tail:
+        return _error(413, f"the {encoding} body inflates beyond the limit of {limit} bytes")
+    return out
 
 
 def _error(status: int, message: str) -> Response:
@@ -253,8 +284,21 @@ def build_app(settings: Settings) -> FastAPI:
             )
             state.batcher.start()
 
+    async def no_route(request: Request, exc: Exception) -> Response:
+        code = getattr(exc, "status_code", 404)
+        return _error(
+            code,
+            f"no route for {request.method} {request.url.path[:200]}: this server answers POST /predict, "
+            "POST /v2/models/{name}/infer, GET /v2/models/{name}[/ready], /v2/health/live|ready and /metrics",
+        )
+
     app = FastAPI(
-        title="helm-mlops runtime", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+        title="helm-mlops runtime",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        exception_handlers={404: no_route, 405: no_route},
     )
 
     async def infer(rows: np.ndarray) -> np.ndarray:
@@ -262,8 +306,15 @@ def build_app(settings: Settings) -> FastAPI:
         if state.batcher is not None:
             return await state.batcher.submit(rows)
         if not state.model.vectorised:
-            return np.concatenate([state.model.predict(rows[i : i + 1]) for i in range(len(rows))])
-        return state.model.predict(rows)
+            out = np.concatenate([state.model.predict(rows[i : i + 1]) for i in range(len(rows))])
+        else:
+            out = np.asarray(state.model.predict(rows))
+        if out.ndim == 0 or len(out) != len(rows):  # the batcher's rule, without batching too
+            raise WrongLength(
+                f"the model returned {'a scalar' if out.ndim == 0 else f'{len(out)} rows'} "
+                f"for {len(rows)} input rows"
+            )
+        return out
 
     def not_ready() -> Response:
         # The reason (paths, library internals) is for the operator's log, not for any caller.
@@ -298,6 +349,11 @@ def build_app(settings: Settings) -> FastAPI:
         raw = await _body(request, settings, state.budget)
         if isinstance(raw, Response):
             return raw
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        if encoding != "identity":
+            raw = _decoded(raw, encoding, settings.max_body_bytes)
+            if isinstance(raw, Response):
+                return raw
 
         def decode() -> tuple[np.ndarray, Any]:
             head, blob = split_binary(raw, request.headers.get("inference-header-content-length"))

@@ -49,6 +49,30 @@ TRUST_HINT = (
 )
 
 
+# The Open Inference Protocol v2 datatypes and the numpy dtypes they are read as.
+V2_TYPES = {
+    "BOOL": "bool",
+    "UINT8": "uint8",
+    "UINT16": "uint16",
+    "UINT32": "uint32",
+    "UINT64": "uint64",
+    "INT8": "int8",
+    "INT16": "int16",
+    "INT32": "int32",
+    "INT64": "int64",
+    "FP16": "float16",
+    "FP32": "float32",
+    "FP64": "float64",
+    "BYTES": "object",
+}
+NUMPY_TO_V2 = {v: k for k, v in V2_TYPES.items()}
+
+
+def v2_type(array: np.ndarray) -> str:
+    """The v2 datatype of an output: strings and objects (class names) are BYTES."""
+    return NUMPY_TO_V2.get(str(array.dtype), "BYTES")
+
+
 class ModelError(Exception):
     """A model that cannot be loaded; the message says why and what to do."""
 
@@ -191,8 +215,6 @@ def _allows_nan(model: Any) -> bool:
 
 
 def _sklearn_output(model: Any) -> str | None:
-    from hm_runtime.protocol import v2_type
-
     classes = getattr(_final_step(model), "classes_", None)
     if classes is not None:
         return v2_type(np.asarray(classes))
@@ -230,6 +252,22 @@ ONNX_TO_V2 = {
 }
 
 
+ONNX_TO_NUMPY = {
+    "float": "float32",
+    "double": "float64",
+    "float16": "float16",
+    "int64": "int64",
+    "int32": "int32",
+    "int16": "int16",
+    "int8": "int8",
+    "uint64": "uint64",
+    "uint32": "uint32",
+    "uint16": "uint16",
+    "uint8": "uint8",
+    "bool": "bool",
+}
+
+
 def _load_onnx(name: str, path: Path) -> LoadedModel:
     import onnxruntime as ort
 
@@ -238,7 +276,12 @@ def _load_onnx(name: str, path: Path) -> LoadedModel:
     options.intra_op_num_threads = int(os.environ.get("HM_RUNTIME_ONNX_THREADS", "1"))
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     first = session.get_inputs()[0]
-    dtype = "float64" if "double" in first.type else "int64" if "int64" in first.type else "float32"
+    dtype = ONNX_TO_NUMPY.get(first.type.removeprefix("tensor(").removesuffix(")"))
+    if dtype is None:
+        raise ModelError(
+            f"{path}: its input {first.name!r} is {first.type}; this runtime feeds numeric tensors "
+            f"({', '.join(sorted(ONNX_TO_NUMPY))})"
+        )
     width = first.shape[1] if len(first.shape) == 2 and isinstance(first.shape[1], int) else None
     outputs = [o.name for o in session.get_outputs()]
     proba_name = next((o for o in outputs if "prob" in o.lower()), None)
@@ -338,14 +381,36 @@ def _load_mlflow(name: str, uri: str) -> LoadedModel:
 
     model = mlflow.pyfunc.load_model(uri)
     schema = model.metadata.get_input_schema()
-    width = len(schema.inputs) if schema is not None and not schema.is_tensor_spec() else None
-    columns = schema.input_names() if schema is not None and not schema.is_tensor_spec() else None
+    width: int | None = None
+    columns: list[str] | None = None
+    types: list[np.dtype[Any]] = []
+    dtype = "float64"
+    if schema is not None and schema.is_tensor_spec():
+        # A tensor signature: the model takes an array of that dtype and shape; MLflow refuses others.
+        spec = schema.inputs[0]
+        dtype = str(np.dtype(spec.type))
+        shape = tuple(spec.shape or ())
+        width = int(shape[1]) if len(shape) == 2 and shape[1] not in (-1, None) else None
+    elif schema is not None:
+        columns = schema.input_names()
+        width = len(columns)
+        try:
+            types = [np.dtype(t) for t in schema.numpy_types()]
+        except Exception:  # a column type numpy cannot name (e.g. a string column): left to MLflow
+            types = []
+        numeric = [t for t in types if t.kind in "biuf"]
+        if types and len(numeric) == len(types) and len(set(types)) == 1:
+            dtype = str(types[0])  # one type for every column: rows are checked and cast to it
+    per_column = bool(types) and len(set(types)) > 1
 
     def predict(rows: np.ndarray) -> np.ndarray:
         if columns:
             import pandas as pd
 
-            return np.asarray(model.predict(pd.DataFrame(rows, columns=columns)))
+            frame = pd.DataFrame(rows, columns=columns)
+            if per_column:  # columns of several types: each cast to its own, as the signature says
+                frame = frame.astype({c: t for c, t in zip(columns, types, strict=True) if t.kind in "biuf"})
+            return np.asarray(model.predict(frame))
         return np.asarray(model.predict(rows))
 
     return LoadedModel(
@@ -353,7 +418,7 @@ def _load_mlflow(name: str, uri: str) -> LoadedModel:
         "mlflow",
         predict,
         width,
-        "float64",
+        dtype,
         details={"uri": uri, "flavors": list(model.metadata.flavors)},
         output_datatype=_mlflow_output(model.metadata.get_output_schema()),
     )
@@ -361,8 +426,6 @@ def _load_mlflow(name: str, uri: str) -> LoadedModel:
 
 def _mlflow_output(schema: Any) -> str | None:
     """The v2 datatype of the model's first output, from its signature (None without one)."""
-    from hm_runtime.protocol import NUMPY_TO_V2
-
     try:
         first = schema.numpy_types()[0]
     except Exception:  # no signature, or one numpy cannot describe
@@ -382,7 +445,23 @@ def load(
                 "Drop the pin and pass --trust-model if you trust the model and who can change it"
             )
         require_trust(model, kind, trust, None)
-        loaded = _load_mlflow(name, model)
+        try:
+            loaded = _load_mlflow(name, model)
+        except ModelError:
+            raise
+        except ModuleNotFoundError as exc:
+            raise ModelError(
+                f"{model} needs the Python module {exc.name!r}, which this runtime does not have: install "
+                "the package that provides it next to the runtime (the chart's fastapi.requirements; the "
+                "venv of `helm-mlops runtime serve --python`)"
+            ) from exc
+        except Exception as exc:
+            detail = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+            raise ModelError(
+                f"{model} cannot be loaded as an MLflow model ({detail[:300]}); expected a directory "
+                "with an MLmodel file as mlflow.<flavor>.save_model writes it, or a models:/ or runs:/ "
+                "URI that MLFLOW_TRACKING_URI's server knows"
+            ) from exc
     else:
         path = Path(model)
         if path.is_dir():
@@ -396,8 +475,37 @@ def load(
             require_trust(str(path), kind, trust, sha256)
         with _pinned_copy(path, sha256) if sha256 else contextlib.nullcontext(path) as source:
             loaded = _load_file(name, kind, source)
+    loaded.predict = _guarded(loaded.predict)
+    _learn_output(loaded)
     loaded.load_seconds = time.perf_counter() - started
     return loaded
+
+
+def _guarded(predict: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    """The model's call, with a StopIteration it raises turned into an ordinary error: asyncio cannot
+    carry a StopIteration through a future, and the request would never be answered."""
+
+    def call(rows: np.ndarray) -> np.ndarray:
+        try:
+            return predict(rows)
+        except StopIteration as exc:
+            raise RuntimeError("the model raised StopIteration") from exc
+
+    return call
+
+
+def _learn_output(model: LoadedModel) -> None:
+    """The datatype and shape of the model's answers, from one prediction on a row of zeros at load,
+    so v2 metadata is right before the first request. A model that refuses zeros keeps what its
+    loader declared; the first answer then tells."""
+    if model.n_features is None:
+        return
+    try:
+        out = np.asarray(model.predict(np.zeros((1, model.n_features), dtype=model.input_dtype)))
+    except Exception:  # the model's own business; requests will show it
+        return
+    if out.ndim >= 1 and len(out) == 1:
+        model.output_datatype, model.output_shape = v2_type(out), [-1, *out.shape[1:]]
 
 
 _EXPECTED = {

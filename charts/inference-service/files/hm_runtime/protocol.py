@@ -13,36 +13,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from hm_runtime.models import InputError, LoadedModel
-
-V2_TYPES = {
-    "BOOL": "bool",
-    "UINT8": "uint8",
-    "UINT16": "uint16",
-    "UINT32": "uint32",
-    "UINT64": "uint64",
-    "INT8": "int8",
-    "INT16": "int16",
-    "INT32": "int32",
-    "INT64": "int64",
-    "FP16": "float16",
-    "FP32": "float32",
-    "FP64": "float64",
-    "BYTES": "object",
-}
-NUMPY_TO_V2 = {v: k for k, v in V2_TYPES.items()}
-
-
-def v2_type(array: np.ndarray) -> str:
-    """The v2 datatype of an output: strings and objects (class names) are BYTES."""
-    return NUMPY_TO_V2.get(str(array.dtype), "BYTES")
+from hm_runtime.models import NUMPY_TO_V2, V2_TYPES, InputError, LoadedModel, v2_type
 
 
 def jsonable(out: np.ndarray) -> Any:
     """An output orjson can write: numeric arrays as they are (orjson serialises them natively),
     strings, bytes and objects (a classifier trained on class names) as a list of plain values."""
     if out.dtype.kind in "biuf":
-        return out
+        return np.ascontiguousarray(out)  # orjson writes C-contiguous arrays only (a model may answer a view)
     return [_plain(v) for v in out.tolist()] if out.ndim else _plain(out.item())
 
 
@@ -59,15 +37,16 @@ def _plain(value: Any) -> Any:
 
 
 def _where(where: str, shape: tuple[int, ...], flat_index: int) -> str:
+    """The position of a value in the data as the client sent it, e.g. `input[1][3]`."""
     index = np.unravel_index(flat_index, shape) if shape else ()
     return where + "".join(f"[{int(i)}]" for i in index)
 
 
-def _describe(value: Any) -> str:
+def _describe(value: Any, nan: str = "null") -> str:
     if value is None:
         return "null"
     if isinstance(value, float) and value != value:
-        return "null"  # JSON has no NaN: a NaN here was a null
+        return nan  # JSON has no NaN: in a JSON body a NaN was a null
     if isinstance(value, float) and value in (float("inf"), float("-inf")):
         return "Infinity" if value > 0 else "-Infinity"
     text = repr(value)
@@ -83,100 +62,104 @@ def _range_of(dtype: np.dtype[Any]) -> str:
     return "true or false"
 
 
-def _first_misfit(data: Any, dtype: np.dtype[Any]) -> tuple[int, Any] | None:
-    """The first value (flat index, value) in JSON data that `dtype` cannot hold: walked one value at a
-    time, on the error path only."""
-    try:
-        flat = np.asarray(data, dtype=object).reshape(-1)
-    except ValueError:
-        return None
-    for i, value in enumerate(flat.tolist()):
-        if isinstance(value, (list, dict)):  # ragged rows: a shape problem, not a value
-            return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            if dtype.kind == "b" and isinstance(value, bool):
-                continue
-            return i, value
-        if dtype.kind in "iu":
-            info = np.iinfo(dtype)
+def _refuse_first(a: np.ndarray, bad: np.ndarray, where: str, why: str, nan: str = "null") -> None:
+    if bad.any():
+        i = int(np.argmax(bad.reshape(-1)))
+        raise InputError(f"{_where(where, a.shape, i)} is {_describe(a.reshape(-1)[i].item(), nan)}: {why}")
+
+
+def _misfit(value: Any, target: np.dtype[Any], label: str) -> str | None:
+    """Why one JSON value cannot be a `target` number (None when it can; null becomes NaN for floats)."""
+    if isinstance(value, bool):
+        return None if target.kind == "b" else f"{label} takes numbers, not true or false"
+    if value is None:
+        return None if target.kind == "f" else f"{label} takes {_kind_words(target)}, not null"
+    if isinstance(value, (int, float)):
+        if target.kind == "b":
+            return None if value in (0, 1) else f"{label} takes true or false"
+        if target.kind in "iu":
+            info = np.iinfo(target)
             if isinstance(value, float) and not value.is_integer():
-                return i, value
-            if not (info.min <= value <= info.max):
-                return i, value
-        elif dtype.kind == "f" and value == value and abs(value) > float(np.finfo(dtype).max):
-            return i, value
-    return None
+                return f"{label} takes whole numbers"
+            return None if info.min <= value <= info.max else f"outside {label}'s range {_range_of(target)}"
+        return None if abs(value) <= float(np.finfo(np.float64).max) else f"outside {label}'s range"
+    if isinstance(value, str):
+        return f"{label} takes numbers, not strings (strings go as BYTES to a model that takes them)"
+    return f"{label} takes numbers, as one row or a list of equally long rows"
 
 
-def _parse(data: Any, dtype: str, where: str, datatype: str) -> np.ndarray:
-    """JSON data as an array of `dtype`, refusing (not wrapping or rounding to infinity) what does not fit."""
-    target = np.dtype(dtype)
+def _kind_words(target: np.dtype[Any]) -> str:
+    return {"b": "true or false", "i": "whole numbers", "u": "whole numbers"}.get(target.kind, "numbers")
+
+
+def _parse(data: Any, target: np.dtype[Any], where: str, label: str) -> np.ndarray:
+    """JSON data (one row, rows, or a v2 tensor's flat or nested data) as `target` numbers. numpy reads
+    plain numbers fast; anything else (nulls, strings, huge integers) is judged value by value and the
+    first misfit is named with its position."""
     try:
-        with np.errstate(over="raise", invalid="raise"):
-            return np.asarray(data, dtype=target)
-    except (FloatingPointError, OverflowError, ValueError, TypeError) as exc:
-        misfit = _first_misfit(data, target)
-        if misfit is not None:
-            i, value = misfit
-            try:
-                at = _where(where, np.shape(data), i) if isinstance(data, list) else where
-            except ValueError:
-                at = where
-            if not isinstance(value, (int, float)) or (isinstance(value, bool) and target.kind != "b"):
-                raise InputError(
-                    f"{at} is {_describe(value)}: {datatype} takes numbers only"
-                    + (
-                        " (send strings as BYTES to a model that takes them)"
-                        if isinstance(value, str)
-                        else ""
-                    )
-                ) from None
-            raise InputError(
-                f"{at} is {_describe(value)}, outside {datatype}'s range {_range_of(target)}"
-            ) from None
+        raw = np.asarray(data)
+    except (ValueError, TypeError, OverflowError):
         raise InputError(
-            f"{where} must be numbers of {datatype}, as one row or a list of equally long rows: {exc}"
+            f"{where} must be {label} numbers, as one row or a list of equally long rows"
         ) from None
+    if raw.dtype.kind not in "biuf":  # nulls, strings, objects, integers beyond 64 bits
+        values = np.asarray(data, dtype=object).reshape(-1).tolist()  # as sent: numpy made all strings
+        for i, value in enumerate(values):
+            why = _misfit(value, target, label)
+            if why:
+                raise InputError(f"{_where(where, raw.shape, i)} is {_describe(value)}: {why}")
+        raw = np.asarray(data, dtype=np.float64 if target.kind == "f" else target)
+    elif raw.dtype.kind == "b" and target.kind != "b":
+        _refuse_first(raw, np.ones(raw.shape, bool), where, f"{label} takes numbers, not true or false")
+    return _cast(raw, target, where, label)
 
 
-def as_model_input(rows: np.ndarray, model: LoadedModel, where: str, datatype: str) -> np.ndarray:
-    """The rows in the model's own dtype, all finite (NaN allowed where the model says it handles
-    missing values): checked per request, before a request can join a batch."""
-    target = np.dtype(model.input_dtype)
-    if rows.dtype == object or rows.dtype.kind in "SU":
-        raise InputError(
-            f"{where} must be numbers for this model ({model.input_dtype}), not {datatype} strings"
-        )
-    original = rows
-    if rows.dtype != target:
-        try:
-            with np.errstate(over="raise", invalid="raise"):
-                rows = rows.astype(target)
-        except FloatingPointError:
-            bad = np.abs(original.astype(np.float64)) > float(np.finfo(target).max)
-            i = int(np.argmax(bad.reshape(-1)))
-            raise InputError(
-                f"{_where(where, original.shape, i)} is {_describe(original.reshape(-1)[i].item())}, "
-                f"too large for the model's {model.input_dtype} (range {_range_of(target)})"
-            ) from None
-        if target.kind in "iu" and not np.array_equal(rows, original):
-            i = int(np.argmax((rows != original).reshape(-1)))
-            raise InputError(
-                f"{_where(where, original.shape, i)} is {_describe(original.reshape(-1)[i].item())}, "
-                f"which the model's {model.input_dtype} cannot hold (range {_range_of(target)})"
-            )
-    if rows.dtype.kind == "f":
+def _cast(a: np.ndarray, target: np.dtype[Any], where: str, owner: str, nan: str = "null") -> np.ndarray:
+    """`a` as `target`, refusing what would wrap, truncate or overflow to infinity (the first such
+    value named): `owner` names the type, e.g. "FP32" or "the model's int64"."""
+    if a.dtype == target:
+        return a
+    if target.kind in "iu":
+        info = np.iinfo(target)
+        why = f"{owner} takes whole numbers in {_range_of(target)}"
+        if a.dtype.kind == "f":
+            upper = 2.0 ** (info.bits - (1 if info.min < 0 else 0))  # the first value out of range
+            with np.errstate(invalid="ignore"):
+                bad = ~np.isfinite(a) | (a != np.trunc(a)) | (a < float(info.min)) | (a >= upper)
+            _refuse_first(a, bad, where, why, nan)
+        elif a.dtype.kind in "iu":
+            source = np.iinfo(a.dtype)
+            bad = np.zeros(a.shape, bool)
+            if source.max > info.max:
+                bad |= a > info.max
+            if source.min < info.min:
+                bad |= a < info.min
+            _refuse_first(a, bad, where, why, nan)
+        return a.astype(target)
+    if target.kind == "f":
+        if a.dtype.kind == "f" and a.dtype.itemsize <= target.itemsize:
+            return a.astype(target)
+        with np.errstate(over="ignore", invalid="ignore"):
+            cast = a.astype(target)
+        bad = np.isinf(cast) & ~np.isinf(a) if a.dtype.kind == "f" else np.isinf(cast)
+        _refuse_first(a, bad, where, f"too large for {owner} (range {_range_of(target)})", nan)
+        return cast
+    if target.kind == "b":
+        _refuse_first(a, (a != 0) & (a != 1), where, f"{owner} takes true or false (1 or 0)", nan)
+        return a.astype(bool)
+    raise InputError(f"{where} cannot be given to a model that takes {target.name}")
+
+
+def as_model_input(values: np.ndarray, model: LoadedModel, where: str, nan: str = "null") -> np.ndarray:
+    """The values in the model's own dtype, all finite (NaN allowed where the model says it handles
+    missing values): checked per request, before a request can join a batch, and reported by their
+    position in the data as sent."""
+    rows = _cast(values, np.dtype(model.input_dtype), where, f"the model's {model.input_dtype}", nan)
+    if rows.dtype.kind == "f" and not np.isfinite(rows).all():
         finite = np.isfinite(rows)
-        if not finite.all():
-            bad = ~finite & ~np.isnan(rows) if model.allow_nan else ~finite
-            if bad.any():
-                i = int(np.argmax(bad.reshape(-1)))
-                value = original.reshape(-1)[i].item()
-                accepts = "numbers or null (missing)" if model.allow_nan else "finite numbers"
-                raise InputError(
-                    f"{_where(where, rows.shape, i)} is {_describe(value)}: this model takes {accepts} "
-                    f"({datatype} as {model.input_dtype})"
-                )
+        bad = ~finite & ~np.isnan(rows) if model.allow_nan else ~finite
+        accepts = "numbers or null (a missing value)" if model.allow_nan else "finite numbers"
+        _refuse_first(values, bad, where, f"this model takes {accepts} ({model.input_dtype})", nan)
     return rows
 
 
@@ -185,12 +168,17 @@ def split_binary(raw: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     `Inference-Header-Content-Length` says how long its JSON is (tritonclient's default)."""
     if header_length is None:
         return raw, b""
-    if not header_length.isdigit() or int(header_length) > len(raw):
+    size = (
+        int(header_length)
+        if header_length.isascii() and header_length.isdigit() and len(header_length) < 16
+        else -1
+    )
+    if not 0 < size <= len(raw):
+        shown = header_length if len(header_length) <= 20 else header_length[:20] + "..."
         raise InputError(
-            f"Inference-Header-Content-Length {header_length!r} must be the length of the body's JSON part "
-            f"(at most {len(raw)} bytes here)"
+            f"Inference-Header-Content-Length {shown!r} must be the length of the body's JSON part "
+            f"(1 to {len(raw)} bytes here)"
         )
-    size = int(header_length)
     return raw[:size], raw[size:]
 
 
@@ -198,11 +186,16 @@ def rows_from_input(payload: Any, model: LoadedModel, _blob: bytes = b"") -> tup
     """(rows, single): one row `[1, 2, 3]` or a batch `[[1, 2, 3], ...]` as a 2-D array."""
     if not isinstance(payload, dict) or "input" not in payload:
         raise InputError('the body must be a JSON object {"input": [...]}: one row or a list of rows')
-    rows = _parse(payload["input"], "float64", "input", "JSON numbers")
-    single = rows.ndim == 1
-    model.check_rows(rows.reshape(1, -1) if single else rows)
-    rows = as_model_input(rows, model, "input", "JSON numbers")
-    return (rows.reshape(1, -1) if single else rows), single
+    values = _parse(payload["input"], FLOAT64, "input", "JSON")
+    single = values.ndim == 1
+    rows = values.reshape(1, -1) if single else values
+    model.check_rows(rows)
+    if not len(rows):
+        raise InputError("input holds no rows: send one row [..] or a list of rows [[..], ..]")
+    return as_model_input(rows if not single else values, model, "input").reshape(rows.shape), single
+
+
+FLOAT64 = np.dtype(np.float64)
 
 
 def _datatype(tensor: dict[str, Any]) -> str:
@@ -226,6 +219,8 @@ def _binary_data(tensor: dict[str, Any], blob: bytes, datatype: str, shape: list
     expected = math.prod(shape) * dtype.itemsize
     if size != expected:
         raise InputError(f"inputs[0] sends {size} binary bytes; shape {shape} of {datatype} needs {expected}")
+    if len(blob) != size:
+        raise InputError(f"the body carries {len(blob) - size} bytes after inputs[0]'s {size} binary bytes")
     return np.frombuffer(blob[:size], dtype=dtype).astype(dtype.newbyteorder("="))
 
 
@@ -254,21 +249,40 @@ def rows_from_v2(payload: Any, model: LoadedModel, blob: bytes = b"") -> tuple[n
             "send FP32, FP64 or INT64"
         )
     if binary:
-        rows = _binary_data(tensor, blob, datatype, shape)
+        values = _binary_data(tensor, blob, datatype, shape)
     else:
-        rows = _parse(tensor["data"], V2_TYPES[datatype], "inputs[0].data", datatype)
-    if rows.size != math.prod(shape):
+        values = _parse(tensor["data"], np.dtype(V2_TYPES[datatype]), "inputs[0].data", datatype)
+    if values.size != math.prod(shape):
         raise InputError(
-            f"inputs[0].data holds {rows.size} values but its shape {shape} needs {math.prod(shape)}"
+            f"inputs[0].data holds {values.size} values but its shape {shape} needs {math.prod(shape)}"
         )
-    rows = rows.reshape(shape)
+    rows: np.ndarray = values.reshape(shape)
     if rows.ndim == 1:
         rows = rows.reshape(1, -1)
     model.check_rows(rows)
+    if not len(rows):
+        raise InputError(f"inputs[0] holds no rows (shape {shape})")
+    _check_outputs(payload, model)
     request_id = payload.get("id")
-    return as_model_input(rows, model, "inputs[0].data", datatype), V2Context(
+    checked = as_model_input(values, model, "inputs[0].data", "NaN" if binary else "null")
+    return checked.reshape(rows.shape), V2Context(
         request_id if isinstance(request_id, str) else None, _wants_binary(payload)
     )
+
+
+def _check_outputs(payload: dict[str, Any], model: LoadedModel) -> None:
+    """Requested outputs must be the one this server returns (the model's first output)."""
+    outputs = payload.get("outputs")
+    if outputs is None:
+        return
+    if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
+        raise InputError('outputs must be a list of {"name": ...} objects')
+    for k, output in enumerate(outputs):
+        if output.get("name") != model.output_name:
+            raise InputError(
+                f"outputs[{k}].name {_describe(output.get('name'))} is not served: this server returns "
+                f"{model.output_name!r} (the model's metadata lists it)"
+            )
 
 
 class V2Context(NamedTuple):
