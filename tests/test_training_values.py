@@ -124,7 +124,7 @@ BAD = [
         {"distributed": {"enabled": True, "operator": "trainjob"}, "envFrom": [{"secretRef": {"name": "s"}}]},
         ["envFrom cannot be passed to a TrainJob", "env"],
     ),
-    ({"script": {"content": "x" * 950_000}}, ["1 MiB", "volumes"]),
+    ({"script": {"content": "x" * 950_000}}, ["950000 bytes, over the 900,000 allowed", "volumes"]),
     ({"distributed": {"enabled": True, "operator": "mpi"}}, ["operator"]),
     ({"jobs": {"backoffLimit": 1}}, ["jobs"]),
 ]

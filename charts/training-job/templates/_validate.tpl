@@ -26,7 +26,7 @@ are rejected earlier by values.schema.json. */}}
 {{- $errors = append $errors "script.content and command are both set: keep one (the script runs with python3; command runs code from your image)." -}}
 {{- end -}}
 {{- if gt (len $v.script.content) 900000 -}}
-{{- $errors = append $errors (printf "script.content is %d bytes; a ConfigMap holds at most 1 MiB. Ship large code in your image (command) or on a volume (volumes)." (len $v.script.content)) -}}
+{{- $errors = append $errors (printf "script.content is %d bytes, over the 900,000 allowed (it travels in a ConfigMap, which holds at most 1 MiB with the rest). Ship large code in your image (command) or on a volume (volumes)." (len $v.script.content)) -}}
 {{- end -}}
 {{- $gpus := int $v.gpu.count -}}
 {{- if $v.distributed.enabled -}}
