@@ -83,24 +83,22 @@ def wrk(url: str, body: str, connections: int, seconds: int, workdir: Path) -> L
         f"wrk.body = {json.dumps(body)}\n"
         'wrk.headers["Content-Type"] = "application/json"\n'
     )
-    argv = [
-        "taskset",
-        "-c",
-        "1",
-        "wrk",
-        "-t1",
-        f"-c{connections}",
-        f"-d{seconds}s",
-        "--latency",
-        "-s",
-        str(script),
-        url,
-    ]
-    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    out = _run_wrk(url, script, connections, seconds)
+    errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
+    return _load(out, errors)
+
+
+def _run_wrk(url: str, script: Path, connections: int, seconds: int) -> str:
+    """wrk on CPU 1 with a Lua script; its output."""
+    argv = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s"]
+    return subprocess.run([*argv, str(script), url], capture_output=True, text=True, check=True).stdout
+
+
+def _load(out: str, errors: int) -> Load:
+    """Throughput and latency from wrk's output; socket errors added to `errors`."""
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
-    errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     if socket_errors:
         errors += sum(int(n) for n in socket_errors.groups())
@@ -163,29 +161,9 @@ def mixed_wrk(
     script = workdir / "mixed.lua"
     lua_bad = "{" + ", ".join(json.dumps(b) for b in bad) + "}"
     script.write_text(f"good = {json.dumps(good)}\nbad = {lua_bad}\n{MIXED_LUA}")
-    argv = [
-        "taskset",
-        "-c",
-        "1",
-        "wrk",
-        "-t1",
-        f"-c{connections}",
-        f"-d{seconds}s",
-        "--latency",
-        "-s",
-        str(script),
-        url,
-    ]
-    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    out = _run_wrk(url, script, connections, seconds)
     counts = {k: int(v) for k, v in re.findall(r"(ok|refused|failed|other)=(\d+)", out)}
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
-    errors = counts.get("failed", 0) + counts.get("other", 0)
-    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    if socket_errors:
-        errors += sum(int(n) for n in socket_errors.groups())
-    return Load(rps, p50, p99, errors), counts
+    return _load(out, counts.get("failed", 0) + counts.get("other", 0)), counts
 
 
 def rss_mb(pid: int) -> float:

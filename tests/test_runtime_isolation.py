@@ -13,7 +13,6 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.pickled import pickled
 from tests.support.servers import free_port, http_json, wait_http
 
 pytestmark = pytest.mark.real
@@ -47,15 +47,7 @@ class Picky:
 
 @contextmanager
 def picky_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    (tmp_path / "picky.py").write_text(MODEL_CODE)
-    sys.path.insert(0, str(tmp_path))
-    try:
-        import picky
-
-        (tmp_path / "picky.pkl").write_bytes(pickle.dumps(picky.Picky()))
-    finally:
-        sys.path.remove(str(tmp_path))
-        sys.modules.pop("picky", None)
+    model = pickled(tmp_path, "picky", MODEL_CODE, "Picky")["Picky"]
     port = free_port()
     log = tmp_path / "server.log"
     argv = [
@@ -63,7 +55,7 @@ def picky_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         "runtime",
         "serve",
         "--model",
-        str(tmp_path / "picky.pkl"),
+        str(model),
         "--trust-model",
         "--port",
         str(port),

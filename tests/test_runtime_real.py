@@ -27,6 +27,7 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 from tests.support.charts import REPO
+from tests.support.pickled import pickled
 from tests.support.servers import free_port, http_json, mlflow_server, runtime_server
 
 pytestmark = pytest.mark.real
@@ -247,9 +248,8 @@ def test_concurrent_requests_are_batched_and_split_back_correctly(
 
 
 def test_sigterm_drains_in_flight_requests(tmp_path: Path) -> None:
-    (tmp_path / "slowmodel.py").write_text(
-        textwrap.dedent(
-            """
+    code = textwrap.dedent(
+        """
             import time
             import numpy as np
 
@@ -260,16 +260,8 @@ def test_sigterm_drains_in_flight_requests(tmp_path: Path) -> None:
                     time.sleep(1.0)
                     return np.asarray(rows).sum(axis=1)
             """
-        )
     )
-    sys.path.insert(0, str(tmp_path))
-    try:
-        import slowmodel
-
-        path = tmp_path / "slow.pkl"
-        path.write_bytes(pickle.dumps(slowmodel.Slow()))
-    finally:
-        sys.path.remove(str(tmp_path))
+    path = pickled(tmp_path, "slowmodel", code, "Slow")["Slow"]
     port = free_port()
     argv = [EXE, "runtime", "serve", "--model", str(path), "--trust-model", "--port", str(port)]
     proc = subprocess.Popen(

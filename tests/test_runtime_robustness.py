@@ -38,6 +38,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
 from tests.support.charts import REPO
+from tests.support.pickled import pickled
 from tests.support.servers import http_json, runtime_server
 
 pytestmark = pytest.mark.real
@@ -284,19 +285,9 @@ class Odd:
 
 @pytest.fixture
 def odd_url(tmp_path: Path) -> Iterator[str]:
-    (tmp_path / "odd.py").write_text(ODD_MODEL)
-    sys.path.insert(0, str(tmp_path))
-    try:
-        import odd
-
-        (tmp_path / "odd.pkl").write_bytes(pickle.dumps(odd.Odd()))
-    finally:
-        sys.path.remove(str(tmp_path))
-        sys.modules.pop("odd", None)
+    model = pickled(tmp_path, "odd", ODD_MODEL, "Odd")["Odd"]
     env = {"PYTHONPATH": str(tmp_path)}
-    with runtime_server(
-        tmp_path / "odd.pkl", "--trust-model", "--max-batch-wait-ms", "3", name="odd", env=env
-    ) as url:
+    with runtime_server(model, "--trust-model", "--max-batch-wait-ms", "3", name="odd", env=env) as url:
         yield url
 
 
@@ -716,16 +707,7 @@ class OneShort:
 @pytest.fixture(scope="module")
 def oddities(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("oddities")
-    (d / "oddities.py").write_text(ODDITIES)
-    sys.path.insert(0, str(d))
-    try:
-        import oddities
-
-        for cls in ("StopsIterating", "Strided", "Fortran", "OneShort"):
-            (d / f"{cls}.pkl").write_bytes(pickle.dumps(getattr(oddities, cls)()))
-    finally:
-        sys.path.remove(str(d))
-        sys.modules.pop("oddities", None)
+    pickled(d, "oddities", ODDITIES, "StopsIterating", "Strided", "Fortran", "OneShort")
     return d
 
 

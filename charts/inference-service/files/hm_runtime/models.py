@@ -445,23 +445,8 @@ def load(
                 "Drop the pin and pass --trust-model if you trust the model and who can change it"
             )
         require_trust(model, kind, trust, None)
-        try:
+        with _explained(model, "loaded as an MLflow model", _EXPECTED["mlflow"]):
             loaded = _load_mlflow(name, model)
-        except ModelError:
-            raise
-        except ModuleNotFoundError as exc:
-            raise ModelError(
-                f"{model} needs the Python module {exc.name!r}, which this runtime does not have: install "
-                "the package that provides it next to the runtime (the chart's fastapi.requirements; the "
-                "venv of `helm-mlops runtime serve --python`)"
-            ) from exc
-        except Exception as exc:
-            detail = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
-            raise ModelError(
-                f"{model} cannot be loaded as an MLflow model ({detail[:300]}); expected a directory "
-                "with an MLmodel file as mlflow.<flavor>.save_model writes it, or a models:/ or runs:/ "
-                "URI that MLFLOW_TRACKING_URI's server knows"
-            ) from exc
     else:
         path = Path(model)
         if path.is_dir():
@@ -514,11 +499,13 @@ _EXPECTED = {
     "onnx": "an ONNX model (a protobuf file, e.g. from skl2onnx or torch.onnx.export)",
     "torch": "a TorchScript file (torch.jit.save) or a whole module saved with torch.save",
     "keras": "a Keras model saved with model.save (.keras or .h5)",
+    "mlflow": "a directory with an MLmodel file as mlflow.<flavor>.save_model writes it, or a models:/ or "
+    "runs:/ URI that MLFLOW_TRACKING_URI's server knows",
 }
 
 
 def _load_file(name: str, kind: str, path: Path) -> LoadedModel:
-    try:
+    with _explained(str(path), f"read as {kind}", _EXPECTED[kind]):
         if kind in ("sklearn", "joblib"):
             return _from_estimator(name, kind, _load_pickled(path, kind))
         if kind == "onnx":
@@ -526,17 +513,24 @@ def _load_file(name: str, kind: str, path: Path) -> LoadedModel:
         if kind == "torch":
             return _load_torch(name, path)
         return _load_keras(name, path)
+
+
+@contextlib.contextmanager
+def _explained(what: str, action: str, expected: str) -> Iterator[None]:
+    """A loader's failure as a ModelError that says what went wrong and what was expected."""
+    try:
+        yield
     except ModelError:
         raise
     except ModuleNotFoundError as exc:
         raise ModelError(
-            f"{path} needs the Python module {exc.name!r}, which this runtime does not have: install the "
+            f"{what} needs the Python module {exc.name!r}, which this runtime does not have: install the "
             "package that provides it next to the runtime (the chart's fastapi.requirements; the venv of "
             "`helm-mlops runtime serve --python`)"
         ) from exc
     except Exception as exc:
         detail = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
         raise ModelError(
-            f"{path} cannot be read as {kind} ({detail[:300]}); expected {_EXPECTED[kind]}. "
-            "The file may be truncated or in another format: give --format, or save the model again"
+            f"{what} cannot be {action} ({detail[:300]}); expected {expected}. "
+            "It may be truncated or in another format: give --format, or save the model again"
         ) from exc
