@@ -621,7 +621,7 @@ def m_retype(draw: Any, data: dict[str, Any], bad: int) -> None:
         parent = get_parent(data, path)
         value = parent[path[-1]]
         how = draw(st.sampled_from(["list", "map", "str", "null", "json"]))
-        parent[path[-1]] = {
+        parent[path[-1]] = {  # type: ignore[no-untyped-call]
             "list": lambda: [value],
             "map": lambda: {"value": value},
             "str": lambda: str(value),
@@ -1149,18 +1149,18 @@ def helm_problems(stacks: list[Path]) -> list[str]:
     if crds is None or not crds.is_dir():
         assert not IN_CI, f"{crds} is absent: CI has ../shared beside the repo"
         crds = None
-    failures = []
+    failures: list[tuple[Path, str]] = []
     for start in range(0, len(stacks), 20):  # one helm lint for many charts; each alone when one fails
         batch = [str(out) for out in stacks[start : start + 20]]
         proc = subprocess.run(
             [binary, "lint", "--strict", *batch], capture_output=True, text=True, check=False
         )
-        for out in batch if proc.returncode else []:
+        for each in batch if proc.returncode else []:
             one = subprocess.run(
-                [binary, "lint", "--strict", out], capture_output=True, text=True, check=False
+                [binary, "lint", "--strict", each], capture_output=True, text=True, check=False
             )
             if one.returncode != 0:
-                failures.append((Path(out), f"helm lint --strict: {one.stdout[-1500:]}{one.stderr[-1500:]}"))
+                failures.append((Path(each), f"helm lint --strict: {one.stdout[-1500:]}{one.stderr[-1500:]}"))
     helm = Helm(find_helm(binary))
     for out in stacks:
         try:
@@ -1217,7 +1217,7 @@ def test_accepted_stacks_pass_helm_lint_and_kubernetes_validate(root: Path) -> N
 
 
 def preset(name: str, change: Callable[[dict[str, Any]], Any] | None = None) -> dict[str, Any]:
-    data = copy.deepcopy(PRESETS[name])
+    data: dict[str, Any] = copy.deepcopy(PRESETS[name])
     if change is not None:
         change(data)
     return data

@@ -165,7 +165,7 @@ def test_pre_install_hooks_only_use_what_exists_before_install(chart: Path, valu
 # workload (and, for mlflow, every kind of pod it can run), that workload (kind, name pattern), its main
 # container, the number of pod specs the render must hold, and the old spellings the schema must now
 # refuse.
-CONVENTION_CHARTS = {
+CONVENTION_CHARTS: dict[str, Any] = {
     "mlflow": (
         {
             "backendStore": {"type": "postgresql", "postgresql": {"inCluster": True}},
@@ -207,7 +207,7 @@ CONVENTION_CHARTS = {
         [({"imagePullSecrets": ["regcred"]}, ["imagePullSecrets"])],
     ),
 }
-CONVENTION_VALUES = {
+CONVENTION_VALUES: dict[str, Any] = {
     # global first (an entry may be a plain name there), then the chart's own; "team" only once.
     "global": {"imagePullSecrets": [{"name": "shared"}, "team"]},
     "imagePullSecrets": [{"name": "team"}, {"name": "own"}],

@@ -1,5 +1,6 @@
-"""ruff (lint and format) and mypy --strict over the package and tests; shellcheck over hack/*.sh and
-plugin/*.sh (the plugin's scripts are POSIX sh: their #!/bin/sh makes shellcheck check them as such)."""
+"""ruff (lint and format) and mypy --strict over the package, the tests and the pods' code; shellcheck
+over hack/*.sh and plugin/*.sh (the plugin's scripts are POSIX sh: their #!/bin/sh makes shellcheck
+check them as such)."""
 
 from __future__ import annotations
 

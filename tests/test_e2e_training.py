@@ -64,7 +64,7 @@ def _name_uid(obj: dict[str, Any]) -> tuple[str, str]:
 
 
 def test_train_status_logs_and_retrain(cluster: Cluster, ns: str, script: Path) -> None:
-    argv = ["train", "fit", "--script", script, "--cpu", "500m", "--memory", "1Gi"]
+    argv: list[str | Path] = ["train", "fit", "--script", script, "--cpu", "500m", "--memory", "1Gi"]
     first = _cli(cluster, *argv, ns=ns)
     assert first.returncode == 0, first.stderr
     assert "release fit: revision 1, deployed" in first.stdout and "a new run" not in first.stdout

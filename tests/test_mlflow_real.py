@@ -34,7 +34,8 @@ def test_tested_mlflow_is_the_charts_app_version() -> None:
 
 def _pod(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
     obj = find(docs, kind, name)
-    return obj["spec"] if kind == "Pod" else obj["spec"]["template"]["spec"]
+    spec: dict[str, Any] = obj["spec"] if kind == "Pod" else obj["spec"]["template"]["spec"]
+    return spec
 
 
 def _container(spec: dict[str, Any], name: str, init: bool = False) -> dict[str, Any]:

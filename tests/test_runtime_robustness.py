@@ -85,7 +85,7 @@ def test_a_client_sending_nulls_never_fails_its_batched_neighbours(
     before = metric_lines(iris_url)
 
     def client(c: int) -> list[tuple[int, int, Any, int | None]]:
-        answers = []
+        answers: list[tuple[int, int, Any, int | None]] = []
         for k in range(40):
             if c == 0 and k % 2:
                 code, body = http_json(iris_url + "/predict", {"input": [None, 1, 1, 1]})
@@ -102,7 +102,7 @@ def test_a_client_sending_nulls_never_fails_its_batched_neighbours(
     bad = [a for a in answers if a[3] is None]
     assert len(valid) == 300 and len(bad) == 20
     for _c, code, body, i in valid:
-        assert code == 200 and body["prediction"] == [int(expected[i])], (code, body)  # type: ignore[index]
+        assert i is not None and code == 200 and body["prediction"] == [int(expected[i])], (code, body)
     for _c, code, body, _i in bad:
         assert code == 422 and "input[0] is null" in body["error"], body
     after = metric_lines(iris_url)

@@ -56,7 +56,7 @@ def grid_space(draw: Any) -> dict[str, Any]:
 def _model_values(p: dict[str, Any]) -> list[Any]:
     """An independent statement of what each grid parameter means."""
     if p["type"] == "categorical":
-        return p["values"]
+        return list(p["values"])
     if p["type"] == "int":
         return [p["min"] + k * p["step"] for k in range((p["max"] - p["min"]) // p["step"] + 1)]
     n, lo, hi = p["count"], p["min"], p["max"]

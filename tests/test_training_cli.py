@@ -213,7 +213,7 @@ def test_render_to_writes_values_and_every_manifest(tmp_path: Path, script: Path
     again = _cli("train", "r1", "--script", script, "--render-to", out)
     assert again.returncode == 2 and "--render-to" in again.stderr
     out2 = tmp_path / "out2"
-    argv = ["--nodes", "2", "--cpu", "2", "--memory", "4Gi", "--render-to", out2]
+    argv: list[str | Path] = ["--nodes", "2", "--cpu", "2", "--memory", "4Gi", "--render-to", out2]
     assert _cli("train", "r1", "--script", script, *argv).returncode == 0
     assert {p.name: p.read_text() for p in out2.iterdir()} == {p.name: p.read_text() for p in out.iterdir()}
 

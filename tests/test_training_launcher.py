@@ -192,7 +192,7 @@ def test_requirements_are_installed_into_the_writable_runtime_dir(tmp_path: Path
 
 
 def test_sweep_trials_log_to_mlflow_and_the_cli_ranks_them(tracking: str, tmp_path: Path) -> None:
-    values = {
+    values: dict[str, Any] = {
         "script": {"content": SKLEARN_SCRIPT},
         "mlflow": {"trackingUri": f"http://{MLFLOW_HOST}", "experimentName": "launcher-sweep"},
         "sweep": {

@@ -134,7 +134,7 @@ def table_versions(result: subprocess.CompletedProcess[str]) -> list[str]:
 def source_of(result: subprocess.CompletedProcess[str]) -> str:
     found = re.findall(r"^source: (.+)$", result.stderr, re.M)
     assert len(found) == 1, result.stderr
-    return found[0]
+    return str(found[0])
 
 
 # -- listing
@@ -320,7 +320,8 @@ def test_rate_limit_or_error_falls_back_to_the_stale_cache(cli: Cli, api: FakeGi
 
 
 def bundled_data() -> dict[str, Any]:
-    return json.loads((REPO / "generator" / "data" / "versions.json").read_text())
+    data: dict[str, Any] = json.loads((REPO / "generator" / "data" / "versions.json").read_text())
+    return data
 
 
 def test_rate_limited_with_no_cache_uses_the_bundled_list(cli: Cli, api: FakeGitHub) -> None:

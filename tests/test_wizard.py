@@ -4,6 +4,7 @@ scripted `Ask` for the rules that need no terminal."""
 
 from __future__ import annotations
 
+import importlib
 import io
 import os
 import re
@@ -559,7 +560,7 @@ def test_the_versions_offered_fall_back_to_the_charts(monkeypatch: pytest.Monkey
     def missing(name: str) -> Any:
         raise ImportError(name)
 
-    monkeypatch.setattr(wizard.importlib, "import_module", missing)
+    monkeypatch.setattr(importlib, "import_module", missing)
     assert wizard.available_mlflow_versions() == [generate.default_mlflow_version()]
 
 

@@ -68,11 +68,14 @@ class FakeGitHub:
     ) -> tuple[int, dict[str, str], bytes]:
         if self.mode == "rate-limit-403":
             reset = str(int(time.time()) + 1800)
-            body = {"message": "API rate limit exceeded for 127.0.0.1.", "documentation_url": "https://docs"}
+            limited = {
+                "message": "API rate limit exceeded for 127.0.0.1.",
+                "documentation_url": "https://docs",
+            }
             return (
                 403,
                 {"x-ratelimit-limit": "60", "x-ratelimit-remaining": "0", "x-ratelimit-reset": reset},
-                json.dumps(body).encode(),
+                json.dumps(limited).encode(),
             )
         if self.mode == "rate-limit-429":
             return 429, {"retry-after": "60"}, b'{"message": "You have exceeded a secondary rate limit."}'

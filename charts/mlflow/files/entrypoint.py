@@ -20,6 +20,8 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import quote
 
 
@@ -52,13 +54,13 @@ def _log(message: str) -> None:
     print(f"[entrypoint] {message}", flush=True)
 
 
-def _engine():  # type: ignore[no-untyped-def]
+def _engine() -> Any:
     import sqlalchemy
 
     return sqlalchemy.create_engine(backend_uri(), pool_pre_ping=True)
 
 
-def _wait_until(what: str, check) -> None:  # type: ignore[no-untyped-def]
+def _wait_until(what: str, check: Callable[[], str | None]) -> None:
     """Call check() until it returns None (ready) or the deadline passes; it returns a reason otherwise."""
     deadline = time.monotonic() + float(os.environ.get("MLFLOW_HELM_DB_WAIT_SECONDS", "300"))
     last_report = 0.0
@@ -75,13 +77,14 @@ def _wait_until(what: str, check) -> None:  # type: ignore[no-untyped-def]
         time.sleep(2)
 
 
-def _schema_revision(engine):  # type: ignore[no-untyped-def]
+def _schema_revision(engine: Any) -> str | None:
     from mlflow.store.db.utils import _get_schema_version
 
-    return _get_schema_version(engine)
+    revision: str | None = _get_schema_version(engine)  # type: ignore[no-untyped-call]
+    return revision
 
 
-def wait_for_database(engine) -> None:  # type: ignore[no-untyped-def]
+def wait_for_database(engine: Any) -> None:
     def reachable() -> str | None:
         try:
             with engine.connect():
@@ -98,13 +101,13 @@ def upgrade() -> int:
 
     engine = _engine()
     wait_for_database(engine)
-    current, head = _schema_revision(engine), _get_latest_schema_revision()
+    current, head = _schema_revision(engine), _get_latest_schema_revision()  # type: ignore[no-untyped-call]
     if current is None:
         _log(f"empty database: creating the MLflow schema at revision {head}")
-        _initialize_tables(engine)
+        _initialize_tables(engine)  # type: ignore[no-untyped-call]
     elif current != head:
         _log(f"migrating the MLflow schema from {current} to {head}")
-        _upgrade_db(engine)
+        _upgrade_db(engine)  # type: ignore[no-untyped-call]
     else:
         _log(f"schema already at {head}")
     return 0
@@ -116,7 +119,7 @@ def wait_schema() -> int:
 
     engine = _engine()
     wait_for_database(engine)
-    head = _get_latest_schema_revision()
+    head = _get_latest_schema_revision()  # type: ignore[no-untyped-call]
 
     def current() -> str | None:
         revision = _schema_revision(engine)

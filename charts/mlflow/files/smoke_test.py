@@ -16,9 +16,10 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from typing import Any
 
 
-def _request(method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
+def _request(method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, bytes]:
     url = os.environ["MLFLOW_URL"].rstrip("/") + path
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method)
