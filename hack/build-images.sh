@@ -164,7 +164,7 @@ hash_of() { sha256sum | cut -c1-16; }
 layer() {
   local name=$1; shift
   local key desc dir t0 compress=--gzip
-  key=$({ declare -f "recipe_$name" pip_into finish_python_layer; printf '%s\n' "$@"; sha256sum "$here/oci_image.py"; } | hash_of)
+  key=$({ declare -f "recipe_$name" pip_into finish_python_layer; printf '%s\n' "$@"; sha256sum < "$here/oci_image.py"; } | hash_of)
   desc="$layers/$name-$key.json"
   layer_desc=$desc
   # Up to date even when its blob was dropped (it lives on in the archive): image() rebuilds the
@@ -197,7 +197,7 @@ image() {
   descs=("$@")
   ref=$(ref_of "$name")
   out=$(archive_of "$name")
-  key=$({ printf '%s\n' "$ref" "${cfg[@]}"; cat "${descs[@]}"; sha256sum "$here/oci_image.py"; } | hash_of)
+  key=$({ printf '%s\n' "$ref" "${cfg[@]}"; cat "${descs[@]}"; sha256sum < "$here/oci_image.py"; } | hash_of)
   if [ -f "$out" ] && [ "$(cat "$out.inputs" 2>/dev/null)" = "$key" ]; then
     log "$ref: up to date ($(du -sh --apparent-size "$out" | cut -f1))"
     return
