@@ -15,6 +15,8 @@ import numpy as np
 
 from hm_runtime.models import NUMPY_TO_V2, V2_TYPES, InputError, LoadedModel, v2_type
 
+FLOAT64 = np.dtype(np.float64)  # what JSON numbers are read as
+
 
 def jsonable(out: np.ndarray) -> Any:
     """An output orjson can write: numeric arrays as they are (orjson serialises them natively),
@@ -193,9 +195,6 @@ def rows_from_input(payload: Any, model: LoadedModel, _blob: bytes = b"") -> tup
     if not len(rows):
         raise InputError("input holds no rows: send one row [..] or a list of rows [[..], ..]")
     return as_model_input(rows if not single else values, model, "input").reshape(rows.shape), single
-
-
-FLOAT64 = np.dtype(np.float64)
 
 
 def _datatype(tensor: dict[str, Any]) -> str:
