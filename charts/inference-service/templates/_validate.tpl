@@ -101,6 +101,9 @@
 {{- range $line := splitList "\n" (include "inference-service.resourceErrors" (list "resources" (fromYaml (include "inference-service.resources" .)))) -}}
 {{- if $line }}{{ $errors = append $errors $line }}{{ end -}}
 {{- end -}}
+{{- with include "inference-service.pdbError" . -}}
+{{- $errors = append $errors . -}}
+{{- end -}}
 {{- if $errors -}}
 {{- fail (printf "\n\nInvalid values for the inference-service chart:\n  - %s\n" (join "\n  - " $errors)) -}}
 {{- end -}}

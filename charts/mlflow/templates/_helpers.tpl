@@ -673,3 +673,60 @@ Call with (list "image.path" repository tag). */}}
 {{- printf "%s:%s" $repo $tag | quote -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The PodDisruptionBudget's one budget line. `maxUnavailable` when set; else `minAvailable`, unless it
+would leave no pod evictable at the lowest replica count (autoscaling.minReplicas with an HPA, else
+replicaCount): with a single pod that is `maxUnavailable: 1` (a budget of minAvailable 1 against one pod
+blocks every node drain), with several pods the values are refused ("mlflow.pdbError"). */}}
+{{- define "mlflow.pdbLowestReplicas" -}}
+{{- if .Values.autoscaling.enabled }}{{ int .Values.autoscaling.minReplicas }}{{ else }}{{ int .Values.replicaCount }}{{ end -}}
+{{- end -}}
+
+{{/* How many pods minAvailable asks for at the lowest replica count (a percentage rounds up, as the
+disruption controller does). */}}
+{{- define "mlflow.pdbRequired" -}}
+{{- $min := toString .Values.podDisruptionBudget.minAvailable -}}
+{{- $lowest := int (include "mlflow.pdbLowestReplicas" .) -}}
+{{- if hasSuffix "%" $min -}}
+{{- div (add (mul (int (trimSuffix "%" $min)) $lowest) 99) 100 -}}
+{{- else -}}
+{{- int $min -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "mlflow.pdbBudget" -}}
+{{- $pdb := .Values.podDisruptionBudget -}}
+{{- if not (kindIs "invalid" $pdb.maxUnavailable) -}}
+maxUnavailable: {{ $pdb.maxUnavailable }}
+{{- else if ge (int (include "mlflow.pdbRequired" .)) (int (include "mlflow.pdbLowestReplicas" .)) -}}
+maxUnavailable: 1
+{{- else -}}
+minAvailable: {{ $pdb.minAvailable }}
+{{- end -}}
+{{- end -}}
+
+{{/* Non-empty when the chart replaced minAvailable by maxUnavailable: 1 (said in NOTES). */}}
+{{- define "mlflow.pdbAdapted" -}}
+{{- $pdb := .Values.podDisruptionBudget -}}
+{{- if and $pdb.enabled (kindIs "invalid" $pdb.maxUnavailable) (hasPrefix "maxUnavailable" (include "mlflow.pdbBudget" .)) -}}
+podDisruptionBudget.minAvailable={{ $pdb.minAvailable }} would block every node drain with {{ include "mlflow.pdbLowestReplicas" . }} pod: the PodDisruptionBudget uses maxUnavailable: 1 instead. Run 2+ replicas (replicaCount, or autoscaling.minReplicas) to keep a pod serving during drains.
+{{- end -}}
+{{- end -}}
+
+{{/* Non-empty when minAvailable leaves no pod evictable with several pods: refused by validation. */}}
+{{- define "mlflow.pdbError" -}}
+{{- $pdb := .Values.podDisruptionBudget -}}
+{{- $lowest := int (include "mlflow.pdbLowestReplicas" .) -}}
+{{- if and $pdb.enabled (kindIs "invalid" $pdb.maxUnavailable) (gt $lowest 1) (ge (int (include "mlflow.pdbRequired" .)) $lowest) -}}
+podDisruptionBudget.minAvailable={{ $pdb.minAvailable }} with {{ $lowest }} pods ({{ ternary "autoscaling.minReplicas" "replicaCount" .Values.autoscaling.enabled }}) leaves no pod evictable, so node drains block forever. Set podDisruptionBudget.minAvailable to at most {{ sub $lowest 1 }}, or set podDisruptionBudget.maxUnavailable (e.g. 1).
+{{- end -}}
+{{- end -}}
+
+{{/* Non-empty when the chart's Secret holds the password of data that outlives an uninstall (the
+in-cluster PostgreSQL's or MinIO's StatefulSet claims): the Secret is kept too. */}}
+{{- define "mlflow.keepsSecret" -}}
+{{- $a := .Values.artifactStore -}}
+{{- if or (and (include "mlflow.inClusterPostgres" .) (not .Values.backendStore.postgresql.existingSecret)) (and (eq $a.type "minio") $a.minio.inCluster (not $a.minio.existingSecret)) -}}
+true
+{{- end -}}
+{{- end -}}

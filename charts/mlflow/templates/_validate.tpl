@@ -115,6 +115,9 @@ are rejected earlier by values.schema.json. */}}
 {{- $errors = append $errors . -}}
 {{- end -}}
 {{- end -}}
+{{- with include "mlflow.pdbError" . -}}
+{{- $errors = append $errors . -}}
+{{- end -}}
 {{- if $errors -}}
 {{- fail (printf "\n\nInvalid values for the mlflow chart:\n  - %s\n" (join "\n  - " $errors)) -}}
 {{- end -}}

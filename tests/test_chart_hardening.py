@@ -1,0 +1,204 @@
+"""Chart defects found by reviewing the charts against real clusters (issue 14), each with the behaviour
+Kubernetes itself shows: PodDisruptionBudgets that block every node drain (item 9), and the in-cluster
+PostgreSQL's password Secret deleted on uninstall while its data volume stays (item 8).
+
+The disruption budget is judged by the cluster's own disruption controller and eviction API (the
+controller-manager of the local cluster): an eviction of the only pod is allowed (HTTP 201), not refused
+with 429 as `minAvailable: 1` against one pod does."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.charts import CHARTS, find, helm, template, template_error
+from tests.support.cluster import Cluster
+
+HELMS = ["helm4", "helm3"]
+MLFLOW = CHARTS / "mlflow"
+INFERENCE = CHARTS / "inference-service"
+PVC_MODEL = {"model": {"trustModel": True, "source": {"type": "pvc", "pvc": {"claimName": "models"}}}}
+SCALABLE = {  # MLflow values that allow several server pods
+    "backendStore": {"type": "postgresql", "postgresql": {"inCluster": True}},
+    "artifactStore": {"type": "minio", "minio": {"inCluster": True}},
+}
+
+
+def _pdb_spec(chart: Path, values: dict[str, Any], helm_name: str, tmp_path: Path) -> dict[str, Any]:
+    docs = template(chart, values=values, helm_name=helm_name, tmp_dir=tmp_path)
+    spec = dict(find(docs, "PodDisruptionBudget")["spec"])
+    spec.pop("selector")
+    return spec
+
+
+# (chart, values, the budget the PodDisruptionBudget must carry)
+BUDGETS = [
+    # One pod: minAvailable 1 would allow no eviction at all.
+    (MLFLOW, {}, {"maxUnavailable": 1}),
+    (INFERENCE, PVC_MODEL, {"maxUnavailable": 1}),
+    (MLFLOW, {"podDisruptionBudget": {"minAvailable": "100%"}}, {"maxUnavailable": 1}),
+    (INFERENCE, {**PVC_MODEL, "autoscaling": {"enabled": True, "minReplicas": 1}}, {"maxUnavailable": 1}),
+    # Several pods: the user's budget stands.
+    (
+        MLFLOW,
+        {**SCALABLE, "replicaCount": 3, "podDisruptionBudget": {"minAvailable": 2}},
+        {"minAvailable": 2},
+    ),
+    (
+        MLFLOW,
+        {**SCALABLE, "replicaCount": 3, "podDisruptionBudget": {"minAvailable": "50%"}},
+        {"minAvailable": "50%"},
+    ),
+    (INFERENCE, {**PVC_MODEL, "autoscaling": {"enabled": True, "minReplicas": 2}}, {"minAvailable": 1}),
+    # An explicit maxUnavailable wins.
+    (INFERENCE, {**PVC_MODEL, "podDisruptionBudget": {"maxUnavailable": "25%"}}, {"maxUnavailable": "25%"}),
+    (MLFLOW, {"podDisruptionBudget": {"maxUnavailable": 1, "minAvailable": 1}}, {"maxUnavailable": 1}),
+]
+
+
+@pytest.mark.parametrize("helm_name", HELMS)
+@pytest.mark.parametrize(("chart", "values", "budget"), BUDGETS)
+def test_pdb_budget_never_blocks_a_single_pod(
+    chart: Path, values: dict[str, Any], budget: dict[str, Any], helm_name: str, tmp_path: Path
+) -> None:
+    merged = {**values, "podDisruptionBudget": {"enabled": True, **values.get("podDisruptionBudget", {})}}
+    assert _pdb_spec(chart, merged, helm_name, tmp_path) == budget
+
+
+@pytest.mark.parametrize(
+    ("chart", "values", "message"),
+    [
+        (
+            MLFLOW,
+            {**SCALABLE, "replicaCount": 3, "podDisruptionBudget": {"enabled": True, "minAvailable": 3}},
+            "podDisruptionBudget.minAvailable=3 with 3 pods (replicaCount) leaves no pod evictable",
+        ),
+        (
+            INFERENCE,
+            {
+                **PVC_MODEL,
+                "autoscaling": {"enabled": True, "minReplicas": 2},
+                "podDisruptionBudget": {"enabled": True, "minAvailable": "100%"},
+            },
+            "podDisruptionBudget.minAvailable=100% with 2 pods (autoscaling.minReplicas) leaves no pod evictable",
+        ),
+    ],
+)
+def test_pdb_that_blocks_several_pods_is_refused(
+    chart: Path, values: dict[str, Any], message: str, tmp_path: Path
+) -> None:
+    error = template_error(chart, values, "helm4", tmp_path)
+    assert message in error
+    assert "Set podDisruptionBudget.minAvailable to at most" in error
+
+
+def test_pdb_adaptation_is_said_in_notes(tmp_path: Path) -> None:
+    args = ["install", "n", MLFLOW, "--dry-run", "--set", "podDisruptionBudget.enabled=true"]
+    adapted = helm("helm4", *args).stdout
+    assert "podDisruptionBudget.minAvailable=1 would block every node drain with 1 pod" in adapted
+    plain = helm("helm4", *args, "--set", "podDisruptionBudget.maxUnavailable=1").stdout
+    assert "would block every node drain" not in plain
+
+
+@pytest.fixture
+def namespace(cluster: Cluster) -> Iterator[str]:
+    name = cluster.restricted_namespace("hard")
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def _evict(cluster: Cluster, ns: str, pod: str) -> str:
+    """POST an Eviction for the pod, as `kubectl drain` does; the API server's answer."""
+    eviction = {
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": {"name": pod, "namespace": ns},
+    }
+    proc = cluster.kubectl(
+        "create",
+        "--raw",
+        f"/api/v1/namespaces/{ns}/pods/{pod}/eviction",
+        "-f",
+        "-",
+        input=json.dumps(eviction),
+        check=False,
+    )
+    return proc.stdout + proc.stderr
+
+
+@pytest.mark.e2e
+def test_single_mlflow_pod_can_be_drained(cluster: Cluster, namespace: str) -> None:
+    cluster.helm(
+        "helm4",
+        "install",
+        "drain",
+        MLFLOW,
+        "-n",
+        namespace,
+        "--wait",
+        "--timeout",
+        "120s",
+        "--set",
+        "podDisruptionBudget.enabled=true",
+    )
+    # The disruption controller has judged the budget once it reports the pods it expects.
+    for _ in range(60):
+        status = cluster.get("pdb", "drain-mlflow", "-n", namespace).get("status", {})
+        if status.get("expectedPods") == 1 and status.get("observedGeneration"):
+            break
+        time.sleep(0.5)
+    assert status.get("disruptionsAllowed") == 1, status
+    pod = cluster.get(
+        "pods", "-n", namespace, "-l", "app.kubernetes.io/instance=drain,app.kubernetes.io/component=server"
+    )["items"][0]["metadata"]["name"]
+    answer = _evict(cluster, namespace, pod)
+    assert "Cannot evict pod" not in answer and "disruption budget" not in answer, answer
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("helm_name", HELMS)
+def test_reinstall_keeps_incluster_database_password(
+    cluster: Cluster, namespace: str, helm_name: str
+) -> None:
+    values = MLFLOW / "ci" / "incluster-postgresql-minio-values.yaml"
+    install = [
+        "install",
+        "pg",
+        MLFLOW,
+        "-n",
+        namespace,
+        "-f",
+        values,
+        "--wait",
+        "--wait-for-jobs",
+        "--timeout",
+        "180s",
+    ]
+    cluster.helm(helm_name, *install)
+
+    def password() -> str:
+        data = cluster.get("secret", "pg-mlflow", "-n", namespace)["data"]
+        return base64.b64decode(data["db-password"]).decode()
+
+    first = password()
+    cluster.helm(helm_name, "uninstall", "pg", "-n", namespace, "--wait")
+    left = cluster.kubectl(
+        "get", "secret,pvc", "-n", namespace, "-l", "app.kubernetes.io/instance=pg", "-o", "name"
+    ).stdout.split()
+    # The database's claim outlives the release (a StatefulSet's claims always do), and so does its password.
+    assert "secret/pg-mlflow" in left
+    assert any(name.startswith("persistentvolumeclaim/data-pg-mlflow-postgresql") for name in left), left
+    assert password() == first
+
+    cluster.helm(helm_name, *install)
+    assert password() == first, "a reinstall must find the kept data's password, not generate a new one"
+    assert (
+        "Note: `helm uninstall` keeps the in-cluster database"
+        in cluster.helm(helm_name, "status", "pg", "-n", namespace).stdout
+    )
