@@ -86,7 +86,8 @@ def test_pdb_budget_never_blocks_a_single_pod(
                 "autoscaling": {"enabled": True, "minReplicas": 2},
                 "podDisruptionBudget": {"enabled": True, "minAvailable": "100%"},
             },
-            "podDisruptionBudget.minAvailable=100% with 2 pods (autoscaling.minReplicas) leaves no pod evictable",
+            "podDisruptionBudget.minAvailable=100% with 2 pods (autoscaling.minReplicas) leaves no pod"
+            " evictable",
         ),
     ],
 )
