@@ -100,7 +100,14 @@ def test_pdb_that_blocks_several_pods_is_refused(
 
 
 def test_pdb_adaptation_is_said_in_notes(tmp_path: Path) -> None:
-    args = ["install", "n", MLFLOW, "--dry-run", "--set", "podDisruptionBudget.enabled=true"]
+    args: list[str | Path] = [
+        "install",
+        "n",
+        MLFLOW,
+        "--dry-run",
+        "--set",
+        "podDisruptionBudget.enabled=true",
+    ]
     adapted = helm("helm4", *args).stdout
     assert "podDisruptionBudget.minAvailable=1 would block every node drain with 1 pod" in adapted
     plain = helm("helm4", *args, "--set", "podDisruptionBudget.maxUnavailable=1").stdout
@@ -168,7 +175,7 @@ def test_reinstall_keeps_incluster_database_password(
     cluster: Cluster, namespace: str, helm_name: str
 ) -> None:
     values = MLFLOW / "ci" / "incluster-postgresql-minio-values.yaml"
-    install = [
+    install: list[str | Path] = [
         "install",
         "pg",
         MLFLOW,
