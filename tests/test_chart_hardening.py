@@ -210,3 +210,43 @@ def test_reinstall_keeps_incluster_database_password(
         "Note: `helm uninstall` keeps the in-cluster database"
         in cluster.helm(helm_name, "status", "pg", "-n", namespace).stdout
     )
+
+
+# --- smaller defects (item 13) and MLServer readiness (item 10) -------------------------------------
+
+
+def test_incluster_minio_without_proxy_is_refused(tmp_path: Path) -> None:
+    values = {**SCALABLE, "artifactStore": {"type": "minio", "proxied": False, "minio": {"inCluster": True}}}
+    error = template_error(MLFLOW, values, "helm4", tmp_path)
+    assert "artifactStore.proxied=false with the in-cluster MinIO" in error
+    assert "Keep artifactStore.proxied=true" in error
+    # An external MinIO that clients reach themselves may be unproxied.
+    external = {
+        "type": "minio",
+        "proxied": False,
+        "minio": {"inCluster": False, "endpointUrl": "http://m:9000", "existingSecret": "minio"},
+    }
+    template(MLFLOW, values={**SCALABLE, "artifactStore": external}, tmp_dir=tmp_path)
+
+
+@pytest.mark.parametrize("helm_name", HELMS)
+def test_download_and_deps_volumes_have_size_limits(helm_name: str, tmp_path: Path) -> None:
+    values = {
+        "model": {
+            "trustModel": True,
+            "source": {"type": "s3", "s3": {"bucket": "b", "key": "m.joblib"}},
+        },
+        "fastapi": {"depsSizeLimit": "3Gi"},
+    }
+    docs = template(INFERENCE, values=values, helm_name=helm_name, tmp_dir=tmp_path)
+    volumes = {v["name"]: v for v in find(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["deps"]["emptyDir"] == {"sizeLimit": "3Gi"}
+    assert volumes["model"]["emptyDir"] == {"sizeLimit": "20Gi"}
+
+
+def test_mlserver_readiness_asks_for_the_model(tmp_path: Path) -> None:
+    values = {"runtime": "mlserver", **PVC_MODEL, "model": {**PVC_MODEL["model"], "name": "fraud"}}
+    docs = template(INFERENCE, values=values, tmp_dir=tmp_path)
+    server = find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert server["readinessProbe"]["httpGet"]["path"] == "/v2/models/fraud/ready"
+    assert server["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"

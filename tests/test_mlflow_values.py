@@ -230,7 +230,15 @@ def test_ui_off_routes_only_the_api(tmp_path: Path) -> None:
     }
     docs = template(CHART, values=values, tmp_dir=tmp_path)
     paths = [p["path"] for p in find(docs, "Ingress")["spec"]["rules"][0]["http"]["paths"]]
-    assert paths == ["/mlflow/api", "/mlflow/ajax-api", "/mlflow/health", "/mlflow/metrics"]
+    # MLflow 3 takes OpenTelemetry traces on /v1/traces under the static prefix (a real `mlflow server
+    # --static-prefix /mlflow` answers POST /mlflow/v1/traces with 422 for an empty body, 404 elsewhere).
+    assert paths == [
+        "/mlflow/api",
+        "/mlflow/ajax-api",
+        "/mlflow/health",
+        "/mlflow/metrics",
+        "/mlflow/v1/traces",
+    ]
     _, server = _server(docs)
     assert server["readinessProbe"]["httpGet"]["path"] == "/mlflow/health"
 

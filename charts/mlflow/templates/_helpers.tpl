@@ -507,13 +507,14 @@ spec:
 {{- end }}
 {{- end -}}
 
-{{/* Paths routed from outside. With the UI off only the API, health and metrics are routed. */}}
+{{/* Paths routed from outside. With the UI off only the REST API, health, metrics and MLflow 3's OTLP
+trace ingestion (`/v1/traces`, under the static prefix) are routed. */}}
 {{- define "mlflow.routedPaths" -}}
 {{- $base := trimSuffix "/" (default .path .root.Values.server.staticPrefix) -}}
 {{- if .root.Values.ui.enabled -}}
 {{- list (default "/" .path) | toJson -}}
 {{- else -}}
-{{- list (printf "%s/api" $base) (printf "%s/ajax-api" $base) (printf "%s/health" $base) (printf "%s/metrics" $base) | toJson -}}
+{{- list (printf "%s/api" $base) (printf "%s/ajax-api" $base) (printf "%s/health" $base) (printf "%s/metrics" $base) (printf "%s/v1/traces" $base) | toJson -}}
 {{- end -}}
 {{- end -}}
 

@@ -63,6 +63,9 @@ are rejected earlier by values.schema.json. */}}
 {{- $errors = append $errors "artifactStore.azure: set existingSecretConnectionStringKey or existingSecretAccessKeyKey." -}}
 {{- end -}}
 {{- end -}}
+{{- if and (include "mlflow.inClusterMinio" .) (not $a.proxied) -}}
+{{- $errors = append $errors "artifactStore.proxied=false with the in-cluster MinIO (artifactStore.minio.inCluster=true): clients would get s3:// artifact URIs for a MinIO that only this namespace can reach, with credentials only the server holds. Keep artifactStore.proxied=true, or use a MinIO your clients can reach (artifactStore.minio.inCluster=false with artifactStore.minio.endpointUrl)." -}}
+{{- end -}}
 {{- if and (eq $a.type "pvc") (not $a.proxied) -}}
 {{- $errors = append $errors "artifactStore.proxied=false with artifactStore.type=pvc: clients cannot write to the server's volume. Keep artifactStore.proxied=true or use an object store." -}}
 {{- end -}}
