@@ -250,3 +250,77 @@ def test_mlserver_readiness_asks_for_the_model(tmp_path: Path) -> None:
     server = find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert server["readinessProbe"]["httpGet"]["path"] == "/v2/models/fraud/ready"
     assert server["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+
+
+# --- GitOps: renders that do not change between syncs (item 7) ---------------------------------------
+
+ADMIN_SECRETS = {"enabled": True, "existingSecret": "admin", "existingSecretFlaskKeyKey": "flask"}
+EVERY_SECRET_SUPPLIED: dict[str, Any] = {
+    "backendStore": {"type": "postgresql", "postgresql": {"inCluster": True, "existingSecret": "db"}},
+    "artifactStore": {"type": "minio", "minio": {"inCluster": True, "existingSecret": "minio"}},
+    "auth": {"basic": ADMIN_SECRETS},
+    "metrics": {"enabled": True},
+    "gc": {"enabled": True},
+}
+
+
+@pytest.mark.parametrize("helm_name", HELMS)
+@pytest.mark.parametrize(
+    "values",
+    [
+        EVERY_SECRET_SUPPLIED,
+        {
+            "backendStore": {"type": "sqlite"},
+            "auth": {"basic": ADMIN_SECRETS},
+        },
+    ],
+    ids=["incluster-postgresql-minio", "sqlite"],
+)
+def test_renders_are_identical_when_every_secret_is_supplied(
+    values: dict[str, Any], helm_name: str, tmp_path: Path
+) -> None:
+    """What Argo CD and Flux do on every sync: `helm template` again. Nothing may differ, or pods roll."""
+    args: list[str | Path] = ["template", "g", MLFLOW, "-n", "ml", "-f", tmp_path / "v.yaml"]
+    (tmp_path / "v.yaml").write_text(json.dumps(values))
+    first = helm(helm_name, *args)
+    second = helm(helm_name, *args)
+    assert first.code == 0, first.stderr
+    assert first.stdout == second.stdout
+    docs = template(MLFLOW, values=values, helm_name=helm_name, tmp_dir=tmp_path)
+    server = find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in server["env"]}
+    assert env["MLFLOW_FLASK_SERVER_SECRET_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "admin",
+        "key": "flask",
+    }
+    assert not [d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == "g-mlflow"]
+
+
+def test_generated_flask_key_still_renders_without_existing_secret(tmp_path: Path) -> None:
+    docs = template(MLFLOW, values={"auth": {"basic": {"enabled": True}}}, tmp_dir=tmp_path)
+    assert "flask-secret-key" in find(docs, "Secret", "t-mlflow")["data"]
+
+
+@pytest.mark.e2e
+def test_upgrade_with_a_new_image_reruns_the_migration(cluster: Cluster, namespace: str) -> None:
+    """A Job's pod template is immutable: an upgrade that changes the migration (here the MLflow image)
+    must create a new Job, not patch the finished one ("field is immutable")."""
+    values = MLFLOW / "ci" / "incluster-postgresql-minio-values.yaml"
+    base: list[str | Path] = ["upgrade", "--install", "mig", MLFLOW, "-n", namespace, "-f", values]
+    base += ["--wait", "--wait-for-jobs", "--timeout", "180s"]
+
+    def migrations() -> list[str]:
+        items = cluster.get(
+            "jobs",
+            "-n",
+            namespace,
+            "-l",
+            "app.kubernetes.io/instance=mig,app.kubernetes.io/component=migration",
+        )["items"]
+        return sorted(j["metadata"]["name"] for j in items)
+
+    cluster.helm("helm4", *base)
+    first = migrations()
+    cluster.helm("helm4", *base, "--set", "image.tag=v3.16.0-full")
+    second = migrations()
+    assert len(first) == len(second) == 1 and first != second, (first, second)

@@ -174,7 +174,7 @@ CONVENTION_CHARTS: dict[str, Any] = {
         },
         ("Deployment", "t-mlflow"),
         "mlflow",
-        # server, PostgreSQL, MinIO, db-init Job, bucket hook Job, gc CronJob, test pod
+        # server, PostgreSQL, MinIO, migration Job, bucket hook Job, gc CronJob, test pod
         7,
         [
             ({"image": {"pullSecrets": ["regcred"]}}, ["image", "pullSecrets"]),

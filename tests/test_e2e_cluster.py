@@ -59,6 +59,13 @@ def _secret(cluster: Cluster, ns: str, name: str) -> dict[str, str]:
     return {k: base64.b64decode(v).decode() for k, v in data.items()}
 
 
+def _migration_jobs(cluster: Cluster, ns: str, release: str) -> list[str]:
+    jobs = cluster.get(
+        "jobs", "-n", ns, "-l", f"app.kubernetes.io/instance={release},app.kubernetes.io/component=migration"
+    )["items"]
+    return sorted(j["metadata"]["name"] for j in jobs)
+
+
 def _server_pods(cluster: Cluster, ns: str, release: str) -> set[str]:
     pods = cluster.get(
         "pods", "-n", ns, "-l", f"app.kubernetes.io/instance={release},app.kubernetes.io/component=server"
@@ -114,8 +121,8 @@ def test_upgrade_rolls_pods_and_keeps_generated_secrets(
     before = _secret(cluster, namespace, "up-mlflow")
     pods_before = _server_pods(cluster, namespace, "up")
     assert {"db-password", "minio-access-key", "minio-secret-key", "admin-password"} <= set(before)
-    jobs = {j["metadata"]["name"] for j in cluster.get("jobs", "-n", namespace)["items"]}
-    assert "up-mlflow-db-init" in jobs
+    migrations = _migration_jobs(cluster, namespace, "up")
+    assert len(migrations) == 1 and migrations[0].startswith("up-mlflow-migrate-"), migrations
 
     cluster.helm(
         helm_name,
@@ -135,8 +142,8 @@ def test_upgrade_rolls_pods_and_keeps_generated_secrets(
     assert _secret(cluster, namespace, "up-mlflow") == before  # lookup kept every generated value
     pods_after = _server_pods(cluster, namespace, "up")
     assert pods_after and pods_after.isdisjoint(pods_before), "a config change must roll the server pods"
-    jobs = {j["metadata"]["name"] for j in cluster.get("jobs", "-n", namespace)["items"]}
-    assert "up-mlflow-db-init" not in jobs  # install-only Job left the release
+    # The migration Job's spec did not change: the finished Job is left alone, not rerun.
+    assert _migration_jobs(cluster, namespace, "up") == migrations
 
 
 @pytest.mark.parametrize("helm_name", HELMS)

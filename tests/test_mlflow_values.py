@@ -4,6 +4,7 @@ checks, on Helm 4 and Helm 3), and each value group renders what it promises."""
 from __future__ import annotations
 
 import base64
+import re
 from pathlib import Path
 from typing import Any
 
@@ -166,18 +167,24 @@ def test_external_database_migrates_in_a_pre_install_hook_with_its_own_secret(tm
     )
 
 
-def test_incluster_postgres_migrates_with_the_release_then_in_pre_upgrade(tmp_path: Path) -> None:
+def test_incluster_postgres_migrates_in_a_job_named_by_its_spec(tmp_path: Path) -> None:
+    """A plain Job of the release (the database is a release resource, so no pre-install hook can reach
+    it), the same under install, upgrade and `helm template`; its name changes with what it runs."""
     values = {
         "backendStore": {"type": "postgresql", "postgresql": {"inCluster": True}},
         "artifactStore": {"type": "s3", "s3": {"bucket": "b"}},
     }
     install = template(CHART, values=values, tmp_dir=tmp_path)
-    init_job = find(install, "Job", "t-mlflow-db-init")
+    jobs = [d for d in install if d["kind"] == "Job"]
+    assert len(jobs) == 1
+    init_job = jobs[0]
+    name = init_job["metadata"]["name"]
+    assert re.fullmatch(r"t-mlflow-migrate-[0-9a-f]{8}", name), name
     assert "helm.sh/hook" not in init_job["metadata"].get("annotations", {})
     upgrade = template(CHART, values=values, tmp_dir=tmp_path, extra=["--is-upgrade"])
-    assert (
-        find(upgrade, "Job", "t-mlflow-migrate")["metadata"]["annotations"]["helm.sh/hook"] == "pre-upgrade"
-    )
+    assert find(upgrade, "Job", name) == init_job
+    changed = template(CHART, values={**values, "migration": {"backoffLimit": 9}}, tmp_dir=tmp_path)
+    assert [d["metadata"]["name"] for d in changed if d["kind"] == "Job"] != [name]
     sts = find(install, "StatefulSet", "t-mlflow-postgresql")
     pg_env = _env(sts["spec"]["template"]["spec"]["containers"][0])
     assert pg_env["POSTGRES_PASSWORD"]["secretKeyRef"] == {"name": "t-mlflow", "key": "db-password"}

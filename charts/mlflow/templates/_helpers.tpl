@@ -403,7 +403,7 @@ the pod and serves it on its own port, so Prometheus holds no MLflow credential.
 - name: MLFLOW_AUTH_ADMIN_PASSWORD
   {{- include "mlflow.secretKeyRef" (ternary (printf "%s/%s" $b.existingSecret $b.existingSecretPasswordKey) (printf "%s/admin-password" (include "mlflow.secretName" .)) (not (empty $b.existingSecret))) | nindent 2 }}
 - name: MLFLOW_FLASK_SERVER_SECRET_KEY
-  {{- include "mlflow.secretKeyRef" (printf "%s/flask-secret-key" (include "mlflow.secretName" .)) | nindent 2 }}
+  {{- include "mlflow.secretKeyRef" (ternary (printf "%s/%s" $b.existingSecret $b.existingSecretFlaskKeyKey) (printf "%s/flask-secret-key" (include "mlflow.secretName" .)) (and (not (empty $b.existingSecret)) (not (empty $b.existingSecretFlaskKeyKey)))) | nindent 2 }}
 {{- end }}
 {{- end -}}
 
@@ -442,7 +442,22 @@ the pod and serves it on its own port, so Prometheus holds no MLflow credential.
 {{/* The migration Job: (dict "root" $ "name" "migrate" "hook" "pre-install,..." "hookScoped" bool).
 hookScoped: read the entrypoint and a chart-owned password from hook-scoped objects, because the
 release's ConfigMap and Secret do not exist yet at pre-install. */}}
+{{/* The migration Job. As a hook it has a fixed name (helm deletes it before the next run); as a plain
+Job of the release (in-cluster PostgreSQL) its name ends in a hash of its spec and of the entrypoint, so
+an upgrade that changes it creates a new Job (a Job's template is immutable) and one that does not leaves
+the finished Job alone; `helm template` (Argo CD, Flux) renders the same Job as `helm upgrade`. */}}
 {{- define "mlflow.migrationJob" -}}
+{{- if .hook -}}
+{{- include "mlflow.migrationJobBody" (merge (dict "jobName" (include "mlflow.componentName" (dict "root" .root "component" .name))) .) -}}
+{{- else -}}
+{{- $body := include "mlflow.migrationJobBody" (merge (dict "jobName" "NAME") .) -}}
+{{- $hash := print $body (.root.Files.Get "files/entrypoint.py") | sha256sum | trunc 8 -}}
+{{- $name := printf "%s-%s" (include "mlflow.componentName" (dict "root" .root "component" .name) | trunc 54 | trimSuffix "-") $hash -}}
+{{- include "mlflow.migrationJobBody" (merge (dict "jobName" $name) .) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "mlflow.migrationJobBody" -}}
 {{- $hookName := include "mlflow.componentName" (dict "root" .root "component" "migration") -}}
 {{- $secretName := ternary $hookName (include "mlflow.secretName" .root) .hookScoped -}}
 {{- $configMap := ternary $hookName (include "mlflow.fullname" .root) .hookScoped -}}
@@ -450,7 +465,7 @@ release's ConfigMap and Secret do not exist yet at pre-install. */}}
 apiVersion: batch/v1
 kind: Job
 metadata:
-  name: {{ include "mlflow.componentName" (dict "root" . "component" $.name) }}
+  name: {{ $.jobName }}
   namespace: {{ .Release.Namespace }}
   labels:
     {{- include "mlflow.labels" (dict "root" . "component" "migration") | nindent 4 }}
