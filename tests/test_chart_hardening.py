@@ -324,3 +324,52 @@ def test_upgrade_with_a_new_image_reruns_the_migration(cluster: Cluster, namespa
     cluster.helm("helm4", *base, "--set", "image.tag=v3.16.0-full")
     second = migrations()
     assert len(first) == len(second) == 1 and first != second, (first, second)
+
+
+# --- storage changes Kubernetes refuses on upgrade (item 12) ------------------------------------------
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("helm_name", HELMS)
+def test_upgrades_that_kubernetes_would_refuse_are_refused_first(
+    cluster: Cluster, namespace: str, helm_name: str
+) -> None:
+    """The API server refuses these upgrades half-way ("spec: Forbidden: updates to statefulset spec for
+    fields other than ...", "spec is immutable after creation"); the chart refuses them before anything is
+    applied, naming the value, what the cluster holds and how to change it for real."""
+    pg = MLFLOW / "ci" / "incluster-postgresql-minio-values.yaml"
+    cluster.helm(helm_name, "install", "st", MLFLOW, "-n", namespace, "-f", pg, "--wait", "--timeout", "180s")
+    cluster.helm(helm_name, "install", "pv", MLFLOW, "-n", namespace, "--wait", "--timeout", "180s")
+
+    def refused(release: str, *args: str) -> str:
+        proc = cluster.helm(helm_name, "upgrade", release, MLFLOW, "-n", namespace, *args, check=False)
+        assert proc.returncode != 0, proc.stdout
+        return proc.stderr
+
+    error = refused("st", "-f", str(pg), "--set", "postgresql.persistence.size=20Gi")
+    assert (
+        "postgresql.persistence.size=20Gi: the StatefulSet st-mlflow-postgresql was created with 2Gi" in error
+    )
+    assert f"kubectl -n {namespace} patch pvc data-st-mlflow-postgresql-0" in error
+    assert "--cascade=orphan" in error
+    error = refused("st", "-f", str(pg), "--set", "artifactStore.minio.persistence.storageClass=fast")
+    assert 'artifactStore.minio.persistence.storageClass="fast": the StatefulSet st-mlflow-minio' in error
+    error = refused("pv", "--set", "persistence.accessMode=ReadWriteMany")
+    assert "persistence.accessMode=ReadWriteMany: the claim pv-mlflow-data exists with ReadWriteOnce" in error
+    error = refused("pv", "--set", "persistence.size=1Gi")
+    assert "persistence.size=1Gi: the claim pv-mlflow-data has 10Gi, and a claim cannot shrink" in error
+    # Equal quantities written differently are not a change; nothing above reached the cluster.
+    cluster.helm(
+        helm_name,
+        "upgrade",
+        "st",
+        MLFLOW,
+        "-n",
+        namespace,
+        "-f",
+        pg,
+        "--set",
+        "postgresql.persistence.size=2048Mi",
+    )
+    history = json.loads(cluster.helm(helm_name, "history", "pv", "-n", namespace, "-o", "json").stdout)
+    assert [r["revision"] for r in history] == [1]

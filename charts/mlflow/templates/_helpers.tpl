@@ -746,3 +746,52 @@ in-cluster PostgreSQL's or MinIO's StatefulSet claims): the Secret is kept too. 
 true
 {{- end -}}
 {{- end -}}
+
+{{/* Storage changes Kubernetes refuses on an existing release, one message per line, found with `lookup`
+(empty under `helm template`): a claim's access mode and StorageClass never change and it never shrinks;
+a StatefulSet's volumeClaimTemplates (the in-cluster PostgreSQL's and MinIO's volumes) never change. */}}
+{{- define "mlflow.storageChangeErrors" -}}
+{{- $ns := .Release.Namespace -}}
+{{- $p := .Values.persistence -}}
+{{- if and (include "mlflow.usesVolume" .) (not $p.existingClaim) -}}
+{{- $name := include "mlflow.claimName" . -}}
+{{- with lookup "v1" "PersistentVolumeClaim" $ns $name -}}
+{{- $mode := first (default (list "") .spec.accessModes) -}}
+{{- if ne $mode $p.accessMode }}
+persistence.accessMode={{ $p.accessMode }}: the claim {{ $name }} exists with {{ $mode }}, and a claim's access mode cannot change. Keep persistence.accessMode={{ $mode }}, or copy the data to a new claim with the access mode you need and set persistence.existingClaim.
+{{- end -}}
+{{- $class := default "" .spec.storageClassName -}}
+{{- if and $p.storageClass (ne $p.storageClass $class) }}
+persistence.storageClass={{ $p.storageClass }}: the claim {{ $name }} exists with StorageClass {{ $class | quote }}, and a claim's StorageClass cannot change. Keep persistence.storageClass={{ $class }}, or copy the data to a new claim and set persistence.existingClaim.
+{{- end -}}
+{{- $old := .spec.resources.requests.storage -}}
+{{- if lt (float64 (include "mlflow.quantity" $p.size)) (float64 (include "mlflow.quantity" $old)) }}
+persistence.size={{ $p.size }}: the claim {{ $name }} has {{ $old }}, and a claim cannot shrink. Keep persistence.size={{ $old }} (or larger, if its StorageClass allows volume expansion).
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $sets := list -}}
+{{- if include "mlflow.inClusterPostgres" . -}}
+{{- $sets = append $sets (list "postgresql" "postgresql.persistence" .Values.postgresql.persistence) -}}
+{{- end -}}
+{{- if include "mlflow.inClusterMinio" . -}}
+{{- $sets = append $sets (list "minio" "artifactStore.minio.persistence" .Values.artifactStore.minio.persistence) -}}
+{{- end -}}
+{{- range $set := $sets -}}
+{{- $name := include "mlflow.componentName" (dict "root" $ "component" (index $set 0)) -}}
+{{- $key := index $set 1 -}}
+{{- $want := index $set 2 -}}
+{{- with lookup "apps/v1" "StatefulSet" $ns $name -}}
+{{- $tpl := first (default (list dict) .spec.volumeClaimTemplates) -}}
+{{- $old := $tpl.spec.resources.requests.storage -}}
+{{- $oldClass := default "" $tpl.spec.storageClassName -}}
+{{- $fix := printf "Kubernetes forbids changing a StatefulSet's volumeClaimTemplates. To grow the volume: kubectl -n %s patch pvc data-%s-0 -p '{\"spec\":{\"resources\":{\"requests\":{\"storage\":\"%s\"}}}}' (its StorageClass must allow expansion), then kubectl -n %s delete statefulset %s --cascade=orphan (the pod and its data stay), then upgrade again." $ns $name (toString $want.size) $ns $name -}}
+{{- if ne (float64 (include "mlflow.quantity" $want.size)) (float64 (include "mlflow.quantity" $old)) }}
+{{ $key }}.size={{ $want.size }}: the StatefulSet {{ $name }} was created with {{ $old }}. Keep {{ $key }}.size={{ $old }}, or: {{ $fix }}
+{{- end -}}
+{{- if ne (default "" $want.storageClass) $oldClass }}
+{{ $key }}.storageClass={{ $want.storageClass | quote }}: the StatefulSet {{ $name }} was created with {{ $oldClass | quote }}, and Kubernetes forbids changing a StatefulSet's volumeClaimTemplates or a claim's StorageClass. Keep {{ $key }}.storageClass={{ $oldClass | quote }}.
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}

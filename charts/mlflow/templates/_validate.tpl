@@ -5,10 +5,10 @@ are rejected earlier by values.schema.json. */}}
 {{- $errors := list -}}
 {{- $single := include "mlflow.singleReplica" . -}}
 {{- if and $single (gt (int $v.replicaCount) 1) -}}
-{{- $errors = append $errors (printf "replicaCount=%d: backendStore.type=%s with a %s volume allows one server pod. Set replicaCount=1, or use backendStore.type=postgresql|mysql with an object artifact store (or persistence.accessMode=ReadWriteMany)." (int $v.replicaCount) $v.backendStore.type $v.persistence.accessMode) -}}
+{{- $errors = append $errors (printf "replicaCount=%d: backendStore.type=%s with a %s volume allows one server pod. Set replicaCount=1, or use backendStore.type=postgresql|mysql with an object artifact store (or, on a new install, persistence.accessMode=ReadWriteMany: an existing claim's access mode cannot change)." (int $v.replicaCount) $v.backendStore.type $v.persistence.accessMode) -}}
 {{- end -}}
 {{- if and $single $v.autoscaling.enabled -}}
-{{- $errors = append $errors (printf "autoscaling.enabled=true needs several server pods, but backendStore.type=%s with a %s volume allows one. Use backendStore.type=postgresql|mysql with an object artifact store (or persistence.accessMode=ReadWriteMany), or set autoscaling.enabled=false." $v.backendStore.type $v.persistence.accessMode) -}}
+{{- $errors = append $errors (printf "autoscaling.enabled=true needs several server pods, but backendStore.type=%s with a %s volume allows one. Use backendStore.type=postgresql|mysql with an object artifact store (or, on a new install, persistence.accessMode=ReadWriteMany: an existing claim's access mode cannot change), or set autoscaling.enabled=false." $v.backendStore.type $v.persistence.accessMode) -}}
 {{- end -}}
 {{- if and $v.autoscaling.enabled (lt (int $v.autoscaling.maxReplicas) (int $v.autoscaling.minReplicas)) -}}
 {{- $errors = append $errors "autoscaling.maxReplicas must be >= autoscaling.minReplicas." -}}
@@ -79,7 +79,7 @@ are rejected earlier by values.schema.json. */}}
 {{- $errors = append $errors "metrics.serviceMonitor.enabled=true needs metrics.enabled=true (the server must expose /metrics)." -}}
 {{- end -}}
 {{- if and $v.gc.enabled $single -}}
-{{- $errors = append $errors (printf "gc.enabled=true: the gc CronJob cannot share the server's %s volume. Use backendStore.type=postgresql|mysql with an object artifact store, or persistence.accessMode=ReadWriteMany." $v.persistence.accessMode) -}}
+{{- $errors = append $errors (printf "gc.enabled=true: the gc CronJob cannot share the server's %s volume. Use backendStore.type=postgresql|mysql with an object artifact store, or (on a new install: an existing claim's access mode cannot change) persistence.accessMode=ReadWriteMany." $v.persistence.accessMode) -}}
 {{- end -}}
 {{- $needsDrivers := or (ne $v.backendStore.type "sqlite") (has $a.type (list "s3" "minio" "gcs" "azure")) -}}
 {{- if and (not $v.image.tag) (eq $v.image.flavor "full") (semverCompare "<3.9.0-0" $.Chart.AppVersion) (not $v.image.driversIncluded) -}}
@@ -120,6 +120,9 @@ are rejected earlier by values.schema.json. */}}
 {{- end -}}
 {{- with include "mlflow.pdbError" . -}}
 {{- $errors = append $errors . -}}
+{{- end -}}
+{{- range $line := splitList "\n" (include "mlflow.storageChangeErrors" .) -}}
+{{- if $line }}{{ $errors = append $errors $line }}{{ end -}}
 {{- end -}}
 {{- if $errors -}}
 {{- fail (printf "\n\nInvalid values for the mlflow chart:\n  - %s\n" (join "\n  - " $errors)) -}}
