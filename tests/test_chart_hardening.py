@@ -373,3 +373,122 @@ def test_upgrades_that_kubernetes_would_refuse_are_refused_first(
     )
     history = json.loads(cluster.helm(helm_name, "history", "pv", "-n", namespace, "-o", "json").stdout)
     assert [r["revision"] for r in history] == [1]
+
+
+# --- TrainJob and PyTorchJob: strict validation of every value, upgrades by name (items 3, 6) ---------
+
+TRAINING = CHARTS / "training-job"
+# Every value the chart passes to an operator's pods, at once (what the chart refuses with a TrainJob,
+# envFrom, priorityClassName, runtimeClassName and topologySpreadConstraints, is left to PyTorchJob).
+EVERY_TRAINING_VALUE: dict[str, Any] = {
+    "script": {"content": "print('x')\n", "args": ["--epochs", "3"]},
+    "requirements": ["numpy==2.1.3"],
+    "pip": {
+        "existingSecret": "pip-index",
+        "trustedHosts": ["pypi.internal"],
+        "extraArgs": ["--no-cache-dir"],
+    },
+    "gpu": {"count": 2},
+    "nodeSelector": {"pool": "gpu"},
+    "tolerations": [{"key": "team", "operator": "Equal", "value": "vision", "effect": "NoSchedule"}],
+    "affinity": {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}
+                ]
+            }
+        }
+    },
+    "shm": {"enabled": True, "sizeLimit": "2Gi"},
+    "volumes": [
+        {"name": "dataset", "mountPath": "/data", "readOnly": True, "pvc": {"claimName": "datasets"}},
+        {"name": "scratch", "mountPath": "/scratch", "emptyDir": {"sizeLimit": "5Gi"}},
+        {"name": "creds", "mountPath": "/creds", "secret": {"secretName": "creds"}},
+        {"name": "cfg", "mountPath": "/cfg", "subPath": "a", "configMap": {"name": "cfg"}},
+    ],
+    "extraVolumes": [{"name": "ca", "configMap": {"name": "company-ca", "optional": True}}],
+    "extraVolumeMounts": [{"name": "ca", "mountPath": "/etc/ssl/company", "readOnly": True}],
+    "env": [
+        {"name": "A", "value": "1"},
+        {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "tok", "key": "token"}}},
+    ],
+    "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/train"}},
+    "mlflow": {
+        "trackingUri": "http://mlflow:5000",
+        "experimentName": "e",
+        "runName": "r",
+        "existingSecret": "mlflow-user",
+        "s3": {"endpointUrl": "http://minio:9000", "existingSecret": "s3"},
+    },
+    "job": {
+        "backoffLimit": 4,
+        "activeDeadlineSeconds": 3600,
+        "terminationGracePeriodSeconds": 30,
+        "annotations": {"example.com/a": "b"},
+    },
+    "imagePullSecrets": [{"name": "registry"}],
+    "podLabels": {"team": "vision"},
+    "podAnnotations": {"example.com/owner": "vision"},
+    "commonLabels": {"cost-center": "ml"},
+    "commonAnnotations": {"example.com/c": "d"},
+}
+PYTORCHJOB_ONLY: dict[str, Any] = {
+    "envFrom": [{"secretRef": {"name": "extra"}}],
+    "priorityClassName": "training",
+    "runtimeClassName": "nvidia",
+    "topologySpreadConstraints": [
+        {"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {}}
+    ],
+}
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("operator", ["trainjob", "pytorchjob"])
+def test_every_operator_value_passes_strict_server_validation(
+    cluster: Cluster, namespace: str, operator: str, tmp_path: Path
+) -> None:
+    """The API server with the upstream CRDs, `--validate=strict`: a field the CRD does not define (what
+    Trainer's runtime patch silently prunes) is an error, not a warning."""
+    values = {
+        **EVERY_TRAINING_VALUE,
+        **(PYTORCHJOB_ONLY if operator == "pytorchjob" else {}),
+        "distributed": {"enabled": True, "operator": operator, "nodes": 3, "nprocPerNode": 2},
+    }
+    docs = template(TRAINING, values=values, namespace=namespace, tmp_dir=tmp_path)
+    kinds = {"trainjob": "TrainJob", "pytorchjob": "PyTorchJob"}
+    for doc in docs:
+        check = cluster.kubectl(
+            "create", "--dry-run=server", "--validate=strict", "-f", "-", input=json.dumps(doc), check=False
+        )
+        assert check.returncode == 0 and "Warning" not in check.stderr, (doc["kind"], check.stderr)
+    workload = find(docs, kinds[operator])
+    text = json.dumps(workload)
+    # Each value reached the operator's object, not just the chart's other objects.
+    for needle in ("datasets", "company-ca", "registry", "pool", "TOKEN", "2Gi", "vision", "zone"):
+        assert needle in text, needle
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("scenario", ["pytorchjob-values", "trainjob-values"])
+def test_operator_job_upgrade_replaces_a_changed_object_and_keeps_an_unchanged_one(
+    cluster: Cluster, namespace: str, scenario: str
+) -> None:
+    """TrainJob's trainer and runtimeRef are immutable (CEL `self == oldSelf`), and a PyTorchJob edited in
+    place reruns nothing: an upgrade that changes the job creates a new object under a new name."""
+    kind = "pytorchjob" if scenario.startswith("pytorch") else "trainjob"
+    values = TRAINING / "ci" / f"{scenario}.yaml"
+    base: list[str | Path] = ["upgrade", "--install", "op", TRAINING, "-n", namespace, "-f", values]
+
+    def objects() -> list[tuple[str, str]]:
+        items = cluster.get(kind, "-n", namespace, "-l", "app.kubernetes.io/instance=op")["items"]
+        return sorted((o["metadata"]["name"], o["metadata"]["uid"]) for o in items)
+
+    cluster.helm("helm4", *base)
+    first = objects()
+    cluster.helm("helm4", *base, "--set", "tests.resources.limits.cpu=1")
+    assert objects() == first, "an upgrade that does not touch the job must leave it alone"
+    upgrade = cluster.helm("helm4", *base, "--set", "image.tag=2.9.0-cuda12.8-cudnn9-runtime", check=False)
+    assert upgrade.returncode == 0, upgrade.stderr
+    after = objects()
+    assert len(first) == len(after) == 1 and after[0][0] != first[0][0], (first, after)
