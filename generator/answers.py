@@ -631,6 +631,13 @@ def cross_checks(answers: Mapping[str, Any]) -> list[Problem]:
                     + ", ".join(f for f in FORMATS if f)
                     + ")",
                 )
+            if kind == "mlflow" and runtime == "kserve":
+                bad(
+                    f"{at}.model.uri",
+                    "runtime kserve cannot fetch MLflow URIs (KServe's storage initializer knows s3://, "
+                    "gs://, pvc://, https://): use runtime mlserver or fastapi, which resolve the registry, or "
+                    "the model version's artifact location (s3://...)",
+                )
             if kind == "mlflow":
                 if not mlflow_on and not model.get("trackingUri"):
                     bad(
@@ -689,7 +696,7 @@ def cross_checks(answers: Mapping[str, Any]) -> list[Problem]:
                 if runtime == "kserve":
                     bad(
                         f"{at}.model",
-                        "runtime kserve cannot take an inline model: use pvc://, s3://, https:// or models:/",
+                        "runtime kserve cannot take an inline model: use pvc://, s3:// or https://",
                     )
             if fmt == "mlflow" and model.get("sha256"):
                 bad(

@@ -120,6 +120,11 @@ def mlserver_python() -> str:
 
 
 @pytest.fixture(scope="session")
+def kserve_python() -> str:
+    return _cached_venv("bench-peers.sh", "kserve")
+
+
+@pytest.fixture(scope="session")
 def plugin_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, str]]:
     """`helm mlops` through the plugin installed from this checkout, one helm home per helm."""
     from tests.support.lifecycle import install_plugin

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,7 @@ import pytest
 
 from tests.support.charts import CHARTS, find, helm, template, template_error
 from tests.support.cluster import Cluster
+from tests.support.servers import free_port, runtime_server, wait_http
 
 HELMS = ["helm4", "helm3"]
 MLFLOW = CHARTS / "mlflow"
@@ -492,3 +497,179 @@ def test_operator_job_upgrade_replaces_a_changed_object_and_keeps_an_unchanged_o
     assert upgrade.returncode == 0, upgrade.stderr
     after = objects()
     assert len(first) == len(after) == 1 and after[0][0] != first[0][0], (first, after)
+
+
+# --- KServe: helm test that can pass, settings that reach KServe (items 4, 5) -------------------------
+
+KSERVE_S3: dict[str, Any] = {
+    "runtime": "kserve",
+    "model": {
+        "name": "iris",
+        "trustModel": True,
+        "source": {"type": "s3", "s3": {"bucket": "models", "key": "iris/model.joblib"}},
+    },
+}
+
+
+def _test_pod_argv(docs: list[dict[str, Any]]) -> list[str]:
+    pod = next(d for d in docs if d["kind"] == "Pod" and d["metadata"]["name"].endswith("-test"))
+    return list(pod["spec"]["containers"][0]["command"])
+
+
+def _run_test_pod(argv: list[str], base: str) -> subprocess.CompletedProcess[str]:
+    """The rendered test pod's script, run here against a real server instead of the Service URL."""
+    assert argv[:2] == ["python3", "-c"]
+    return subprocess.run(
+        [sys.executable, "-c", argv[2], base, *argv[4:]], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_kserve_predictor_runs_under_the_chart_account_with_the_s3_secret(tmp_path: Path) -> None:
+    values = _merge_values(
+        KSERVE_S3,
+        {
+            "model": {
+                "allowInsecureHttp": True,
+                "source": {"s3": {"existingSecret": "s3-keys", "endpointUrl": "http://minio.data:9000"}},
+            },
+            "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/serve"}},
+        },
+    )
+    docs = template(INFERENCE, values=values, tmp_dir=tmp_path)
+    isvc = find(docs, "InferenceService")
+    assert isvc["spec"]["predictor"]["serviceAccountName"] == "t-inference-service"
+    assert isvc["spec"]["predictor"]["model"]["protocolVersion"] == "v2"
+    account = find(docs, "ServiceAccount", "t-inference-service")
+    assert account["secrets"] == [{"name": "s3-keys"}]
+    assert account["metadata"]["annotations"] == {
+        "eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/serve",
+        "serving.kserve.io/s3-endpoint": "minio.data:9000",
+        "serving.kserve.io/s3-usehttps": "0",
+        "serving.kserve.io/s3-region": "us-east-1",
+    }
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            {"kserve": {"scaleMetric": "concurrency"}},
+            "kserve.scaleMetric=concurrency needs kserve.deploymentMode=Serverless",
+        ),
+        (
+            {"model": {"source": {"type": "mlflow", "mlflow": {"uri": "models:/iris/1"}}}},
+            "KServe's storage initializer cannot fetch MLflow URIs",
+        ),
+        (
+            {"model": {"source": {"s3": {"existingSecret": "k", "accessKeyIdKey": "id"}}}},
+            "reads the keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+        ),
+        (
+            {"model": {"source": {"s3": {"existingSecret": "k"}}}, "kserve": {"serviceAccountName": "mine"}},
+            "the chart attaches the S3 Secret to its own ServiceAccount only",
+        ),
+    ],
+)
+def test_kserve_settings_it_cannot_honour_are_refused(
+    extra: dict[str, Any], message: str, tmp_path: Path
+) -> None:
+    assert message in template_error(INFERENCE, _merge_values(KSERVE_S3, extra), "helm4", tmp_path)
+
+
+def _merge_values(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge_values(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+@pytest.fixture(scope="module")
+def iris_joblib(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import joblib
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = load_iris(return_X_y=True)
+    path = tmp_path_factory.mktemp("iris") / "model.joblib"
+    joblib.dump(LogisticRegression(max_iter=300).fit(x, y), path)
+    return path
+
+
+def test_helm_test_passes_against_kserve_builtin_model_server(
+    iris_joblib: Path, kserve_python: str, tmp_path: Path
+) -> None:
+    """KServe's sklearn server is KServe's Python ModelServer with the model named after the
+    InferenceService (`--model_name={{.Name}}` in its ServingRuntime). The rendered test pod must pass
+    against it, and a test that polls a name KServe does not serve must not."""
+    docs = template(INFERENCE, values=KSERVE_S3, release="fraud", tmp_dir=tmp_path)
+    argv = _test_pod_argv(docs)
+    server = tmp_path / "server.py"
+    server.write_text(
+        "import sys, joblib, numpy as np, kserve\n"
+        "class SKLearn(kserve.Model):\n"
+        "    def __init__(self, name, path):\n"
+        "        super().__init__(name)\n"
+        "        self.path = path\n"
+        "    def load(self):\n"
+        "        self.model = joblib.load(self.path)\n"
+        "        self.ready = True\n"
+        "        return True\n"
+        "    def predict(self, payload, headers=None):\n"
+        "        return {'predictions': self.model.predict(np.asarray(payload['instances'])).tolist()}\n"
+        "m = SKLearn(sys.argv[1], sys.argv[2])\n"
+        "m.load()\n"
+        "kserve.ModelServer(http_port=int(sys.argv[3]), grpc_port=int(sys.argv[4]), enable_grpc=False,"
+        " workers=1).start([m])\n"
+    )
+    port = free_port()
+    log = tmp_path / "kserve.log"
+    proc = subprocess.Popen(
+        [
+            kserve_python,
+            str(server),
+            "fraud-inference-service",
+            str(iris_joblib),
+            str(port),
+            str(free_port()),
+        ],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(base + "/v2/health/live", timeout=120, proc=proc, log=log)
+        passed = _run_test_pod(argv, base)
+        assert passed.returncode == 0 and "ok" in passed.stdout, passed.stdout + passed.stderr
+        # The name the old test polled (the chart's model.name, on v1 or v2) is not served: the test pod
+        # would have waited for it until its deadline.
+        for path in ("/v1/models/iris", "/v2/models/iris/ready"):
+            with pytest.raises(urllib.error.HTTPError) as missing:
+                urllib.request.urlopen(base + path, timeout=10)
+            assert missing.value.code == 404, path
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize("runtime", ["kserve", "fastapi"])
+def test_helm_test_passes_against_the_helm_mlops_runtime(
+    runtime: str, iris_joblib: Path, tmp_path: Path
+) -> None:
+    """The helm-mlops runtime, as the fastapi server and as KServe's custom predictor (torch models):
+    v2 readiness and metadata under model.name."""
+    values: dict[str, Any] = {
+        "runtime": runtime,
+        "model": {
+            "name": "iris",
+            "format": "torch" if runtime == "kserve" else "joblib",
+            "trustModel": True,
+            "source": {"type": "s3", "s3": {"bucket": "models", "key": "iris/model.pt"}},
+        },
+        "fastapi": {"prebuilt": True},
+    }
+    docs = template(INFERENCE, values=values, tmp_dir=tmp_path)
+    argv = _test_pod_argv(docs)
+    assert "/v2/models/iris/ready" in argv
+    with runtime_server(iris_joblib, "--trust-model", name="iris") as base:
+        passed = _run_test_pod(argv, base)
+    assert passed.returncode == 0 and "ok" in passed.stdout, passed.stdout + passed.stderr

@@ -299,18 +299,19 @@ def test_bentoml(tmp_path: Path) -> None:
             "pvc://models/x/model.onnx",
         ),
         ({"type": "https", "https": {"url": "https://h/m.onnx"}}, "onnx", "https://h/m.onnx"),
+        # KServe cannot fetch models:/ (refused in test_chart_hardening): the artifact's own location.
         (
             {"type": "mlflow", "mlflow": {"uri": "models:/iris@champion", "trackingUri": "http://m"}},
             "mlflow",
-            "models:/iris@champion",
+            "s3://mlflow/1/models/m-abc/artifacts",
         ),
     ],
 )
 def test_kserve_builtin_formats(source: dict[str, Any], fmt: str, uri: str, tmp_path: Path) -> None:
-    docs = _render(
-        tmp_path,
-        {"runtime": "kserve", "kserve": {"canaryTrafficPercent": 20}, **_model(source, trustModel=True)},
-    )
+    kserve: dict[str, Any] = {"canaryTrafficPercent": 20}
+    if source["type"] == "mlflow":
+        kserve["storageUri"] = uri
+    docs = _render(tmp_path, {"runtime": "kserve", "kserve": kserve, **_model(source, trustModel=True)})
     isvc = find(docs, "InferenceService")
     predictor = isvc["spec"]["predictor"]
     assert predictor["model"]["modelFormat"] == {"name": fmt} and predictor["model"]["storageUri"] == uri

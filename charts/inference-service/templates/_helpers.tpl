@@ -406,3 +406,29 @@ podDisruptionBudget.minAvailable={{ $pdb.minAvailable }} would block every node 
 podDisruptionBudget.minAvailable={{ $pdb.minAvailable }} with {{ $lowest }} pods ({{ ternary "autoscaling.minReplicas" "replicaCount" .Values.autoscaling.enabled }}) leaves no pod evictable, so node drains block forever. Set podDisruptionBudget.minAvailable to at most {{ sub $lowest 1 }}, or set podDisruptionBudget.maxUnavailable (e.g. 1).
 {{- end -}}
 {{- end -}}
+
+{{/* The predictor's ServiceAccount under runtime=kserve: kserve.serviceAccountName, else the chart's. */}}
+{{- define "inference-service.kserveServiceAccount" -}}
+{{- default (include "inference-service.serviceAccountName" .) .Values.kserve.serviceAccountName -}}
+{{- end -}}
+
+{{/* The model name the serving runtime answers to: KServe's built-in runtimes name the model after the
+InferenceService; every other runtime (and the helm-mlops runtime as a KServe custom predictor) uses
+model.name. */}}
+{{- define "inference-service.servedModelName" -}}
+{{- if and (eq .Values.runtime "kserve") (include "inference-service.kserveFormat" .) -}}
+{{- include "inference-service.fullname" . -}}
+{{- else -}}
+{{- .Values.model.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* KServe's storage initializer reads the S3 endpoint from annotations (on the Secret it takes keys
+from, or on an IRSA ServiceAccount): serving.kserve.io/s3-* from model.source.s3. */}}
+{{- define "inference-service.kserveS3Annotations" -}}
+{{- $s3 := .Values.model.source.s3 -}}
+{{- $url := urlParse $s3.endpointUrl -}}
+serving.kserve.io/s3-endpoint: {{ $url.host | quote }}
+serving.kserve.io/s3-usehttps: {{ ternary "1" "0" (eq $url.scheme "https") | quote }}
+serving.kserve.io/s3-region: {{ $s3.region | quote }}
+{{- end -}}

@@ -104,6 +104,27 @@
 {{- with include "inference-service.pdbError" . -}}
 {{- $errors = append $errors . -}}
 {{- end -}}
+{{- if eq $v.runtime "kserve" -}}
+{{- $k := $v.kserve -}}
+{{- $src := $v.model.source -}}
+{{- if and (eq $k.deploymentMode "RawDeployment") (has $k.scaleMetric (list "concurrency" "rps")) -}}
+{{- $errors = append $errors (printf "kserve.scaleMetric=%s needs kserve.deploymentMode=Serverless (Knative's autoscaler): RawDeployment scales with an HPA on cpu or memory only. Set kserve.scaleMetric=cpu|memory, or kserve.deploymentMode=Serverless." $k.scaleMetric) -}}
+{{- end -}}
+{{- if and (eq $src.type "mlflow") (not $k.storageUri) -}}
+{{- $errors = append $errors (printf "model.source.mlflow.uri=%s: KServe's storage initializer cannot fetch MLflow URIs (models:/, runs:/). Set kserve.storageUri to the model version's artifact location (e.g. `mlflow artifacts` / MlflowClient().get_model_version_download_uri(name, version): s3://..., gs://...), or use runtime=fastapi|mlserver, which resolve the registry themselves." $src.mlflow.uri) -}}
+{{- end -}}
+{{- if and (eq $src.type "s3") $src.s3.existingSecret (not $k.storageUri) -}}
+{{- if or (ne $src.s3.accessKeyIdKey "AWS_ACCESS_KEY_ID") (ne $src.s3.secretAccessKeyKey "AWS_SECRET_ACCESS_KEY") -}}
+{{- $errors = append $errors (printf "model.source.s3.accessKeyIdKey=%s / secretAccessKeyKey=%s: KServe's storage initializer reads the keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY of the Secret attached to the predictor's ServiceAccount. Store the keys under those names in %s and leave both values at their defaults." $src.s3.accessKeyIdKey $src.s3.secretAccessKeyKey $src.s3.existingSecret) -}}
+{{- end -}}
+{{- if $k.serviceAccountName -}}
+{{- $errors = append $errors (printf "kserve.serviceAccountName=%s with model.source.s3.existingSecret=%s: the chart attaches the S3 Secret to its own ServiceAccount only. Leave kserve.serviceAccountName empty (the predictor then runs under the chart's account), or attach %s to %s yourself and remove model.source.s3.existingSecret." $k.serviceAccountName $src.s3.existingSecret $src.s3.existingSecret $k.serviceAccountName) -}}
+{{- end -}}
+{{- if not $v.serviceAccount.create -}}
+{{- $errors = append $errors (printf "model.source.s3.existingSecret=%s with runtime=kserve needs serviceAccount.create=true: KServe takes S3 keys from the Secrets attached to the predictor's ServiceAccount, which the chart creates with the Secret attached." $src.s3.existingSecret) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- if $errors -}}
 {{- fail (printf "\n\nInvalid values for the inference-service chart:\n  - %s\n" (join "\n  - " $errors)) -}}
 {{- end -}}
