@@ -635,8 +635,8 @@ def cross_checks(answers: Mapping[str, Any]) -> list[Problem]:
                 bad(
                     f"{at}.model.uri",
                     "runtime kserve cannot fetch MLflow URIs (KServe's storage initializer knows s3://, "
-                    "gs://, pvc://, https://): use runtime mlserver or fastapi, which resolve the registry, or "
-                    "the model version's artifact location (s3://...)",
+                    "gs://, pvc://, https://): use runtime mlserver or fastapi, which resolve the registry, "
+                    "or the model version's artifact location (s3://...)",
                 )
             if kind == "mlflow":
                 if not mlflow_on and not model.get("trackingUri"):
