@@ -10,9 +10,9 @@ import http.server
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -31,7 +31,7 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 from tests.support.charts import CHARTS, find, template
-from tests.support.podrun import LocalPod
+from tests.support.podrun import LocalPod, bare_python, lock_wheels
 from tests.support.servers import free_port, moto_s3, wait_http
 
 pytestmark = pytest.mark.real
@@ -280,33 +280,122 @@ def test_real_mlserver_serves_the_generated_model_settings(
         proc.wait(timeout=30)
 
 
-def test_install_deps_installs_the_hash_pinned_lock(tmp_path: Path) -> None:
-    """The rendered install-deps init container, run for real (pip, PyPI): the ONNX lock installs with
-    --require-hashes and wheels only, and the runtime imports from it; a lock whose hash was changed (a
+@pytest.fixture(scope="module")
+def bare(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return bare_python(tmp_path_factory.mktemp("bare-venv") / "venv")
+
+
+def _onnx_model(model: LogisticRegression, dest: Path) -> Path:
+    from skl2onnx import to_onnx
+
+    onx = to_onnx(model, X[:1].astype(np.float32), options={"zipmap": False})
+    dest.write_bytes(onx.SerializeToString())
+    return dest
+
+
+# Each lock with a model of its format: what install-deps installs must be enough to load and serve it.
+LOCKS = {"sklearn": "iris/model.joblib", "onnx": "iris/model.onnx"}
+
+# Run inside the server's interpreter, flags and environment: where each module the runtime needs came
+# from, and whether anything of the test venv is importable.
+WHERE = """
+import importlib, json, sys
+mods = ["hm_runtime.app", "hm_runtime.__main__", "numpy", "fastapi", "uvicorn", "orjson", "prometheus_client"]
+mods += sys.argv[1:]
+found = {m: importlib.import_module(m).__file__ for m in mods}
+leaks = []
+for m in ("pytest", "boto3", "helm_mlops", "generator", "pip"):
+    try:
+        importlib.import_module(m)
+        leaks.append(m)
+    except ImportError:
+        pass
+print(json.dumps({"found": found, "leaks": leaks, "path": sys.path}))
+"""
+
+
+@pytest.mark.parametrize("lock", sorted(LOCKS))
+def test_install_deps_from_a_local_index_then_serve_from_only_those_deps(
+    lock: str, model_file: tuple[Path, LogisticRegression], bare: str, tmp_path: Path
+) -> None:
+    """The rendered install-deps init container, run for real by a bare python (a venv with only pip,
+    as the chart's python image) from a local wheel index of the lock (--no-index): the lock installs
+    with --require-hashes and wheels only; then the rendered server runs on that python with `-s -S` and
+    PYTHONPATH as rendered (runtime + deps, no site-packages, nothing inherited), loads a real model
+    and predicts. A dependency the lock lacks stops the server; a lock whose hash was changed (a
     tampered mirror) is refused before anything is installed."""
-    values = {"model": {"source": {"type": "pvc", "pvc": {"claimName": "m", "path": "m.onnx"}}}}
+    path, model = model_file
+    claim = tmp_path / "claim"
+    model_path = claim / LOCKS[lock]
+    model_path.parent.mkdir(parents=True)
+    if lock == "sklearn":
+        model_path.write_bytes(path.read_bytes())
+    else:
+        _onnx_model(model, model_path)
+    values = {
+        "model": {
+            "name": "iris",
+            "trustModel": True,
+            "source": {"type": "pvc", "pvc": {"claimName": "models", "path": LOCKS[lock]}},
+        }
+    }
     docs = template(CHART, values=values, tmp_dir=tmp_path)
+    lock_file = CHART / "files" / "requirements" / f"{lock}.txt"
+    code = find(docs, "ConfigMap", "t-inference-service-code")
+    assert code["data"]["requirements.txt"].strip() == lock_file.read_text().strip()  # the lock it renders
     spec = _spec(docs)
     install = _container(spec, "install-deps")
     assert install["args"][:2] == ["--require-hashes", "--only-binary=:all:"]
-    pod = LocalPod(docs, tmp_path / "pod")
+    offline = {
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": str(lock_wheels(lock_file)),
+        "PIP_CONFIG_FILE": os.devnull,
+    }
+
+    pod = _pod(
+        docs, tmp_path / "pod", python=bare, isolated=True, mounts={"/opt/helm-mlops/model-src": claim}
+    )
+    pod.extra_env.update(offline)
     result = pod.run(spec, install, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     deps = pod.mounts["/opt/helm-mlops/deps"]
-    assert (deps / "onnxruntime").is_dir() and (deps / "uvicorn").is_dir()
-    check = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            f"import sys; sys.path.insert(0, {str(deps)!r}); import onnxruntime, orjson, uvicorn",
-        ],
+    assert (deps / "uvicorn").is_dir() and (
+        deps / ("sklearn" if lock == "sklearn" else "onnxruntime")
+    ).is_dir()
+    for key in offline:
+        del pod.extra_env[key]
+
+    pod.python_flags = ("-s", "-S")
+    server = _container(spec, "server")
+    argv, env = pod.command(spec, server)
+    assert argv == [bare, "-s", "-S", "-m", "hm_runtime"]
+    runtime = pod.mounts["/opt/helm-mlops/runtime"]
+    assert env["PYTHONPATH"] == f"{runtime}:{deps}"
+    where = subprocess.run(
+        [*argv[:3], "-c", WHERE, "sklearn" if lock == "sklearn" else "onnxruntime"],
+        env=env,
+        cwd=pod.cwd(server),
         capture_output=True,
         text=True,
         check=False,
     )
-    assert check.returncode == 0, check.stderr
+    assert where.returncode == 0, where.stderr
+    report = json.loads(where.stdout)
+    assert report["leaks"] == [], report  # not even pip: the bare venv's site-packages is off too
+    for module, file in report["found"].items():
+        assert Path(file).is_relative_to(deps) or Path(file).is_relative_to(runtime), (module, file)
 
-    code = find(docs, "ConfigMap", "t-inference-service-code")
+    with _serving(pod, spec, tmp_path / "server.log") as url:
+        assert _predict(url) == list(model.predict(ROWS))
+
+    # A lock without orjson (deleted from what it installed): the server cannot start.
+    for gone in deps.glob("orjson*"):
+        shutil.rmtree(gone)
+    pod.extra_env["HM_RUNTIME_PORT"] = str(free_port())
+    broken = pod.start(spec, server, tmp_path / "broken.log")
+    assert broken.wait(timeout=120) != 0
+    assert "No module named 'orjson'" in (tmp_path / "broken.log").read_text()
+
     # Every hash pinned for fastapi (its wheel and its sdist) replaced: what the index serves no longer
     # matches what the chart pinned.
     lines, inside = [], False
@@ -314,6 +403,7 @@ def test_install_deps_installs_the_hash_pinned_lock(tmp_path: Path) -> None:
         inside = ln.startswith("fastapi==") or (inside and ln.startswith(" "))
         lines.append(re.sub(r"sha256:[0-9a-f]{64}", "sha256:" + "0" * 64, ln) if inside else ln)
     code["data"]["requirements.txt"] = "\n".join(lines)
-    tampered = LocalPod(docs, tmp_path / "tampered")
+    tampered = LocalPod(docs, tmp_path / "tampered", python=bare, isolated=True, extra_env=dict(offline))
     refused = tampered.run(spec, install, timeout=600)
     assert refused.returncode != 0 and "hash" in (refused.stdout + refused.stderr).lower()
+    assert not list((tampered.mounts["/opt/helm-mlops/deps"]).iterdir())  # refused before installing
