@@ -6,20 +6,17 @@ real `mlserver start` serves the model-settings.json the chart generates."""
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
 import os
 import re
 import shutil
 import signal
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +29,7 @@ from sklearn.linear_model import LogisticRegression
 
 from tests.support.charts import CHARTS, find, template
 from tests.support.podrun import LocalPod, bare_python, lock_wheels
-from tests.support.servers import free_port, moto_s3, wait_http
+from tests.support.servers import free_port, https_files, moto_s3, tls_ca, wait_http
 
 pytestmark = pytest.mark.real
 CHART = CHARTS / "inference-service"
@@ -138,28 +135,29 @@ def test_s3_download_then_serve(model_file: tuple[Path, LogisticRegression], tmp
         assert _predict(url) == list(model.predict(ROWS))
 
 
-@contextmanager
-def _http_files(root: Path) -> Iterator[str]:
-    port = free_port()
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.shutdown()
-
-
 def test_https_download_is_verified(model_file: tuple[Path, LogisticRegression], tmp_path: Path) -> None:
+    """The model over real TLS from a server whose certificate a CA of its own signed: with that CA as
+    `model.caBundle` the download verifies and the model is served; a sha256 pin that does not match,
+    the system CAs (no caBundle) or another CA's bundle fail, at once, with a clear error and nothing
+    written."""
     path, model = model_file
     served = tmp_path / "www"
     served.mkdir()
     (served / "iris.joblib").write_bytes(path.read_bytes())
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    with _http_files(served) as host:
-        for pin, ok in ((digest, True), ("0" * 64, False)):
+    tls = tls_ca(tmp_path / "tls")
+    other = tls_ca(tmp_path / "other-tls")  # a CA that did not sign the server's certificate
+    with https_files(served, tls) as (base, requests):
+        assert base.startswith("https://localhost:")
+        cases = [
+            ("verifies", tls.ca, digest, ""),
+            ("pin-mismatch", tls.ca, "0" * 64, "sha256 mismatch"),
+            ("system-cas", None, digest, "TLS certificate does not verify"),
+            ("other-ca", other.ca, digest, "TLS certificate does not verify"),
+        ]
+        for case, bundle, pin, error in cases:
             # A URL that holds a token is a secret: it comes from an existing Secret, never the values.
-            values = {
+            values: dict[str, Any] = {
                 "model": {
                     "sha256": pin,
                     "source": {
@@ -168,21 +166,33 @@ def test_https_download_is_verified(model_file: tuple[Path, LogisticRegression],
                     },
                 }
             }
+            if bundle is not None:
+                values["model"]["caBundle"] = {"existingConfigMap": "model-ca", "key": "ca.pem"}
             docs = template(CHART, values=values, tmp_dir=tmp_path)
             assert "s3cr3t" not in str(docs)
             spec = _spec(docs)
-            pod = _pod(docs, tmp_path / f"pod-{ok}")
-            pod.extra_secrets["model-url"] = {"url": f"http://{host}/iris.joblib?token=s3cr3t"}
+            pod = _pod(docs, tmp_path / f"pod-{case}")
+            if bundle is not None:  # the kubelet's projection of the user's ConfigMap `model-ca`
+                (tmp_path / f"ca-{case}").mkdir()
+                (tmp_path / f"ca-{case}" / "ca.pem").write_bytes(bundle.read_bytes())
+                pod.mounts["/opt/helm-mlops/ca"] = tmp_path / f"ca-{case}"
+            pod.extra_secrets["model-url"] = {"url": f"{base}/iris.joblib?token=s3cr3t"}
+            before = len(requests)
             result = pod.run(spec, _container(spec, "fetch-model"))
             target = pod.mounts["/opt/helm-mlops/model"] / "iris.joblib"
             assert "s3cr3t" not in result.stderr  # a URL's query may hold a token
-            if ok:
+            if not error:
                 assert result.returncode == 0 and target.read_bytes() == path.read_bytes(), result.stderr
                 with _serving(pod, spec, tmp_path / "server.log") as url:
                     assert _predict(url) == list(model.predict(ROWS))
+                continue
+            assert result.returncode != 0 and error in result.stderr, (case, result.stderr)
+            assert not list(target.parent.iterdir()), case  # nothing half-written
+            if bundle is not tls.ca:  # refused in the handshake: no request, no retry (5 would take 30s)
+                assert len(requests) == before and "retrying" not in result.stderr, case
+                assert "model.caBundle" in result.stderr
             else:
-                assert result.returncode != 0 and "sha256 mismatch" in result.stderr
-                assert not list(target.parent.iterdir())  # nothing half-written
+                assert requests[before:] == ["/iris.joblib?token=s3cr3t"], case
 
 
 def test_inline_model(model_file: tuple[Path, LogisticRegression], tmp_path: Path) -> None:
