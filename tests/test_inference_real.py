@@ -1,7 +1,9 @@
 """The inference-service chart's containers, run for real with the command and env it renders: the
-fetch-model init container downloads from a real S3 endpoint (moto_server) and an HTTP server with
-sha256 verification, or unpacks an inline model; then the rendered server container serves it, and a
-real `mlserver start` serves the model-settings.json the chart generates."""
+fetch-model init container downloads from the S3 emulator (moto_server, which accepts any signature),
+from MinIO (a real S3 server that verifies them), over real TLS with a CA of its own and sha256
+verification, or unpacks an inline model; the install-deps init container installs the runtime's lock
+into a bare venv from a local wheel index; then the rendered server container serves the model from
+only those packages, and a real `mlserver start` serves the model-settings.json the chart generates."""
 
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from sklearn.linear_model import LogisticRegression
 
 from tests.support.charts import CHARTS, find, template
 from tests.support.podrun import LocalPod, bare_python, lock_wheels
-from tests.support.servers import free_port, https_files, moto_s3, tls_ca, wait_http
+from tests.support.servers import free_port, https_files, minio, minio_binary, moto_s3, tls_ca, wait_http
 
 pytestmark = pytest.mark.real
 CHART = CHARTS / "inference-service"
@@ -88,7 +90,7 @@ def _predict(url: str) -> list[int]:
         return list(json.loads(response.read())["prediction"])
 
 
-def test_s3_download_then_serve(model_file: tuple[Path, LogisticRegression], tmp_path: Path) -> None:
+def test_s3_emulator_download_then_serve(model_file: tuple[Path, LogisticRegression], tmp_path: Path) -> None:
     path, model = model_file
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     with moto_s3(tmp_path) as endpoint:
@@ -133,6 +135,78 @@ def test_s3_download_then_serve(model_file: tuple[Path, LogisticRegression], tmp
         assert [p.name for p in model_dir.iterdir()] == ["model.joblib"]  # no partial file left
     with _serving(pod, spec, tmp_path / "server.log") as url:
         assert _predict(url) == list(model.predict(ROWS))
+
+
+@pytest.fixture(scope="module")
+def minio_exe() -> Path:
+    return minio_binary()
+
+
+def test_real_s3_verifies_signatures(
+    model_file: tuple[Path, LogisticRegression], minio_exe: Path, tmp_path: Path
+) -> None:
+    """The rendered fetch-model container against MinIO, which checks every request's SigV4 signature
+    (the emulator above accepts any): the right keys download the model, under a key with a space and a
+    `+`, so the request the fetcher signs is the one the server computes; a wrong secret key and an
+    unknown access key id are refused with the 403, S3's reason and what to fix, and nothing is written."""
+    path, _ = model_file
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    key = "iris/v3 final+1/model.joblib"
+    with minio(minio_exe, tmp_path / "minio") as s3:
+        client = boto3.client(
+            "s3",
+            endpoint_url=s3.url,
+            aws_access_key_id=s3.access_key,
+            aws_secret_access_key=s3.secret_key,
+            region_name="us-east-1",
+        )
+        client.create_bucket(Bucket="models")
+        client.upload_file(str(path), "models", key)
+        values = {
+            "model": {
+                "sha256": digest,
+                "source": {
+                    "type": "s3",
+                    "s3": {
+                        "endpointUrl": "http://minio.ml.svc:9000",
+                        "bucket": "models",
+                        "key": key,
+                        "existingSecret": "minio",
+                    },
+                },
+            }
+        }
+        docs = template(CHART, values=values, tmp_dir=tmp_path)
+        spec = _spec(docs)
+        fetch = _container(spec, "fetch-model")
+        wrong = os.urandom(18).hex()
+        cases = [
+            ("right", s3.access_key, s3.secret_key, ""),
+            ("wrong-secret", s3.access_key, wrong, "403 Forbidden for http://127.0.0.1:"),
+            ("unknown-key", "AKIDUNKNOWN", s3.secret_key, "403 Forbidden for http://127.0.0.1:"),
+        ]
+        reasons = {
+            "wrong-secret": "SignatureDoesNotMatch: the request's signature does not verify",
+            "unknown-key": "InvalidAccessKeyId: the endpoint does not know this access key id",
+        }
+        for case, access, secret, error in cases:
+            pod = _pod(
+                docs,
+                tmp_path / f"pod-{case}",
+                host_map={"http://minio.ml.svc:9000": s3.url},
+                extra_secrets={"minio": {"AWS_ACCESS_KEY_ID": access, "AWS_SECRET_ACCESS_KEY": secret}},
+            )
+            result = pod.run(spec, fetch)
+            model_dir = pod.mounts["/opt/helm-mlops/model"]
+            assert s3.secret_key not in result.stderr and wrong not in result.stderr  # never printed
+            if not error:
+                assert result.returncode == 0, result.stderr
+                assert (model_dir / "model.joblib").read_bytes() == path.read_bytes()
+                continue
+            assert result.returncode != 0 and error in result.stderr, (case, result.stderr)
+            assert reasons[case] in result.stderr and "model.source.s3.existingSecret" in result.stderr
+            assert "retrying" not in result.stderr  # a refusal is final
+            assert not list(model_dir.iterdir()), case  # nothing written
 
 
 def test_https_download_is_verified(model_file: tuple[Path, LogisticRegression], tmp_path: Path) -> None:

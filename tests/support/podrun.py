@@ -22,16 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.support.plugin import IN_CI, cache_root
-
-
-def _unavailable(message: str) -> None:
-    """What a test cannot run without: a failure in CI, a skip that says why elsewhere."""
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
+from tests.support.plugin import cache_root
+from tests.support.servers import unavailable as _unavailable
 
 
 def bare_python(root: Path) -> str:

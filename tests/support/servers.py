@@ -1,5 +1,6 @@
 """Real servers on 127.0.0.1 for tests: PostgreSQL (Debian's binaries), moto_server (the S3 emulator: it
-accepts any signature), MLflow, an OCI registry and a static file server over TLS with a CA of its own."""
+accepts any signature), MinIO (a real S3 server: it verifies every request's signature), MLflow, an OCI
+registry and a static file server over TLS with a CA of its own."""
 
 from __future__ import annotations
 
@@ -311,6 +312,58 @@ def moto_s3(log_dir: Path) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     with serve([str(exe), "-H", "127.0.0.1", "-p", str(port)], log_dir / "moto.log", url + "/moto-api/", 60):
         yield url
+
+
+def unavailable(message: str) -> None:
+    """What a test cannot run without: a failure in CI (CI=true), a skip that says why elsewhere."""
+    import pytest
+
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def minio_binary() -> Path:
+    """MinIO built by hack/build-minio.sh (cached; the first build takes minutes and needs Go and the Go
+    module proxy): its path, or unavailable() when it cannot be built."""
+    from tests.support.charts import REPO
+
+    proc = subprocess.run(
+        ["bash", str(REPO / "hack" / "build-minio.sh")], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        unavailable(f"hack/build-minio.sh failed (Go 1.24+ and its module proxy):\n{proc.stderr[-2000:]}")
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+@dataclass(frozen=True)
+class S3Server:
+    url: str  # http://127.0.0.1:PORT
+    access_key: str
+    secret_key: str
+
+
+@contextlib.contextmanager
+def minio(binary: Path, root: Path) -> Iterator[S3Server]:
+    """MinIO (hack/build-minio.sh) on 127.0.0.1 with one data directory and fresh root credentials;
+    yields its endpoint and the credentials. Unlike moto it checks each request's SigV4 signature."""
+    port, console = free_port(), free_port()
+    access, secret = f"ak{os.urandom(6).hex()}", os.urandom(18).hex()
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(root),
+        "MINIO_ROOT_USER": access,
+        "MINIO_ROOT_PASSWORD": secret,
+        "MINIO_BROWSER": "off",
+        "MINIO_UPDATE": "off",
+        "MINIO_CI_CD": "1",
+    }
+    argv = [str(binary), "server", str(root / "data"), "--address", f"127.0.0.1:{port}"]
+    argv += ["--console-address", f"127.0.0.1:{console}", "--quiet"]
+    url = f"http://127.0.0.1:{port}"
+    with serve(argv, root / "minio.log", url + "/minio/health/ready", 120, cwd=root, env=env):
+        yield S3Server(url, access, secret)
 
 
 @contextlib.contextmanager

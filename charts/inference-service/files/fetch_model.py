@@ -13,6 +13,8 @@ server container never starts with half a model:
 - https servers are verified against the system CAs, or only against --ca-bundle (the chart's
   model.caBundle) when given; a certificate that does not verify fails at once, without retries;
 - credentials (Authorization, the SigV4 headers) never follow a redirect to another origin;
+- a 401, 403 or 404 is final, reported with S3's error code and what to fix (SignatureDoesNotMatch:
+  the keys in model.source.s3.existingSecret);
 - URLs are printed without their query string or user info (a presigned URL's signature is a secret);
   --url-env reads a URL that is itself a secret from the environment (the chart's existingSecret).
 Standard library only: S3 requests are signed here (AWS Signature Version 4), so the init container
@@ -156,6 +158,33 @@ def _copy(response: object, target: Path, max_bytes: int) -> tuple[int, str]:
     return size, md5.hexdigest()
 
 
+# What an S3 endpoint's error <Code> means for the chart's values (the body never holds credentials).
+_S3_HINTS = {
+    "SignatureDoesNotMatch": "the request's signature does not verify (a wrong secret access key?): "
+    "check the keys in model.source.s3.existingSecret",
+    "InvalidAccessKeyId": "the endpoint does not know this access key id: check the keys in "
+    "model.source.s3.existingSecret",
+    "AccessDenied": "these credentials may not read the object: check the bucket policy, or the keys in "
+    "model.source.s3.existingSecret",
+    "NoSuchBucket": "check model.source.s3.bucket",
+    "NoSuchKey": "check model.source.s3.key",
+    "RequestTimeTooSkewed": "the pod's clock is too far from the endpoint's",
+}
+
+
+def s3_error(exc: urllib.error.HTTPError) -> str:
+    """': <Code>: what to fix' from an S3 error response's XML body, or '' for anything else."""
+    try:
+        body = exc.read(4096).decode("utf-8", "replace")
+    except (OSError, ValueError):
+        return ""
+    match = re.search(r"<Code>([A-Za-z]{1,64})</Code>", body)
+    if not match:
+        return ""
+    code = match.group(1)
+    return f": {code}: {_S3_HINTS[code]}" if code in _S3_HINTS else f": {code}"
+
+
 def download(
     request: urllib.request.Request,
     target: Path,
@@ -182,7 +211,9 @@ def download(
             raise SystemExit(f"[fetch-model] {exc}") from None
         except urllib.error.HTTPError as exc:
             if exc.code in (401, 403, 404):  # retrying cannot help
-                raise SystemExit(f"[fetch-model] {exc.code} {exc.reason} for {where}") from None
+                raise SystemExit(
+                    f"[fetch-model] {exc.code} {exc.reason} for {where}{s3_error(exc)}"
+                ) from None
             reason = f"{exc.code} {exc.reason}"
         except urllib.error.URLError as exc:
             if isinstance(exc.reason, ssl.SSLCertVerificationError):  # retrying cannot help either
