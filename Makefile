@@ -8,7 +8,7 @@ TOOLS := $(CURDIR)/.tools/bin
 export PATH := $(TOOLS):$(CURDIR)/$(BIN):$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: help setup tools system-deps cluster-tools images torch-env cluster-up cluster-down test test-fast lint docs demo bench ct-lint soak plugin-package clean
+.PHONY: help setup tools system-deps cluster-tools minio images torch-env cluster-up cluster-down test test-fast lint docs demo bench ct-lint soak plugin-package clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ system-deps: ## Install the Debian packages the tests start (postgresql, wrk, do
 cluster-tools: ## Build kube-apiserver, controller-manager, scheduler, etcd and kwok from Go modules (cached)
 	@bash hack/build-cluster-tools.sh
 
+minio: ## Build MinIO from its Go module (cached): the S3 server that verifies signatures in the real tests
+	@bash hack/build-minio.sh >/dev/null
+
 cluster-up: cluster-tools $(if $(filter 1,$(REAL_NODES)),setup system-deps images) ## Start the local kwok cluster (kubeconfig path printed); REAL_NODES=1 adds a real node (kubelet + containerd)
 	@REAL_NODES=$(REAL_NODES) bash hack/cluster.sh up
 
@@ -44,7 +47,7 @@ torch-env: ## Create the PyTorch venv the distributed-training tests use (outsid
 
 test: setup system-deps ## Run every test (lint, render, real servers, e2e on the local cluster)
 	@# The Go builds (CPU) overlap the PyTorch download and the image builds (network, disk).
-	@$(MAKE) --no-print-directory -j2 cluster-tools images
+	@$(MAKE) --no-print-directory -j2 cluster-tools minio images
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: setup ## Unit, lint and render tests only (no real servers, no cluster)

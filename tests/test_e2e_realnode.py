@@ -6,8 +6,8 @@ What kwok cannot show and these tests do: kubelet probes sent to the pod IP, a r
 filesystem and a non-root UID inside a real container, init containers that really install into an
 emptyDir, Service DNS and ClusterIPs between pods, a PersistentVolume that outlives the pod, SIGTERM
 from the kubelet during a rolling update, and `kubectl logs` / `port-forward` served by a kubelet.
-Pods never reach beyond this machine: wheels, model files and S3 are served by the tests on the pod
-network's gateway address."""
+Pods never reach beyond this machine: wheels, model files and the S3 emulator (moto, which accepts any
+signature) are served by the tests on the pod network's gateway address."""
 
 from __future__ import annotations
 
@@ -362,12 +362,14 @@ def test_torchrun_across_two_real_pods(cluster: Cluster, ns: str, tmp_path: Path
     assert sorted(re.findall(r"rank (\d)/2 sum 3", out)) == ["0", "1"], out
 
 
-# --- inference: a model fetched from S3 by the init container, served, rolled without a dropped request
+# --- inference: a model fetched from the S3 emulator by the init container, served, rolled without a
+# dropped request
 
 
 @pytest.fixture(scope="module")
 def s3_model(real_node: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """An iris model in moto's S3 on the gateway address; yields the endpoint and the file's sha256."""
+    """An iris model in the S3 emulator (moto) on the gateway address; yields the endpoint and the file's
+    sha256."""
     import boto3
     import joblib
     from sklearn.datasets import load_iris
@@ -394,7 +396,7 @@ ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 
 
 @pytest.mark.parametrize("helm_name", HELMS)
-def test_inference_from_s3_rolls_without_dropping_requests(
+def test_inference_from_s3_emulator_rolls_without_dropping_requests(
     cluster: Cluster, ns: str, helm_name: str, s3_model: tuple[str, str], tmp_path: Path
 ) -> None:
     endpoint, digest = s3_model

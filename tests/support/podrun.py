@@ -1,17 +1,71 @@
 """Runs a rendered container on this machine: the exact command, args and env the chart renders,
 with Secret and ConfigMap references resolved from the same render, volume mount paths mapped to
-temporary directories and cluster host names mapped to 127.0.0.1."""
+temporary directories and cluster host names mapped to 127.0.0.1.
+
+For the runtime's own dependencies, ``bare_python`` makes a venv with nothing but pip (what the chart's
+python image has) and ``lock_wheels`` a local wheel index of one of the chart's hash-pinned locks, so the
+rendered `install-deps` command runs for real, offline, and an ``isolated`` pod then runs the server on
+exactly what it installed: the bare python with `-s -S` (no site-packages at all) and a clean
+environment, so nothing of the test venv can stand in for a missing dependency."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tests.support.plugin import cache_root
+from tests.support.servers import unavailable as _unavailable
+
+
+def bare_python(root: Path) -> str:
+    """A venv in ROOT made by this python's `-m venv`: pip (and what ensurepip brings), none of the
+    project's or the tests' packages. Returns its python."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "venv", str(root)], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        _unavailable(f"python -m venv failed (Debian: apt-get install python3-venv):\n{proc.stderr[-2000:]}")
+    return str(root / "bin" / "python")
+
+
+def lock_wheels(lock: Path) -> Path:
+    """The wheels of one of the chart's locks (files/requirements/*.txt) for this python, downloaded
+    once from the configured index with the lock's own hashes and kept under the cache in
+    `runtime-wheels-<hash of the lock and python>`: a local index for `pip --no-index --find-links`."""
+    python = f"py{sys.version_info[0]}.{sys.version_info[1]}"
+    key = hashlib.sha256(lock.read_bytes() + python.encode()).hexdigest()[:16]
+    target = cache_root() / f"runtime-wheels-{lock.stem}-{key}"
+    if (target / ".complete").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{target.name}.", dir=target.parent))
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check"),
+            *("--require-hashes", "--only-binary=:all:", "--dest", str(work), "--requirement", str(lock)),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        shutil.rmtree(work, ignore_errors=True)
+        _unavailable(f"could not download the wheels of {lock.name} (pip download):\n{proc.stderr[-2000:]}")
+    (work / ".complete").touch()
+    try:
+        work.rename(target)
+    except OSError:  # another session finished first
+        shutil.rmtree(work, ignore_errors=True)
+    return target
 
 
 @dataclass
@@ -26,6 +80,11 @@ class LocalPod:
     field_refs: dict[str, str] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
     python: str = sys.executable
+    # A container's isolation for a python stand-in: an environment of PATH and the rendered env only,
+    # nothing inherited from the test run; python_flags go after the interpreter (`-s -S`: no
+    # site-packages, so only PYTHONPATH and the standard library import).
+    isolated: bool = False
+    python_flags: tuple[str, ...] = ()
 
     def _object(self, kind: str, name: str) -> dict[str, Any] | None:
         for d in self.docs:
@@ -82,9 +141,12 @@ class LocalPod:
                 env[item["name"]] = self.secret_value(ref["name"], ref["key"])
         argv = [self.map_text(a) for a in [*container.get("command", []), *container.get("args", [])]]
         if argv and argv[0] in ("python", "python3"):
-            argv[0] = self.python
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_", "PIP_"))}
-        base["PATH"] = f"{Path(self.python).parent}{os.pathsep}{base.get('PATH', '')}"
+            argv[0:1] = [self.python, *self.python_flags]
+        if self.isolated:
+            base = {"PATH": f"{Path(self.python).parent}{os.pathsep}/usr/bin:/bin", "LANG": "C.UTF-8"}
+        else:
+            base = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_", "PIP_"))}
+            base["PATH"] = f"{Path(self.python).parent}{os.pathsep}{base.get('PATH', '')}"
         tmp = self.mounts.get("/tmp")
         if tmp:
             base["TMPDIR"] = str(tmp)
@@ -105,7 +167,9 @@ class LocalPod:
         )
 
     def cwd(self, container: dict[str, Any]) -> Path | None:
-        return self.mounts.get(container.get("workingDir", ""))
+        """The container's workingDir mapped; an isolated pod's default is its root, never the
+        checkout (`python -m` and `-c` put the working directory first on sys.path)."""
+        return self.mounts.get(container.get("workingDir", ""), self.root if self.isolated else None)
 
     def start(self, spec: dict[str, Any], container: dict[str, Any], log: Path) -> subprocess.Popen[bytes]:
         argv, env = self.command(spec, container)

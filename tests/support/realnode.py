@@ -1,5 +1,5 @@
 """The test cluster's real node (hack/real-node.sh): start it, put a namespace's pods on it, and serve
-what its pods would download (wheels, model files, S3) on the pod network's gateway address."""
+what its pods would download (wheels, model files, the S3 emulator) on the pod network's gateway address."""
 
 from __future__ import annotations
 
@@ -127,7 +127,8 @@ def http_files(root: Path, log_dir: Path) -> Iterator[str]:
 
 @contextlib.contextmanager
 def moto_s3(log_dir: Path) -> Iterator[str]:
-    """moto_server on the gateway address (pods reach it; so does this machine); yields its URL."""
+    """moto_server, the S3 emulator (it accepts any signature), on the gateway address (pods reach it; so
+    does this machine); yields its URL."""
     port = free_port()
     exe = Path(sys.executable).parent / "moto_server"
     url = f"http://{GATEWAY}:{port}"

@@ -1,17 +1,25 @@
-"""Real servers on 127.0.0.1 for tests: PostgreSQL (Debian's binaries), moto_server (S3)."""
+"""Real servers on 127.0.0.1 for tests: PostgreSQL (Debian's binaries), moto_server (the S3 emulator: it
+accepts any signature), MinIO (a real S3 server: it verifies every request's signature), MLflow, an OCI
+registry and a static file server over TLS with a CA of its own."""
 
 from __future__ import annotations
 
 import contextlib
+import datetime
+import functools
 import glob
+import http.server
+import ipaddress
 import json
 import os
 import pwd
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -195,14 +203,167 @@ def serve(
         stop(proc)
 
 
+@dataclass(frozen=True)
+class Tls:
+    ca: Path  # the CA's certificate (PEM): the bundle that verifies the server
+    cert: Path  # the server's certificate, signed by the CA
+    key: Path
+
+
+def tls_ca(root: Path, hosts: tuple[str, ...] = ("localhost", "127.0.0.1")) -> Tls:
+    """A CA of its own (self-signed, made here with `cryptography`) and a server certificate for HOSTS
+    (DNS names or IP addresses) that it signed, as PEM files in ROOT."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    valid = (now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=1))
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = name(f"helm-mlops test CA {os.urandom(4).hex()}")
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(valid[0])
+        .not_valid_after(valid[1])
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    sans: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            sans.append(x509.DNSName(host))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name(hosts[0]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(valid[0])
+        .not_valid_after(valid[1])
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    root.mkdir(parents=True, exist_ok=True)
+    tls = Tls(root / "ca.crt", root / "server.crt", root / "server.key")
+    tls.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    tls.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    tls.key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return tls
+
+
+@contextlib.contextmanager
+def https_files(root: Path, tls: Tls, host: str = "localhost") -> Iterator[tuple[str, list[str]]]:
+    """The files in ROOT over real TLS (the server certificate of TLS) on 127.0.0.1; yields the base
+    URL (https://HOST:PORT) and the list of paths it served."""
+    served: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self) -> None:
+            served.append(self.path)
+            super().do_GET()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Handler, directory=str(root))
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(tls.cert), str(tls.key))
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"https://{host}:{server.server_address[1]}", served
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @contextlib.contextmanager
 def moto_s3(log_dir: Path) -> Iterator[str]:
-    """moto_server as an S3 endpoint; yields its URL."""
+    """moto_server, the S3 emulator (it accepts any signature and any keys); yields its URL."""
     port = free_port()
     exe = Path(sys.executable).parent / "moto_server"
     url = f"http://127.0.0.1:{port}"
     with serve([str(exe), "-H", "127.0.0.1", "-p", str(port)], log_dir / "moto.log", url + "/moto-api/", 60):
         yield url
+
+
+def unavailable(message: str) -> None:
+    """What a test cannot run without: a failure in CI (CI=true), a skip that says why elsewhere."""
+    import pytest
+
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def minio_binary() -> Path:
+    """MinIO built by hack/build-minio.sh (cached; the first build takes minutes and needs Go and the Go
+    module proxy): its path, or unavailable() when it cannot be built."""
+    from tests.support.charts import REPO
+
+    proc = subprocess.run(
+        ["bash", str(REPO / "hack" / "build-minio.sh")], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        unavailable(f"hack/build-minio.sh failed (Go 1.24+ and its module proxy):\n{proc.stderr[-2000:]}")
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+@dataclass(frozen=True)
+class S3Server:
+    url: str  # http://127.0.0.1:PORT
+    access_key: str
+    secret_key: str
+
+
+@contextlib.contextmanager
+def minio(binary: Path, root: Path) -> Iterator[S3Server]:
+    """MinIO (hack/build-minio.sh) on 127.0.0.1 with one data directory and fresh root credentials;
+    yields its endpoint and the credentials. Unlike moto it checks each request's SigV4 signature."""
+    port, console = free_port(), free_port()
+    access, secret = f"ak{os.urandom(6).hex()}", os.urandom(18).hex()
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(root),
+        "MINIO_ROOT_USER": access,
+        "MINIO_ROOT_PASSWORD": secret,
+        "MINIO_BROWSER": "off",
+        "MINIO_UPDATE": "off",
+        "MINIO_CI_CD": "1",
+    }
+    argv = [str(binary), "server", str(root / "data"), "--address", f"127.0.0.1:{port}"]
+    argv += ["--console-address", f"127.0.0.1:{console}", "--quiet"]
+    url = f"http://127.0.0.1:{port}"
+    with serve(argv, root / "minio.log", url + "/minio/health/ready", 120, cwd=root, env=env):
+        yield S3Server(url, access, secret)
 
 
 @contextlib.contextmanager

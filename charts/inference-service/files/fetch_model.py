@@ -1,7 +1,7 @@
 """Fetch a model into the pod before the server starts (the inference-service chart's init container).
 
     fetch_model.py --dest DIR --file NAME [--sha256 HEX] [--max-size 20Gi] [--allow-insecure-http]
-                   (--url URL | --url-env VAR | --s3 BUCKET/KEY | --copy PATH)
+                   [--ca-bundle PEM] (--url URL | --url-env VAR | --s3 BUCKET/KEY | --copy PATH)
 
 Downloads go to a temporary name and are renamed into place only once complete and verified, so the
 server container never starts with half a model:
@@ -10,7 +10,11 @@ server container never starts with half a model:
 - nothing larger than --max-size is written (the model emptyDir has the same sizeLimit);
 - an https URL that redirects to http is refused, and plain http (a URL or an S3 endpoint) is refused
   unless the file is pinned with --sha256 or --allow-insecure-http says so;
+- https servers are verified against the system CAs, or only against --ca-bundle (the chart's
+  model.caBundle) when given; a certificate that does not verify fails at once, without retries;
 - credentials (Authorization, the SigV4 headers) never follow a redirect to another origin;
+- a 401, 403 or 404 is final, reported with S3's error code and what to fix (SignatureDoesNotMatch:
+  the keys in model.source.s3.existingSecret);
 - URLs are printed without their query string or user info (a presigned URL's signature is a secret);
   --url-env reads a URL that is itself a secret from the environment (the chart's existingSecret).
 Standard library only: S3 requests are signed here (AWS Signature Version 4), so the init container
@@ -25,6 +29,7 @@ import hashlib
 import hmac
 import os
 import re
+import ssl
 import sys
 import time
 import urllib.error
@@ -127,7 +132,13 @@ class Redirects(urllib.request.HTTPRedirectHandler):
         return new
 
 
-OPENER = urllib.request.build_opener(Redirects)
+def build_opener(ca_bundle: Path | None = None) -> urllib.request.OpenerDirector:
+    """Redirects as above; https verified against CA_BUNDLE alone when given, else the system CAs."""
+    context = ssl.create_default_context(cafile=str(ca_bundle) if ca_bundle else None)
+    return urllib.request.build_opener(Redirects, urllib.request.HTTPSHandler(context=context))
+
+
+OPENER = build_opener()
 _ETAG_MD5 = re.compile(r'^"?([0-9a-f]{32})"?$')
 
 
@@ -147,11 +158,44 @@ def _copy(response: object, target: Path, max_bytes: int) -> tuple[int, str]:
     return size, md5.hexdigest()
 
 
-def download(request: urllib.request.Request, target: Path, retries: int = 5, max_bytes: int = 0) -> None:
+# What an S3 endpoint's error <Code> means for the chart's values (the body never holds credentials).
+_S3_HINTS = {
+    "SignatureDoesNotMatch": "the request's signature does not verify (a wrong secret access key?): "
+    "check the keys in model.source.s3.existingSecret",
+    "InvalidAccessKeyId": "the endpoint does not know this access key id: check the keys in "
+    "model.source.s3.existingSecret",
+    "AccessDenied": "these credentials may not read the object: check the bucket policy, or the keys in "
+    "model.source.s3.existingSecret",
+    "NoSuchBucket": "check model.source.s3.bucket",
+    "NoSuchKey": "check model.source.s3.key",
+    "RequestTimeTooSkewed": "the pod's clock is too far from the endpoint's",
+}
+
+
+def s3_error(exc: urllib.error.HTTPError) -> str:
+    """': <Code>: what to fix' from an S3 error response's XML body, or '' for anything else."""
+    try:
+        body = exc.read(4096).decode("utf-8", "replace")
+    except (OSError, ValueError):
+        return ""
+    match = re.search(r"<Code>([A-Za-z]{1,64})</Code>", body)
+    if not match:
+        return ""
+    code = match.group(1)
+    return f": {code}: {_S3_HINTS[code]}" if code in _S3_HINTS else f": {code}"
+
+
+def download(
+    request: urllib.request.Request,
+    target: Path,
+    retries: int = 5,
+    max_bytes: int = 0,
+    opener: urllib.request.OpenerDirector = OPENER,
+) -> None:
     where = redact(request.full_url)
     for attempt in range(1, retries + 1):
         try:
-            with OPENER.open(request, timeout=60) as response:
+            with opener.open(request, timeout=60) as response:
                 declared = response.headers.get("Content-Length")
                 if declared is not None and max_bytes and int(declared) > max_bytes:
                     raise FetchError(f"{where} is {declared} bytes, more than --max-size ({max_bytes} bytes)")
@@ -167,9 +211,19 @@ def download(request: urllib.request.Request, target: Path, retries: int = 5, ma
             raise SystemExit(f"[fetch-model] {exc}") from None
         except urllib.error.HTTPError as exc:
             if exc.code in (401, 403, 404):  # retrying cannot help
-                raise SystemExit(f"[fetch-model] {exc.code} {exc.reason} for {where}") from None
+                raise SystemExit(
+                    f"[fetch-model] {exc.code} {exc.reason} for {where}{s3_error(exc)}"
+                ) from None
             reason = f"{exc.code} {exc.reason}"
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, ssl.SSLCertVerificationError):  # retrying cannot help either
+                target.unlink(missing_ok=True)
+                raise SystemExit(
+                    f"[fetch-model] {where}: the server's TLS certificate does not verify "
+                    f"({exc.reason.verify_message}): set model.caBundle to the CA that signed it"
+                ) from None
+            reason = str(exc.reason)
+        except (OSError, ValueError) as exc:
             reason = str(getattr(exc, "reason", exc))
         target.unlink(missing_ok=True)
         if attempt == retries:
@@ -194,6 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-size", default="0", help="refuse models larger than this (e.g. 20Gi; 0: no limit)")
     p.add_argument("--allow-insecure-http", action="store_true", help="allow plain http without a sha256 pin")
     p.add_argument("--retries", type=int, default=5, help="attempts before giving up")
+    p.add_argument(
+        "--ca-bundle", type=Path, help="PEM CAs that verify https servers (instead of the system's)"
+    )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--url", help="http(s) URL")
     source.add_argument("--url-env", help="environment variable holding the URL (a secret one)")
@@ -212,6 +269,15 @@ def main(argv: list[str] | None = None) -> int:
             f"[fetch-model] {redact(remote)} is plain http: anyone on the path can change the model. Pin it "
             "with model.sha256, use https, or set model.allowInsecureHttp=true"
         )
+    opener = OPENER
+    if ns.ca_bundle is not None:
+        try:
+            opener = build_opener(ns.ca_bundle)
+        except (OSError, ssl.SSLError) as exc:
+            raise SystemExit(
+                f"[fetch-model] --ca-bundle {ns.ca_bundle}: not a readable PEM bundle ({exc}): "
+                "check the key model.caBundle.key of model.caBundle.existingConfigMap"
+            ) from None
     ns.dest.mkdir(parents=True, exist_ok=True)
     final = ns.dest / ns.file
     partial = ns.dest / f".{ns.file}.partial"
@@ -223,13 +289,13 @@ def main(argv: list[str] | None = None) -> int:
         where = str(ns.copy)
     elif url:
         where = redact(url)
-        download(urllib.request.Request(url), partial, ns.retries, max_bytes)
+        download(urllib.request.Request(url), partial, ns.retries, max_bytes, opener)
     else:
         bucket, _, key = ns.s3.partition("/")
         if not bucket or not key:
             raise SystemExit("[fetch-model] --s3 must be BUCKET/KEY")
         where = f"s3://{bucket}/{key} at {redact(ns.endpoint)}"
-        download(s3_request(ns.endpoint, ns.region, bucket, key), partial, ns.retries, max_bytes)
+        download(s3_request(ns.endpoint, ns.region, bucket, key), partial, ns.retries, max_bytes, opener)
     if ns.sha256:
         actual = sha256_of(partial)
         if actual != ns.sha256.lower():
