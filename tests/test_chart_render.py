@@ -258,3 +258,50 @@ def test_shared_value_names(chart_name: str, helm_name: str, tmp_path: Path) -> 
         assert "don't meet the specifications of the schema" in message, (old, message)
         for text in expected:
             assert text in message, (old, message)
+
+
+def _kserve_model(doc: dict[str, Any]) -> dict[str, Any]:
+    predictor = doc["spec"]["predictor"]
+    container: dict[str, Any] = predictor["model"] if "model" in predictor else predictor["containers"][0]
+    return container
+
+
+def _trainjob_node(doc: dict[str, Any]) -> dict[str, Any]:
+    patch = doc["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]
+    pod = patch["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]
+    container: dict[str, Any] = pod["containers"][0]
+    return container
+
+
+def _pytorch_master(doc: dict[str, Any]) -> dict[str, Any]:
+    master = doc["spec"]["pytorchReplicaSpecs"]["Master"]
+    container: dict[str, Any] = master["template"]["spec"]["containers"][0]
+    return container
+
+
+@pytest.mark.parametrize(
+    ("chart", "values", "kind", "container"),
+    [
+        ("inference-service", "kserve-sklearn", "InferenceService", _kserve_model),
+        ("inference-service", "kserve-torch-serverless", "InferenceService", _kserve_model),
+        ("training-job", "trainjob", "TrainJob", _trainjob_node),
+        ("training-job", "pytorchjob", "PyTorchJob", _pytorch_master),
+    ],
+    ids=["kserve-builtin", "kserve-custom", "trainjob", "pytorchjob"],
+)
+def test_pod_checks_see_custom_resource_pods(chart: str, values: str, kind: str, container: Any) -> None:
+    """pod_specs() finds the pods KServe and the Kubeflow operators build from our custom resources:
+    the rendered ones pass, and a privileged, writable container written into the resource is reported."""
+    chart_dir = next(c for c in chart_dirs() if c.name == chart)
+    docs = _render(chart_dir, chart_dir / "ci" / f"{values}-values.yaml", "helm4")
+    found = [spec for where, spec in pod_specs(docs) if where.startswith(f"{kind}/")]
+    assert found, [where for where, _ in pod_specs(docs)]
+    for spec in found:
+        assert restricted_violations(spec) == [] and hardening_violations(spec) == []
+    [doc] = [d for d in docs if d["kind"] == kind]
+    security = container(doc)["securityContext"]
+    security["privileged"], security["readOnlyRootFilesystem"] = True, False
+    problems = [p for _, spec in pod_specs([doc]) for p in restricted_violations(spec)]
+    assert any(p.endswith("is privileged") for p in problems), problems
+    hardening = [p for _, spec in pod_specs([doc]) for p in hardening_violations(spec)]
+    assert any("readOnlyRootFilesystem" in p for p in hardening), hardening
