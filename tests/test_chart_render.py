@@ -3,6 +3,8 @@ the upstream CRDs, Pod Security "restricted" and our conventions, on Helm 4 and 
 
 from __future__ import annotations
 
+import base64
+import copy
 import re
 from pathlib import Path
 from typing import Any
@@ -110,12 +112,90 @@ def test_standard_labels_everywhere(chart: Path, values: Path) -> None:
         assert missing_labels(doc) == [], f"{doc['kind']}/{doc['metadata']['name']}"
 
 
+# The only values a render may legitimately differ in between two helms (or two runs of one): the
+# credentials the MLflow chart generates with `randAlphaNum 32` when none is given and none exists in the
+# cluster (charts/mlflow/templates/secret.yaml, "mlflow.secretValue"), and the `checksum/*` pod
+# annotations, which hash a render holding them (mlflow's configChecksum takes the generated
+# checksum-salt, the StatefulSets' checksum/secret the whole Secret). No other template function the
+# charts use (grep: randAlphaNum is the only random one; no now, uuidv4 or gen*) varies between runs.
+GENERATED_SECRET_KEYS = {
+    "admin-password",
+    "checksum-salt",
+    "db-password",
+    "flask-secret-key",
+    "minio-access-key",
+    "minio-secret-key",
+}
+GENERATED = re.compile(r"[A-Za-z0-9]{32}")
+
+
+def _mask_generated(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The docs, sorted, with generated Secret values masked and, when the render holds any, the
+    checksum/* annotations too (a render without generated values keeps its checksums compared)."""
+    docs = copy.deepcopy(docs)
+    generated = False
+    for doc in docs:
+        if doc["kind"] != "Secret":
+            continue
+        for key, value in (doc.get("data") or {}).items():
+            if key in GENERATED_SECRET_KEYS and GENERATED.fullmatch(base64.b64decode(value).decode()):
+                doc["data"][key], generated = "<generated>", True
+
+    def mask_checksums(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "annotations" and isinstance(value, dict):
+                    for name in value:
+                        if name.startswith("checksum/"):
+                            value[name] = "<hash of generated values>"
+                else:
+                    mask_checksums(value)
+        elif isinstance(node, list):
+            for item in node:
+                mask_checksums(item)
+
+    if generated:
+        mask_checksums(docs)
+    return sorted(docs, key=lambda d: (d["kind"], d["metadata"]["name"]))
+
+
 @pytest.mark.parametrize(("chart", "values"), SCENARIOS, ids=IDS)
 def test_helm3_and_helm4_render_the_same_objects(chart: Path, values: Path) -> None:
-    def names(helm_name: str) -> list[tuple[str, str]]:
-        return sorted((d["kind"], d["metadata"]["name"]) for d in _render(chart, values, helm_name))
+    """Every object, field for field, on Helm 4, 3.18 and 3.17; only generated credentials and the
+    checksums over them are masked."""
+    helm4 = _mask_generated(_render(chart, values, "helm4"))
+    for helm_name in ("helm3", "helm3.17"):
+        other = _mask_generated(_render(chart, values, helm_name))
+        assert [(d["kind"], d["metadata"]["name"]) for d in other] == [
+            (d["kind"], d["metadata"]["name"]) for d in helm4
+        ], helm_name
+        for mine, theirs in zip(helm4, other, strict=True):
+            where = f"{helm_name}: {mine['kind']}/{mine['metadata']['name']}"
+            assert theirs == mine, f"{where} differs at {_differences(mine, theirs)}"
 
-    assert names("helm4") == names("helm3") == names("helm3.17")
+
+def _differences(a: Any, b: Any, path: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [p for k in sorted(set(a) | set(b)) for p in _differences(a.get(k), b.get(k), f"{path}/{k}")]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [
+            p for i, (x, y) in enumerate(zip(a, b, strict=True)) for p in _differences(x, y, f"{path}[{i}]")
+        ]
+    return [] if a == b else [f"{path}: {a!r} != {b!r}"]
+
+
+def test_masking_keeps_what_is_not_generated() -> None:
+    """The mask hides generated credentials only: a given password and a checksum in a render without
+    generated values stay compared."""
+    given = base64.b64encode(b"given-password").decode()
+    generated = base64.b64encode(b"a" * 32).decode()
+    pod = {"kind": "Deployment", "metadata": {"name": "d", "annotations": {"checksum/config": "1"}}}
+    secret = {"kind": "Secret", "metadata": {"name": "s"}, "data": {"admin-password": given}}
+    assert _mask_generated([pod, secret]) == [pod, secret]
+    secret["data"]["flask-secret-key"] = generated
+    masked = _mask_generated([pod, secret])
+    assert masked[0]["metadata"]["annotations"]["checksum/config"] != "1"
+    assert masked[1]["data"] == {"admin-password": given, "flask-secret-key": "<generated>"}
 
 
 def test_each_ci_scenario_is_distinct() -> None:
