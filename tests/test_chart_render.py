@@ -189,8 +189,11 @@ def test_masking_keeps_what_is_not_generated() -> None:
     generated values stay compared."""
     given = base64.b64encode(b"given-password").decode()
     generated = base64.b64encode(b"a" * 32).decode()
-    pod = {"kind": "Deployment", "metadata": {"name": "d", "annotations": {"checksum/config": "1"}}}
-    secret = {"kind": "Secret", "metadata": {"name": "s"}, "data": {"admin-password": given}}
+    pod: dict[str, Any] = {
+        "kind": "Deployment",
+        "metadata": {"name": "d", "annotations": {"checksum/config": "1"}},
+    }
+    secret: dict[str, Any] = {"kind": "Secret", "metadata": {"name": "s"}, "data": {"admin-password": given}}
     assert _mask_generated([pod, secret]) == [pod, secret]
     secret["data"]["flask-secret-key"] = generated
     masked = _mask_generated([pod, secret])
