@@ -44,14 +44,59 @@ def test_renders_pass_kubernetes_validate_strict(helm_name: str, chart: Path, va
         kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
 
 
-@pytest.mark.parametrize(("chart", "values"), SCENARIOS, ids=IDS)
-def test_custom_resources_match_upstream_crds(chart: Path, values: Path, shared_crds: Path) -> None:
+# The scenarios whose renders hold custom resources, and those holding pre-install hooks with pods:
+# the tests below run on these only, and test_scenario_lists_are_complete keeps the lists true.
+CUSTOM_RESOURCE_SCENARIOS = [
+    "inference-service-fastapi-https-onnx-values",  # HTTPRoute
+    "inference-service-fastapi-s3-sklearn-values",  # ServiceMonitor
+    "inference-service-kserve-sklearn-values",  # InferenceService
+    "inference-service-kserve-torch-serverless-values",  # InferenceService
+    "inference-service-mlserver-sklearn-values",  # ServiceMonitor
+    "mlflow-external-postgresql-s3-values",  # HTTPRoute
+    "mlflow-incluster-postgresql-minio-values",  # ServiceMonitor
+    "mlflow-sqlite-ingress-auth-values",  # ServiceMonitor
+    "training-job-pytorchjob-values",  # PyTorchJob
+    "training-job-trainjob-values",  # TrainJob
+]
+# The MLflow migration Job runs before install against an external database.
+PRE_INSTALL_SCENARIOS = [
+    "mlflow-azure-existing-secrets-values",
+    "mlflow-external-postgresql-s3-values",
+    "mlflow-mysql-gcs-values",
+    "mlflow-production-values",
+]
+BY_ID = dict(zip(IDS, SCENARIOS, strict=True))
+
+
+def _hook_phases(doc: dict[str, Any]) -> set[str]:
+    return set((doc["metadata"].get("annotations") or {}).get("helm.sh/hook", "").split(",")) - {""}
+
+
+def _custom_resources(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [d for d in docs if d["apiVersion"].startswith(CUSTOM_GROUPS)]
+
+
+def _pre_install_pods(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    return pod_specs([d for d in docs if "pre-install" in _hook_phases(d)])
+
+
+def test_scenario_lists_are_complete() -> None:
+    """Each ci scenario rendered once: the ones with custom resources and the ones with pre-install
+    hook pods are exactly the lists above (a new scenario with either is not left unchecked)."""
+    renders = {id_: _render(chart, values, "helm4") for id_, (chart, values) in BY_ID.items()}
+    assert [i for i, docs in renders.items() if _custom_resources(docs)] == CUSTOM_RESOURCE_SCENARIOS
+    assert [i for i, docs in renders.items() if _pre_install_pods(docs)] == PRE_INSTALL_SCENARIOS
+
+
+@pytest.mark.parametrize("scenario", CUSTOM_RESOURCE_SCENARIOS)
+def test_custom_resources_match_upstream_crds(scenario: str, shared_crds: Path) -> None:
     schemas = load_crd_schemas(shared_crds)
-    for doc in _render(chart, values, "helm4"):
-        if doc["apiVersion"].startswith(CUSTOM_GROUPS):
-            key = (doc["apiVersion"], doc["kind"])
-            assert key in schemas, f"no upstream CRD serves {key}"
-            assert validate_custom_resource(doc, schemas[key]) == [], doc["metadata"]["name"]
+    resources = _custom_resources(_render(*BY_ID[scenario], "helm4"))
+    assert resources, "the scenario renders no custom resource"
+    for doc in resources:
+        key = (doc["apiVersion"], doc["kind"])
+        assert key in schemas, f"no upstream CRD serves {key}"
+        assert validate_custom_resource(doc, schemas[key]) == [], doc["metadata"]["name"]
 
 
 def test_crd_validation_catches_mistakes(shared_crds: Path) -> None:
@@ -224,24 +269,17 @@ def _references(spec: dict[str, Any]) -> set[tuple[str, str]]:
     return refs
 
 
-@pytest.mark.parametrize(("chart", "values"), SCENARIOS, ids=IDS)
-def test_pre_install_hooks_only_use_what_exists_before_install(chart: Path, values: Path) -> None:
+@pytest.mark.parametrize("scenario", PRE_INSTALL_SCENARIOS)
+def test_pre_install_hooks_only_use_what_exists_before_install(scenario: str) -> None:
     """A pre-install hook runs before the release's own objects exist: it may use objects of earlier
     pre-install hooks or objects the chart does not create, never the release's regular objects."""
-    docs = _render(chart, values, "helm4")
-
-    def phases(doc: dict[str, Any]) -> set[str]:
-        return set((doc["metadata"].get("annotations") or {}).get("helm.sh/hook", "").split(",")) - {""}
-
-    regular = {(d["kind"], d["metadata"]["name"]) for d in docs if not phases(d)}
-    for doc in docs:
-        if "pre-install" not in phases(doc):
-            continue
-        for where, spec in pod_specs([doc]):
-            late = _references(spec) & regular
-            assert not late, (
-                f"{where} (pre-install hook) uses release objects created after it: {sorted(late)}"
-            )
+    docs = _render(*BY_ID[scenario], "helm4")
+    regular = {(d["kind"], d["metadata"]["name"]) for d in docs if not _hook_phases(d)}
+    hooks = _pre_install_pods(docs)
+    assert hooks, "the scenario renders no pre-install hook pod"
+    for where, spec in hooks:
+        late = _references(spec) & regular
+        assert not late, f"{where} (pre-install hook) uses release objects created after it: {sorted(late)}"
 
 
 # The value names every chart shares (docs/conventions.md). Per chart: values that render its main
