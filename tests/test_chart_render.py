@@ -142,6 +142,41 @@ def test_policy_check_catches_violations() -> None:
     assert any("hostPath" in p for p in problems) and any("runAsNonRoot" in p for p in problems)
 
 
+def test_policy_check_covers_the_rest_of_the_restricted_profile() -> None:
+    """Each of Pod Security's other restricted (and baseline) rules, one violation at a time, on a pod
+    that is otherwise restricted."""
+    good_sc = {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+    def pod(pod_sc: dict[str, Any] | None = None, **container_sc: Any) -> dict[str, Any]:
+        return {
+            "securityContext": pod_sc or {},
+            "containers": [{"name": "c", "securityContext": {**good_sc, **container_sc}}],
+        }
+
+    assert restricted_violations(pod()) == []
+    cases = {
+        "pod: runAsUser 0": pod({"runAsUser": 0}, runAsUser=1000),
+        "pod: seccompProfile": pod({"seccompProfile": {"type": "Unconfined"}}),
+        "pod: sysctl kernel.msgmax": pod({"sysctls": [{"name": "kernel.msgmax", "value": "1"}]}),
+        "pod: seLinuxOptions": pod({"seLinuxOptions": {"type": "spc_t"}}),
+        "container c: seLinuxOptions": pod(seLinuxOptions={"user": "root"}),
+        "container c: windowsOptions.hostProcess": pod(windowsOptions={"hostProcess": True}),
+        "container c: appArmorProfile": pod(appArmorProfile={"type": "Unconfined"}),
+        "container c: procMount Unmasked": pod(procMount="Unmasked"),
+    }
+    for expected, spec in cases.items():
+        problems = restricted_violations(spec)
+        assert len(problems) == 1 and problems[0].startswith(expected), (expected, problems)
+    ephemeral = {**pod(), "ephemeralContainers": [{"name": "debug", "securityContext": {}}]}
+    assert any(p.startswith("container debug:") for p in restricted_violations(ephemeral))
+    assert restricted_violations(pod({"sysctls": [{"name": "net.ipv4.tcp_syncookies", "value": "1"}]})) == []
+
+
 @pytest.mark.parametrize(("chart", "values"), SCENARIOS, ids=IDS)
 def test_no_null_metadata(chart: Path, values: Path) -> None:
     for doc in _render(chart, values, "helm4"):
