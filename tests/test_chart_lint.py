@@ -8,10 +8,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import jsonschema
 import pytest
+import yaml
 
 from generator import yamlio
+from generator.charts.docs import undocumented_keys, update_readme
+from generator.charts.schema import update_schema
 from tests.support.charts import CHARTS, HELMS, REPO, TOOLS_BIN, chart_dirs, ci_values, helm
 
 # Charts whose defaults cannot render on purpose, and the message that tells the user what to set.
@@ -20,6 +25,34 @@ NEEDS_INPUT = {
     "inference-service": "model.source.pvc.claimName is required",
 }
 SCENARIOS = [(chart, values) for chart in chart_dirs() for values in [None, *ci_values(chart)]]
+
+
+@pytest.mark.parametrize("chart", chart_dirs(), ids=lambda c: c.name)
+def test_values_documented_and_readme_and_schema_current(chart: Path) -> None:
+    """Every chart: each value has a doc comment, the README's values table and values.schema.json are
+    what `make docs` writes from values.yaml (and values.schema.refine.yaml)."""
+    assert undocumented_keys(chart / "values.yaml") == []
+    update_readme(chart, check=True)  # raises StaleError when the table is stale
+    update_schema(chart, check=True)  # likewise for values.schema.json
+
+
+@pytest.mark.parametrize("chart", chart_dirs(), ids=lambda c: c.name)
+def test_schema_covers_every_value_and_accepts_defaults(chart: Path) -> None:
+    schema = yaml.safe_load((chart / "values.schema.json").read_text())
+    values = yaml.safe_load((chart / "values.yaml").read_text())
+    jsonschema.Draft7Validator(schema).validate(values)
+
+    def walk(node: dict[str, Any], sch: dict[str, Any], path: str) -> None:
+        for key, value in node.items():
+            props = sch.get("properties", {})
+            assert key in props or sch.get("additionalProperties") not in (False, None), (
+                f"{path}{key} not in schema"
+            )
+            if isinstance(value, dict) and key in props and props[key].get("additionalProperties") is False:
+                walk(value, props[key], f"{path}{key}.")
+
+    walk(values, schema, "")
+    assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
 
 
 @pytest.mark.parametrize("helm_name", list(HELMS))

@@ -3,6 +3,8 @@ the upstream CRDs, Pod Security "restricted" and our conventions, on Helm 4 and 
 
 from __future__ import annotations
 
+import base64
+import copy
 import re
 from pathlib import Path
 from typing import Any
@@ -42,14 +44,59 @@ def test_renders_pass_kubernetes_validate_strict(helm_name: str, chart: Path, va
         kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
 
 
-@pytest.mark.parametrize(("chart", "values"), SCENARIOS, ids=IDS)
-def test_custom_resources_match_upstream_crds(chart: Path, values: Path, shared_crds: Path) -> None:
+# The scenarios whose renders hold custom resources, and those holding pre-install hooks with pods:
+# the tests below run on these only, and test_scenario_lists_are_complete keeps the lists true.
+CUSTOM_RESOURCE_SCENARIOS = [
+    "inference-service-fastapi-https-onnx-values",  # HTTPRoute
+    "inference-service-fastapi-s3-sklearn-values",  # ServiceMonitor
+    "inference-service-kserve-sklearn-values",  # InferenceService
+    "inference-service-kserve-torch-serverless-values",  # InferenceService
+    "inference-service-mlserver-sklearn-values",  # ServiceMonitor
+    "mlflow-external-postgresql-s3-values",  # HTTPRoute
+    "mlflow-incluster-postgresql-minio-values",  # ServiceMonitor
+    "mlflow-sqlite-ingress-auth-values",  # ServiceMonitor
+    "training-job-pytorchjob-values",  # PyTorchJob
+    "training-job-trainjob-values",  # TrainJob
+]
+# The MLflow migration Job runs before install against an external database.
+PRE_INSTALL_SCENARIOS = [
+    "mlflow-azure-existing-secrets-values",
+    "mlflow-external-postgresql-s3-values",
+    "mlflow-mysql-gcs-values",
+    "mlflow-production-values",
+]
+BY_ID = dict(zip(IDS, SCENARIOS, strict=True))
+
+
+def _hook_phases(doc: dict[str, Any]) -> set[str]:
+    return set((doc["metadata"].get("annotations") or {}).get("helm.sh/hook", "").split(",")) - {""}
+
+
+def _custom_resources(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [d for d in docs if d["apiVersion"].startswith(CUSTOM_GROUPS)]
+
+
+def _pre_install_pods(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    return pod_specs([d for d in docs if "pre-install" in _hook_phases(d)])
+
+
+def test_scenario_lists_are_complete() -> None:
+    """Each ci scenario rendered once: the ones with custom resources and the ones with pre-install
+    hook pods are exactly the lists above (a new scenario with either is not left unchecked)."""
+    renders = {id_: _render(chart, values, "helm4") for id_, (chart, values) in BY_ID.items()}
+    assert [i for i, docs in renders.items() if _custom_resources(docs)] == CUSTOM_RESOURCE_SCENARIOS
+    assert [i for i, docs in renders.items() if _pre_install_pods(docs)] == PRE_INSTALL_SCENARIOS
+
+
+@pytest.mark.parametrize("scenario", CUSTOM_RESOURCE_SCENARIOS)
+def test_custom_resources_match_upstream_crds(scenario: str, shared_crds: Path) -> None:
     schemas = load_crd_schemas(shared_crds)
-    for doc in _render(chart, values, "helm4"):
-        if doc["apiVersion"].startswith(CUSTOM_GROUPS):
-            key = (doc["apiVersion"], doc["kind"])
-            assert key in schemas, f"no upstream CRD serves {key}"
-            assert validate_custom_resource(doc, schemas[key]) == [], doc["metadata"]["name"]
+    resources = _custom_resources(_render(*BY_ID[scenario], "helm4"))
+    assert resources, "the scenario renders no custom resource"
+    for doc in resources:
+        key = (doc["apiVersion"], doc["kind"])
+        assert key in schemas, f"no upstream CRD serves {key}"
+        assert validate_custom_resource(doc, schemas[key]) == [], doc["metadata"]["name"]
 
 
 def test_crd_validation_catches_mistakes(shared_crds: Path) -> None:
@@ -95,6 +142,41 @@ def test_policy_check_catches_violations() -> None:
     assert any("hostPath" in p for p in problems) and any("runAsNonRoot" in p for p in problems)
 
 
+def test_policy_check_covers_the_rest_of_the_restricted_profile() -> None:
+    """Each of Pod Security's other restricted (and baseline) rules, one violation at a time, on a pod
+    that is otherwise restricted."""
+    good_sc = {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+    def pod(pod_sc: dict[str, Any] | None = None, **container_sc: Any) -> dict[str, Any]:
+        return {
+            "securityContext": pod_sc or {},
+            "containers": [{"name": "c", "securityContext": {**good_sc, **container_sc}}],
+        }
+
+    assert restricted_violations(pod()) == []
+    cases = {
+        "pod: runAsUser 0": pod({"runAsUser": 0}, runAsUser=1000),
+        "pod: seccompProfile": pod({"seccompProfile": {"type": "Unconfined"}}),
+        "pod: sysctl kernel.msgmax": pod({"sysctls": [{"name": "kernel.msgmax", "value": "1"}]}),
+        "pod: seLinuxOptions": pod({"seLinuxOptions": {"type": "spc_t"}}),
+        "container c: seLinuxOptions": pod(seLinuxOptions={"user": "root"}),
+        "container c: windowsOptions.hostProcess": pod(windowsOptions={"hostProcess": True}),
+        "container c: appArmorProfile": pod(appArmorProfile={"type": "Unconfined"}),
+        "container c: procMount Unmasked": pod(procMount="Unmasked"),
+    }
+    for expected, spec in cases.items():
+        problems = restricted_violations(spec)
+        assert len(problems) == 1 and problems[0].startswith(expected), (expected, problems)
+    ephemeral = {**pod(), "ephemeralContainers": [{"name": "debug", "securityContext": {}}]}
+    assert any(p.startswith("container debug:") for p in restricted_violations(ephemeral))
+    assert restricted_violations(pod({"sysctls": [{"name": "net.ipv4.tcp_syncookies", "value": "1"}]})) == []
+
+
 @pytest.mark.parametrize(("chart", "values"), SCENARIOS, ids=IDS)
 def test_no_null_metadata(chart: Path, values: Path) -> None:
     for doc in _render(chart, values, "helm4"):
@@ -110,12 +192,93 @@ def test_standard_labels_everywhere(chart: Path, values: Path) -> None:
         assert missing_labels(doc) == [], f"{doc['kind']}/{doc['metadata']['name']}"
 
 
+# The only values a render may legitimately differ in between two helms (or two runs of one): the
+# credentials the MLflow chart generates with `randAlphaNum 32` when none is given and none exists in the
+# cluster (charts/mlflow/templates/secret.yaml, "mlflow.secretValue"), and the `checksum/*` pod
+# annotations, which hash a render holding them (mlflow's configChecksum takes the generated
+# checksum-salt, the StatefulSets' checksum/secret the whole Secret). No other template function the
+# charts use (grep: randAlphaNum is the only random one; no now, uuidv4 or gen*) varies between runs.
+GENERATED_SECRET_KEYS = {
+    "admin-password",
+    "checksum-salt",
+    "db-password",
+    "flask-secret-key",
+    "minio-access-key",
+    "minio-secret-key",
+}
+GENERATED = re.compile(r"[A-Za-z0-9]{32}")
+
+
+def _mask_generated(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The docs, sorted, with generated Secret values masked and, when the render holds any, the
+    checksum/* annotations too (a render without generated values keeps its checksums compared)."""
+    docs = copy.deepcopy(docs)
+    generated = False
+    for doc in docs:
+        if doc["kind"] != "Secret":
+            continue
+        for key, value in (doc.get("data") or {}).items():
+            if key in GENERATED_SECRET_KEYS and GENERATED.fullmatch(base64.b64decode(value).decode()):
+                doc["data"][key], generated = "<generated>", True
+
+    def mask_checksums(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "annotations" and isinstance(value, dict):
+                    for name in value:
+                        if name.startswith("checksum/"):
+                            value[name] = "<hash of generated values>"
+                else:
+                    mask_checksums(value)
+        elif isinstance(node, list):
+            for item in node:
+                mask_checksums(item)
+
+    if generated:
+        mask_checksums(docs)
+    return sorted(docs, key=lambda d: (d["kind"], d["metadata"]["name"]))
+
+
 @pytest.mark.parametrize(("chart", "values"), SCENARIOS, ids=IDS)
 def test_helm3_and_helm4_render_the_same_objects(chart: Path, values: Path) -> None:
-    def names(helm_name: str) -> list[tuple[str, str]]:
-        return sorted((d["kind"], d["metadata"]["name"]) for d in _render(chart, values, helm_name))
+    """Every object, field for field, on Helm 4, 3.18 and 3.17; only generated credentials and the
+    checksums over them are masked."""
+    helm4 = _mask_generated(_render(chart, values, "helm4"))
+    for helm_name in ("helm3", "helm3.17"):
+        other = _mask_generated(_render(chart, values, helm_name))
+        assert [(d["kind"], d["metadata"]["name"]) for d in other] == [
+            (d["kind"], d["metadata"]["name"]) for d in helm4
+        ], helm_name
+        for mine, theirs in zip(helm4, other, strict=True):
+            where = f"{helm_name}: {mine['kind']}/{mine['metadata']['name']}"
+            assert theirs == mine, f"{where} differs at {_differences(mine, theirs)}"
 
-    assert names("helm4") == names("helm3") == names("helm3.17")
+
+def _differences(a: Any, b: Any, path: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [p for k in sorted(set(a) | set(b)) for p in _differences(a.get(k), b.get(k), f"{path}/{k}")]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [
+            p for i, (x, y) in enumerate(zip(a, b, strict=True)) for p in _differences(x, y, f"{path}[{i}]")
+        ]
+    return [] if a == b else [f"{path}: {a!r} != {b!r}"]
+
+
+def test_masking_keeps_what_is_not_generated() -> None:
+    """The mask hides generated credentials only: a given password and a checksum in a render without
+    generated values stay compared."""
+    given = base64.b64encode(b"given-password").decode()
+    generated = base64.b64encode(b"a" * 32).decode()
+    pod: dict[str, Any] = {
+        "kind": "Deployment",
+        "metadata": {"name": "d", "annotations": {"checksum/config": "1"}},
+    }
+    secret: dict[str, Any] = {"kind": "Secret", "metadata": {"name": "s"}, "data": {"admin-password": given}}
+    assert _mask_generated([pod, secret]) == [pod, secret]
+    secret["data"]["flask-secret-key"] = generated
+    masked = _mask_generated([pod, secret])
+    assert masked[0]["metadata"]["annotations"]["checksum/config"] != "1"
+    assert masked[1]["data"] == {"admin-password": given, "flask-secret-key": "<generated>"}
 
 
 def test_each_ci_scenario_is_distinct() -> None:
@@ -141,24 +304,17 @@ def _references(spec: dict[str, Any]) -> set[tuple[str, str]]:
     return refs
 
 
-@pytest.mark.parametrize(("chart", "values"), SCENARIOS, ids=IDS)
-def test_pre_install_hooks_only_use_what_exists_before_install(chart: Path, values: Path) -> None:
+@pytest.mark.parametrize("scenario", PRE_INSTALL_SCENARIOS)
+def test_pre_install_hooks_only_use_what_exists_before_install(scenario: str) -> None:
     """A pre-install hook runs before the release's own objects exist: it may use objects of earlier
     pre-install hooks or objects the chart does not create, never the release's regular objects."""
-    docs = _render(chart, values, "helm4")
-
-    def phases(doc: dict[str, Any]) -> set[str]:
-        return set((doc["metadata"].get("annotations") or {}).get("helm.sh/hook", "").split(",")) - {""}
-
-    regular = {(d["kind"], d["metadata"]["name"]) for d in docs if not phases(d)}
-    for doc in docs:
-        if "pre-install" not in phases(doc):
-            continue
-        for where, spec in pod_specs([doc]):
-            late = _references(spec) & regular
-            assert not late, (
-                f"{where} (pre-install hook) uses release objects created after it: {sorted(late)}"
-            )
+    docs = _render(*BY_ID[scenario], "helm4")
+    regular = {(d["kind"], d["metadata"]["name"]) for d in docs if not _hook_phases(d)}
+    hooks = _pre_install_pods(docs)
+    assert hooks, "the scenario renders no pre-install hook pod"
+    for where, spec in hooks:
+        late = _references(spec) & regular
+        assert not late, f"{where} (pre-install hook) uses release objects created after it: {sorted(late)}"
 
 
 # The value names every chart shares (docs/conventions.md). Per chart: values that render its main
@@ -258,3 +414,50 @@ def test_shared_value_names(chart_name: str, helm_name: str, tmp_path: Path) -> 
         assert "don't meet the specifications of the schema" in message, (old, message)
         for text in expected:
             assert text in message, (old, message)
+
+
+def _kserve_model(doc: dict[str, Any]) -> dict[str, Any]:
+    predictor = doc["spec"]["predictor"]
+    container: dict[str, Any] = predictor["model"] if "model" in predictor else predictor["containers"][0]
+    return container
+
+
+def _trainjob_node(doc: dict[str, Any]) -> dict[str, Any]:
+    patch = doc["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]
+    pod = patch["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]
+    container: dict[str, Any] = pod["containers"][0]
+    return container
+
+
+def _pytorch_master(doc: dict[str, Any]) -> dict[str, Any]:
+    master = doc["spec"]["pytorchReplicaSpecs"]["Master"]
+    container: dict[str, Any] = master["template"]["spec"]["containers"][0]
+    return container
+
+
+@pytest.mark.parametrize(
+    ("chart", "values", "kind", "container"),
+    [
+        ("inference-service", "kserve-sklearn", "InferenceService", _kserve_model),
+        ("inference-service", "kserve-torch-serverless", "InferenceService", _kserve_model),
+        ("training-job", "trainjob", "TrainJob", _trainjob_node),
+        ("training-job", "pytorchjob", "PyTorchJob", _pytorch_master),
+    ],
+    ids=["kserve-builtin", "kserve-custom", "trainjob", "pytorchjob"],
+)
+def test_pod_checks_see_custom_resource_pods(chart: str, values: str, kind: str, container: Any) -> None:
+    """pod_specs() finds the pods KServe and the Kubeflow operators build from our custom resources:
+    the rendered ones pass, and a privileged, writable container written into the resource is reported."""
+    chart_dir = next(c for c in chart_dirs() if c.name == chart)
+    docs = _render(chart_dir, chart_dir / "ci" / f"{values}-values.yaml", "helm4")
+    found = [spec for where, spec in pod_specs(docs) if where.startswith(f"{kind}/")]
+    assert found, [where for where, _ in pod_specs(docs)]
+    for spec in found:
+        assert restricted_violations(spec) == [] and hardening_violations(spec) == []
+    [doc] = [d for d in docs if d["kind"] == kind]
+    security = container(doc)["securityContext"]
+    security["privileged"], security["readOnlyRootFilesystem"] = True, False
+    problems = [p for _, spec in pod_specs([doc]) for p in restricted_violations(spec)]
+    assert any(p.endswith("is privileged") for p in problems), problems
+    hardening = [p for _, spec in pod_specs([doc]) for p in hardening_violations(spec)]
+    assert any("readOnlyRootFilesystem" in p for p in hardening), hardening

@@ -1,13 +1,19 @@
 """End to end on a real API server (kube-apiserver, controller-manager, scheduler, etcd built from
-upstream; kwok fakes the nodes): install with hooks and --wait, helm test, upgrade, a failing
+upstream; kwok fakes the nodes): install with hooks and --wait, helm test's hooks, upgrade, a failing
 upgrade that rolls back, rollback, uninstall and ct install, on Helm 4 and Helm 3, in namespaces
-where the PodSecurity admission enforces "restricted"."""
+where the PodSecurity admission enforces "restricted".
+
+kwok runs no container: it marks every admitted run-to-completion pod Succeeded with exit code 0 (a
+"kwok-fail" image tag makes it fail, hack/kwok/stages.yaml). So these tests prove admission, hook
+ordering and deletion policies, --wait-for-jobs, rollback and cleanup; that a hook's or a test pod's
+command really succeeds is proven on the real node (tests/test_e2e_realnode.py)."""
 
 from __future__ import annotations
 
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -87,9 +93,12 @@ spec:
 
 @pytest.mark.parametrize("helm_name", HELMS)
 @pytest.mark.parametrize("values", ci_values(MLFLOW), ids=[v.stem for v in ci_values(MLFLOW)])
-def test_install_each_scenario_and_helm_test(
+def test_each_scenario_installs_with_its_hooks_and_helm_test_runs_its_test_pod(
     cluster: Cluster, namespace: str, helm_name: str, values: Path
 ) -> None:
+    """Every ci scenario installs under "restricted" with its hook Jobs (--wait-for-jobs), their
+    hook-scoped objects are deleted after them, and `helm test` creates the chart's test pod (admitted;
+    kwok completes it, so its check itself runs on the real node only)."""
     for name, data in EXISTING_SECRETS.items():
         cluster.kubectl(
             "create",
@@ -106,7 +115,7 @@ def test_install_each_scenario_and_helm_test(
     dep = cluster.get("deployment", "mlf-mlflow", "-n", namespace)
     assert dep["status"].get("readyReplicas", 0) >= 1
     test = cluster.helm(helm_name, "test", "mlf", "-n", namespace)
-    assert "Phase:          Succeeded" in test.stdout
+    assert re.search(r"TEST SUITE:\s+mlf-mlflow-test-api\n", test.stdout), test.stdout
     # Hook-scoped objects are gone once their hook succeeded.
     secrets = {s["metadata"]["name"] for s in cluster.get("secrets", "-n", namespace)["items"]}
     assert "mlf-mlflow-migration" not in secrets
@@ -232,6 +241,8 @@ def test_uninstall_keeps_data_volume_by_default(cluster: Cluster, namespace: str
 
 @pytest.mark.parametrize("helm_name", HELMS)
 def test_ct_install(cluster: Cluster, helm_name: str) -> None:
+    """chart-testing installs every chart with every ci scenario and runs `helm test` on each (the
+    test pods admitted and completed by kwok: one "Phase: Succeeded" per MLflow scenario at least)."""
     with tempfile.TemporaryDirectory() as tmp:
         # ct runs `helm` from PATH: put the helm under test there.
         Path(tmp, "helm").symlink_to(helm_path(helm_name))

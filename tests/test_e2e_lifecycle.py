@@ -360,7 +360,7 @@ def test_logs_follow_a_training_job_and_an_inference_service(
 ) -> None:
     env, (release, ns) = plugin_env["helm4"], full_stack
     job = cluster.get("job", "-n", ns, "-l", "helm-mlops.io/training-job")["items"][0]["metadata"]["name"]
-    # A training job: -f ends by itself once the job has finished.
+    # A training job: -f ends by itself once the job has finished (kwok's canned log, kwok's exit 0).
     done = mlops(env, cluster, "logs", release, "train-iris", "-f", "-n", ns, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() and all(
@@ -392,6 +392,7 @@ def test_restart_rolls_the_pods_and_test_runs_the_hooks(
     everything = mlops(env, cluster, "restart", release, "-n", ns)
     assert everything.returncode == 0 and f"deployment {release}-mlflow restarted" in everything.stdout
 
+    # `helm mlops test` runs every subchart's test hook: each pod admitted and (kwok) completed.
     tested = mlops(env, cluster, "test", release, "-n", ns)
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert "Phase:          Succeeded" in tested.stdout and "Failed" not in tested.stdout

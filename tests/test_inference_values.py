@@ -341,8 +341,7 @@ def test_kserve_serves_pt_with_our_runtime_as_custom_predictor(tmp_path: Path) -
 def test_kserve_predictor_carries_the_shared_pod_values(
     custom: bool, tmp_path: Path, shared_crds: Path
 ) -> None:
-    """pod_specs() does not look into an InferenceService: the predictor gets the shared values here,
-    in fields KServe's CRD defines."""
+    """The predictor gets the shared values, in fields KServe's CRD defines."""
     key = "m/scripted.pt" if custom else "m/model.joblib"
     spread = {"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule"}
     values = {

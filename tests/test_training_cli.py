@@ -1,9 +1,10 @@
 """`helm-mlops train`, `logs`, `status` and `sweep plan` without a cluster: bad input is refused with
-exit code 2 and nothing written; status and logs are checked against recorded API objects (the
-shapes `kubectl get -o json` prints) and a scripted sequence of pod lists and log chunks."""
+exit code 2 and nothing written; status and logs are checked against API objects recorded from the
+test cluster (tests/fixtures/recorded/) and a scripted sequence of pod lists and log chunks."""
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from generator.kube.status import (
     summarize_job,
 )
 from generator.training import rerun_nonce
+from tests.support.charts import REPO
 from tests.support.incli import run_cli
 
 EXE = str(Path(sys.executable).parent / "helm-mlops")
@@ -227,9 +229,32 @@ def test_sweep_plan_prints_what_the_pods_get(tmp_path: Path) -> None:
     }
     result = _cli("sweep", "plan", "-f", _sweep_file(tmp_path, {"sweep": spec}))
     assert result.returncode == 0, result.stderr
-    rows = [line.split() for line in result.stdout.splitlines()]
-    assert [int(r[0]) for r in rows] == [0, 1, 2, 3]
-    assert [float(r[1].split("=")[1]) for r in rows] == [p["lr"] for p in sweep_space.plan(spec)]
+    # Seed 3's four log-uniform draws in [0.001, 0.1], written down once: the pods' launcher draws the
+    # same for the same index (test_training_launcher's sweep test runs it), so a change here changes
+    # the trials of every seeded sweep and must be deliberate.
+    assert result.stdout.splitlines() == [
+        "    0  lr=0.008021323526601634",
+        "    1  lr=0.027816721594558825",
+        "    2  lr=0.06098750237570225",
+        "    3  lr=0.018730127791295396",
+    ]
+    grid = {
+        "parameters": [
+            {"name": "C", "type": "float", "values": [0.001, 0.05]},
+            {"name": "depth", "type": "int", "min": 1, "max": 5, "step": 2},
+        ]
+    }
+    result = _cli("sweep", "plan", "-f", _sweep_file(tmp_path, {"sweep": grid}))
+    assert result.returncode == 0, result.stderr
+    # Every combination, the first parameter varying slowest.
+    assert [line.split() for line in result.stdout.splitlines()] == [
+        ["0", "C=0.001", "depth=1"],
+        ["1", "C=0.001", "depth=3"],
+        ["2", "C=0.001", "depth=5"],
+        ["3", "C=0.05", "depth=1"],
+        ["4", "C=0.05", "depth=3"],
+        ["5", "C=0.05", "depth=5"],
+    ]
 
 
 SWEEP_FILES = [
@@ -283,78 +308,79 @@ def test_sweep_plan_help_describes_the_format() -> None:
 
 # Status from recorded objects -----------------------------------------------------------------------
 
+# Jobs and pods the training-job chart made on the local test cluster, as `kubectl get -o json` printed
+# them (tests/fixtures/recorded/README.md names the commands; hack/record-training-objects.sh re-records):
+# a 3-trial sweep that completed, a Job whose pod failed, a suspended Job, and a Job whose pod cannot be
+# scheduled (active). kwok runs no container, so the pods carry no termination message and never stay
+# Running: where a test needs those, it writes them into a recorded pod and says so.
+RECORDED = json.loads((REPO / "tests" / "fixtures" / "recorded" / "training-jobs.json").read_text())
 NOW = datetime(2026, 11, 23, 12, 10, 0, tzinfo=UTC)
 
 
-def _job(conditions: list[str], **status: Any) -> dict[str, Any]:
-    return {
-        "kind": "Job",
-        "metadata": {
-            "name": "r-training-job-5d41402abc",
-            "uid": "u-1",
-            "labels": {"app.kubernetes.io/name": "training-job"},
-        },
-        "spec": {
-            "completions": 3,
-            "template": {
-                "spec": {
-                    "containers": [
-                        {"name": "train", "env": [{"name": "HELM_MLOPS_SWEEP_FILE", "value": "x"}]}
-                    ]
-                }
-            },
-        },
-        "status": {
-            "conditions": [
-                {"type": c, "status": "True", "lastTransitionTime": "2026-11-23T12:05:00Z"}
-                for c in conditions
-            ],
-            **status,
-        },
-    }
+def _recorded_job(case: str) -> dict[str, Any]:
+    job: dict[str, Any] = copy.deepcopy(RECORDED[case]["job"])
+    return job
+
+
+def _recorded_pods(case: str) -> list[dict[str, Any]]:
+    pods: list[dict[str, Any]] = copy.deepcopy(RECORDED[case]["pods"])
+    index = "batch.kubernetes.io/job-completion-index"  # Indexed Jobs' pods only
+    return sorted(pods, key=lambda p: p["metadata"]["annotations"].get(index, ""))
 
 
 def _pod(
     name: str, index: str, phase: str, message: str | None = None, labels: dict[str, str] | None = None
 ) -> dict[str, Any]:
-    terminated = {"terminated": {"exitCode": 0, "message": message}} if message else {"running": {}}
-    return {
-        "metadata": {
-            "name": name,
-            "creationTimestamp": f"2026-11-23T12:0{index}:00Z",
-            "annotations": {"batch.kubernetes.io/job-completion-index": index},
-            "labels": {
-                "app.kubernetes.io/name": "training-job",
-                "batch.kubernetes.io/job-name": "r-training-job-5d41402abc",
-                **(labels or {}),
-            },
-        },
-        "spec": {
-            "containers": [
-                {"name": "train", "env": [{"name": "MLFLOW_TRACKING_URI", "value": "http://mlflow:5000"}]}
-            ]
-        },
-        "status": {"phase": phase, "containerStatuses": [{"name": "train", "state": terminated}]},
-    }
+    """The recorded sweep pod of completion index `index`, renamed, created at 12:0<index>, in `phase`,
+    its container terminated with `message` (what the launcher writes) or running."""
+    pod = _recorded_pods("sweep")[int(index)]
+    pod["metadata"]["name"] = name
+    pod["metadata"]["creationTimestamp"] = f"2026-11-23T12:0{index}:00Z"
+    pod["metadata"]["labels"].update(labels or {})
+    [status] = pod["status"]["containerStatuses"]
+    status["state"] = {"terminated": {"exitCode": 0, "message": message}} if message else {"running": {}}
+    pod["status"]["phase"] = phase
+    return pod
+
+
+def test_the_recordings_are_what_they_stand_for() -> None:
+    sweep, pods = _recorded_job("sweep"), _recorded_pods("sweep")
+    assert sweep["spec"]["completions"] == 3 and sweep["status"]["succeeded"] == 3
+    assert [p["status"]["phase"] for p in pods] == ["Succeeded"] * 3
+    assert [p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"] for p in pods] == [
+        "0",
+        "1",
+        "2",
+    ]
+    [failed] = _recorded_pods("failing")
+    assert failed["status"]["phase"] == "Failed"
+    assert _recorded_job("suspended")["spec"]["suspend"] is True
+    assert _recorded_job("waiting")["status"]["active"] == 1
 
 
 def test_job_phases() -> None:
-    assert job_phase(_job(["SuccessCriteriaMet", "Complete"])) == "Complete"
-    assert job_phase(_job(["FailureTarget", "Failed"])) == "Failed"
-    assert job_phase(_job(["FailureTarget"])) == "Failing"
-    assert job_phase(_job([], active=2)) == "Running"
-    assert job_phase(_job([])) == "Pending"
-    assert job_phase({**_job([]), "spec": {"suspend": True}}) == "Suspended"
+    assert job_phase(_recorded_job("sweep")) == "Complete"
+    assert job_phase(_recorded_job("failing")) == "Failed"
+    assert job_phase(_recorded_job("waiting")) == "Running"
+    assert job_phase(_recorded_job("suspended")) == "Suspended"
+    # Between the Job controller's two writes: FailureTarget set while the pods terminate, Failed not yet.
+    failing = _recorded_job("failing")
+    failing["status"]["conditions"] = [c for c in failing["status"]["conditions"] if c["type"] != "Failed"]
+    assert job_phase(failing) == "Failing"
+    # Before the controller has written any status.
+    created = _recorded_job("waiting")
+    del created["status"]
+    assert job_phase(created) == "Pending"
 
 
 def test_status_summary_with_mlflow_runs_and_sweep_id() -> None:
+    job, pods = _recorded_job("sweep"), _recorded_pods("sweep")
+    job["status"].update(startTime="2026-11-23T12:00:00Z", completionTime="2026-11-23T12:04:05Z")
     message = json.dumps({"exitCode": 0, "trial": 1, "mlflowRunId": "abc", "mlflowExperimentId": "7"})
-    job = _job(
-        ["Complete"], startTime="2026-11-23T12:00:00Z", completionTime="2026-11-23T12:04:05Z", succeeded=3
-    )
-    summary = summarize_job(
-        job, [_pod("p-1", "1", "Succeeded", message), _pod("p-0", "0", "Succeeded", "not json")], NOW
-    )
+    # What the launcher writes to /dev/termination-log; kwok's pods have none.
+    pods[1]["status"]["containerStatuses"][0]["state"]["terminated"]["message"] = message
+    pods[0]["status"]["containerStatuses"][0]["state"]["terminated"]["message"] = "not json"
+    summary = summarize_job(job, pods, NOW)
     assert (summary.phase, summary.succeeded, summary.completions, summary.duration) == (
         "Complete",
         3,
@@ -362,11 +388,14 @@ def test_status_summary_with_mlflow_runs_and_sweep_id() -> None:
         "4m05s",
     )
     assert summary.runs == ["http://mlflow:5000/#/experiments/7/runs/abc (trial 1)"]
-    assert summary.sweep_id == "u-1"
+    assert summary.sweep_id == job["metadata"]["uid"]
     text = "\n".join(format_summaries([summary]))
-    assert "3/3" in text and "sweep id: u-1" in text and "runs/abc" in text
-    running = summarize_job(_job([], startTime="2026-11-23T11:00:00Z", active=1), [], NOW)
+    assert "3/3" in text and f"sweep id: {job['metadata']['uid']}" in text and "runs/abc" in text
+    waiting = _recorded_job("waiting")
+    waiting["status"]["startTime"] = "2026-11-23T11:00:00Z"
+    running = summarize_job(waiting, _recorded_pods("waiting"), NOW)
     assert running.duration == "1h10m00s" and running.phase == "Running"
+    assert summarize_job(_recorded_job("failing"), _recorded_pods("failing"), NOW).phase == "Failed"
 
 
 def test_status_links_the_run_of_a_running_pod_from_its_log_line() -> None:
@@ -382,7 +411,7 @@ def test_status_links_the_run_of_a_running_pod_from_its_log_line() -> None:
     assert mlflow_links([running]) == []
     assert mlflow_links([running], {"p-2": log}) == ["http://mlflow:5000/#/experiments/3/runs/r1 (trial 2)"]
     assert mlflow_links([running], {"p-2": "[helm-mlops] mlflow-run {not json\n"}) == []
-    summary = summarize_job(_job([], active=1), [running], NOW, {"p-2": log})
+    summary = summarize_job(_recorded_job("waiting"), [running], NOW, {"p-2": log})
     assert summary.runs == ["http://mlflow:5000/#/experiments/3/runs/r1 (trial 2)"]
 
 

@@ -208,9 +208,15 @@ def test_sweep_trials_log_to_mlflow_and_the_cli_ranks_them(tracking: str, tmp_pa
     job = find(docs, "Job")
     assert job["spec"]["completions"] == 6
     spec, container = _job_container(docs)
-    from generator import sweep as sweep_space
-
-    plan = sweep_space.plan(values["sweep"])
+    # The grid, every combination with the first parameter varying slowest, written out by hand.
+    plan = [
+        {"C": 0.001, "max_iter": 200},
+        {"C": 0.001, "max_iter": 300},
+        {"C": 0.05, "max_iter": 200},
+        {"C": 0.05, "max_iter": 300},
+        {"C": 10.0, "max_iter": 200},
+        {"C": 10.0, "max_iter": 300},
+    ]
     for index in range(6):
         pod = _pod(
             docs, tmp_path / f"trial-{index}", tracking, uid="sweep-uid-7", JOB_COMPLETION_INDEX=str(index)
@@ -222,9 +228,11 @@ def test_sweep_trials_log_to_mlflow_and_the_cli_ranks_them(tracking: str, tmp_pa
     runs = _runs(tracking, "launcher-sweep")
     assert len(runs) == 6
     by_trial = {int(r.data.tags["helm-mlops.trial"]): r for r in runs}
+    assert sorted(by_trial) == [0, 1, 2, 3, 4, 5]
     for index, run in by_trial.items():
         assert run.data.tags["helm-mlops.sweep"] == "sweep-uid-7"
         assert float(run.data.params["C"]) == plan[index]["C"]  # the launcher logged the trial's params
+        assert int(run.data.params["max_iter"]) == plan[index]["max_iter"]
         assert float(run.data.params["C_used"]) == plan[index]["C"]  # ... and passed them as --C
     expected = sorted(by_trial, key=lambda i: (by_trial[i].data.metrics["val_loss"], i))
 

@@ -3,6 +3,7 @@ message naming the value), on Helm 4 and Helm 3."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -336,8 +337,7 @@ def test_trainjob_patches_the_runtime_pods(tmp_path: Path) -> None:
 
 
 def test_trainjob_patch_carries_the_shared_pod_values(tmp_path: Path, shared_crds: Path) -> None:
-    """pod_specs() does not look into a TrainJob: the runtime patch gets the shared values here, in
-    fields Kubeflow Trainer's CRD defines."""
+    """The runtime patch gets the shared values, in fields Kubeflow Trainer's CRD defines."""
     docs = _render(
         tmp_path,
         {
@@ -405,16 +405,61 @@ def test_cronjob_runs_the_image_command(tmp_path: Path) -> None:
     assert not [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-script")]
 
 
-def test_every_pod_is_restricted_in_every_mode(tmp_path: Path) -> None:
-    from tests.support.policy import restricted_violations
+# Every way the chart can run training (the kinds `training-job.kind` picks from distributed.operator,
+# cronJob and sweep), each with requirements (the launcher installs them):
+# mode -> (values, the workload kinds the render must hold).
+MODES: dict[str, tuple[dict[str, Any], set[str]]] = {
+    "job": ({}, {"Job"}),
+    "job-image-command": ({"script": {"content": ""}, "command": ["python3", "-m", "trainer"]}, {"Job"}),
+    "cronjob": ({"cronJob": {"schedule": "@daily"}}, {"CronJob"}),
+    "indexed-job": ({"distributed": {"enabled": True, "operator": "none", "nodes": 2}}, {"Job"}),
+    "indexed-job-elastic": (
+        {"distributed": {"enabled": True, "operator": "none", "nodes": 3, "elastic": {"enabled": True}}},
+        {"Job"},
+    ),
+    "pytorchjob": ({"distributed": {"enabled": True, "operator": "pytorchjob", "nodes": 2}}, {"PyTorchJob"}),
+    "trainjob": ({"distributed": {"enabled": True, "operator": "trainjob", "nodes": 2}}, {"TrainJob"}),
+    "sweep-grid": (
+        {"sweep": {"enabled": True, "parameters": [{"name": "lr", "type": "float", "values": [0.1, 0.01]}]}},
+        {"Job"},
+    ),
+    "sweep-random": (
+        {
+            "sweep": {
+                "enabled": True,
+                "strategy": "random",
+                "trials": 3,
+                "parameters": [{"name": "lr", "type": "float", "min": 0.001, "max": 0.1}],
+            }
+        },
+        {"Job"},
+    ),
+}
+WORKLOAD_KINDS = {"Job", "CronJob", "PyTorchJob", "TrainJob"}
 
-    for values in (
-        {},
-        {"distributed": {"enabled": True, "operator": "pytorchjob"}},
-        {"cronJob": {"schedule": "@daily"}},
-    ):
-        for where, spec in pod_specs(_render(tmp_path, values)):
-            assert restricted_violations(spec) == [], where
+
+def test_the_modes_cover_every_operator_the_schema_allows() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())["properties"]
+    operators = set(schema["distributed"]["properties"]["operator"]["enum"])
+    covered = {values["distributed"]["operator"] for values, _ in MODES.values() if "distributed" in values}
+    assert covered == operators
+    assert set(schema["sweep"]["properties"]["strategy"]["enum"]) == {"grid", "random"}
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_every_pod_is_restricted_and_hardened_in_every_mode(mode: str, tmp_path: Path) -> None:
+    """Pod Security "restricted" (every rule tests/support/policy.py checks) and our hardening
+    (read-only root, requests and limits) on every pod of every mode, init containers included."""
+    from tests.support.policy import hardening_violations, restricted_violations
+
+    values, kinds = MODES[mode]
+    docs = _render(tmp_path, {"requirements": ["numpy==2.3.0"], **values})
+    assert {d["kind"] for d in docs} & WORKLOAD_KINDS == kinds
+    specs = pod_specs(docs)
+    assert [where for where, _ in specs if not where.startswith("Pod/")], "no training pod rendered"
+    for where, spec in specs:
+        assert restricted_violations(spec) == [], where
+        assert hardening_violations(spec) == [], where
 
 
 # Training objects are named by a hash of their spec --------------------------------------------------

@@ -110,8 +110,103 @@ def find(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict
     return matches[0]
 
 
+# KServe's component fields that each stand for one container (the model server or explainer), named
+# "kserve-container" in the pod KServe builds: the predictor's `model` and older per-framework fields,
+# the explainer's `art` (serving.kserve.io_inferenceservices.yaml).
+KSERVE_MODEL_FIELDS = (
+    "model",
+    "art",
+    "sklearn",
+    "xgboost",
+    "lightgbm",
+    "onnx",
+    "pytorch",
+    "tensorflow",
+    "triton",
+    "pmml",
+    "paddle",
+    "huggingface",
+)
+# Fields of a KServe component that are not pod spec fields (scaling, routing, metadata).
+KSERVE_COMPONENT_FIELDS = {
+    "annotations",
+    "autoScaling",
+    "batcher",
+    "canaryTrafficPercent",
+    "containerConcurrency",
+    "deploymentStrategy",
+    "labels",
+    "logger",
+    "maxReplicas",
+    "minReplicas",
+    "scaleMetric",
+    "scaleMetricType",
+    "scaleTarget",
+    "storageUris",
+    "timeout",
+    "name",
+    "storageContainerName",
+    "workerSpec",
+    *KSERVE_MODEL_FIELDS,
+}
+
+
+# Fields of a model field that are not container fields.
+KSERVE_MODEL_ONLY = {
+    "modelFormat",
+    "protocolVersion",
+    "runtime",
+    "runtimeVersion",
+    "storage",
+    "storageUri",
+    "type",
+    "config",
+}
+
+
+def _kserve_pod(component: dict[str, Any]) -> dict[str, Any]:
+    """The pod spec a KServe component (predictor, transformer, explainer) stands for: its inline pod
+    fields, its containers, and its model field as the "kserve-container" container."""
+    spec = {k: v for k, v in component.items() if k not in KSERVE_COMPONENT_FIELDS}
+    containers = list(component.get("containers", []))
+    for field in KSERVE_MODEL_FIELDS:
+        if field in component:
+            model = {k: v for k, v in component[field].items() if k not in KSERVE_MODEL_ONLY}
+            containers.append({"name": "kserve-container", **model})
+    spec["containers"] = containers
+    return spec
+
+
+def _trainjob_pods(name: str, tj: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Trainer v2 builds the pods from the runtime's JobSet; what the chart controls is the trainer
+    (image, command, env, resourcesPerNode -> the "node" container) and each runtime patch's pod
+    template. The patched pod, with the trainer's fields on its "node" container, is what is checked."""
+    trainer = tj["spec"].get("trainer", {})
+    out = []
+    for patch in tj["spec"].get("runtimePatches", []):
+        runtime = patch.get("trainingRuntimeSpec", {}).get("template", {}).get("spec", {})
+        for replicated in runtime.get("replicatedJobs", []):
+            pod = dict(replicated["template"]["spec"]["template"]["spec"])
+            containers = []
+            for c in pod.get("containers", []):
+                if c["name"] == "node":
+                    c = {
+                        **c,
+                        "image": trainer.get("image"),
+                        "command": trainer.get("command"),
+                        "env": trainer.get("env", []),
+                        "resources": trainer.get("resourcesPerNode", {}),
+                    }
+                containers.append(c)
+            pod["containers"] = containers
+            out.append((f"TrainJob/{name}/{replicated['name']}", pod))
+    return out
+
+
 def pod_specs(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    """(description, pod spec) for every workload kind that carries a pod template."""
+    """(description, pod spec) for every rendered object that carries or stands for a pod: workloads'
+    pod templates, PyTorchJob replicas, KServe InferenceService components and TrainJob runtime
+    patches (see _kserve_pod and _trainjob_pods for how those become pod specs)."""
     out = []
     for d in docs:
         kind, name = d["kind"], d["metadata"]["name"]
@@ -124,4 +219,31 @@ def pod_specs(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
         elif kind == "PyTorchJob":
             for role, replica in d["spec"]["pytorchReplicaSpecs"].items():
                 out.append((f"PyTorchJob/{name}/{role}", replica["template"]["spec"]))
+        elif kind == "InferenceService":
+            for component in ("predictor", "transformer", "explainer"):
+                if component in d["spec"]:
+                    out.append((f"InferenceService/{name}/{component}", _kserve_pod(d["spec"][component])))
+        elif kind == "TrainJob":
+            out.extend(_trainjob_pods(name, d))
+        elif kind not in POD_FREE_KINDS:
+            raise AssertionError(f"pod_specs() does not know whether a {kind} carries a pod: teach it")
     return out
+
+
+# Kinds that carry no pod: pod_specs() refuses any other kind, so a new workload kind cannot go unchecked.
+POD_FREE_KINDS = {
+    "ConfigMap",
+    "Secret",
+    "Service",
+    "ServiceAccount",
+    "PersistentVolumeClaim",
+    "NetworkPolicy",
+    "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
+    "Ingress",
+    "HTTPRoute",
+    "ServiceMonitor",
+    "PrometheusRule",
+    "Role",
+    "RoleBinding",
+}

@@ -261,7 +261,8 @@ cannot overflow; validation rejects anything above 10000. */}}
   value: {{ $v.distributed.nprocPerNode | quote }}
 - name: HELM_MLOPS_DIST_BACKEND
   value: {{ include "training-job.backend" .root | quote }}
-{{- if $v.distributed.rdzvTimeout }}
+{{- /* Compared as a number: Helm 3.18.0 reads a schema-validated 0 as true (helm/helm#30923). */}}
+{{- if gt (int $v.distributed.rdzvTimeout) 0 }}
 - name: HELM_MLOPS_RDZV_TIMEOUT
   value: {{ $v.distributed.rdzvTimeout | quote }}
 {{- end }}
