@@ -244,6 +244,7 @@ def _pattern_words() -> dict[str, str]:
         ),
         ("K8S_NAME", "a Kubernetes object name: lower-case letters, digits, dashes and dots"),
         ("BUCKET", "a bucket name: 3 to 222 lower-case letters, digits, dots, underscores or dashes"),
+        ("DEVICE", "a device: auto, cpu, cuda or cuda:N (N: the GPU's index, 0 for the first)"),
     ):
         if hasattr(a, name):
             words[getattr(a, name)] = text
@@ -738,6 +739,7 @@ def cross_checks(answers: Mapping[str, Any]) -> list[Problem]:
         for key in ("cpu", "memory"):
             quantity(f"{at}.{key}", svc.get(key))
         gpus = int(svc.get("gpus") or 0)
+        _device(bad, f"{at}.device", svc.get("device"), runtime, fmt, gpus)
         if gpus and runtime in ("fastapi", "mlserver") and not svc.get("image"):
             bad(
                 f"{at}.image",
@@ -761,6 +763,25 @@ def cross_checks(answers: Mapping[str, Any]) -> list[Problem]:
             )
         _env(bad, f"{at}.env", svc.get("env"))
     return problems
+
+
+def _device(bad: Any, path: str, device: Any, runtime: str, fmt: str, gpus: int) -> None:
+    """A service's device: only the helm-mlops runtime takes one, and a CUDA device needs a GPU in the
+    pod and a format that can use it (the runtime would stop at start otherwise)."""
+    if not device or device in ("auto", "cpu"):
+        return
+    if runtime != "fastapi":
+        bad(path, f"runtime {runtime} does not take a device; only fastapi (the helm-mlops runtime) does")
+        return
+    if not str(device).startswith("cuda"):
+        return  # the schema named the bad value
+    index = int(str(device).partition(":")[2] or 0)
+    if fmt in ("sklearn", "joblib", "mlflow"):
+        bad(path, f"{fmt} models predict on the CPU only: use auto or cpu")
+    elif not gpus:
+        bad(path, f"{device} needs a GPU in the pod: set gpus (1 or more), or use auto")
+    elif index >= gpus:
+        bad(path, f"{device} is out of range with gpus: {gpus} (cuda:0 to cuda:{gpus - 1})")
 
 
 def _url(bad: Any, path: str, value: Any) -> None:

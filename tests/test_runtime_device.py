@@ -113,6 +113,41 @@ def test_bad_values_are_refused(bad: str) -> None:
         dev.parse(bad)
 
 
+SAMPLES = [
+    "auto",
+    "cpu",
+    "cuda",
+    "cuda:0",
+    "cuda:7",
+    "cuda:12",
+    "gpu",
+    "cuda:-1",
+    "cuda:x",
+    "cuda:",
+    "cpu:0",
+    "cuda:01",
+]
+
+
+def test_the_chart_the_answers_and_the_runtime_take_the_same_devices() -> None:
+    """One rule in three places: the runtime's parse, the chart's schema, the answers' schema."""
+    import json
+    import re
+
+    from generator.answers_schema import DEVICE
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    chart = schema["properties"]["fastapi"]["properties"]["device"]["pattern"]
+    for sample in SAMPLES:
+        try:
+            dev.parse(sample)
+            runtime = True
+        except dev.DeviceError:
+            runtime = False
+        assert bool(re.match(chart, sample)) == bool(re.match(DEVICE, sample)) == runtime, sample
+    assert chart == dev.PATTERN
+
+
 def test_onnx_providers_put_cuda_first() -> None:
     models = _models()
     assert models.onnx_providers("cuda:1") == [(CUDA_EP, {"device_id": 1}), CPU_EP]

@@ -26,7 +26,9 @@ CHOICES = "auto, cpu, cuda or cuda:N (N: the CUDA device's index, 0 for the firs
 # Rows per model call when the user sets none: a GPU call costs about the same for 1 row as for
 # hundreds, so a larger batch is what makes it worth having.
 DEFAULT_BATCH_ROWS = {"cpu": 64, "cuda": 512}
-_SPEC = re.compile(r"^(auto|cpu|cuda)(:(0|[1-9][0-9]*))?$")
+# The values --device takes (after trimming and lower-casing); the chart's schema and the answers'
+# (generator/answers_schema.py) use the same pattern, which tests/test_runtime_device.py holds together.
+PATTERN = r"^(auto|cpu|cuda(:(0|[1-9][0-9]*))?)$"
 FIX = (
     "fix: --device auto (the chart's fastapi.device: auto) serves on the CPU when no GPU can be used, "
     "--device cpu always does; or run where a GPU is visible (the chart's gpu.count) with a framework "
@@ -42,12 +44,9 @@ def parse(text: str) -> str:
     """The device option normalised (`auto`, `cpu`, `cuda:N`); DeviceError for anything else (its
     message leaves the option's name to the caller: --device, HM_RUNTIME_DEVICE)."""
     value = text.strip().lower()
-    match = _SPEC.match(value)
-    if not match or (match.group(1) != "cuda" and match.group(2)):
+    if not re.match(PATTERN, value):
         raise DeviceError(f"{text!r} is not a device: use {CHOICES}")
-    if match.group(1) == "cuda":
-        return f"cuda:{match.group(3) or 0}"
-    return value
+    return "cuda:0" if value == "cuda" else value
 
 
 @dataclass(frozen=True)
