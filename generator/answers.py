@@ -326,8 +326,11 @@ def shown_value(value: Any) -> str:
 
 
 def shown_key(key: Any) -> str:
-    """A mapping key in an error: strings as they are, other YAML keys (numbers, null) as JSON."""
-    return key if isinstance(key, str) else shown_value(key)
+    """A mapping key in an error: strings as they are, other YAML keys (numbers, null) as JSON, and so
+    are strings whose spaces would vanish in the message (empty, or spaces around the key)."""
+    if isinstance(key, str) and key and key == key.strip():
+        return key
+    return shown_value(key)
 
 
 def model_format(service: Mapping[str, Any]) -> str:

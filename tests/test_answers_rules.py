@@ -108,6 +108,12 @@ def test_inference_rules(svc: dict[str, Any], path: str | None, words: str | Non
     assert words is not None and words in found[full], found[full]
 
 
+def test_a_key_with_spaces_around_it_is_shown_quoted() -> None:
+    """`enabled ` (a trailing space) is not `enabled`: the message shows the key as JSON."""
+    found = [p.message for p in validate(stack(**{"enabled ": None}))]
+    assert any(m.startswith('unknown key(s) "enabled "; allowed: ') for m in found), found
+
+
 def test_models_uri_needs_mlflow_or_a_tracking_uri() -> None:
     svc = service(model={"uri": "models:/iris@prod", "trust": True})
     found = problems(stack(mlflow={"enabled": False}, inference={"services": [svc]}))
