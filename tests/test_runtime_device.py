@@ -329,6 +329,16 @@ def test_chart_renders_the_device(tmp_path: Path, helm_name: str) -> None:
         tmp_dir=tmp_path,
     )
     assert _server_env(gpu)["HM_RUNTIME_DEVICE"] == "cuda"
+    # Under runtime: kserve the same runtime is KServe's custom predictor for .pt files.
+    kserve = template(
+        CHART,
+        values_files=[CHART / "ci" / "kserve-torch-serverless-values.yaml"],
+        values={"fastapi": {"device": "cuda:0"}},
+        helm_name=helm_name,
+        tmp_dir=tmp_path,
+    )
+    [predictor] = find(kserve, "InferenceService")["spec"]["predictor"]["containers"]
+    assert {e["name"]: e.get("value") for e in predictor["env"]}["HM_RUNTIME_DEVICE"] == "cuda:0"
 
 
 @pytest.mark.parametrize("helm_name", ["helm4", "helm3"])
