@@ -2,6 +2,9 @@
 # in, so pods skip the install init container (fastapi.prebuilt: true). Build from the repo root:
 #   docker build -f docker/runtime.Dockerfile --build-arg EXTRAS="scikit-learn==1.7.2 joblib" -t <registry>/helm-mlops-runtime:0.1.0-sklearn .
 #   docker build -f docker/runtime.Dockerfile --build-arg EXTRAS="torch" -t <registry>/helm-mlops-runtime:0.1.0-torch .
+# On a GPU (fastapi.device: auto or cuda): torch's default Linux wheels are CUDA builds; for ONNX use
+# onnxruntime-gpu in place of onnxruntime, whose CUDA provider also needs the CUDA and cuDNN libraries in
+# the image. Without them `--device cuda` stops the pod at start with the reason (never a CPU fallback).
 FROM python:3.11-slim
 ARG EXTRAS="scikit-learn joblib onnxruntime"
 RUN python -m pip install --no-cache-dir "fastapi>=0.115,<1" "uvicorn[standard]>=0.34,<1" "orjson>=3.10,<4" \

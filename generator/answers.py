@@ -244,6 +244,7 @@ def _pattern_words() -> dict[str, str]:
         ),
         ("K8S_NAME", "a Kubernetes object name: lower-case letters, digits, dashes and dots"),
         ("BUCKET", "a bucket name: 3 to 222 lower-case letters, digits, dots, underscores or dashes"),
+        ("DEVICE", "a device: auto, cpu, cuda or cuda:N (N: the GPU's index, 0 for the first)"),
     ):
         if hasattr(a, name):
             words[getattr(a, name)] = text
@@ -325,8 +326,11 @@ def shown_value(value: Any) -> str:
 
 
 def shown_key(key: Any) -> str:
-    """A mapping key in an error: strings as they are, other YAML keys (numbers, null) as JSON."""
-    return key if isinstance(key, str) else shown_value(key)
+    """A mapping key in an error: strings as they are, other YAML keys (numbers, null) as JSON, and so
+    are strings whose spaces would vanish in the message (empty, or spaces around the key)."""
+    if isinstance(key, str) and key and key == key.strip():
+        return key
+    return shown_value(key)
 
 
 def model_format(service: Mapping[str, Any]) -> str:
@@ -745,6 +749,7 @@ def cross_checks(answers: Mapping[str, Any]) -> list[Problem]:
         for key in ("cpu", "memory"):
             quantity(f"{at}.{key}", svc.get(key))
         gpus = int(svc.get("gpus") or 0)
+        _device(bad, f"{at}.device", svc.get("device"), runtime, fmt, gpus)
         if gpus and runtime in ("fastapi", "mlserver") and not svc.get("image"):
             bad(
                 f"{at}.image",
@@ -768,6 +773,25 @@ def cross_checks(answers: Mapping[str, Any]) -> list[Problem]:
             )
         _env(bad, f"{at}.env", svc.get("env"))
     return problems
+
+
+def _device(bad: Any, path: str, device: Any, runtime: str, fmt: str, gpus: int) -> None:
+    """A service's device: only the helm-mlops runtime takes one, and a CUDA device needs a GPU in the
+    pod and a format that can use it (the runtime would stop at start otherwise)."""
+    if not device or device in ("auto", "cpu"):
+        return
+    if runtime != "fastapi":
+        bad(path, f"runtime {runtime} does not take a device; only fastapi (the helm-mlops runtime) does")
+        return
+    if not str(device).startswith("cuda"):
+        return  # the schema named the bad value
+    index = int(str(device).partition(":")[2] or 0)
+    if fmt in ("sklearn", "joblib", "mlflow"):
+        bad(path, f"{fmt} models predict on the CPU only: use auto or cpu")
+    elif not gpus:
+        bad(path, f"{device} needs a GPU in the pod: set gpus (1 or more), or use auto")
+    elif index >= gpus:
+        bad(path, f"{device} is out of range with gpus: {gpus} (cuda:0 to cuda:{gpus - 1})")
 
 
 def _url(bad: Any, path: str, value: Any) -> None:

@@ -39,6 +39,8 @@ LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
 SECRET_KEY = r"^[-._a-zA-Z0-9]+$"
 BUCKET = r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$"
 PREFIX = r"^([A-Za-z0-9._~=@+-]+(/[A-Za-z0-9._~=@+-]+)*/?)?$"
+# The helm-mlops runtime's --device (hm_runtime/device.py's PATTERN), or empty for the chart's default.
+DEVICE = r"^(auto|cpu|cuda(:(0|[1-9][0-9]*))?)?$"
 NAME_MAX = 30  # stack and component names: "<stack>-<component>" stays within a 63-character name
 
 RUNTIMES = ["fastapi", "mlserver", "bentoml", "kserve"]
@@ -388,6 +390,12 @@ SERVICE = _obj(
         "cpu": _quantity("CPU request and limit per pod."),
         "memory": _quantity("Memory request and limit per pod."),
         "gpus": _i("GPUs per pod.", 0, 16),
+        "device": _s(
+            "fastapi: where the model predicts: auto (a GPU when one is visible and the model's framework "
+            "can use it, else the CPU), cpu, cuda or cuda:N (an error at start when it cannot be used); "
+            "empty: auto.",
+            pattern=DEVICE,
+        ),
         "hpa": _obj(
             "Horizontal pod autoscaling on CPU.",
             {

@@ -945,8 +945,19 @@ def runtime() -> None:
 )
 @click.option("--python", "python", help="Python of a venv with the model's framework (torch, keras...).")
 @click.option("--no-batching", is_flag=True, help="Predict each request on its own.")
-@click.option("--max-batch-rows", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option(
+    "--max-batch-rows",
+    type=click.IntRange(min=1),
+    help="Most rows per model call [default: 64 on the CPU, 512 on CUDA].",
+)
 @click.option("--max-batch-wait-ms", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="auto, cpu, cuda or cuda:N. auto: the first GPU when one is visible and the model's framework "
+    "can use it, else the CPU; cuda without a usable GPU is an error.",
+)
 def runtime_serve(
     model: str,
     fmt: str | None,
@@ -957,8 +968,9 @@ def runtime_serve(
     sha256: str | None,
     python: str | None,
     no_batching: bool,
-    max_batch_rows: int,
+    max_batch_rows: int | None,
     max_batch_wait_ms: float,
+    device: str,
 ) -> None:
     """Serve a model: POST /predict, the Open Inference Protocol v2 under /v2, and /metrics."""
     from generator.runtime import ServeRequest, serve
@@ -976,6 +988,7 @@ def runtime_serve(
             batching=not no_batching,
             max_batch_rows=max_batch_rows,
             max_batch_wait_ms=max_batch_wait_ms,
+            device=device,
         )
     )
 

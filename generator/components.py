@@ -506,6 +506,8 @@ def service_values(svc: Mapping[str, Any], answers: Mapping[str, Any], tracking_
         v["resources"] = resources(svc.get("cpu"), svc.get("memory"))
     if svc.get("gpus"):
         put(v, "gpu.count", int(svc["gpus"]))
+    if svc.get("device"):
+        put(v, "fastapi.device", str(svc["device"]))
     v["ingress"] = ingress_values(svc.get("ingress") or {})
     issuer = v["ingress"].get("tls", {}).pop("certManagerIssuer", None)
     if issuer:  # the inference-service chart takes the issuer as the annotation cert-manager reads
@@ -543,6 +545,7 @@ SERVICE_PROVENANCE = {
     "resources.requests.memory": "memory",
     "resources.limits.memory": "memory",
     "gpu": "gpus",
+    "fastapi.device": "device",
     "ingress": "ingress",
     "env": "env",
     "envFrom": "secrets",

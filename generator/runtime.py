@@ -41,20 +41,33 @@ class ServeRequest:
     sha256: str | None = None
     python: str | None = None
     batching: bool = True
-    max_batch_rows: int = 64
+    max_batch_rows: int | None = None  # None: the runtime's default for the device it resolves
     max_batch_wait_ms: float = 0.0
+    device: str = "auto"
 
 
-@cache
-def _models() -> ModuleType:
-    """The runtime's models.py, loaded from the chart, so the CLI and the pods agree on formats."""
-    path = runtime_root() / "hm_runtime" / "models.py"
-    spec = importlib.util.spec_from_file_location("helm_mlops_runtime_models", path)
+def _runtime_module(name: str) -> ModuleType:
+    """One of the runtime's modules, loaded from the chart, so the CLI and the pods agree."""
+    path = runtime_root() / "hm_runtime" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"helm_mlops_runtime_{name}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)
     return module
+
+
+@cache
+def _models() -> ModuleType:
+    """The runtime's models.py: its formats and trust rule."""
+    return _runtime_module("models")
+
+
+@cache
+def _devices() -> ModuleType:
+    """The runtime's device.py: the --device values it takes (resolved by the runtime at start, in the
+    interpreter that has the model's framework)."""
+    return _runtime_module("device")
 
 
 def check(req: ServeRequest) -> str:
@@ -97,6 +110,13 @@ def check(req: ServeRequest) -> str:
             str(exc),
             field="--sha256" if req.sha256 else "--trust-model",
             hint="see `helm-mlops runtime serve --help`",
+        ) from None
+    devices = _devices()
+    try:
+        devices.parse(req.device)
+    except devices.DeviceError as exc:
+        raise UserError(
+            str(exc), field="--device", hint="--device auto (a GPU when one can be used), cpu, or cuda:0"
         ) from None
     if req.python is not None and not Path(req.python).is_file():
         raise UserError(
@@ -151,7 +171,9 @@ def _check_server_packages(python: str | None) -> None:
 def argv_env(req: ServeRequest, fmt: str) -> tuple[list[str], dict[str, str]]:
     python = req.python or sys.executable
     argv = [python, "-m", "hm_runtime", "--model", req.model, "--format", fmt, "--name", req.name]
-    argv += ["--host", req.host, "--port", str(req.port), "--max-batch-rows", str(req.max_batch_rows)]
+    argv += ["--host", req.host, "--port", str(req.port), "--device", req.device]
+    if req.max_batch_rows is not None:
+        argv += ["--max-batch-rows", str(req.max_batch_rows)]
     argv += ["--max-batch-wait-ms", str(req.max_batch_wait_ms)]
     if req.trust_model:
         argv.append("--trust-model")

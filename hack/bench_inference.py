@@ -4,6 +4,10 @@ pinned to CPU 0 and wrk (the load generator) to CPU 1; requests carry one row.
 
     python hack/bench_inference.py            # rows for docs/benchmarks.md (used by hack/bench.py)
     python hack/bench_inference.py --soak 600  # `make soak`: 10 minutes at concurrency 32
+    python hack/bench_inference.py --gpu       # only the GPU table: a torch MLP on --device cpu vs cuda
+
+The GPU table is measured only where torch (the venv of hack/torch-env.sh) sees a CUDA device;
+elsewhere it is left out, never estimated.
 
 The peers run from their own venvs (hack/bench-peers.sh), so their pins never touch ours."""
 
@@ -438,6 +442,74 @@ def format_table(workdir: Path) -> list[str]:
     return lines
 
 
+# A model large enough for the GPU to matter: a 1024-4096-4096-1000 MLP (about 25 M parameters).
+GPU_FEATURES = 1024
+GPU_BATCHES = (1, 8, 64)
+GPU_CONCURRENCY = 8
+GPU_MODEL = """
+import json, torch
+torch.manual_seed(0)
+net = torch.nn.Sequential(
+    torch.nn.Linear(1024, 4096), torch.nn.ReLU(), torch.nn.Linear(4096, 4096), torch.nn.ReLU(),
+    torch.nn.Linear(4096, 1000),
+).eval()
+torch.jit.script(net).save("gpu-mlp.pt")
+cuda = torch.cuda.is_available() and torch.cuda.device_count() > 0
+print(json.dumps({"cuda": cuda, "name": torch.cuda.get_device_name(0) if cuda else ""}))
+"""
+
+
+def gpu_table(workdir: Path) -> list[str]:
+    """rows/s of the same TorchScript MLP served with --device cpu and --device cuda, 1, 8 and 64 rows
+    per /predict request at concurrency 8; [] where torch sees no CUDA device (nothing is estimated)."""
+    torch_env = subprocess.run(["bash", str(REPO / "hack" / "torch-env.sh")], capture_output=True, text=True)
+    if torch_env.returncode != 0:
+        return []
+    torch_python = torch_env.stdout.strip().splitlines()[-1]
+    made = subprocess.run(
+        [torch_python, "-c", GPU_MODEL], cwd=workdir, check=True, capture_output=True, text=True
+    )
+    facts = json.loads(made.stdout.strip().splitlines()[-1])
+    if not facts["cuda"]:
+        return []
+    loads: dict[tuple[str, int], Load] = {}
+    for device in ("cpu", "cuda"):
+        port = free_port()
+        argv = [torch_python, "-m", "hm_runtime", "--model", str(workdir / "gpu-mlp.pt"), "--trust-model"]
+        argv += ["--device", device, "--port", str(port), "--host", "127.0.0.1"]
+        server = Server(
+            f"torch MLP on {device}",
+            f"http://127.0.0.1:{port}/predict",
+            "",
+            argv,
+            {**os.environ, "PYTHONPATH": str(RUNTIME)},
+            f"http://127.0.0.1:{port}/v2/health/ready",
+            workdir,
+        )
+        with running(server, workdir / f"gpu-{device}.log"):
+            for batch in GPU_BATCHES:
+                rows = [[((i * 7 + j) % 100) / 100 for j in range(GPU_FEATURES)] for i in range(batch)]
+                body = json.dumps({"input": rows})
+                wrk(server.url, body, GPU_CONCURRENCY, 3, workdir)  # warm-up (CUDA kernels, allocator)
+                loads[(device, batch)] = wrk(server.url, body, GPU_CONCURRENCY, DURATION, workdir)
+    lines = [
+        f"TorchScript MLP 1024-4096-4096-1000 (about 25 M parameters) served by the helm-mlops runtime "
+        f"with `--device cpu` and `--device cuda` on {facts['name']}; /predict with 1, 8 and 64 rows per "
+        f"request at concurrency {GPU_CONCURRENCY}, server process on CPU 0 (torch's CPU threads "
+        f"included), {DURATION} s per row after a 3 s warm-up.",
+        "",
+        "| Rows per request | CPU req/s | CPU p50 | CUDA req/s | CUDA p50 | CUDA rows/s vs CPU | errors |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for batch in GPU_BATCHES:
+        cpu, cuda = loads[("cpu", batch)], loads[("cuda", batch)]
+        lines.append(
+            f"| {batch} | {cpu.rps:.0f} | {cpu.p50_ms:.1f} ms | {cuda.rps:.0f} | {cuda.p50_ms:.1f} ms | "
+            f"{cuda.rps / cpu.rps:.1f}x | {cpu.errors + cuda.errors} |"
+        )
+    return lines
+
+
 NOTES = [
     "- The runtime parses with orjson on plain Starlette routes (no pydantic on the hot path), runs on",
     "  uvloop and httptools, and coalesces the requests that arrive while the model is busy into one",
@@ -521,9 +593,15 @@ def record_soak(line: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--soak", type=int, help="run only the soak, for this many seconds")
+    parser.add_argument("--gpu", action="store_true", help="run only the GPU table (needs a CUDA device)")
     ns = parser.parse_args()
     if ns.soak:
         return soak(ns.soak)
+    if ns.gpu:
+        with tempfile.TemporaryDirectory() as tmp:
+            table = gpu_table(Path(tmp))
+        print("\n".join(table) if table else "no CUDA device visible to torch: no GPU table", file=sys.stderr)
+        return 0 if table else 1
     with tempfile.TemporaryDirectory() as tmp:
         print("\n".join(markdown(measure_all(Path(tmp)))))
     return 0

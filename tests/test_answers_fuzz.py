@@ -1030,7 +1030,9 @@ def named_fields(output: str) -> list[str]:
     for line in output.splitlines():
         line = line.strip().removeprefix("error: ")
         if line.startswith(("unknown key(s) ", "missing required key(s): ")):
-            found.append(line.split(" ", 2)[2].split(";")[0].split(": ")[-1].split(",")[0].strip())
+            name = line.split(" ", 2)[2].split(";")[0].split(": ")[-1].split(",")[0].strip()
+            # A key with spaces around it is shown as a JSON string, so its spaces stay visible.
+            found.append(json.loads(name) if name.startswith('"') and name.endswith('"') else name)
         elif ": " in line and not line.startswith("fix: "):
             found.append(line.split(": ", 1)[0])
     return found

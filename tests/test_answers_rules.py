@@ -27,6 +27,12 @@ def service(**extra: Any) -> dict[str, Any]:
     return {"name": "svc", "model": {"uri": "s3://models/iris.onnx"}, **extra}
 
 
+TORCH_GPU: dict[str, Any] = {
+    "image": "registry.example.com/runtime:1-torch",
+    "model": {"uri": "s3://m/net.pt", "trust": True},
+}
+
+
 def job(**extra: Any) -> dict[str, Any]:
     return {"name": "fit", "script": {"content": "print(1)"}, **extra}
 
@@ -82,6 +88,14 @@ def test_each_rule_names_its_field(change: dict[str, Any], path: str, words: str
         (service(model={"inline": {"base64": "A" * 1_000_004, "fileName": "m.onnx"}}), "model.inline", "PVC"),
         (service(ingress={"enabled": True, "host": "Not A Host"}), "ingress.host", "is not a DNS name"),
         (service(cpu="-1"), "cpu", "greater than zero"),
+        (service(device="gpu"), "device", '"gpu" is not a device: auto, cpu, cuda or cuda:N'),
+        (service(device="cuda:-1"), "device", "is not a device"),
+        (service(device="cuda", **TORCH_GPU), "device", "needs a GPU in the pod: set gpus"),
+        (service(device="cuda:1", gpus=1, **TORCH_GPU), "device", "cuda:1 is out of range with gpus: 1 (cuda:0 to cuda:0)"),  # noqa: E501
+        (service(device="cuda", gpus=1, image="r.example.com/rt:1", model={"uri": "s3://m/iris.pkl", "trust": True}), "device", "sklearn models predict on the CPU only"),  # noqa: E501
+        (service(device="cuda", runtime="mlserver", model={"uri": "s3://m/iris.pkl", "trust": True}), "device", "runtime mlserver does not take a device"),  # noqa: E501
+        (service(device="cuda:1", gpus=2, **TORCH_GPU), None, None),
+        (service(device="cpu", model={"uri": "s3://m/iris.pkl", "trust": True}), None, None),
     ],
 )  # fmt: skip
 def test_inference_rules(svc: dict[str, Any], path: str | None, words: str | None) -> None:
@@ -93,6 +107,12 @@ def test_inference_rules(svc: dict[str, Any], path: str | None, words: str | Non
     full = f"inference.services[0].{path}"
     assert full in found, found
     assert words is not None and words in found[full], found[full]
+
+
+def test_a_key_with_spaces_around_it_is_shown_quoted() -> None:
+    """`enabled ` (a trailing space) is not `enabled`: the message shows the key as JSON."""
+    found = [p.message for p in validate(stack(**{"enabled ": None}))]
+    assert any(m.startswith('unknown key(s) "enabled "; allowed: ') for m in found), found
 
 
 def test_models_uri_needs_mlflow_or_a_tracking_uri() -> None:

@@ -441,3 +441,22 @@ def test_an_answers_file_needs_its_header(tmp_path: Path) -> None:
     stderr = clean(run("generate", "--answers", bare, "-o", tmp_path / "out"), 2)
     assert "apiVersion: missing" in stderr and "helm-mlops/v1" in stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_service_device_reaches_the_runtime(tmp_path: Path) -> None:
+    """`device` (issue 18) becomes the chart's fastapi.device, with the answer named above it."""
+    answers = tmp_path / "answers.yaml"
+    answers.write_text(
+        "apiVersion: helm-mlops/v1\nname: vision\nmlflow: {enabled: false}\ninference:\n  services:\n"
+        "    - name: net\n      model: {uri: 's3://models/net.pt', trust: true}\n"
+        "      image: registry.example.com/helm-mlops-runtime:0.1.0-torch\n"
+        "      gpus: 1\n      device: cuda\n"
+    )
+    out = tmp_path / "stack"
+    clean(run("generate", "--answers", answers, "-o", out), 0)
+    text = (out / "values.yaml").read_text()
+    values = yaml.safe_load(text)
+    assert values["net"]["fastapi"]["device"] == "cuda" and values["net"]["gpu"]["count"] == 1
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip() == "device: cuda")
+    assert lines[at - 1].strip() == "# <- inference.services[0].device"

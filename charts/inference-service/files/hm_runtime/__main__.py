@@ -1,7 +1,10 @@
 """python -m hm_runtime --model PATH_OR_URI [--format F] [--port P] [--name N] [--trust-model] ...
 
 Every option can also come from the environment (HM_RUNTIME_MODEL, HM_RUNTIME_PORT, ...), which is
-how the inference-service chart configures it."""
+how the inference-service chart configures it.
+
+--device auto|cpu|cuda|cuda:N (HM_RUNTIME_DEVICE) is resolved before the server starts
+(hm_runtime/device.py): a CUDA device that cannot be used exits with status 2 and says why."""
 
 from __future__ import annotations
 
@@ -11,9 +14,21 @@ import os
 import sys
 from typing import Any
 
+from hm_runtime import device as devices
+
+log = logging.getLogger("hm_runtime")
+
 
 def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(f"HM_RUNTIME_{name}", default)
+
+
+def _device(text: str) -> str:
+    try:
+        devices.parse(text)
+        return text.strip()  # as given, so messages repeat what was asked
+    except devices.DeviceError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (HM_RUNTIME_DEVICE; the chart's fastapi.device)") from None
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -26,7 +41,19 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--trust-model", action="store_true", default=_env("TRUST_MODEL", "false") == "true")
     p.add_argument("--sha256", default=_env("SHA256"), help="pinned sha256 of the model file")
     p.add_argument("--no-batching", action="store_true", default=_env("BATCHING", "true") == "false")
-    p.add_argument("--max-batch-rows", type=int, default=int(_env("MAX_BATCH_ROWS", "64") or 64))
+    p.add_argument(
+        "--device",
+        type=_device,
+        default=_env("DEVICE", "auto") or "auto",
+        help=f"where the model predicts: {devices.CHOICES}",
+    )
+    p.add_argument(
+        "--max-batch-rows",
+        type=int,
+        default=_env("MAX_BATCH_ROWS"),
+        help="most rows per model call; unset or 0: "
+        + ", ".join(f"{n} on {kind}" for kind, n in devices.DEFAULT_BATCH_ROWS.items()),
+    )
     p.add_argument("--max-batch-wait-ms", type=float, default=float(_env("MAX_BATCH_WAIT_MS", "0") or 0))
     p.add_argument("--max-body-bytes", type=int, default=int(_env("MAX_BODY_BYTES", str(8 << 20)) or 8 << 20))
     p.add_argument("--graceful-seconds", type=int, default=int(_env("GRACEFUL_SECONDS", "25") or 25))
@@ -41,7 +68,26 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ns = p.parse_args(argv)
     if not ns.model:
         p.error("--model (or HM_RUNTIME_MODEL) is required")
+    if ns.max_batch_rows is not None and ns.max_batch_rows < 0:
+        p.error("argument --max-batch-rows: must be 0 (the device's default) or more")
     return ns
+
+
+def placement(ns: argparse.Namespace) -> devices.Placement:
+    """The device the model will load on, from --device and this machine's facts for its format; a
+    CUDA device that cannot be used ends the process with status 2 before anything is served."""
+    from hm_runtime.models import ModelError, detect_format
+
+    try:
+        fmt = detect_format(ns.model, ns.format)
+    except ModelError:  # the model's own error, which the loader reports (readiness stays 503)
+        return devices.Placement("cpu", "the model's format is unknown; its load says why")
+    facts = devices.Facts() if devices.parse(ns.device) == "cpu" else devices.probe(fmt)
+    try:
+        return devices.resolve(ns.device, fmt, facts)
+    except devices.DeviceError as exc:
+        print(f"hm_runtime: error: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    where = placement(ns)
+    rows = ns.max_batch_rows or devices.DEFAULT_BATCH_ROWS[where.kind]
+    log.info("device %s (%s); at most %d rows per model call", where.device, where.reason, rows)
     import uvicorn
 
     from hm_runtime.app import Settings, build_app
@@ -61,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
             trust_model=ns.trust_model,
             sha256=ns.sha256,
             batching=not ns.no_batching,
-            max_batch_rows=ns.max_batch_rows,
+            max_batch_rows=rows,
+            device=where.device,
             max_batch_wait=ns.max_batch_wait_ms / 1000,
             max_body_bytes=ns.max_body_bytes,
             max_concurrency=ns.max_concurrency,

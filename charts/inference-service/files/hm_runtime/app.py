@@ -76,6 +76,7 @@ class Settings:
     max_concurrency: int = 512  # predictions in flight; beyond: 429 (memory is bounded by the body budget)
     max_buffered_bytes: int = 64 * 1024 * 1024  # request bodies held at once; beyond: 429
     body_timeout: float = 30.0  # seconds a request body may take to arrive; beyond: 408
+    device: str = "cpu"  # "cpu" or "cuda:N", resolved from --device before the app is built
 
 
 @dataclass
@@ -239,11 +240,17 @@ async def _body(request: Request, settings: Settings, budget: Budget) -> bytes |
 def build_app(settings: Settings) -> FastAPI:
     state = State(settings)
     state.budget = Budget(settings.max_buffered_bytes)
+    metrics.DEVICE.labels(settings.device).set(1)
 
     def load_model() -> None:
         try:
             model = load(
-                settings.model, settings.name, settings.format, settings.trust_model, settings.sha256
+                settings.model,
+                settings.name,
+                settings.format,
+                settings.trust_model,
+                settings.sha256,
+                settings.device,
             )
         except ModelError as exc:
             state.error, state.error_id = str(exc), uuid.uuid4().hex[:12]
@@ -259,7 +266,13 @@ def build_app(settings: Settings) -> FastAPI:
             state.model = model
             metrics.LOAD_SECONDS.set(model.load_seconds)
             metrics.READY.set(1)
-            log.warning("model %s (%s) ready in %.2fs", settings.name, model.format, model.load_seconds)
+            log.warning(
+                "model %s (%s) ready on %s in %.2fs",
+                settings.name,
+                model.format,
+                model.device,
+                model.load_seconds,
+            )
         finally:
             state.loaded.set()
 

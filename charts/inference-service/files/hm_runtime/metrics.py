@@ -20,6 +20,12 @@ BATCH_ROWS = Histogram(
 )
 LOAD_SECONDS = Gauge("hm_model_load_seconds", "Time the model took to load", registry=REGISTRY)
 READY = Gauge("hm_model_ready", "1 once the model is loaded and serving", registry=REGISTRY)
+DEVICE = Gauge(
+    "hm_model_device_info",
+    'Where the model predicts: 1 for its device ("cpu" or "cuda:N", from --device)',
+    ["device"],
+    registry=REGISTRY,
+)
 
 
 def exposition() -> bytes:

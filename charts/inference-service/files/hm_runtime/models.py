@@ -100,6 +100,8 @@ class LoadedModel:
     output_datatype: str | None = None
     output_shape: list[int] = field(default_factory=lambda: [-1])
     version: str = "1"
+    # Where the model predicts: "cpu" or "cuda:N" (hm_runtime.device).
+    device: str = "cpu"
 
     def check_rows(self, rows: np.ndarray) -> None:
         if rows.ndim != 2:
@@ -268,13 +270,29 @@ ONNX_TO_NUMPY = {
 }
 
 
-def _load_onnx(name: str, path: Path) -> LoadedModel:
+def onnx_providers(device: str) -> list[Any]:
+    """onnxruntime's providers for the device: on CUDA the CUDA provider for that device first, then
+    the CPU for the operators it lacks."""
+    if device.startswith("cuda"):
+        index = int(device.split(":", 1)[1]) if ":" in device else 0
+        return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def _load_onnx(name: str, path: Path, device: str = "cpu") -> LoadedModel:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     # One request thread per pod: onnxruntime's own thread pool would fight the server for the CPU.
     options.intra_op_num_threads = int(os.environ.get("HM_RUNTIME_ONNX_THREADS", "1"))
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(path), options, providers=onnx_providers(device))
+    if device != "cpu" and session.get_providers()[0] != "CUDAExecutionProvider":
+        # onnxruntime falls back to the CPU (with a warning) when the CUDA libraries do not load.
+        raise ModelError(
+            f"{path}: onnxruntime could not start CUDAExecutionProvider on {device} (it fell back to "
+            f"{', '.join(session.get_providers())}): install the CUDA and cuDNN libraries onnxruntime-gpu "
+            "needs, or serve with --device cpu"
+        )
     first = session.get_inputs()[0]
     dtype = ONNX_TO_NUMPY.get(first.type.removeprefix("tensor(").removesuffix(")"))
     if dtype is None:
@@ -308,6 +326,7 @@ def _load_onnx(name: str, path: Path) -> LoadedModel:
         output_name=outputs[0],
         output_datatype=ONNX_TO_V2.get(out_type.removeprefix("tensor(").removesuffix(")")),
         output_shape=[-1 if not isinstance(d, int) else d for d in session.get_outputs()[0].shape] or [-1],
+        device=device,
     )
 
 
@@ -319,60 +338,71 @@ def is_torchscript(path: Path) -> bool:
         return False
 
 
-def _load_torch(name: str, path: Path) -> LoadedModel:
+def _load_torch(name: str, path: Path, device: str = "cpu") -> LoadedModel:
     import torch
 
+    target = torch.device(device)
     if is_torchscript(path):
-        module = torch.jit.load(str(path), map_location="cpu")
+        module = torch.jit.load(str(path), map_location=target)
         kind = "torchscript"
     else:
-        module = torch.load(str(path), map_location="cpu", weights_only=False)
+        module = torch.load(str(path), map_location=target, weights_only=False)
         if not callable(module):
             raise ModelError(
                 f"{path} holds a {type(module).__name__}, not a module: save the model, not a state_dict"
             )
         kind = "module"
+    if hasattr(module, "to"):
+        module = module.to(target)  # buffers and parameters the map did not cover (e.g. made in __init__)
     module.eval()
     first = next(iter(getattr(module, "parameters", lambda: iter(()))()), None)
     width = int(first.shape[1]) if first is not None and first.dim() == 2 else None
 
     def predict(rows: np.ndarray) -> np.ndarray:
+        batch = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))
         with torch.inference_mode():
-            out = module(torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32)))
-        return np.asarray(out.detach().cpu().numpy())
+            out = module(batch.to(target, non_blocking=True) if target.type != "cpu" else batch)
+        return np.asarray(out.detach().cpu().numpy())  # back in host memory before it is serialised
 
     return LoadedModel(
-        name, "torch", predict, width, "float32", details={"kind": kind}, output_datatype="FP32"
+        name,
+        "torch",
+        predict,
+        width,
+        "float32",
+        details={"kind": kind},
+        output_datatype="FP32",
+        device=device,
     )
 
 
-def _keras_backend() -> None:
-    """Keras 3 defaults to TensorFlow; without it installed, use the backend that is."""
-    import importlib.util
+def _load_keras(name: str, path: Path, device: str = "cpu") -> LoadedModel:
+    from hm_runtime.device import keras_backend
 
-    if "KERAS_BACKEND" in os.environ or importlib.util.find_spec("tensorflow"):
-        return
-    for backend in ("torch", "jax"):
-        if importlib.util.find_spec(backend):
-            os.environ["KERAS_BACKEND"] = backend
-            return
-
-
-def _load_keras(name: str, path: Path) -> LoadedModel:
-    _keras_backend()
+    keras_backend()
     import keras
 
-    model = keras.models.load_model(str(path), compile=False)
+    # Keras 3's device scope (tf.device, torch's or jax's default device): "gpu:N" or "cpu:0". It is
+    # per thread, so each call enters it again (predictions run in the batcher's thread).
+    scope = f"gpu:{device.split(':', 1)[1]}" if device.startswith("cuda") else "cpu:0"
+    with keras.device(scope):
+        model = keras.models.load_model(str(path), compile=False)
     shape = getattr(model, "input_shape", None)
     width = shape[1] if isinstance(shape, tuple) and len(shape) == 2 and isinstance(shape[1], int) else None
+
+    def predict(rows: np.ndarray) -> np.ndarray:
+        with keras.device(scope):
+            return np.asarray(model.predict(rows.astype("float32"), verbose=0))
+
     return LoadedModel(
         name,
         "keras",
-        lambda rows: np.asarray(model.predict(rows.astype("float32"), verbose=0)),
+        predict,
         width,
         "float32",
         details={"backend": keras.backend.backend()},
         output_datatype="FP32",
+        device=device,
     )
 
 
@@ -434,8 +464,14 @@ def _mlflow_output(schema: Any) -> str | None:
 
 
 def load(
-    model: str, name: str, fmt: str | None = None, trust: bool = False, sha256: str | None = None
+    model: str,
+    name: str,
+    fmt: str | None = None,
+    trust: bool = False,
+    sha256: str | None = None,
+    device: str = "cpu",
 ) -> LoadedModel:
+    """The model, loaded onto `device` ("cpu" or "cuda:N", as hm_runtime.device resolved it)."""
     started = time.perf_counter()
     kind = detect_format(model, fmt)
     if kind == "mlflow":
@@ -459,7 +495,7 @@ def load(
         if kind in CODE_FORMATS:
             require_trust(str(path), kind, trust, sha256)
         with _pinned_copy(path, sha256) if sha256 else contextlib.nullcontext(path) as source:
-            loaded = _load_file(name, kind, source)
+            loaded = _load_file(name, kind, source, device)
     loaded.predict = _guarded(loaded.predict)
     _learn_output(loaded)
     loaded.load_seconds = time.perf_counter() - started
@@ -504,15 +540,15 @@ _EXPECTED = {
 }
 
 
-def _load_file(name: str, kind: str, path: Path) -> LoadedModel:
+def _load_file(name: str, kind: str, path: Path, device: str = "cpu") -> LoadedModel:
     with _explained(str(path), f"read as {kind}", _EXPECTED[kind]):
         if kind in ("sklearn", "joblib"):
             return _from_estimator(name, kind, _load_pickled(path, kind))
         if kind == "onnx":
-            return _load_onnx(name, path)
+            return _load_onnx(name, path, device)
         if kind == "torch":
-            return _load_torch(name, path)
-        return _load_keras(name, path)
+            return _load_torch(name, path, device)
+        return _load_keras(name, path, device)
 
 
 @contextlib.contextmanager

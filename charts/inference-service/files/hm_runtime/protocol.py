@@ -350,4 +350,6 @@ def v2_metadata(model: LoadedModel) -> dict[str, Any]:
                 "shape": model.output_shape,
             }
         ],
+        # The protocol's optional model parameters (as MLServer's metadata has them): where it runs.
+        "parameters": {"device": model.device},
     }
