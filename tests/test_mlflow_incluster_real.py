@@ -4,6 +4,7 @@ against real PostgreSQL, moto (the S3 emulator) or MinIO, with the chart's MLflo
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -47,40 +48,55 @@ def started() -> Iterator[list[subprocess.Popen[bytes]]]:
         stop(p)
 
 
+@pytest.mark.parametrize("store", ["s3", "pvc"])
 def test_in_cluster_postgresql_and_the_gc_cronjob(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, started: list[subprocess.Popen[bytes]]
+    store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, started: list[subprocess.Popen[bytes]]
 ) -> None:
     """The StatefulSet's PostgreSQL from its rendered env, the install's db-init Job and the server
     against it; then `mlflow gc` as the CronJob runs it deletes a deleted run's rows and artifacts and
-    leaves the other run alone."""
-    with moto_s3(tmp_path) as s3_url:
-        s3_port = s3_url.rsplit(":", 1)[1]
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=s3_url,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-        s3.create_bucket(Bucket="ml-artifacts")
+    leaves the other run alone. Artifacts proxied to S3 (the emulator) or to a ReadWriteMany claim
+    that the server and the CronJob both mount."""
+    with contextlib.ExitStack() as stack:
         port = free_port()
-        values = {
+        values: dict[str, Any] = {
             "server": {"port": port, "workers": 1},
             "service": {"port": port},
             "backendStore": {"type": "postgresql", "postgresql": {"inCluster": True}},
-            "artifactStore": {
+            "gc": {"enabled": True, "olderThan": "0s"},
+        }
+        data = tmp_path / "data-claim"  # the server's volume (pvc), shared with the CronJob's pod
+        data.mkdir()
+        if store == "s3":
+            s3_url = stack.enter_context(moto_s3(tmp_path))
+            s3 = boto3.client(
+                "s3",
+                endpoint_url=s3_url,
+                region_name="us-east-1",
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+            )
+            s3.create_bucket(Bucket="ml-artifacts")
+            values["artifactStore"] = {
                 "type": "s3",
                 "s3": {
                     "bucket": "ml-artifacts",
                     "prefix": "team-a",
                     "region": "us-east-1",
-                    "endpointUrl": f"http://s3.storage.svc.cluster.local:{s3_port}",
+                    "endpointUrl": f"http://s3.storage.svc.cluster.local:{s3_url.rsplit(':', 1)[1]}",
                     "accessKeyId": "testing",
                     "secretAccessKey": "testing",
                 },
-            },
-            "gc": {"enabled": True, "olderThan": "0s"},
-        }
+            }
+
+            def artifacts() -> list[str]:
+                return [o["Key"] for o in s3.list_objects_v2(Bucket="ml-artifacts").get("Contents", [])]
+        else:
+            values["artifactStore"] = {"type": "pvc"}
+            values["persistence"] = {"accessMode": "ReadWriteMany"}
+
+            def artifacts() -> list[str]:
+                return [str(f.relative_to(data)) for f in data.rglob("*") if f.is_file()]
+
         docs = template(CHART, values=values, tmp_dir=tmp_path)
         pg_spec = _spec(find(docs, "StatefulSet", "t-mlflow-postgresql"))
         pg_container = pg_spec["containers"][0]
@@ -122,7 +138,8 @@ def test_in_cluster_postgresql_and_the_gc_cronjob(
             assert "creating the MLflow schema" in created.stdout
 
             spec = _spec(find(docs, "Deployment", "t-mlflow"))
-            server_pod = LocalPod(docs, tmp_path / "server", host_map=hosts, extra_env=to_port)
+            shared = {"/mlflow/data": data}
+            server_pod = LocalPod(docs, tmp_path / "server", hosts, mounts=dict(shared), extra_env=to_port)
             log = tmp_path / "server.log"
             server = server_pod.start(spec, next(c for c in spec["containers"] if c["name"] == "mlflow"), log)
             started.append(server)
@@ -145,14 +162,11 @@ def test_in_cluster_postgresql_and_the_gc_cronjob(
             client = mlflow.MlflowClient()
             client.delete_run(deleted)
 
-            def keys() -> list[str]:
-                return [o["Key"] for o in s3.list_objects_v2(Bucket="ml-artifacts").get("Contents", [])]
-
-            assert [k for k in keys() if f"/{deleted}/artifacts/note.txt" in k], keys()
+            assert [k for k in artifacts() if k.endswith(f"/{deleted}/artifacts/note.txt")], artifacts()
 
             gc_obj = find(docs, "CronJob", "t-mlflow-gc")
             gc_spec = gc_obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-            gc_pod = LocalPod(docs, tmp_path / "gc", host_map=hosts, extra_env=to_port)
+            gc_pod = LocalPod(docs, tmp_path / "gc", hosts, mounts=dict(shared), extra_env=to_port)
             collected = gc_pod.run(gc_spec, gc_spec["containers"][0])
             output = collected.stdout + collected.stderr
             assert collected.returncode == 0, output
@@ -160,7 +174,7 @@ def test_in_cluster_postgresql_and_the_gc_cronjob(
             assert pg_env["POSTGRES_PASSWORD"] not in output
 
             # The deleted run's artifacts and rows are gone; the other run keeps both.
-            remaining = keys()
+            remaining = artifacts()
             assert not [k for k in remaining if f"/{deleted}/" in k], remaining
             assert [k for k in remaining if k.endswith(f"/{kept}/artifacts/note.txt")], remaining
             engine = sqlalchemy.create_engine(
