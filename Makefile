@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 .PHONY: help setup tools system-deps cluster-tools images torch-env mlflow-prev-env cluster-up cluster-down test test-fast lint docs demo bench ct-lint soak plugin-package clean
 
 help: ## List the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 $(BIN)/helm-mlops: pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
