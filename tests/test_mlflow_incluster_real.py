@@ -255,7 +255,8 @@ def _bucket_job(docs: list[dict[str, Any]], root: Path, endpoint: str, **extra: 
 
 
 def _check_create_bucket(docs: list[dict[str, Any]], tmp_path: Path, endpoint: str) -> Any:
-    first = _bucket_job(docs, tmp_path / "job1", endpoint)
+    # The script retries any S3 error for 300 s (MinIO starting): refused credentials fail in 30 here.
+    first = _bucket_job(docs, tmp_path / "job1", endpoint, MLFLOW_HELM_WAIT_SECONDS="30")
     assert first.returncode == 0, first.stdout + first.stderr
     assert "created bucket mlflow-artifacts" in first.stdout
     again = _bucket_job(docs, tmp_path / "job2", endpoint)
