@@ -8,10 +8,10 @@ TOOLS := $(CURDIR)/.tools/bin
 export PATH := $(TOOLS):$(CURDIR)/$(BIN):$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: help setup tools system-deps cluster-tools minio images torch-env cluster-up cluster-down test test-fast lint docs demo bench ct-lint soak plugin-package clean
+.PHONY: help setup tools system-deps cluster-tools minio images torch-env mlflow-prev-env cluster-up cluster-down test test-fast lint docs demo bench ct-lint soak plugin-package clean
 
 help: ## List the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 $(BIN)/helm-mlops: pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -45,9 +45,12 @@ images: system-deps torch-env ## Build the real node's container images from a d
 torch-env: ## Create the PyTorch venv the distributed-training tests use (outside the repo, cached)
 	@bash hack/torch-env.sh >/dev/null
 
+mlflow-prev-env: $(BIN)/helm-mlops ## Create the venv of MLflow's previous minor release the schema-upgrade test uses (outside the repo, cached)
+	@bash hack/mlflow-prev-env.sh >/dev/null
+
 test: setup system-deps ## Run every test (lint, render, real servers, e2e on the local cluster)
 	@# The Go builds (CPU) overlap the PyTorch download and the image builds (network, disk).
-	@$(MAKE) --no-print-directory -j2 cluster-tools minio images
+	@$(MAKE) --no-print-directory -j2 cluster-tools minio images mlflow-prev-env
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: setup ## Unit, lint and render tests only (no real servers, no cluster)

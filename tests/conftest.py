@@ -115,6 +115,12 @@ def torch_python() -> str:
 
 
 @pytest.fixture(scope="session")
+def mlflow_previous_python() -> str:
+    """MLflow's previous minor release (MLFLOW_PREVIOUS_VERSION), for the schema-upgrade test."""
+    return _cached_venv("mlflow-prev-env.sh")
+
+
+@pytest.fixture(scope="session")
 def mlserver_python() -> str:
     return _cached_venv("bench-peers.sh", "mlserver")
 

@@ -164,13 +164,48 @@ def server(args: list[str]) -> int:
     os.execvp(argv[0], argv)
 
 
+def _artifacts_destination(args: list[str]) -> str | None:
+    for i, arg in enumerate(args):
+        if arg.startswith("--artifacts-destination="):
+            return arg.split("=", 1)[1]
+        if arg == "--artifacts-destination" and i + 1 < len(args):
+            return args[i + 1]
+    return None
+
+
+def _resolve_proxied_artifacts(destination: str) -> None:
+    """Runs logged through a proxying server have `mlflow-artifacts:/EXP/RUN/artifacts` URIs, which
+    `mlflow gc` can only resolve through an http tracking URI (a server), not the database it opens:
+    it fails on the first deleted run. The server stores them under --artifacts-destination, so map
+    them there, as the server itself does."""
+    from urllib.parse import urlparse
+
+    from mlflow.store.artifact.artifact_repository_registry import (
+        _artifact_repository_registry,
+        get_artifact_repository,
+    )
+
+    root = destination.rstrip("/")
+
+    def repository(artifact_uri: str, *args: Any, **kwargs: Any) -> Any:
+        return get_artifact_repository(root + "/" + urlparse(artifact_uri).path.lstrip("/"))
+
+    _artifact_repository_registry.register("mlflow-artifacts", repository)  # type: ignore[no-untyped-call]
+
+
 def gc(args: list[str]) -> int:
     # `mlflow gc` has no environment variable for --backend-store-uri; without the flag it opens the
-    # store of MLFLOW_TRACKING_URI, which keeps the password off the command line.
+    # store of MLFLOW_TRACKING_URI, which keeps the password off the command line. It runs in this
+    # process (its command line is this one's) so that proxied artifact URIs resolve.
     os.environ["MLFLOW_TRACKING_URI"] = backend_uri()
-    argv = ["mlflow", "gc", *args]
+    destination = _artifacts_destination(args)
+    if destination:
+        _resolve_proxied_artifacts(destination)
     _log("mlflow gc (store " + backend_uri(redact=True) + ") " + " ".join(args))
-    os.execvp(argv[0], argv)
+    from mlflow.cli import cli
+
+    cli.main(args=["gc", *args], prog_name="mlflow")
+    return 0
 
 
 def main(argv: list[str]) -> int:
