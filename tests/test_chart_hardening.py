@@ -437,9 +437,20 @@ EVERY_TRAINING_VALUE: dict[str, Any] = {
     "podAnnotations": {"example.com/owner": "vision"},
     "commonLabels": {"cost-center": "ml"},
     "commonAnnotations": {"example.com/c": "d"},
+    "kueue": {"queueName": "team-a"},
 }
 PYTORCHJOB_ONLY: dict[str, Any] = {
     "envFrom": [{"secretRef": {"name": "extra"}}],
+    "initContainers": [
+        {
+            "name": "prepare",
+            "image": "busybox:1.37",
+            "command": ["true"],
+            "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+        }
+    ],
+    "schedulerName": "volcano",
+    "sidecars": [{"name": "shipper", "image": "busybox:1.37", "command": ["sleep", "1"]}],
     "priorityClassName": "training",
     "runtimeClassName": "nvidia",
     "topologySpreadConstraints": [
@@ -673,3 +684,73 @@ def test_helm_test_passes_against_the_helm_mlops_runtime(
     with runtime_server(iris_joblib, "--trust-model", name="iris") as base:
         passed = _run_test_pod(argv, base)
     assert passed.returncode == 0 and "ok" in passed.stdout, passed.stdout + passed.stderr
+
+
+# --- extension points, the same in all three charts ----------------------------------------------------
+
+EXTENSION_SCENARIOS = {
+    "mlflow": (MLFLOW / "ci" / "extensions-values.yaml", "Deployment", "t-mlflow-extra"),
+    "inference-service": (
+        INFERENCE / "ci" / "fastapi-extensions-values.yaml",
+        "Deployment",
+        "t-inference-service-extra",
+    ),
+    "training-job": (TRAINING / "ci" / "extensions-values.yaml", "Job", "t-training-job-extra"),
+}
+
+
+@pytest.mark.parametrize("helm_name", HELMS)
+@pytest.mark.parametrize("chart", sorted(EXTENSION_SCENARIOS))
+def test_extension_points_reach_the_pods(chart: str, helm_name: str, tmp_path: Path) -> None:
+    values, kind, extra = EXTENSION_SCENARIOS[chart]
+    docs = template(CHARTS / chart, values_files=[values], helm_name=helm_name, tmp_dir=tmp_path)
+    workload = find(docs, kind)
+    pod = workload["spec"]["template"]
+    spec = pod["spec"]
+    assert pod["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+    assert spec["schedulerName"] == "default-scheduler"
+    assert spec["initContainers"][-1]["name"] == "prepare"  # after the chart's own
+    assert {"name": "shared", "emptyDir": {"sizeLimit": "64Mi"}} in spec["volumes"]
+    names = [c["name"] for c in spec["containers"]]
+    if chart == "training-job":
+        assert workload["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+        assert "log-shipper" not in names
+    else:
+        assert names[-1] == "log-shipper"
+    if chart == "mlflow":
+        assert workload["spec"]["strategy"] == {"type": "Recreate"}
+        assert spec["containers"][0]["lifecycle"] == {"preStop": {"sleep": {"seconds": 5}}}
+    if chart == "inference-service":
+        assert workload["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
+    # extraObjects are templated: the object's name comes from the chart's own helper.
+    assert find(docs, "ConfigMap", extra)["data"] == {"release": "t"}
+
+
+@pytest.mark.parametrize(
+    ("chart", "values", "message"),
+    [
+        (
+            INFERENCE,
+            {**KSERVE_S3, "sidecars": [{"name": "s", "image": "busybox"}]},
+            "initContainers and sidecars do not apply to runtime=kserve",
+        ),
+        (
+            TRAINING,
+            {
+                "script": {"content": "print(1)\n"},
+                "distributed": {"enabled": True, "operator": "trainjob"},
+                "schedulerName": "volcano",
+            },
+            "schedulerName, initContainers and sidecars cannot be patched into a TrainJob",
+        ),
+        (
+            MLFLOW,
+            {"strategy": {"type": "RollingUpdate"}},
+            "strategy.type=RollingUpdate: backendStore.type=sqlite",
+        ),
+    ],
+)
+def test_extension_points_a_workload_cannot_take_are_refused(
+    chart: Path, values: dict[str, Any], message: str, tmp_path: Path
+) -> None:
+    assert message in template_error(chart, values, "helm4", tmp_path)

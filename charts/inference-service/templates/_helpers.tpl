@@ -221,6 +221,80 @@ networkPolicy.enabled=false: every pod of the cluster can call the model.
 {{- if (dig "strictSecurity" false (.Values.global | default dict)) }}true{{ end -}}
 {{- end -}}
 
+{{/* The PodDisruptionBudget's one budget line. `maxUnavailable` when set; else `minAvailable`, unless it
+would leave no pod evictable at the lowest replica count (autoscaling.minReplicas with an HPA, else
+replicaCount): with a single pod that is `maxUnavailable: 1` (a budget of minAvailable 1 against one pod
+blocks every node drain), with several pods the values are refused ("inference-service.pdbError"). */}}
+{{- define "inference-service.pdbLowestReplicas" -}}
+{{- if .Values.autoscaling.enabled }}{{ int .Values.autoscaling.minReplicas }}{{ else }}{{ int .Values.replicaCount }}{{ end -}}
+{{- end -}}
+
+{{/* How many pods minAvailable asks for at the lowest replica count (a percentage rounds up, as the
+disruption controller does). */}}
+{{- define "inference-service.pdbRequired" -}}
+{{- $min := toString .Values.podDisruptionBudget.minAvailable -}}
+{{- $lowest := int (include "inference-service.pdbLowestReplicas" .) -}}
+{{- if hasSuffix "%" $min -}}
+{{- div (add (mul (int (trimSuffix "%" $min)) $lowest) 99) 100 -}}
+{{- else -}}
+{{- int $min -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "inference-service.pdbBudget" -}}
+{{- $pdb := .Values.podDisruptionBudget -}}
+{{- if not (kindIs "invalid" $pdb.maxUnavailable) -}}
+maxUnavailable: {{ $pdb.maxUnavailable }}
+{{- else if ge (int (include "inference-service.pdbRequired" .)) (int (include "inference-service.pdbLowestReplicas" .)) -}}
+maxUnavailable: 1
+{{- else -}}
+minAvailable: {{ $pdb.minAvailable }}
+{{- end -}}
+{{- end -}}
+
+{{/* Non-empty when the chart replaced minAvailable by maxUnavailable: 1 (said in NOTES). */}}
+{{- define "inference-service.pdbAdapted" -}}
+{{- $pdb := .Values.podDisruptionBudget -}}
+{{- if and $pdb.enabled (ne .Values.runtime "kserve") (kindIs "invalid" $pdb.maxUnavailable) (hasPrefix "maxUnavailable" (include "inference-service.pdbBudget" .)) -}}
+podDisruptionBudget.minAvailable={{ $pdb.minAvailable }} would block every node drain with {{ include "inference-service.pdbLowestReplicas" . }} pod: the PodDisruptionBudget uses maxUnavailable: 1 instead. Run 2+ replicas (replicaCount, or autoscaling.minReplicas) to keep a pod serving during drains.
+{{- end -}}
+{{- end -}}
+
+{{/* Non-empty when minAvailable leaves no pod evictable with several pods: refused by validation. */}}
+{{- define "inference-service.pdbError" -}}
+{{- $pdb := .Values.podDisruptionBudget -}}
+{{- $lowest := int (include "inference-service.pdbLowestReplicas" .) -}}
+{{- if and $pdb.enabled (ne .Values.runtime "kserve") (kindIs "invalid" $pdb.maxUnavailable) (gt $lowest 1) (ge (int (include "inference-service.pdbRequired" .)) $lowest) -}}
+podDisruptionBudget.minAvailable={{ $pdb.minAvailable }} with {{ $lowest }} pods ({{ ternary "autoscaling.minReplicas" "replicaCount" .Values.autoscaling.enabled }}) leaves no pod evictable, so node drains block forever. Set podDisruptionBudget.minAvailable to at most {{ sub $lowest 1 }}, or set podDisruptionBudget.maxUnavailable (e.g. 1).
+{{- end -}}
+{{- end -}}
+
+{{/* The predictor's ServiceAccount under runtime=kserve: kserve.serviceAccountName, else the chart's. */}}
+{{- define "inference-service.kserveServiceAccount" -}}
+{{- default (include "inference-service.serviceAccountName" .) .Values.kserve.serviceAccountName -}}
+{{- end -}}
+
+{{/* The model name the serving runtime answers to: KServe's built-in runtimes name the model after the
+InferenceService; every other runtime (and the helm-mlops runtime as a KServe custom predictor) uses
+model.name. */}}
+{{- define "inference-service.servedModelName" -}}
+{{- if and (eq .Values.runtime "kserve") (include "inference-service.kserveFormat" .) -}}
+{{- include "inference-service.fullname" . -}}
+{{- else -}}
+{{- .Values.model.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* KServe's storage initializer reads the S3 endpoint from annotations (on the Secret it takes keys
+from, or on an IRSA ServiceAccount): serving.kserve.io/s3-* from model.source.s3. */}}
+{{- define "inference-service.kserveS3Annotations" -}}
+{{- $s3 := .Values.model.source.s3 -}}
+{{- $url := urlParse $s3.endpointUrl -}}
+serving.kserve.io/s3-endpoint: {{ $url.host | quote }}
+serving.kserve.io/s3-usehttps: {{ ternary "1" "0" (eq $url.scheme "https") | quote }}
+serving.kserve.io/s3-region: {{ $s3.region | quote }}
+{{- end -}}
+
 {{/* Checks -------------------------------------------------------------------------------------- */}}
 {{/* The same in every helm-mlops chart but for the name prefix (tests/test_chart_checks.py). */}}
 
@@ -357,78 +431,4 @@ Call with (list "image.path" repository tag). */}}
 {{- else -}}
 {{- printf "%s:%s" $repo $tag | quote -}}
 {{- end -}}
-{{- end -}}
-
-{{/* The PodDisruptionBudget's one budget line. `maxUnavailable` when set; else `minAvailable`, unless it
-would leave no pod evictable at the lowest replica count (autoscaling.minReplicas with an HPA, else
-replicaCount): with a single pod that is `maxUnavailable: 1` (a budget of minAvailable 1 against one pod
-blocks every node drain), with several pods the values are refused ("inference-service.pdbError"). */}}
-{{- define "inference-service.pdbLowestReplicas" -}}
-{{- if .Values.autoscaling.enabled }}{{ int .Values.autoscaling.minReplicas }}{{ else }}{{ int .Values.replicaCount }}{{ end -}}
-{{- end -}}
-
-{{/* How many pods minAvailable asks for at the lowest replica count (a percentage rounds up, as the
-disruption controller does). */}}
-{{- define "inference-service.pdbRequired" -}}
-{{- $min := toString .Values.podDisruptionBudget.minAvailable -}}
-{{- $lowest := int (include "inference-service.pdbLowestReplicas" .) -}}
-{{- if hasSuffix "%" $min -}}
-{{- div (add (mul (int (trimSuffix "%" $min)) $lowest) 99) 100 -}}
-{{- else -}}
-{{- int $min -}}
-{{- end -}}
-{{- end -}}
-
-{{- define "inference-service.pdbBudget" -}}
-{{- $pdb := .Values.podDisruptionBudget -}}
-{{- if not (kindIs "invalid" $pdb.maxUnavailable) -}}
-maxUnavailable: {{ $pdb.maxUnavailable }}
-{{- else if ge (int (include "inference-service.pdbRequired" .)) (int (include "inference-service.pdbLowestReplicas" .)) -}}
-maxUnavailable: 1
-{{- else -}}
-minAvailable: {{ $pdb.minAvailable }}
-{{- end -}}
-{{- end -}}
-
-{{/* Non-empty when the chart replaced minAvailable by maxUnavailable: 1 (said in NOTES). */}}
-{{- define "inference-service.pdbAdapted" -}}
-{{- $pdb := .Values.podDisruptionBudget -}}
-{{- if and $pdb.enabled (ne .Values.runtime "kserve") (kindIs "invalid" $pdb.maxUnavailable) (hasPrefix "maxUnavailable" (include "inference-service.pdbBudget" .)) -}}
-podDisruptionBudget.minAvailable={{ $pdb.minAvailable }} would block every node drain with {{ include "inference-service.pdbLowestReplicas" . }} pod: the PodDisruptionBudget uses maxUnavailable: 1 instead. Run 2+ replicas (replicaCount, or autoscaling.minReplicas) to keep a pod serving during drains.
-{{- end -}}
-{{- end -}}
-
-{{/* Non-empty when minAvailable leaves no pod evictable with several pods: refused by validation. */}}
-{{- define "inference-service.pdbError" -}}
-{{- $pdb := .Values.podDisruptionBudget -}}
-{{- $lowest := int (include "inference-service.pdbLowestReplicas" .) -}}
-{{- if and $pdb.enabled (ne .Values.runtime "kserve") (kindIs "invalid" $pdb.maxUnavailable) (gt $lowest 1) (ge (int (include "inference-service.pdbRequired" .)) $lowest) -}}
-podDisruptionBudget.minAvailable={{ $pdb.minAvailable }} with {{ $lowest }} pods ({{ ternary "autoscaling.minReplicas" "replicaCount" .Values.autoscaling.enabled }}) leaves no pod evictable, so node drains block forever. Set podDisruptionBudget.minAvailable to at most {{ sub $lowest 1 }}, or set podDisruptionBudget.maxUnavailable (e.g. 1).
-{{- end -}}
-{{- end -}}
-
-{{/* The predictor's ServiceAccount under runtime=kserve: kserve.serviceAccountName, else the chart's. */}}
-{{- define "inference-service.kserveServiceAccount" -}}
-{{- default (include "inference-service.serviceAccountName" .) .Values.kserve.serviceAccountName -}}
-{{- end -}}
-
-{{/* The model name the serving runtime answers to: KServe's built-in runtimes name the model after the
-InferenceService; every other runtime (and the helm-mlops runtime as a KServe custom predictor) uses
-model.name. */}}
-{{- define "inference-service.servedModelName" -}}
-{{- if and (eq .Values.runtime "kserve") (include "inference-service.kserveFormat" .) -}}
-{{- include "inference-service.fullname" . -}}
-{{- else -}}
-{{- .Values.model.name -}}
-{{- end -}}
-{{- end -}}
-
-{{/* KServe's storage initializer reads the S3 endpoint from annotations (on the Secret it takes keys
-from, or on an IRSA ServiceAccount): serving.kserve.io/s3-* from model.source.s3. */}}
-{{- define "inference-service.kserveS3Annotations" -}}
-{{- $s3 := .Values.model.source.s3 -}}
-{{- $url := urlParse $s3.endpointUrl -}}
-serving.kserve.io/s3-endpoint: {{ $url.host | quote }}
-serving.kserve.io/s3-usehttps: {{ ternary "1" "0" (eq $url.scheme "https") | quote }}
-serving.kserve.io/s3-region: {{ $s3.region | quote }}
 {{- end -}}

@@ -125,6 +125,9 @@
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- if and (eq $v.runtime "kserve") (or $v.initContainers $v.sidecars) -}}
+{{- $errors = append $errors "initContainers and sidecars do not apply to runtime=kserve: KServe builds the predictor pod (use a KServe transformer, or runtime=fastapi|mlserver|bentoml)." -}}
+{{- end -}}
 {{- if $errors -}}
 {{- fail (printf "\n\nInvalid values for the inference-service chart:\n  - %s\n" (join "\n  - " $errors)) -}}
 {{- end -}}

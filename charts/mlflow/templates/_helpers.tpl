@@ -552,6 +552,112 @@ auth is off: any pod that reaches the Service can read and change runs and model
 {{- if (dig "strictSecurity" false (.Values.global | default dict)) }}true{{ end -}}
 {{- end -}}
 
+{{/* The PodDisruptionBudget's one budget line. `maxUnavailable` when set; else `minAvailable`, unless it
+would leave no pod evictable at the lowest replica count (autoscaling.minReplicas with an HPA, else
+replicaCount): with a single pod that is `maxUnavailable: 1` (a budget of minAvailable 1 against one pod
+blocks every node drain), with several pods the values are refused ("mlflow.pdbError"). */}}
+{{- define "mlflow.pdbLowestReplicas" -}}
+{{- if .Values.autoscaling.enabled }}{{ int .Values.autoscaling.minReplicas }}{{ else }}{{ int .Values.replicaCount }}{{ end -}}
+{{- end -}}
+
+{{/* How many pods minAvailable asks for at the lowest replica count (a percentage rounds up, as the
+disruption controller does). */}}
+{{- define "mlflow.pdbRequired" -}}
+{{- $min := toString .Values.podDisruptionBudget.minAvailable -}}
+{{- $lowest := int (include "mlflow.pdbLowestReplicas" .) -}}
+{{- if hasSuffix "%" $min -}}
+{{- div (add (mul (int (trimSuffix "%" $min)) $lowest) 99) 100 -}}
+{{- else -}}
+{{- int $min -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "mlflow.pdbBudget" -}}
+{{- $pdb := .Values.podDisruptionBudget -}}
+{{- if not (kindIs "invalid" $pdb.maxUnavailable) -}}
+maxUnavailable: {{ $pdb.maxUnavailable }}
+{{- else if ge (int (include "mlflow.pdbRequired" .)) (int (include "mlflow.pdbLowestReplicas" .)) -}}
+maxUnavailable: 1
+{{- else -}}
+minAvailable: {{ $pdb.minAvailable }}
+{{- end -}}
+{{- end -}}
+
+{{/* Non-empty when the chart replaced minAvailable by maxUnavailable: 1 (said in NOTES). */}}
+{{- define "mlflow.pdbAdapted" -}}
+{{- $pdb := .Values.podDisruptionBudget -}}
+{{- if and $pdb.enabled (kindIs "invalid" $pdb.maxUnavailable) (hasPrefix "maxUnavailable" (include "mlflow.pdbBudget" .)) -}}
+podDisruptionBudget.minAvailable={{ $pdb.minAvailable }} would block every node drain with {{ include "mlflow.pdbLowestReplicas" . }} pod: the PodDisruptionBudget uses maxUnavailable: 1 instead. Run 2+ replicas (replicaCount, or autoscaling.minReplicas) to keep a pod serving during drains.
+{{- end -}}
+{{- end -}}
+
+{{/* Non-empty when minAvailable leaves no pod evictable with several pods: refused by validation. */}}
+{{- define "mlflow.pdbError" -}}
+{{- $pdb := .Values.podDisruptionBudget -}}
+{{- $lowest := int (include "mlflow.pdbLowestReplicas" .) -}}
+{{- if and $pdb.enabled (kindIs "invalid" $pdb.maxUnavailable) (gt $lowest 1) (ge (int (include "mlflow.pdbRequired" .)) $lowest) -}}
+podDisruptionBudget.minAvailable={{ $pdb.minAvailable }} with {{ $lowest }} pods ({{ ternary "autoscaling.minReplicas" "replicaCount" .Values.autoscaling.enabled }}) leaves no pod evictable, so node drains block forever. Set podDisruptionBudget.minAvailable to at most {{ sub $lowest 1 }}, or set podDisruptionBudget.maxUnavailable (e.g. 1).
+{{- end -}}
+{{- end -}}
+
+{{/* Non-empty when the chart's Secret holds the password of data that outlives an uninstall (the
+in-cluster PostgreSQL's or MinIO's StatefulSet claims): the Secret is kept too. */}}
+{{- define "mlflow.keepsSecret" -}}
+{{- $a := .Values.artifactStore -}}
+{{- if or (and (include "mlflow.inClusterPostgres" .) (not .Values.backendStore.postgresql.existingSecret)) (and (eq $a.type "minio") $a.minio.inCluster (not $a.minio.existingSecret)) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* Storage changes Kubernetes refuses on an existing release, one message per line, found with `lookup`
+(empty under `helm template`): a claim's access mode and StorageClass never change and it never shrinks;
+a StatefulSet's volumeClaimTemplates (the in-cluster PostgreSQL's and MinIO's volumes) never change. */}}
+{{- define "mlflow.storageChangeErrors" -}}
+{{- $ns := .Release.Namespace -}}
+{{- $p := .Values.persistence -}}
+{{- if and (include "mlflow.usesVolume" .) (not $p.existingClaim) -}}
+{{- $name := include "mlflow.claimName" . -}}
+{{- with lookup "v1" "PersistentVolumeClaim" $ns $name -}}
+{{- $mode := first (default (list "") .spec.accessModes) -}}
+{{- if ne $mode $p.accessMode }}
+persistence.accessMode={{ $p.accessMode }}: the claim {{ $name }} exists with {{ $mode }}, and a claim's access mode cannot change. Keep persistence.accessMode={{ $mode }}, or copy the data to a new claim with the access mode you need and set persistence.existingClaim.
+{{- end -}}
+{{- $class := default "" .spec.storageClassName -}}
+{{- if and $p.storageClass (ne $p.storageClass $class) }}
+persistence.storageClass={{ $p.storageClass }}: the claim {{ $name }} exists with StorageClass {{ $class | quote }}, and a claim's StorageClass cannot change. Keep persistence.storageClass={{ $class }}, or copy the data to a new claim and set persistence.existingClaim.
+{{- end -}}
+{{- $old := .spec.resources.requests.storage -}}
+{{- if lt (float64 (include "mlflow.quantity" $p.size)) (float64 (include "mlflow.quantity" $old)) }}
+persistence.size={{ $p.size }}: the claim {{ $name }} has {{ $old }}, and a claim cannot shrink. Keep persistence.size={{ $old }} (or larger, if its StorageClass allows volume expansion).
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $sets := list -}}
+{{- if include "mlflow.inClusterPostgres" . -}}
+{{- $sets = append $sets (list "postgresql" "postgresql.persistence" .Values.postgresql.persistence) -}}
+{{- end -}}
+{{- if include "mlflow.inClusterMinio" . -}}
+{{- $sets = append $sets (list "minio" "artifactStore.minio.persistence" .Values.artifactStore.minio.persistence) -}}
+{{- end -}}
+{{- range $set := $sets -}}
+{{- $name := include "mlflow.componentName" (dict "root" $ "component" (index $set 0)) -}}
+{{- $key := index $set 1 -}}
+{{- $want := index $set 2 -}}
+{{- with lookup "apps/v1" "StatefulSet" $ns $name -}}
+{{- $tpl := first (default (list dict) .spec.volumeClaimTemplates) -}}
+{{- $old := $tpl.spec.resources.requests.storage -}}
+{{- $oldClass := default "" $tpl.spec.storageClassName -}}
+{{- $fix := printf "Kubernetes forbids changing a StatefulSet's volumeClaimTemplates. To grow the volume: kubectl -n %s patch pvc data-%s-0 -p '{\"spec\":{\"resources\":{\"requests\":{\"storage\":\"%s\"}}}}' (its StorageClass must allow expansion), then kubectl -n %s delete statefulset %s --cascade=orphan (the pod and its data stay), then upgrade again." $ns $name (toString $want.size) $ns $name -}}
+{{- if ne (float64 (include "mlflow.quantity" $want.size)) (float64 (include "mlflow.quantity" $old)) }}
+{{ $key }}.size={{ $want.size }}: the StatefulSet {{ $name }} was created with {{ $old }}. Keep {{ $key }}.size={{ $old }}, or: {{ $fix }}
+{{- end -}}
+{{- if ne (default "" $want.storageClass) $oldClass }}
+{{ $key }}.storageClass={{ $want.storageClass | quote }}: the StatefulSet {{ $name }} was created with {{ $oldClass | quote }}, and Kubernetes forbids changing a StatefulSet's volumeClaimTemplates or a claim's StorageClass. Keep {{ $key }}.storageClass={{ $oldClass | quote }}.
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Checks -------------------------------------------------------------------------------------- */}}
 {{/* The same in every helm-mlops chart but for the name prefix (tests/test_chart_checks.py). */}}
 
@@ -687,111 +793,5 @@ Call with (list "image.path" repository tag). */}}
 {{- printf "%s@%s" $repo $tag | quote -}}
 {{- else -}}
 {{- printf "%s:%s" $repo $tag | quote -}}
-{{- end -}}
-{{- end -}}
-
-{{/* The PodDisruptionBudget's one budget line. `maxUnavailable` when set; else `minAvailable`, unless it
-would leave no pod evictable at the lowest replica count (autoscaling.minReplicas with an HPA, else
-replicaCount): with a single pod that is `maxUnavailable: 1` (a budget of minAvailable 1 against one pod
-blocks every node drain), with several pods the values are refused ("mlflow.pdbError"). */}}
-{{- define "mlflow.pdbLowestReplicas" -}}
-{{- if .Values.autoscaling.enabled }}{{ int .Values.autoscaling.minReplicas }}{{ else }}{{ int .Values.replicaCount }}{{ end -}}
-{{- end -}}
-
-{{/* How many pods minAvailable asks for at the lowest replica count (a percentage rounds up, as the
-disruption controller does). */}}
-{{- define "mlflow.pdbRequired" -}}
-{{- $min := toString .Values.podDisruptionBudget.minAvailable -}}
-{{- $lowest := int (include "mlflow.pdbLowestReplicas" .) -}}
-{{- if hasSuffix "%" $min -}}
-{{- div (add (mul (int (trimSuffix "%" $min)) $lowest) 99) 100 -}}
-{{- else -}}
-{{- int $min -}}
-{{- end -}}
-{{- end -}}
-
-{{- define "mlflow.pdbBudget" -}}
-{{- $pdb := .Values.podDisruptionBudget -}}
-{{- if not (kindIs "invalid" $pdb.maxUnavailable) -}}
-maxUnavailable: {{ $pdb.maxUnavailable }}
-{{- else if ge (int (include "mlflow.pdbRequired" .)) (int (include "mlflow.pdbLowestReplicas" .)) -}}
-maxUnavailable: 1
-{{- else -}}
-minAvailable: {{ $pdb.minAvailable }}
-{{- end -}}
-{{- end -}}
-
-{{/* Non-empty when the chart replaced minAvailable by maxUnavailable: 1 (said in NOTES). */}}
-{{- define "mlflow.pdbAdapted" -}}
-{{- $pdb := .Values.podDisruptionBudget -}}
-{{- if and $pdb.enabled (kindIs "invalid" $pdb.maxUnavailable) (hasPrefix "maxUnavailable" (include "mlflow.pdbBudget" .)) -}}
-podDisruptionBudget.minAvailable={{ $pdb.minAvailable }} would block every node drain with {{ include "mlflow.pdbLowestReplicas" . }} pod: the PodDisruptionBudget uses maxUnavailable: 1 instead. Run 2+ replicas (replicaCount, or autoscaling.minReplicas) to keep a pod serving during drains.
-{{- end -}}
-{{- end -}}
-
-{{/* Non-empty when minAvailable leaves no pod evictable with several pods: refused by validation. */}}
-{{- define "mlflow.pdbError" -}}
-{{- $pdb := .Values.podDisruptionBudget -}}
-{{- $lowest := int (include "mlflow.pdbLowestReplicas" .) -}}
-{{- if and $pdb.enabled (kindIs "invalid" $pdb.maxUnavailable) (gt $lowest 1) (ge (int (include "mlflow.pdbRequired" .)) $lowest) -}}
-podDisruptionBudget.minAvailable={{ $pdb.minAvailable }} with {{ $lowest }} pods ({{ ternary "autoscaling.minReplicas" "replicaCount" .Values.autoscaling.enabled }}) leaves no pod evictable, so node drains block forever. Set podDisruptionBudget.minAvailable to at most {{ sub $lowest 1 }}, or set podDisruptionBudget.maxUnavailable (e.g. 1).
-{{- end -}}
-{{- end -}}
-
-{{/* Non-empty when the chart's Secret holds the password of data that outlives an uninstall (the
-in-cluster PostgreSQL's or MinIO's StatefulSet claims): the Secret is kept too. */}}
-{{- define "mlflow.keepsSecret" -}}
-{{- $a := .Values.artifactStore -}}
-{{- if or (and (include "mlflow.inClusterPostgres" .) (not .Values.backendStore.postgresql.existingSecret)) (and (eq $a.type "minio") $a.minio.inCluster (not $a.minio.existingSecret)) -}}
-true
-{{- end -}}
-{{- end -}}
-
-{{/* Storage changes Kubernetes refuses on an existing release, one message per line, found with `lookup`
-(empty under `helm template`): a claim's access mode and StorageClass never change and it never shrinks;
-a StatefulSet's volumeClaimTemplates (the in-cluster PostgreSQL's and MinIO's volumes) never change. */}}
-{{- define "mlflow.storageChangeErrors" -}}
-{{- $ns := .Release.Namespace -}}
-{{- $p := .Values.persistence -}}
-{{- if and (include "mlflow.usesVolume" .) (not $p.existingClaim) -}}
-{{- $name := include "mlflow.claimName" . -}}
-{{- with lookup "v1" "PersistentVolumeClaim" $ns $name -}}
-{{- $mode := first (default (list "") .spec.accessModes) -}}
-{{- if ne $mode $p.accessMode }}
-persistence.accessMode={{ $p.accessMode }}: the claim {{ $name }} exists with {{ $mode }}, and a claim's access mode cannot change. Keep persistence.accessMode={{ $mode }}, or copy the data to a new claim with the access mode you need and set persistence.existingClaim.
-{{- end -}}
-{{- $class := default "" .spec.storageClassName -}}
-{{- if and $p.storageClass (ne $p.storageClass $class) }}
-persistence.storageClass={{ $p.storageClass }}: the claim {{ $name }} exists with StorageClass {{ $class | quote }}, and a claim's StorageClass cannot change. Keep persistence.storageClass={{ $class }}, or copy the data to a new claim and set persistence.existingClaim.
-{{- end -}}
-{{- $old := .spec.resources.requests.storage -}}
-{{- if lt (float64 (include "mlflow.quantity" $p.size)) (float64 (include "mlflow.quantity" $old)) }}
-persistence.size={{ $p.size }}: the claim {{ $name }} has {{ $old }}, and a claim cannot shrink. Keep persistence.size={{ $old }} (or larger, if its StorageClass allows volume expansion).
-{{- end -}}
-{{- end -}}
-{{- end -}}
-{{- $sets := list -}}
-{{- if include "mlflow.inClusterPostgres" . -}}
-{{- $sets = append $sets (list "postgresql" "postgresql.persistence" .Values.postgresql.persistence) -}}
-{{- end -}}
-{{- if include "mlflow.inClusterMinio" . -}}
-{{- $sets = append $sets (list "minio" "artifactStore.minio.persistence" .Values.artifactStore.minio.persistence) -}}
-{{- end -}}
-{{- range $set := $sets -}}
-{{- $name := include "mlflow.componentName" (dict "root" $ "component" (index $set 0)) -}}
-{{- $key := index $set 1 -}}
-{{- $want := index $set 2 -}}
-{{- with lookup "apps/v1" "StatefulSet" $ns $name -}}
-{{- $tpl := first (default (list dict) .spec.volumeClaimTemplates) -}}
-{{- $old := $tpl.spec.resources.requests.storage -}}
-{{- $oldClass := default "" $tpl.spec.storageClassName -}}
-{{- $fix := printf "Kubernetes forbids changing a StatefulSet's volumeClaimTemplates. To grow the volume: kubectl -n %s patch pvc data-%s-0 -p '{\"spec\":{\"resources\":{\"requests\":{\"storage\":\"%s\"}}}}' (its StorageClass must allow expansion), then kubectl -n %s delete statefulset %s --cascade=orphan (the pod and its data stay), then upgrade again." $ns $name (toString $want.size) $ns $name -}}
-{{- if ne (float64 (include "mlflow.quantity" $want.size)) (float64 (include "mlflow.quantity" $old)) }}
-{{ $key }}.size={{ $want.size }}: the StatefulSet {{ $name }} was created with {{ $old }}. Keep {{ $key }}.size={{ $old }}, or: {{ $fix }}
-{{- end -}}
-{{- if ne (default "" $want.storageClass) $oldClass }}
-{{ $key }}.storageClass={{ $want.storageClass | quote }}: the StatefulSet {{ $name }} was created with {{ $oldClass | quote }}, and Kubernetes forbids changing a StatefulSet's volumeClaimTemplates or a claim's StorageClass. Keep {{ $key }}.storageClass={{ $oldClass | quote }}.
-{{- end -}}
-{{- end -}}
 {{- end -}}
 {{- end -}}

@@ -124,6 +124,9 @@ are rejected earlier by values.schema.json. */}}
 {{- range $line := splitList "\n" (include "mlflow.storageChangeErrors" .) -}}
 {{- if $line }}{{ $errors = append $errors $line }}{{ end -}}
 {{- end -}}
+{{- if and $single (eq (toString (dig "type" "" $v.strategy)) "RollingUpdate") -}}
+{{- $errors = append $errors (printf "strategy.type=RollingUpdate: backendStore.type=%s with a %s volume allows one server pod, so the new pod cannot start while the old one holds the volume. Leave strategy empty (Recreate), or use a database backend with an object artifact store." $v.backendStore.type $v.persistence.accessMode) -}}
+{{- end -}}
 {{- if $errors -}}
 {{- fail (printf "\n\nInvalid values for the mlflow chart:\n  - %s\n" (join "\n  - " $errors)) -}}
 {{- end -}}

@@ -460,6 +460,9 @@ topologySpreadConstraints:
 {{- with .Values.priorityClassName }}
 priorityClassName: {{ . }}
 {{- end }}
+{{- with .Values.schedulerName }}
+schedulerName: {{ . }}
+{{- end }}
 {{- with .Values.runtimeClassName }}
 runtimeClassName: {{ . }}
 {{- end }}
@@ -519,8 +522,15 @@ spec:
   subdomain: {{ include "training-job.headlessName" .root }}
   {{- end }}
   {{- include "training-job.podScheduling" .root | nindent 2 }}
+  {{- with $v.initContainers }}
+  initContainers:
+    {{- tpl (toYaml .) $.root | nindent 4 }}
+  {{- end }}
   containers:
     {{- include "training-job.container" (dict "root" .root "mode" .mode "name" .containerName) | nindent 4 }}
+    {{- with $v.sidecars }}
+    {{- tpl (toYaml .) $.root | nindent 4 }}
+    {{- end }}
   volumes:
     {{- include "training-job.volumes" .root | nindent 4 }}
 {{- end -}}
@@ -570,6 +580,14 @@ podFailurePolicy:
 {{- end }}
 template:
   {{- include "training-job.podTemplate" (dict "root" .root "mode" $mode "restartPolicy" $v.job.restartPolicy "containerName" "train") | nindent 2 }}
+{{- end -}}
+
+{{/* Kueue's queue label on the training workload (Job, CronJob's jobs, PyTorchJob, TrainJob): Kueue's
+webhook then creates it suspended and admits it when the queue has quota. */}}
+{{- define "training-job.queueLabel" -}}
+{{- with .Values.kueue.queueName -}}
+kueue.x-k8s.io/queue-name: {{ . | quote }}
+{{- end -}}
 {{- end -}}
 
 {{/* Checks -------------------------------------------------------------------------------------- */}}

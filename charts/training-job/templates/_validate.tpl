@@ -46,8 +46,8 @@ are rejected earlier by values.schema.json. */}}
 {{- $errors = append $errors "distributed.backend=nccl needs GPUs: set gpu.count, or use distributed.backend=gloo (or auto)." -}}
 {{- end -}}
 {{- end -}}
-{{- if and $v.distributed.enabled (eq $v.distributed.operator "trainjob") (or $v.priorityClassName $v.runtimeClassName $v.topologySpreadConstraints) -}}
-{{- $errors = append $errors "priorityClassName, runtimeClassName and topologySpreadConstraints cannot be patched into a TrainJob: set them in the TrainingRuntime (distributed.trainJob.runtimeName), or use distributed.operator=none|pytorchjob." -}}
+{{- if and $v.distributed.enabled (eq $v.distributed.operator "trainjob") (or $v.priorityClassName $v.runtimeClassName $v.topologySpreadConstraints $v.schedulerName $v.initContainers $v.sidecars) -}}
+{{- $errors = append $errors "priorityClassName, runtimeClassName, topologySpreadConstraints, schedulerName, initContainers and sidecars cannot be patched into a TrainJob (its runtime patch only amends the runtime's own containers): set them in the TrainingRuntime (distributed.trainJob.runtimeName), or use distributed.operator=none|pytorchjob." -}}
 {{- end -}}
 {{- if and $v.distributed.enabled (eq $v.distributed.operator "trainjob") $v.envFrom -}}
 {{- $errors = append $errors "envFrom cannot be passed to a TrainJob (its trainer takes env only): list the variables in env (valueFrom secretKeyRef/configMapKeyRef), or use distributed.operator=none|pytorchjob." -}}
