@@ -786,12 +786,19 @@ def _device(bad: Any, path: str, device: Any, runtime: str, fmt: str, gpus: int)
     if not str(device).startswith("cuda"):
         return  # the schema named the bad value
     index = int(str(device).partition(":")[2] or 0)
-    if fmt in ("sklearn", "joblib", "mlflow"):
+    if fmt not in ("torch", "onnx", "keras"):
         bad(path, f"{fmt} models predict on the CPU only: use auto or cpu")
     elif not gpus:
         bad(path, f"{device} needs a GPU in the pod: set gpus (1 or more), or use auto")
     elif index >= gpus:
         bad(path, f"{device} is out of range with gpus: {gpus} (cuda:0 to cuda:{gpus - 1})")
+    elif fmt == "onnx":
+        bad(
+            path,
+            f"{device} with an ONNX model: the stack installs the CPU onnxruntime; use auto (the CPU), or "
+            "serve it with the inference-service chart and an image with onnxruntime-gpu "
+            "(fastapi.prebuilt)",
+        )
 
 
 def _url(bad: Any, path: str, value: Any) -> None:

@@ -754,3 +754,48 @@ def test_extension_points_a_workload_cannot_take_are_refused(
     chart: Path, values: dict[str, Any], message: str, tmp_path: Path
 ) -> None:
     assert message in template_error(chart, values, "helm4", tmp_path)
+
+
+# --- fastapi.device: what the runtime would stop at start with, refused at install (issue 18 review) ---
+
+
+def _device_values(path: str, device: str, gpus: int = 0, **extra: Any) -> dict[str, Any]:
+    return {
+        "model": {"trustModel": True, "source": {"type": "pvc", "pvc": {"claimName": "m", "path": path}}},
+        "fastapi": {"device": device},
+        "gpu": {"count": gpus},
+        **extra,
+    }
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (_device_values("m.pt", "cuda"), "fastapi.device=cuda needs a GPU in the pod: set gpu.count"),
+        (_device_values("m.pt", "cuda:1", 1), "fastapi.device=cuda:1 is out of range with gpu.count=1"),
+        (_device_values("m.joblib", "cuda", 1), "joblib models predict on the CPU only"),
+        (_device_values("m.onnx", "cuda", 1), "install-deps installs the CPU onnxruntime"),
+        (
+            _device_values("m.joblib", "cpu", runtime="mlserver"),
+            "only the helm-mlops runtime takes a device",
+        ),
+    ],
+)
+def test_device_the_runtime_would_refuse_is_refused_at_install(
+    values: dict[str, Any], message: str, tmp_path: Path
+) -> None:
+    assert message in template_error(INFERENCE, values, "helm4", tmp_path)
+
+
+def test_device_that_works_renders_and_reaches_kserve_as_an_argument(tmp_path: Path) -> None:
+    template(INFERENCE, values=_device_values("m.pt", "cuda:1", 2), tmp_dir=tmp_path)
+    onnx = _device_values("m.onnx", "cuda", 1)
+    onnx["fastapi"].update(prebuilt=True, image={"repository": "r/runtime-gpu", "tag": "1"})
+    template(INFERENCE, values=onnx, tmp_dir=tmp_path)
+    kserve = _device_values("m.pt", "cuda", 1, runtime="kserve")
+    kserve["fastapi"].update(prebuilt=True, image={"repository": "r/runtime", "tag": "1"})
+    [container] = find(template(INFERENCE, values=kserve, tmp_dir=tmp_path), "InferenceService")["spec"][
+        "predictor"
+    ]["containers"]
+    # An older runtime image refuses the argument rather than serving on the CPU.
+    assert container["args"] == ["--device", "cuda"]

@@ -128,6 +128,25 @@
 {{- if and (eq $v.runtime "kserve") (or $v.initContainers $v.sidecars) -}}
 {{- $errors = append $errors "initContainers and sidecars do not apply to runtime=kserve: KServe builds the predictor pod (use a KServe transformer, or runtime=fastapi|mlserver|bentoml)." -}}
 {{- end -}}
+{{- /* fastapi.device: the rules the runtime would stop at start with, said at install. */ -}}
+{{- $device := toString $v.fastapi.device -}}
+{{- $format := include "inference-service.format" . -}}
+{{- $ours := or (eq $v.runtime "fastapi") (and (eq $v.runtime "kserve") (not (include "inference-service.kserveFormat" .))) -}}
+{{- if and (ne $device "auto") (not $ours) -}}
+{{- $errors = append $errors (printf "fastapi.device=%s: only the helm-mlops runtime takes a device (runtime=fastapi, or runtime=kserve with a torch/keras model); runtime=%s places the model itself. Remove fastapi.device." $device $v.runtime) -}}
+{{- else if hasPrefix "cuda" $device -}}
+{{- $gpus := int $v.gpu.count -}}
+{{- $index := int (default "0" (index (splitList ":" (printf "%s:" $device)) 1)) -}}
+{{- if not (has $format (list "torch" "onnx" "keras")) -}}
+{{- $errors = append $errors (printf "fastapi.device=%s: %s models predict on the CPU only. Use fastapi.device=auto or cpu." $device $format) -}}
+{{- else if eq $gpus 0 -}}
+{{- $errors = append $errors (printf "fastapi.device=%s needs a GPU in the pod: set gpu.count (1 or more), or use fastapi.device=auto." $device) -}}
+{{- else if ge $index $gpus -}}
+{{- $errors = append $errors (printf "fastapi.device=%s is out of range with gpu.count=%d: use cuda:0 to cuda:%d." $device $gpus (sub $gpus 1)) -}}
+{{- else if and (eq $format "onnx") (not $v.fastapi.prebuilt) -}}
+{{- $errors = append $errors (printf "fastapi.device=%s with an ONNX model: install-deps installs the CPU onnxruntime. Build an image with onnxruntime-gpu (docker/runtime.Dockerfile) and set fastapi.image and fastapi.prebuilt=true, or use fastapi.device=auto (the CPU)." $device) -}}
+{{- end -}}
+{{- end -}}
 {{- if $errors -}}
 {{- fail (printf "\n\nInvalid values for the inference-service chart:\n  - %s\n" (join "\n  - " $errors)) -}}
 {{- end -}}
