@@ -2,9 +2,11 @@
 gets S3 credentials, run for real: static keys (with a session token), web identity (IRSA) exchanged at
 moto's STS for temporary keys, the container-credentials endpoint of EKS Pod Identity and ECS (a local
 server that checks the token), and nothing at all (an unsigned request, whose 403 says what to
-configure, from a local server and from MinIO, which verifies signatures). moto accepts any signature,
-so a recording proxy in front of it keeps what the fetcher really sent: the S3 request must carry the
-session token STS handed out and be signed with its keys (the signature recomputed by botocore)."""
+configure, from a local server and from MinIO). moto accepts any signature, so a recording proxy in
+front of it keeps what the fetcher really sent: the S3 request must carry the session token STS handed
+out and be signed with its keys (the signature recomputed by botocore). MinIO verifies signatures and
+session tokens: temporary keys from its own STS download the model as static keys and through a
+container-credentials endpoint."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import contextlib
 import hashlib
 import http.client
 import http.server
+import importlib.util
 import json
 import os
 import subprocess
@@ -389,20 +392,90 @@ def test_an_unsigned_request_refused_says_what_to_configure(tmp_path: Path) -> N
     assert "S3 credentials: none found" in result.stderr
 
 
-def test_minio_refuses_an_unsigned_request_to_a_private_bucket(tmp_path: Path) -> None:
+def test_minio_verifies_temporary_keys_and_refuses_unsigned_requests(tmp_path: Path) -> None:
+    """MinIO checks every signature and session token: temporary keys from its own STS (AssumeRole)
+    download the model given as static keys with AWS_SESSION_TOKEN and from a container-credentials
+    endpoint; a wrong session token is refused; an unsigned request to the private bucket gets the 403
+    that says what to configure, and nothing is written."""
     with minio(minio_binary(), tmp_path / "minio") as server:
-        client = boto3.client(
-            "s3",
-            endpoint_url=server.url,
-            aws_access_key_id=server.access_key,
-            aws_secret_access_key=server.secret_key,
-            region_name="us-east-1",
-        )
+        root = {"aws_access_key_id": server.access_key, "aws_secret_access_key": server.secret_key}
+        client = boto3.client("s3", endpoint_url=server.url, region_name="us-east-1", **root)
         client.create_bucket(Bucket="models")
         client.put_object(Bucket="models", Key="m.onnx", Body=MODEL)
-        result = fetch(tmp_path, "--s3", "models/m.onnx", "--endpoint", server.url, "--sha256", PIN, env={})
+        sts = boto3.client("sts", endpoint_url=server.url, region_name="us-east-1", **root)
+        temporary = sts.assume_role(RoleArn="arn:xxx:xxx:xxx:xxxx", RoleSessionName="fetch-test")[
+            "Credentials"
+        ]
+        args = ["--s3", "models/m.onnx", "--endpoint", server.url, "--sha256", PIN]
+        keys = {
+            "AWS_ACCESS_KEY_ID": temporary["AccessKeyId"],
+            "AWS_SECRET_ACCESS_KEY": temporary["SecretAccessKey"],
+            "AWS_SESSION_TOKEN": temporary["SessionToken"],
+        }
+        ok = fetch(tmp_path / "static", *args, env=keys)
+        assert ok.returncode == 0, ok.stderr
+        assert (tmp_path / "static" / "model" / "m.onnx").read_bytes() == MODEL
+        wrong = fetch(
+            tmp_path / "wrong", *args, env={**keys, "AWS_SESSION_TOKEN": "not" + keys["AWS_SESSION_TOKEN"]}
+        )
+        assert wrong.returncode == 1 and "403 Forbidden" in wrong.stderr, wrong.stderr
+        assert not (tmp_path / "wrong" / "model" / "m.onnx").exists()
+
+        issued = {
+            "AccessKeyId": keys["AWS_ACCESS_KEY_ID"],
+            "SecretAccessKey": keys["AWS_SECRET_ACCESS_KEY"],
+            "Token": keys["AWS_SESSION_TOKEN"],
+        }
+        with local_server(answer(200, json.dumps(issued).encode(), "application/json")) as (agent, seen):
+            env = {"AWS_CONTAINER_CREDENTIALS_FULL_URI": agent + "/v1/credentials"}
+            through_agent = fetch(tmp_path / "agent", *args, env=env)
+        assert seen and through_agent.returncode == 0, through_agent.stderr
+        assert (tmp_path / "agent" / "model" / "m.onnx").read_bytes() == MODEL
+        for result in (ok, wrong, through_agent):
+            assert keys["AWS_SECRET_ACCESS_KEY"] not in result.stderr
+            assert keys["AWS_SESSION_TOKEN"] not in result.stderr
+
+        result = fetch(tmp_path / "unsigned", *args, env={})
         _assert_unsigned_denied(result, None)
-        assert not (tmp_path / "model" / "m.onnx").exists()
+        assert not (tmp_path / "unsigned" / "model" / "m.onnx").exists()
+
+
+def test_the_container_endpoint_is_never_asked_through_a_proxy(tmp_path: Path) -> None:
+    """HTTP_PROXY points at a closed port: the S3 request (not in NO_PROXY) cannot get through it, the
+    request to the container-credentials endpoint (the token with it) does not even try."""
+    issued = {"AccessKeyId": "ASIAX", "SecretAccessKey": "s", "Token": "t"}
+    with (
+        local_server(answer(200, json.dumps(issued).encode(), "application/json")) as (agent, seen),
+        local_server(answer(200, MODEL, "application/octet-stream")) as (s3, s3_seen),
+    ):
+        env = {
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI": agent + "/v1/credentials",
+            "HTTP_PROXY": "http://127.0.0.1:9",
+            "http_proxy": "http://127.0.0.1:9",
+        }
+        result = fetch(tmp_path, "--s3", "models/m.onnx", "--endpoint", s3, "--sha256", PIN, env=env)
+    assert len(seen) == 1 and seen[0][":path"] == "/v1/credentials"  # reached directly
+    assert (
+        result.returncode == 1 and "Connection refused" in result.stderr and not s3_seen
+    )  # S3 via the proxy
+
+
+def test_the_sts_endpoint_follows_the_region_and_its_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = importlib.util.spec_from_file_location("helm_mlops_fetch_under_test", FETCH)
+    assert spec and spec.loader
+    fetcher = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, fetcher)  # its dataclass looks itself up there
+    spec.loader.exec_module(fetcher)
+    for name in AUTH_ENV:
+        monkeypatch.delenv(name, raising=False)
+    assert fetcher.sts_endpoint("", "eu-west-1") == "https://sts.eu-west-1.amazonaws.com"
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-west-2")
+    assert fetcher.sts_endpoint("", "eu-west-1") == "https://sts.us-west-2.amazonaws.com"
+    monkeypatch.setenv("AWS_REGION", "cn-north-1")  # EKS's webhook sets it; China has its own domain
+    assert fetcher.sts_endpoint("", "eu-west-1") == "https://sts.cn-north-1.amazonaws.com.cn"
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", "https://sts.example")
+    assert fetcher.sts_endpoint("", "eu-west-1") == "https://sts.example"
+    assert fetcher.sts_endpoint("https://sts.chart", "eu-west-1") == "https://sts.chart"  # the chart's value
 
 
 @pytest.mark.parametrize("helm_name", ["helm4", "helm3"])
