@@ -30,6 +30,9 @@
 {{- if and $plain (not $v.model.sha256) (not $v.model.allowInsecureHttp) -}}
 {{- $errors = append $errors (printf "model.source.%s: plain http lets anyone on the network path change the model. Pin the file with model.sha256, use https, or set model.allowInsecureHttp=true." $s.type) -}}
 {{- end -}}
+{{- if and (eq $s.type "s3") (hasPrefix "http://" $s.s3.stsEndpointUrl) (not $v.model.allowInsecureHttp) -}}
+{{- $errors = append $errors "model.source.s3.stsEndpointUrl: plain http exposes the service account token sent to STS. Use https, or set model.allowInsecureHttp=true." -}}
+{{- end -}}
 {{- if and (eq $s.type "mlflow") (not (regexMatch "^(models|runs):/" $s.mlflow.uri)) -}}
 {{- $errors = append $errors "model.source.mlflow.uri must be models:/<name>@<alias>, models:/<name>/<version> or runs:/... with model.source.type=mlflow." -}}
 {{- end -}}
