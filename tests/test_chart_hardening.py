@@ -576,6 +576,10 @@ def test_kserve_predictor_runs_under_the_chart_account_with_the_s3_secret(tmp_pa
             "reads the keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
         ),
         (
+            {"model": {"source": {"s3": {"stsEndpointUrl": "https://sts.internal"}}}},
+            "model.source.s3.stsEndpointUrl does not apply to runtime=kserve",
+        ),
+        (
             {"model": {"source": {"s3": {"existingSecret": "k"}}}, "kserve": {"serviceAccountName": "mine"}},
             "the chart attaches the S3 Secret to its own ServiceAccount only",
         ),

@@ -499,6 +499,9 @@ def test_env_and_env_from_reach_the_fetch_container(helm_name: str, tmp_path: Pa
         assert fetch_model["env"][-2:] == env and fetch_model["envFrom"] == env_from
         server = next(c for c in spec["containers"] if c["name"] == "server")
         assert server["envFrom"] == env_from and server["env"][-2:] == env
+        # pip in install-deps goes through the same proxy.
+        install = next(c for c in spec["initContainers"] if c["name"] == "install-deps")
+        assert install["env"][-2:] == env and install["envFrom"] == env_from
     irsa = {
         "model": {
             "source": {

@@ -116,6 +116,9 @@
 {{- if and (eq $src.type "mlflow") (not $k.storageUri) -}}
 {{- $errors = append $errors (printf "model.source.mlflow.uri=%s: KServe's storage initializer cannot fetch MLflow URIs (models:/, runs:/). Set kserve.storageUri to the model version's artifact location (e.g. `mlflow artifacts` / MlflowClient().get_model_version_download_uri(name, version): s3://..., gs://...), or use runtime=fastapi|mlserver, which resolve the registry themselves." $src.mlflow.uri) -}}
 {{- end -}}
+{{- if and (eq $src.type "s3") $src.s3.stsEndpointUrl -}}
+{{- $errors = append $errors "model.source.s3.stsEndpointUrl does not apply to runtime=kserve: KServe's storage initializer downloads the model with its own credentials (the ServiceAccount's IRSA role or attached Secret). Remove it." -}}
+{{- end -}}
 {{- if and (eq $src.type "s3") $src.s3.existingSecret (not $k.storageUri) -}}
 {{- if or (ne $src.s3.accessKeyIdKey "AWS_ACCESS_KEY_ID") (ne $src.s3.secretAccessKeyKey "AWS_SECRET_ACCESS_KEY") -}}
 {{- $errors = append $errors (printf "model.source.s3.accessKeyIdKey=%s / secretAccessKeyKey=%s: KServe's storage initializer reads the keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY of the Secret attached to the predictor's ServiceAccount. Store the keys under those names in %s and leave both values at their defaults." $src.s3.accessKeyIdKey $src.s3.secretAccessKeyKey $src.s3.existingSecret) -}}
