@@ -5,7 +5,6 @@ against real PostgreSQL, moto (the S3 emulator) or MinIO, with the chart's MLflo
 from __future__ import annotations
 
 import contextlib
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,11 +17,10 @@ import sqlalchemy
 from botocore.exceptions import ClientError
 from mlflow.exceptions import MlflowException
 
-from tests.conftest import IN_CI
-from tests.support.charts import CHARTS, REPO, find, template
+from tests.support.charts import CHARTS, find, template
 from tests.support.incluster import postgres_container
 from tests.support.podrun import LocalPod
-from tests.support.servers import free_port, moto_s3, serve, stop, wait_http
+from tests.support.servers import free_port, minio_binary, moto_s3, serve, stop, wait_http
 
 pytestmark = pytest.mark.real
 CHART = CHARTS / "mlflow"
@@ -210,28 +208,11 @@ def test_in_cluster_postgresql_and_the_gc_cronjob(
             assert client.get_run(kept).data.params == {"which": "kept"}
 
 
-def minio_binary() -> str:
-    """A MinIO server binary: hack/build-minio.sh's (built from its Go module, cached) or one on PATH."""
-    script = REPO / "hack" / "build-minio.sh"
-    if script.is_file():
-        proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=False)
-        if proc.returncode == 0:
-            return proc.stdout.strip().splitlines()[-1]
-        message = f"hack/build-minio.sh failed:\n{proc.stderr[-2000:]}"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    found = shutil.which("minio")
-    if found is None:
-        pytest.skip("no MinIO binary: hack/build-minio.sh builds one from its Go module")
-    return found
-
-
 @pytest.fixture
 def minio_endpoint(tmp_path: Path) -> Iterator[tuple[str, list[dict[str, Any]], Path]]:
     """The chart's in-cluster MinIO StatefulSet, its rendered args and env run with a MinIO binary;
     yields its URL, the render and the claim's directory."""
-    binary = minio_binary()
+    binary = str(minio_binary())
     docs = template(CHART, values=MINIO_VALUES, tmp_dir=tmp_path)
     spec = _spec(find(docs, "StatefulSet", "t-mlflow-minio"))
     container = spec["containers"][0]
