@@ -803,3 +803,41 @@ def test_device_that_works_renders_and_reaches_kserve_as_an_argument(tmp_path: P
     ]["containers"]
     # An older runtime image refuses the argument rather than serving on the CPU.
     assert container["args"] == ["--device", "cuda"]
+
+
+# --- Ingress with several hosts and a path type (extension points) -------------------------------------
+
+
+@pytest.mark.parametrize("helm_name", HELMS)
+@pytest.mark.parametrize("chart", [MLFLOW, INFERENCE])
+def test_ingress_serves_every_host_with_its_path_type(chart: Path, helm_name: str, tmp_path: Path) -> None:
+    ingress = {
+        "enabled": True,
+        "host": "ml.example.com",
+        "extraHosts": ["ml.internal.example.com"],
+        "pathType": "ImplementationSpecific",
+        "tls": {"enabled": True},
+    }
+    values: dict[str, Any] = {"ingress": ingress, **(PVC_MODEL if chart == INFERENCE else {})}
+    docs = template(chart, values=values, helm_name=helm_name, tmp_dir=tmp_path)
+    spec = find(docs, "Ingress")["spec"]
+    hosts = ["ml.example.com", "ml.internal.example.com"]
+    assert [rule["host"] for rule in spec["rules"]] == hosts
+    assert spec["tls"][0]["hosts"] == hosts
+    assert {p["pathType"] for rule in spec["rules"] for p in rule["http"]["paths"]} == {
+        "ImplementationSpecific"
+    }
+    if chart == MLFLOW:
+        # MLflow answers 403 to a Host it does not allow: every Ingress host is allowed.
+        args = find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+        allowed = next(a for a in args if a.startswith("--allowed-hosts=")).split("=", 1)[1].split(",")
+        assert set(hosts) <= set(allowed)
+
+
+@pytest.mark.parametrize(
+    ("ingress", "field"),
+    [({"extraHosts": ["Not A Host"]}, "extraHosts"), ({"pathType": "Regex"}, "pathType")],
+)
+def test_ingress_host_and_path_type_are_checked(ingress: dict[str, Any], field: str, tmp_path: Path) -> None:
+    values = {"ingress": {"enabled": True, "host": "ml.example.com", **ingress}}
+    assert field in template_error(MLFLOW, values, "helm4", tmp_path)

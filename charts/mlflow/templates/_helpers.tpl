@@ -356,6 +356,7 @@ securityContext:
 {{- end -}}
 {{- if and .Values.ingress.enabled .Values.ingress.host -}}
 {{- $hosts = append $hosts .Values.ingress.host -}}
+{{- $hosts = concat $hosts (default (list) .Values.ingress.extraHosts) -}}
 {{- end -}}
 {{- if .Values.httpRoute.enabled -}}
 {{- $hosts = concat $hosts .Values.httpRoute.hostnames -}}
