@@ -947,8 +947,8 @@ def runtime() -> None:
 @click.option("--no-batching", is_flag=True, help="Predict each request on its own.")
 @click.option(
     "--max-batch-rows",
-    type=click.IntRange(min=1),
-    help="Most rows per model call [default: 64 on the CPU, 512 on CUDA].",
+    type=click.IntRange(min=0),
+    help="Most rows per model call; 0 or unset: 64 on CPU, 512 on CUDA.",
 )
 @click.option("--max-batch-wait-ms", type=click.FloatRange(min=0), default=0.0, show_default=True)
 @click.option(

@@ -113,11 +113,17 @@ def check(req: ServeRequest) -> str:
         ) from None
     devices = _devices()
     try:
-        devices.parse(req.device)
+        device = devices.parse(req.device)
     except devices.DeviceError as exc:
         raise UserError(
             str(exc), field="--device", hint="--device auto (a GPU when one can be used), cpu, or cuda:0"
         ) from None
+    if device.startswith("cuda") and fmt in devices.CPU_ONLY:
+        # No machine can change this: refused here, before anything is started or printed.
+        _, why = devices.usable_gpus(fmt, devices.Facts())
+        raise UserError(
+            f"{req.device} cannot be used: {why}", field="--device", hint="--device auto or --device cpu"
+        )
     if req.python is not None and not Path(req.python).is_file():
         raise UserError(
             f"{req.python} does not exist",

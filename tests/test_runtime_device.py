@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import urllib.request
@@ -59,7 +60,7 @@ Facts = dev.Facts
         ("auto", "mlflow", Facts(4), "cpu", "pyfunc"),
         ("cuda", "torch", Facts(1, torch_gpus=1), "cuda:0", "--device cuda"),
         ("cuda:1", "torch", Facts(2, torch_gpus=2), "cuda:1", "--device cuda:1"),
-        (" CUDA:0 ", "onnx", Facts(1, ort_providers=(CUDA_EP, CPU_EP)), "cuda:0", "--device cuda:0"),
+        ("cuda:0", "onnx", Facts(1, ort_providers=(CUDA_EP, CPU_EP)), "cuda:0", "--device cuda:0"),
         ("cuda:0", "keras", Facts(1, keras_backend="torch", keras_gpus=1), "cuda:0", "--device cuda:0"),
     ],
 )
@@ -67,6 +68,8 @@ def test_resolve(asked: str, fmt: str, facts: Any, device: str, why: str) -> Non
     placed = dev.resolve(asked, fmt, facts)
     assert placed.device == device
     assert why in placed.reason, placed.reason
+    # Only a GPU that auto chose may fall back to the CPU when its framework then fails to start on it.
+    assert placed.fallback == (asked == "auto" and device != "cpu")
 
 
 @pytest.mark.parametrize(
@@ -106,7 +109,12 @@ def test_explicit_cuda_that_cannot_be_used_is_an_error(
 
 
 @pytest.mark.parametrize(
-    "bad", ["gpu", "cuda:-1", "cuda:x", "cuda:", "cpu:0", "auto:1", "cuda:01", "", "cuda0"]
+    "bad",
+    [
+        *("gpu", "cuda:-1", "cuda:x", "cuda:", "cpu:0", "auto:1", "cuda:01", "", "cuda0"),
+        # Strict, as the chart's schema and the answers' are: no case folding, no trimming.
+        *("CUDA", " cuda", "Cpu", "cuda ", "AUTO", "cuda:0\n"),
+    ],
 )
 def test_bad_values_are_refused(bad: str) -> None:
     with pytest.raises(dev.DeviceError, match="is not a device: use auto, cpu, cuda or cuda:N"):
@@ -126,11 +134,17 @@ SAMPLES = [
     "cuda:",
     "cpu:0",
     "cuda:01",
+    "CUDA",
+    " cuda",
+    "Cpu",
+    "",
 ]
 
 
 def test_the_chart_the_answers_and_the_runtime_take_the_same_devices() -> None:
-    """One rule in three places: the runtime's parse, the chart's schema, the answers' schema."""
+    """One rule in three places: the runtime's parse, the chart's schema, the answers' schema. The one
+    difference is written down: an empty answer means "unset" (auto; generator/components.py writes no
+    chart value for it), which the chart and the runtime's --device refuse."""
     import json
     import re
 
@@ -144,8 +158,25 @@ def test_the_chart_the_answers_and_the_runtime_take_the_same_devices() -> None:
             runtime = True
         except dev.DeviceError:
             runtime = False
-        assert bool(re.match(chart, sample)) == bool(re.match(DEVICE, sample)) == runtime, sample
+        assert bool(re.match(chart, sample)) == runtime, sample
+        assert bool(re.match(DEVICE, sample)) == (runtime or sample == ""), sample
     assert chart == dev.PATTERN
+
+
+@pytest.mark.parametrize(
+    ("name", "device"),
+    [
+        ("/job:localhost/replica:0/task:0/device:GPU:1", "cuda:1"),  # TensorFlow
+        ("/job:localhost/replica:0/task:0/device:CPU:0", "cpu"),
+        ("cuda:0", "cuda:0"),  # torch
+        ("cpu", "cpu"),
+        ("gpu:2", "cuda:2"),  # jax: platform:id
+        ("cuda", "cuda:0"),
+    ],
+)
+def test_keras_device_names(name: str, device: str) -> None:
+    """Where Keras' variables live, in each backend's words, said as the runtime says it."""
+    assert _models().device_name(name) == device
 
 
 def test_onnx_providers_put_cuda_first() -> None:
@@ -196,12 +227,145 @@ def test_runtime_refuses_a_bad_device_from_the_environment(iris_pickle: Path) ->
 
 
 def test_cuda_for_a_pickle_fails_at_start(iris_pickle: Path) -> None:
-    """A scikit-learn pickle cannot use a GPU, whatever the machine: `cuda` stops the server at start."""
+    """A scikit-learn pickle cannot use a GPU, whatever the machine: the CLI refuses `cuda` before it
+    starts or prints anything, in its own error/fix form; the runtime itself (a pod) exits with 2 too."""
     done = _run([EXE, "runtime", "serve", "--model", str(iris_pickle), "--trust-model", "--device", "cuda"])
     assert done.returncode == 2, done.stderr
+    assert done.stderr == (
+        "error: --device: cuda cannot be used: sklearn models (scikit-learn-style pickles) predict on "
+        "the CPU only\n  fix: --device auto or --device cpu\n"
+    ), done.stderr
+    done = _run(
+        [sys.executable, "-m", "hm_runtime", "--model", str(iris_pickle), "--trust-model"],
+        env={"PYTHONPATH": str(RUNTIME), "HM_RUNTIME_DEVICE": "cuda:0"},
+    )
+    assert done.returncode == 2, done.stderr
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("hm_runtime: error: --device cuda cannot be used: sklearn models"), last
+    assert last.startswith("hm_runtime: error: --device cuda:0 cannot be used: sklearn models"), last
     assert "fix: --device auto" in last and "Traceback" not in done.stderr
+
+
+def test_max_batch_rows_zero_is_the_devices_default(iris_pickle: Path, tmp_path: Path) -> None:
+    """--max-batch-rows 0 means what the chart's fastapi.batching.maxRows: 0 means: 64 on the CPU."""
+    log = tmp_path / "server.log"
+    with runtime_server(iris_pickle, "--trust-model", "--max-batch-rows", "0", "--device", "cpu", log=log):
+        pass
+    assert "device cpu (--device cpu); at most 64 rows per model call" in log.read_text(), log.read_text()
+    done = _run([EXE, "runtime", "serve", "--help"])
+    assert "0 or unset: 64 on CPU, 512 on CUDA" in " ".join(done.stdout.split()), done.stdout
+
+
+# ONNX when onnxruntime cannot start CUDA ----------------------------------------------------------
+# onnxruntime-gpu without the CUDA or cuDNN libraries lists CUDAExecutionProvider, then starts the
+# session on the CPU (a warning; some builds raise). Here the facts say "a GPU and that provider", and
+# the real onnxruntime (a CPU build) does what the GPU build does without its libraries: falls back.
+
+
+@pytest.fixture(scope="module")
+def iris_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from skl2onnx import to_onnx
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = load_iris(return_X_y=True)
+    x = x.astype(np.float32)
+    path = tmp_path_factory.mktemp("onnx") / "iris.onnx"
+    path.write_bytes(to_onnx(LogisticRegression(max_iter=300).fit(x, y), x[:1]).SerializeToString())
+    return path
+
+
+def _cuda_falls_back(path: str, options: Any, providers: list[Any]) -> Any:
+    """onnxruntime-gpu without its CUDA libraries: the session it makes runs on the CPU."""
+    import onnxruntime
+
+    return onnxruntime.InferenceSession(path, options, providers=[CPU_EP])
+
+
+def _cuda_raises(path: str, options: Any, providers: list[Any]) -> Any:
+    """A build that raises instead (onnxruntime's message for a missing cuDNN, spread over lines)."""
+    import onnxruntime
+
+    if CUDA_EP in [p[0] if isinstance(p, tuple) else p for p in providers]:
+        raise RuntimeError("Failed to load library libonnxruntime_providers_cuda.so:\nlibcudnn.so.9")
+    return onnxruntime.InferenceSession(path, options, providers=providers)
+
+
+@pytest.mark.parametrize("factory", [_cuda_falls_back, _cuda_raises])
+def test_onnx_auto_falls_back_to_the_cpu_and_cuda_is_refused(
+    iris_onnx: Path, factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    models = _models()
+    with caplog.at_level("WARNING", logger="hm_runtime"):
+        loaded = models._load_onnx("iris", iris_onnx, "cuda:0", cpu_fallback=True, factory=factory)
+    assert loaded.device == "cpu"  # what metadata and /metrics will say: where it really runs
+    assert loaded.predict(np.zeros((1, 4), dtype=np.float32)).shape == (1,)
+    [line] = [r.getMessage() for r in caplog.records if "CUDAExecutionProvider" in r.getMessage()]
+    assert line.startswith("--device auto: onnxruntime could not start CUDAExecutionProvider on cuda:0")
+    assert line.endswith("; serving on the CPU"), line
+    with pytest.raises(models.DeviceUnusable) as caught:
+        models._load_onnx("iris", iris_onnx, "cuda:0", cpu_fallback=False, factory=factory)
+    text = str(caught.value)
+    assert text.startswith("--device cuda:0 cannot be used: onnxruntime could not start CUDA"), text
+    assert "fix: install the CUDA and cuDNN libraries" in text and "\n" not in text
+
+
+# The runtime with the facts of a GPU machine whose onnxruntime-gpu cannot start CUDA (the probe
+# replaced, everything else real: argument parsing, placement, loading, the server, its exit status).
+FAKE_GPU = (
+    "import sys; import hm_runtime.device as d; "
+    "d.probe = lambda fmt: d.Facts(1, ort_providers=('CUDAExecutionProvider', 'CPUExecutionProvider')); "
+    "from hm_runtime.__main__ import main; sys.exit(main())"
+)
+
+
+def test_onnx_runtime_auto_serves_on_the_cpu_when_cuda_will_not_start(
+    iris_onnx: Path, tmp_path: Path
+) -> None:
+    from tests.support.servers import free_port, wait_http
+
+    port = free_port()
+    log = tmp_path / "server.log"
+    argv = [sys.executable, "-c", FAKE_GPU, "--model", str(iris_onnx), "--host", "127.0.0.1"]
+    argv += ["--port", str(port), "--name", "iris"]
+    env = {**os.environ, "PYTHONPATH": str(RUNTIME), "HM_RUNTIME_DEVICE": "auto"}
+    proc = subprocess.Popen(argv, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + "/v2/health/ready", timeout=60, proc=proc, log=log)
+        code, meta = http_json(url + "/v2/models/iris")
+        assert code == 200 and meta["parameters"] == {"device": "cpu"}, meta
+        with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
+            metrics = response.read().decode()
+        assert 'hm_model_device_info{device="cpu"} 1.0' in metrics, metrics
+        assert 'device="cuda:0"' not in metrics, metrics
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    text = log.read_text()
+    assert "device cuda:0 (--device auto: 1 CUDA device(s) usable by onnx)" in text, text
+    assert "--device auto: onnxruntime could not start CUDAExecutionProvider on cuda:0" in text, text
+    assert "ready on cpu" in text, text
+
+
+def test_onnx_runtime_explicit_cuda_that_will_not_start_exits_2(iris_onnx: Path) -> None:
+    done = subprocess.run(
+        [
+            *(sys.executable, "-c", FAKE_GPU, "--model", str(iris_onnx)),
+            *("--host", "127.0.0.1", "--port", "0", "--device", "cuda:0"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(RUNTIME)},
+    )
+    assert done.returncode == 2, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        "hm_runtime: error: --device cuda:0 cannot be used: onnxruntime could not start "
+        "CUDAExecutionProvider on cuda:0"
+    ), last
+    assert "fix: install the CUDA and cuDNN libraries" in last and "Traceback" not in done.stderr
 
 
 def test_cuda_for_onnx_without_the_cuda_provider_fails_at_start(tmp_path: Path) -> None:
@@ -285,6 +449,36 @@ def test_torch_served_on_the_cpu(
     if device == "auto":
         assert "serving on the CPU because" in text, text
         assert "no CUDA device is visible" in text or "torch sees no CUDA device" in text, text
+
+
+# The device the runtime reports is where the weights are. To see that without a GPU: load onto torch's
+# "meta" device with the original bug put back (the map and .to() leave the weights on the CPU): the
+# model must say cpu, not the device it was asked for.
+LEFT_ON_THE_CPU = """
+import sys, torch
+from hm_runtime import models
+torch.nn.Module.to = lambda self, *a, **k: self
+real_jit, real_load = torch.jit.load, torch.load
+torch.jit.load = lambda f, map_location=None, **k: real_jit(f, map_location="cpu", **k)
+torch.load = lambda f, map_location=None, **k: real_load(f, map_location="cpu", **k)
+print(models._load_torch("m", models.Path(sys.argv[1]), sys.argv[2]).device)
+"""
+
+
+@pytest.mark.parametrize("file", ["scripted.pt", "module.pt"])
+def test_torch_reports_where_the_weights_are(
+    torch_python: str, torch_models: tuple[Path, np.ndarray], file: str
+) -> None:
+    folder, _ = torch_models
+    env = {"PYTHONPATH": os.pathsep.join((str(RUNTIME), str(folder)))}
+    done = _run([torch_python, "-c", LEFT_ON_THE_CPU, str(folder / file), "meta"], env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "cpu", done.stdout
+    honest = LEFT_ON_THE_CPU.replace("torch.nn.Module.to = lambda self, *a, **k: self\n", "")
+    honest = honest.split("real_jit")[0] + LEFT_ON_THE_CPU.split("\n")[-2] + "\n"
+    done = _run([torch_python, "-c", honest, str(folder / file), "meta"], env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "meta", done.stdout  # moved, and said so
 
 
 def test_torch_cuda_without_a_gpu_fails_at_start(
@@ -378,5 +572,22 @@ def test_torch_on_cuda(
         log=log,
     ) as url:
         _serves_on(url, "cuda:0", expected)
+        if shutil.which("nvidia-smi"):  # the driver's own view: the server's process holds GPU memory
+            query = ["nvidia-smi", "--query-compute-apps=pid", "--format=csv,noheader"]
+            pids = {int(p) for p in _run(query).stdout.split() if p.strip().isdigit()}
+            assert _server_pid(url) in pids, (pids, _server_pid(url))
     text = log.read_text()
     assert "device cuda:0 (" in text and "at most 512 rows per model call" in text, text
+
+
+def _server_pid(url: str) -> int:
+    """The runtime serving on the URL's port (`runtime serve` replaces itself with it: one pid)."""
+    port = url.rsplit(":", 1)[1]
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"hm_runtime" in argv and b"--port" in argv and argv[argv.index(b"--port") + 1] == port.encode():
+            return int(proc.name)
+    raise AssertionError(f"no hm_runtime process on port {port}")

@@ -4,11 +4,14 @@ Every option can also come from the environment (HM_RUNTIME_MODEL, HM_RUNTIME_PO
 how the inference-service chart configures it.
 
 --device auto|cpu|cuda|cuda:N (HM_RUNTIME_DEVICE) is resolved before the server starts
-(hm_runtime/device.py): a CUDA device that cannot be used exits with status 2 and says why."""
+(hm_runtime/device.py): a CUDA device that cannot be used exits with status 2 and says why, as does an
+explicit CUDA device the framework then fails to start on while the model loads (the server stops);
+under `auto` that model loads on the CPU instead, with a log line."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -26,7 +29,7 @@ def _env(name: str, default: str | None = None) -> str | None:
 def _device(text: str) -> str:
     try:
         devices.parse(text)
-        return text.strip()  # as given, so messages repeat what was asked
+        return text  # as given, so messages repeat what was asked
     except devices.DeviceError as exc:
         raise argparse.ArgumentTypeError(f"{exc} (HM_RUNTIME_DEVICE; the chart's fastapi.device)") from None
 
@@ -112,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             batching=not ns.no_batching,
             max_batch_rows=rows,
             device=where.device,
+            device_fallback=where.fallback,
             max_batch_wait=ns.max_batch_wait_ms / 1000,
             max_body_bytes=ns.max_body_bytes,
             max_concurrency=ns.max_concurrency,
@@ -119,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
             body_timeout=ns.body_timeout,
         )
     )
+    fatal: list[str] = []
+    app.state.on_fatal = fatal.append
     http: Any = "h11"
     try:
         from hm_runtime.limits import LimitedHeadersProtocol  # needs httptools (uvicorn[standard])
@@ -128,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         pass
     # uvloop and httptools when installed (uvicorn[standard]); uvicorn drains in-flight requests on SIGTERM.
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=ns.host,
         port=ns.port,
@@ -139,7 +145,14 @@ def main(argv: list[str] | None = None) -> int:
         log_level="warning",
         timeout_graceful_shutdown=ns.graceful_seconds,
     )
-    return 0
+    server = uvicorn.Server(config)
+    app.state.stop = lambda: setattr(server, "should_exit", True)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if fatal:  # the model could not start on the device asked for: an error at start, as above
+        print(f"hm_runtime: error: {fatal[0]}", file=sys.stderr)
+        return 2
+    return 0 if server.started else 3
 
 
 if __name__ == "__main__":

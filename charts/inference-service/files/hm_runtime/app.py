@@ -23,7 +23,7 @@ from starlette.responses import Response
 from hm_runtime import metrics
 from hm_runtime.batching import Batcher, WrongLength
 from hm_runtime.limits import Budget
-from hm_runtime.models import InputError, LoadedModel, ModelError, load, v2_type
+from hm_runtime.models import DeviceUnusable, InputError, LoadedModel, ModelError, load, v2_type
 from hm_runtime.protocol import (
     jsonable,
     rows_from_input,
@@ -77,6 +77,7 @@ class Settings:
     max_buffered_bytes: int = 64 * 1024 * 1024  # request bodies held at once; beyond: 429
     body_timeout: float = 30.0  # seconds a request body may take to arrive; beyond: 408
     device: str = "cpu"  # "cpu" or "cuda:N", resolved from --device before the app is built
+    device_fallback: bool = False  # --device auto chose the GPU: the CPU if the framework cannot start on it
 
 
 @dataclass
@@ -240,7 +241,7 @@ async def _body(request: Request, settings: Settings, budget: Budget) -> bytes |
 def build_app(settings: Settings) -> FastAPI:
     state = State(settings)
     state.budget = Budget(settings.max_buffered_bytes)
-    metrics.DEVICE.labels(settings.device).set(1)
+    app: FastAPI  # made below; the loader reaches its state (the process's hooks) once it runs
 
     def load_model() -> None:
         try:
@@ -251,7 +252,18 @@ def build_app(settings: Settings) -> FastAPI:
                 settings.trust_model,
                 settings.sha256,
                 settings.device,
+                cpu_fallback=settings.device_fallback,
             )
+        except DeviceUnusable as exc:
+            # An explicit CUDA device the framework could not start on: an error at start, never a
+            # server that stays up unready. `python -m hm_runtime` stops the server and exits with 2.
+            state.error, state.error_id = str(exc), uuid.uuid4().hex[:12]
+            on_fatal, stop = getattr(app.state, "on_fatal", None), getattr(app.state, "stop", None)
+            if on_fatal is None or stop is None:  # the app on its own (tests): unready, as other errors
+                log.error("model %s failed to load (error id %s): %s", settings.model, state.error_id, exc)
+            else:
+                on_fatal(str(exc))
+                stop()
         except ModelError as exc:
             state.error, state.error_id = str(exc), uuid.uuid4().hex[:12]
             log.error("model %s failed to load (error id %s): %s", settings.model, state.error_id, exc)
@@ -264,6 +276,8 @@ def build_app(settings: Settings) -> FastAPI:
             gc.collect()
             gc.freeze()
             state.model = model
+            # Where the weights actually are (models.py reads it off the loaded model), not --device.
+            metrics.DEVICE.labels(model.device).set(1)
             metrics.LOAD_SECONDS.set(model.load_seconds)
             metrics.READY.set(1)
             log.warning(

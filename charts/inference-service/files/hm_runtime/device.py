@@ -26,8 +26,9 @@ CHOICES = "auto, cpu, cuda or cuda:N (N: the CUDA device's index, 0 for the firs
 # Rows per model call when the user sets none: a GPU call costs about the same for 1 row as for
 # hundreds, so a larger batch is what makes it worth having.
 DEFAULT_BATCH_ROWS = {"cpu": 64, "cuda": 512}
-# The values --device takes (after trimming and lower-casing); the chart's schema and the answers'
-# (generator/answers_schema.py) use the same pattern, which tests/test_runtime_device.py holds together.
+# The values --device takes, exactly as written (no trimming, no case folding); the chart's schema and
+# the answers' (generator/answers_schema.py) use the same pattern, which tests/test_runtime_device.py
+# holds together.
 PATTERN = r"^(auto|cpu|cuda(:(0|[1-9][0-9]*))?)$"
 FIX = (
     "fix: --device auto (the chart's fastapi.device: auto) serves on the CPU when no GPU can be used, "
@@ -42,11 +43,11 @@ class DeviceError(ValueError):
 
 def parse(text: str) -> str:
     """The device option normalised (`auto`, `cpu`, `cuda:N`); DeviceError for anything else (its
-    message leaves the option's name to the caller: --device, HM_RUNTIME_DEVICE)."""
-    value = text.strip().lower()
-    if not re.match(PATTERN, value):
+    message leaves the option's name to the caller: --device, HM_RUNTIME_DEVICE). Strict, as the
+    chart's schema is: `CUDA`, ` cuda` and `cuda\\n` are refused, not repaired."""
+    if not re.fullmatch(PATTERN, text):
         raise DeviceError(f"{text!r} is not a device: use {CHOICES}")
-    return "cuda:0" if value == "cuda" else value
+    return "cuda:0" if text == "cuda" else text
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,10 @@ class Facts:
 class Placement:
     device: str  # "cpu" or "cuda:N"
     reason: str  # why, for the start log
+    # True when --device auto chose the GPU: should the framework then fail to start on it (e.g.
+    # onnxruntime-gpu without the CUDA or cuDNN libraries), the model loads on the CPU instead, with a
+    # log line. An explicit cuda[:N] never falls back: the process ends with status 2.
+    fallback: bool = False
 
     @property
     def kind(self) -> str:
@@ -73,6 +78,10 @@ class Placement:
     @property
     def index(self) -> int:
         return int(self.device.split(":", 1)[1]) if ":" in self.device else 0
+
+
+# Formats that predict on the CPU whatever the machine: `cuda` for them is refused without asking it.
+CPU_ONLY = ("sklearn", "joblib", "mlflow")
 
 
 def usable_gpus(fmt: str, facts: Facts) -> tuple[int, str]:
@@ -108,13 +117,13 @@ def usable_gpus(fmt: str, facts: Facts) -> tuple[int, str]:
 def resolve(requested: str, fmt: str, facts: Facts) -> Placement:
     """The device to serve `fmt` on, given the facts; DeviceError when an explicit CUDA device cannot
     be used."""
-    asked, requested = requested.strip(), parse(requested)
+    asked, requested = requested, parse(requested)
     if requested == "cpu":
         return Placement("cpu", "--device cpu")
     count, why = usable_gpus(fmt, facts)
     if requested == "auto":
         if count:
-            return Placement("cuda:0", f"--device auto: {count} CUDA device(s) usable by {fmt}")
+            return Placement("cuda:0", f"--device auto: {count} CUDA device(s) usable by {fmt}", True)
         return Placement("cpu", f"--device auto: serving on the CPU because {why}")
     index = int(requested.split(":", 1)[1])
     if not count:

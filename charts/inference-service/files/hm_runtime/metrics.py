@@ -22,7 +22,7 @@ LOAD_SECONDS = Gauge("hm_model_load_seconds", "Time the model took to load", reg
 READY = Gauge("hm_model_ready", "1 once the model is loaded and serving", registry=REGISTRY)
 DEVICE = Gauge(
     "hm_model_device_info",
-    'Where the model predicts: 1 for its device ("cpu" or "cuda:N", from --device)',
+    'Where the model predicts: 1 for the device its weights are on ("cpu" or "cuda:N"), set once loaded',
     ["device"],
     registry=REGISTRY,
 )

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import pickle
+import re
 import shutil
 import tempfile
 import time
@@ -30,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger("hm_runtime")
 
 EXTENSIONS = {
     ".pkl": "sklearn",
@@ -77,6 +81,11 @@ class ModelError(Exception):
     """A model that cannot be loaded; the message says why and what to do."""
 
 
+class DeviceUnusable(ModelError):
+    """An explicit CUDA device (`--device cuda[:N]`) the model's framework could not start on: the
+    runtime ends with status 2 rather than serve unready or on another device."""
+
+
 class InputError(ValueError):
     """Input that does not fit the model; the message names the expected shape."""
 
@@ -100,7 +109,8 @@ class LoadedModel:
     output_datatype: str | None = None
     output_shape: list[int] = field(default_factory=lambda: [-1])
     version: str = "1"
-    # Where the model predicts: "cpu" or "cuda:N" (hm_runtime.device).
+    # Where the model predicts: "cpu" or "cuda:N", read off the loaded model (its weights, its session's
+    # providers), not the device asked for: a model left on the CPU says so.
     device: str = "cpu"
 
     def check_rows(self, rows: np.ndarray) -> None:
@@ -279,20 +289,51 @@ def onnx_providers(device: str) -> list[Any]:
     return ["CPUExecutionProvider"]
 
 
-def _load_onnx(name: str, path: Path, device: str = "cpu") -> LoadedModel:
+def _onnx_session(
+    path: Path, device: str, cpu_fallback: bool, factory: Callable[..., Any]
+) -> tuple[Any, str]:
+    """The session and the device it really runs on. onnxruntime falls back to the CPU (a warning, or
+    an error in some builds) when CUDAExecutionProvider cannot start, e.g. onnxruntime-gpu without the
+    CUDA or cuDNN libraries: under --device auto (`cpu_fallback`) the model then loads on the CPU with a
+    log line; under an explicit cuda[:N] that is DeviceUnusable."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     # One request thread per pod: onnxruntime's own thread pool would fight the server for the CPU.
     options.intra_op_num_threads = int(os.environ.get("HM_RUNTIME_ONNX_THREADS", "1"))
-    session = ort.InferenceSession(str(path), options, providers=onnx_providers(device))
-    if device != "cpu" and session.get_providers()[0] != "CUDAExecutionProvider":
-        # onnxruntime falls back to the CPU (with a warning) when the CUDA libraries do not load.
-        raise ModelError(
-            f"{path}: onnxruntime could not start CUDAExecutionProvider on {device} (it fell back to "
-            f"{', '.join(session.get_providers())}): install the CUDA and cuDNN libraries onnxruntime-gpu "
-            "needs, or serve with --device cpu"
+    if device == "cpu":
+        return factory(str(path), options, providers=onnx_providers("cpu")), "cpu"
+    try:
+        session = factory(str(path), options, providers=onnx_providers(device))
+        providers = list(session.get_providers())
+        cuda = providers[:1] == ["CUDAExecutionProvider"]
+        failure = "" if cuda else f"it fell back to {', '.join(providers)}"
+    except Exception as exc:  # onnxruntime's own error while starting the provider, or the model's
+        failure = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}".strip()
+    if not failure:
+        return session, device
+    # On the CPU: a model that fails there too fails on its own account (its error, not the device's).
+    cpu = factory(str(path), options, providers=onnx_providers("cpu"))
+    why = f"onnxruntime could not start CUDAExecutionProvider on {device} ({failure})"
+    if not cpu_fallback:
+        raise DeviceUnusable(
+            f"--device {device} cannot be used: {why}; fix: install the CUDA and cuDNN libraries "
+            "onnxruntime-gpu needs (or an image that has them), or serve with --device auto or cpu"
         )
+    log.warning("--device auto: %s; serving on the CPU", why)
+    return cpu, "cpu"
+
+
+def _load_onnx(
+    name: str,
+    path: Path,
+    device: str = "cpu",
+    cpu_fallback: bool = False,
+    factory: Callable[..., Any] | None = None,
+) -> LoadedModel:
+    import onnxruntime as ort
+
+    session, device = _onnx_session(path, device, cpu_fallback, factory or ort.InferenceSession)
     first = session.get_inputs()[0]
     dtype = ONNX_TO_NUMPY.get(first.type.removeprefix("tensor(").removesuffix(")"))
     if dtype is None:
@@ -357,6 +398,10 @@ def _load_torch(name: str, path: Path, device: str = "cpu") -> LoadedModel:
     module.eval()
     first = next(iter(getattr(module, "parameters", lambda: iter(()))()), None)
     width = int(first.shape[1]) if first is not None and first.dim() == 2 else None
+    # Where the weights are (parameters, else buffers); a module with neither computes where its inputs
+    # are sent, which is the target.
+    weight = first if first is not None else next(iter(getattr(module, "buffers", lambda: iter(()))()), None)
+    actual = str(weight.device) if weight is not None else str(target)
 
     def predict(rows: np.ndarray) -> np.ndarray:
         batch = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))
@@ -372,7 +417,7 @@ def _load_torch(name: str, path: Path, device: str = "cpu") -> LoadedModel:
         "float32",
         details={"kind": kind},
         output_datatype="FP32",
-        device=device,
+        device=actual,
     )
 
 
@@ -402,8 +447,34 @@ def _load_keras(name: str, path: Path, device: str = "cpu") -> LoadedModel:
         "float32",
         details={"backend": keras.backend.backend()},
         output_datatype="FP32",
-        device=device,
+        device=_keras_device(model, device),
     )
+
+
+def device_name(text: str) -> str:
+    """A framework's name for a device as this runtime says it: "cuda:N" for a GPU, else "cpu".
+    TensorFlow: "/job:localhost/replica:0/task:0/device:GPU:1"; torch: "cuda:1"; jax: "gpu:1"/"cuda:1"."""
+    found = re.search(r"(gpu|cuda)(?::(\d+))?$", text.strip().lower())
+    if found is None:
+        return "cpu"
+    return f"cuda:{found.group(2) or 0}"
+
+
+def _keras_device(model: Any, requested: str) -> str:
+    """Where a Keras model's variables live, whatever its backend; the requested device for a model
+    with no variables (it computes where its scope puts it)."""
+    weights = list(getattr(model, "weights", None) or [])
+    if not weights:
+        return requested
+    value = getattr(weights[0], "value", weights[0])
+    devices = getattr(value, "devices", None)
+    if callable(devices):  # a jax array: the devices it is placed on
+        try:
+            first = sorted(devices(), key=lambda d: int(d.id))[0]
+            return device_name(f"{first.platform}:{first.id}")
+        except Exception:  # an array jax can no longer describe: fall through to .device
+            pass
+    return device_name(str(getattr(value, "device", "") or requested))
 
 
 def _load_mlflow(name: str, uri: str) -> LoadedModel:
@@ -470,8 +541,10 @@ def load(
     trust: bool = False,
     sha256: str | None = None,
     device: str = "cpu",
+    cpu_fallback: bool = False,
 ) -> LoadedModel:
-    """The model, loaded onto `device` ("cpu" or "cuda:N", as hm_runtime.device resolved it)."""
+    """The model, loaded onto `device` ("cpu" or "cuda:N", as hm_runtime.device resolved it);
+    `cpu_fallback` (--device auto) lets a framework that cannot start on the GPU load it on the CPU."""
     started = time.perf_counter()
     kind = detect_format(model, fmt)
     if kind == "mlflow":
@@ -495,7 +568,7 @@ def load(
         if kind in CODE_FORMATS:
             require_trust(str(path), kind, trust, sha256)
         with _pinned_copy(path, sha256) if sha256 else contextlib.nullcontext(path) as source:
-            loaded = _load_file(name, kind, source, device)
+            loaded = _load_file(name, kind, source, device, cpu_fallback)
     loaded.predict = _guarded(loaded.predict)
     _learn_output(loaded)
     loaded.load_seconds = time.perf_counter() - started
@@ -540,12 +613,14 @@ _EXPECTED = {
 }
 
 
-def _load_file(name: str, kind: str, path: Path, device: str = "cpu") -> LoadedModel:
+def _load_file(
+    name: str, kind: str, path: Path, device: str = "cpu", cpu_fallback: bool = False
+) -> LoadedModel:
     with _explained(str(path), f"read as {kind}", _EXPECTED[kind]):
         if kind in ("sklearn", "joblib"):
             return _from_estimator(name, kind, _load_pickled(path, kind))
         if kind == "onnx":
-            return _load_onnx(name, path, device)
+            return _load_onnx(name, path, device, cpu_fallback)
         if kind == "torch":
             return _load_torch(name, path, device)
         return _load_keras(name, path, device)
