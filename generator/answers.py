@@ -778,6 +778,9 @@ def cross_checks(answers: Mapping[str, Any]) -> list[Problem]:
 def _device(bad: Any, path: str, device: Any, runtime: str, fmt: str, gpus: int) -> None:
     """A service's device: only the helm-mlops runtime takes one, and a CUDA device needs a GPU in the
     pod and a format that can use it (the runtime would stop at start otherwise)."""
+    if isinstance(device, str) and device != device.strip():
+        bad(path, f"{device!r} has surrounding whitespace: auto, cpu, cuda or cuda:N")
+        return
     if not device or device in ("auto", "cpu"):
         return
     if runtime != "fastapi":

@@ -86,6 +86,7 @@ def test_each_rule_names_its_field(change: dict[str, Any], path: str, words: str
         (service(runtime="kserve", model={"inline": {"base64": "AAAA", "fileName": "m.onnx"}}), "model", "cannot take an inline model"),  # noqa: E501
         (service(runtime="kserve", model={"uri": "models:/iris@champion", "trust": True}), "model.uri", "kserve cannot fetch MLflow URIs"),  # noqa: E501
         (service(model={"uri": "s3://m/iris.onnx"}, gpus=1, image="r/rt:1", device="cuda"), "device", "installs the CPU onnxruntime"),  # noqa: E501
+        (service(model={"uri": "s3://m/m.pt", "trust": True}, gpus=1, image="r/rt:1", device="cuda\n"), "device", "surrounding whitespace"),  # noqa: E501
         (service(model={"inline": {"base64": "A" * 1_000_004, "fileName": "m.onnx"}}), "model.inline", "PVC"),
         (service(ingress={"enabled": True, "host": "Not A Host"}), "ingress.host", "is not a DNS name"),
         (service(cpu="-1"), "cpu", "greater than zero"),
