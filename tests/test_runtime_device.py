@@ -513,7 +513,7 @@ def _server_env(docs: list[dict[str, Any]]) -> dict[str, Any]:
 def test_chart_renders_the_device(tmp_path: Path, helm_name: str) -> None:
     env = _server_env(template(CHART, values=PVC, helm_name=helm_name, tmp_dir=tmp_path))
     assert (env["HM_RUNTIME_DEVICE"], env["HM_RUNTIME_MAX_BATCH_ROWS"]) == ("auto", "0")
-    values = {**PVC, "fastapi": {"device": "cuda:1", "batching": {"maxRows": 128}}}
+    values = {**PVC, "fastapi": {"device": "cuda:1", "batching": {"maxRows": 128}}, "gpu": {"count": 2}}
     env = _server_env(template(CHART, values=values, helm_name=helm_name, tmp_dir=tmp_path))
     assert (env["HM_RUNTIME_DEVICE"], env["HM_RUNTIME_MAX_BATCH_ROWS"]) == ("cuda:1", "128")
     gpu = template(
@@ -527,7 +527,7 @@ def test_chart_renders_the_device(tmp_path: Path, helm_name: str) -> None:
     kserve = template(
         CHART,
         values_files=[CHART / "ci" / "kserve-torch-serverless-values.yaml"],
-        values={"fastapi": {"device": "cuda:0"}},
+        values={"fastapi": {"device": "cuda:0"}, "gpu": {"count": 1}},
         helm_name=helm_name,
         tmp_dir=tmp_path,
     )
