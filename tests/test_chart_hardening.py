@@ -841,3 +841,59 @@ def test_ingress_serves_every_host_with_its_path_type(chart: Path, helm_name: st
 def test_ingress_host_and_path_type_are_checked(ingress: dict[str, Any], field: str, tmp_path: Path) -> None:
     values = {"ingress": {"enabled": True, "host": "ml.example.com", **ingress}}
     assert field in template_error(MLFLOW, values, "helm4", tmp_path)
+
+
+# --- MLflow behind a proxy sidecar: bind host, Service target, probes (extension points) ---------------
+
+
+@pytest.mark.parametrize("helm_name", HELMS)
+def test_mlflow_behind_an_oidc_proxy_sidecar(helm_name: str, tmp_path: Path) -> None:
+    docs = template(
+        MLFLOW, values_files=[MLFLOW / "ci" / "oidc-proxy-values.yaml"], helm_name=helm_name, tmp_dir=tmp_path
+    )
+    pod = find(docs, "Deployment")["spec"]["template"]["spec"]
+    mlflow, proxy = pod["containers"][0], pod["containers"][-1]
+    assert "--host=127.0.0.1" in mlflow["args"] and proxy["name"] == "oauth2-proxy"
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert mlflow[probe]["httpGet"] == {"path": "/ping", "port": "proxy"}, probe
+    assert find(docs, "Service", "t-mlflow")["spec"]["ports"][0]["targetPort"] == "proxy"
+    policy = find(docs, "NetworkPolicy", "t-mlflow")
+    assert policy["spec"]["ingress"][0]["ports"] == [{"port": "proxy", "protocol": "TCP"}]
+
+
+def test_inference_probe_overrides(tmp_path: Path) -> None:
+    values = {**PVC_MODEL, "probes": {"timeoutSeconds": 9, "failureThreshold": 6}}
+    server = find(template(INFERENCE, values=values, tmp_dir=tmp_path), "Deployment")["spec"]["template"][
+        "spec"
+    ]["containers"][0]
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert server[probe]["timeoutSeconds"] == 9 and server[probe]["failureThreshold"] == 6
+
+
+def test_mlflow_probe_overrides(tmp_path: Path) -> None:
+    values = {"probes": {"timeoutSeconds": 9, "failureThreshold": 6, "path": "/custom"}}
+    mlflow = find(template(MLFLOW, values=values, tmp_dir=tmp_path), "Deployment")["spec"]["template"][
+        "spec"
+    ]["containers"][0]
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert mlflow[probe]["timeoutSeconds"] == 9 and mlflow[probe]["failureThreshold"] == 6
+        assert mlflow[probe]["httpGet"] == {"path": "/custom", "port": "http"}
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (
+            {"server": {"host": "127.0.0.1"}, "probes": {"port": "proxy"}},
+            "so the Service would reach nothing",
+        ),
+        (
+            {"server": {"host": "127.0.0.1"}, "service": {"targetPort": "proxy"}},
+            "the kubelet probes the pod's IP",
+        ),
+    ],
+)
+def test_loopback_mlflow_without_a_way_in_is_refused(
+    values: dict[str, Any], message: str, tmp_path: Path
+) -> None:
+    assert message in template_error(MLFLOW, values, "helm4", tmp_path)

@@ -34,6 +34,11 @@ EXISTING_SECRETS = {
     "mlflow-mysql": {"mysql-password": "db-pass"},
     "mlflow-azure": {"connection-string": "DefaultEndpointsProtocol=https;AccountName=x;AccountKey=eA==;"},
     "mlflow-admin": {"username": "admin", "password": "admin-pass"},
+    "mlflow-oidc": {
+        "client-id": "mlflow",
+        "client-secret": "s",
+        "cookie-secret": "0123456789abcdef0123456789abcdef",
+    },
 }
 
 

@@ -369,6 +369,11 @@ securityContext:
 {{- printf "%s/health" (trimSuffix "/" .Values.server.staticPrefix) -}}
 {{- end -}}
 
+{{/* The probes' path: probes.path, else MLflow's health path. */}}
+{{- define "mlflow.probePath" -}}
+{{- default (include "mlflow.healthPath" .) .Values.probes.path -}}
+{{- end -}}
+
 {{/* Checksum of what the pods read, so a config change rolls them. */}}
 {{- define "mlflow.configChecksum" -}}
 {{- $cm := include (print $.Template.BasePath "/configmap.yaml") . -}}
@@ -410,7 +415,7 @@ the pod and serves it on its own port, so Prometheus holds no MLflow credential.
 
 {{/* Arguments of `mlflow server` (the entrypoint adds --backend-store-uri). */}}
 {{- define "mlflow.serverArgs" -}}
-- --host=0.0.0.0
+- --host={{ .Values.server.host }}
 - --port={{ .Values.server.port }}
 - --workers={{ .Values.server.workers }}
 {{- with .Values.server.staticPrefix }}

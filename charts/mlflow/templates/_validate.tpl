@@ -127,6 +127,17 @@ are rejected earlier by values.schema.json. */}}
 {{- if and $single (eq (toString (dig "type" "" $v.strategy)) "RollingUpdate") -}}
 {{- $errors = append $errors (printf "strategy.type=RollingUpdate: backendStore.type=%s with a %s volume allows one server pod, so the new pod cannot start while the old one holds the volume. Leave strategy empty (Recreate), or use a database backend with an object artifact store." $v.backendStore.type $v.persistence.accessMode) -}}
 {{- end -}}
+{{- if has (toString $v.server.host) (list "127.0.0.1" "localhost" "::1") -}}
+{{- if eq (toString $v.service.targetPort) "http" -}}
+{{- $errors = append $errors (printf "server.host=%s makes MLflow reachable only inside its pod, so the Service would reach nothing. Route it to your proxy sidecar's port (service.targetPort=<its port name>), or keep server.host=0.0.0.0." $v.server.host) -}}
+{{- end -}}
+{{- if eq (toString $v.probes.port) "http" -}}
+{{- $errors = append $errors (printf "server.host=%s: the kubelet probes the pod's IP, which MLflow no longer answers on. Probe through your proxy sidecar (probes.port, and probes.path if it has its own health path)." $v.server.host) -}}
+{{- end -}}
+{{- if and $v.metrics.serviceMonitor.enabled (not (include "mlflow.metricsProxy" .)) -}}
+{{- $errors = append $errors (printf "server.host=%s with metrics.serviceMonitor.enabled: Prometheus scrapes MLflow's port at the pod IP. Turn on auth.basic (the metrics-proxy sidecar scrapes inside the pod), or let your proxy serve /metrics." $v.server.host) -}}
+{{- end -}}
+{{- end -}}
 {{- if $errors -}}
 {{- fail (printf "\n\nInvalid values for the mlflow chart:\n  - %s\n" (join "\n  - " $errors)) -}}
 {{- end -}}
