@@ -635,6 +635,18 @@ def cross_checks(answers: Mapping[str, Any]) -> list[Problem]:
                     + ", ".join(f for f in FORMATS if f)
                     + ")",
                 )
+            if kind == "s3" and runtime == "kserve" and not model.get("endpoint"):
+                from generator.components import stack_store
+
+                shared = stack_store(answers) or {}
+                names = (shared.get("accessKeyIdKey"), shared.get("secretAccessKeyKey"))
+                if shared.get("existingSecret") and names != ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+                    bad(
+                        f"{at}.model.uri",
+                        "runtime kserve reads S3 keys named AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, and the "
+                        "stack's object store Secret names them otherwise: use runtime fastapi or mlserver, "
+                        "or model.endpoint with model.existingSecret holding those key names",
+                    )
             if kind == "mlflow" and runtime == "kserve":
                 bad(
                     f"{at}.model.uri",
