@@ -638,9 +638,9 @@ def cross_checks(answers: Mapping[str, Any]) -> list[Problem]:
             if kind == "s3" and runtime == "kserve" and not model.get("endpoint"):
                 from generator.components import stack_store
 
-                shared = stack_store(answers) or {}
-                names = (shared.get("accessKeyIdKey"), shared.get("secretAccessKeyKey"))
-                if shared.get("existingSecret") and names != ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+                store = stack_store(answers) or {}
+                key_names = (store.get("accessKeyIdKey"), store.get("secretAccessKeyKey"))
+                if store.get("existingSecret") and key_names != ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
                     bad(
                         f"{at}.model.uri",
                         "runtime kserve reads S3 keys named AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, and the "
