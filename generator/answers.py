@@ -640,7 +640,8 @@ def cross_checks(answers: Mapping[str, Any]) -> list[Problem]:
 
                 store = stack_store(answers) or {}
                 key_names = (store.get("accessKeyIdKey"), store.get("secretAccessKeyKey"))
-                if store.get("existingSecret") and key_names != ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+                aws_names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+                if store.get("existingSecret") and key_names != aws_names:
                     bad(
                         f"{at}.model.uri",
                         "runtime kserve reads S3 keys named AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, and the "
