@@ -18,6 +18,8 @@ from generator.errors import UserError
 from generator.values import apply_sets, cron_problem, deep_merge, parse_quantity
 
 INLINE_LIMIT = 1_000_000  # base64 characters: what the inference chart's ConfigMap holds
+# Standard, padded base64 (whitespace aside): the inference chart's own test.
+BASE64 = re.compile(r"([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
 SCRIPT_LIMIT = 900_000  # bytes: the training-job chart's limit for a script in its ConfigMap
 RESERVED_NAMES = {"mlflow", "global", "credentials", "stack"}
 CODE_FORMATS = {
@@ -701,9 +703,16 @@ def cross_checks(answers: Mapping[str, Any]) -> list[Problem]:
                 bad(f"{at}.model.inline", "give uri or inline, not both")
             if kind == "inline":
                 inline = model.get("inline") or {}
-                size = len(str(inline.get("base64") or ""))
+                text = str(inline.get("base64") or "")
+                size = len(text)
                 if not size:
                     bad(f"{at}.model.inline.base64", "is empty: base64 of the model file")
+                elif not BASE64.fullmatch("".join(text.split())):
+                    bad(
+                        f"{at}.model.inline.base64",
+                        "is not base64 (the standard alphabet A-Z, a-z, 0-9, + and /, padded with =): "
+                        "encode the file with `base64 model.onnx`",
+                    )
                 elif size > INLINE_LIMIT:
                     bad(
                         f"{at}.model.inline",

@@ -88,6 +88,9 @@ def test_each_rule_names_its_field(change: dict[str, Any], path: str, words: str
         (service(model={"uri": "s3://m/iris.onnx"}, gpus=1, image="r/rt:1", device="cuda"), "device", "installs the CPU onnxruntime"),  # noqa: E501
         (service(model={"uri": "s3://m/m.pt", "trust": True}, gpus=1, image="r/rt:1", device="cuda\n"), "device", "surrounding whitespace"),  # noqa: E501
         (service(model={"inline": {"base64": "A" * 1_000_004, "fileName": "m.onnx"}}), "model.inline", "PVC"),
+        (service(model={"inline": {"base64": "ä", "fileName": "m.onnx"}}), "model.inline.base64", "is not base64"),  # noqa: E501
+        (service(model={"inline": {"base64": "AAA", "fileName": "m.onnx"}}), "model.inline.base64", "padded with ="),  # noqa: E501
+        (service(model={"inline": {"base64": "AAAA\nAA==\n", "fileName": "m.onnx"}}), None, None),
         (service(ingress={"enabled": True, "host": "Not A Host"}), "ingress.host", "is not a DNS name"),
         (service(cpu="-1"), "cpu", "greater than zero"),
         (service(device="gpu"), "device", '"gpu" is not a device: auto, cpu, cuda or cuda:N'),
@@ -109,6 +112,16 @@ def test_inference_rules(svc: dict[str, Any], path: str | None, words: str | Non
     full = f"inference.services[0].{path}"
     assert full in found, found
     assert words is not None and words in found[full], found[full]
+
+
+def test_kserve_cannot_read_the_in_cluster_minio_secret_key_names() -> None:
+    """KServe's storage initializer reads AWS_* keys; the in-cluster MinIO Secret names them otherwise."""
+    minio = {"artifactStore": {"type": "minio", "bucket": "mlflow"}}
+    svc = service(runtime="kserve")
+    found = problems(stack(mlflow=minio, inference={"services": [svc]}))
+    assert "AWS_ACCESS_KEY_ID" in found["inference.services[0].model.uri"], found
+    svc_fastapi = service()
+    assert problems(stack(mlflow=minio, inference={"services": [svc_fastapi]})) == {}
 
 
 def test_a_key_with_spaces_around_it_is_shown_quoted() -> None:
