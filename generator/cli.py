@@ -1150,6 +1150,141 @@ def versions(project: str, show_all: bool, pre: bool, output: str, ttl: float | 
         click.echo(render(project, shown, output))
 
 
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path), metavar="[CHART_OR_STACK_DIR]...")
+@click.option(
+    "--repo-dir",
+    type=click.Path(path_type=Path),
+    help="An HTTP chart repository's directory (index.yaml and archives; created when missing).",
+)
+@click.option("--url", help="The URL --repo-dir is served at (the archives' URLs in index.yaml).")
+@click.option("--oci", metavar="oci://HOST/PATH", help="Push each chart to this OCI repository.")
+@click.option("--username", help="Registry user (with --password-stdin); else `helm registry login`'s.")
+@click.option("--password-stdin", is_flag=True, help="Read the registry password from standard input.")
+@click.option("--plain-http", is_flag=True, help="The registry speaks plain HTTP.")
+@click.option("--ca-file", type=click.Path(path_type=Path), help="CA bundle for the registry's TLS.")
+@click.option(
+    "--insecure-skip-tls-verify", "insecure", is_flag=True, help="Do not check the registry's certificate."
+)
+@click.option("--sign", is_flag=True, help="Write a provenance file (.prov) signed with GnuPG.")
+@click.option("--key", help="The signing key's name or email (with --sign).")
+@click.option(
+    "--keyring",
+    type=click.Path(path_type=Path),
+    help="Secret keyring with the key (gpg --export-secret-keys KEY > secring.gpg).",
+)
+@click.option("--passphrase-file", type=click.Path(path_type=Path), help="The key's passphrase ('-': stdin).")
+@click.option("--version", "chart_version", help="Publish under this chart version instead of Chart.yaml's.")
+@click.option("--app-version", help="Set appVersion in the published charts.")
+@click.option("--force", is_flag=True, help="Replace a version already published with other content.")
+@click.option(
+    "--check-bump",
+    metavar="BASE_REF",
+    help="Fail when a chart changed since BASE_REF (its merge base) without a version bump.",
+)
+@click.option(
+    "--helm", "helm_bin", envvar="HELM_MLOPS_HELM", help="helm binary (default: the pinned or PATH's helm)."
+)
+def publish(
+    paths: tuple[Path, ...],
+    repo_dir: Path | None,
+    url: str | None,
+    oci: str | None,
+    username: str | None,
+    password_stdin: bool,
+    plain_http: bool,
+    ca_file: Path | None,
+    insecure: bool,
+    sign: bool,
+    key: str | None,
+    keyring: Path | None,
+    passphrase_file: Path | None,
+    chart_version: str | None,
+    app_version: str | None,
+    force: bool,
+    check_bump: str | None,
+    helm_bin: str | None,
+) -> None:
+    """Package charts and generated stacks and publish them: to an HTTP chart repository directory
+    (--repo-dir DIR --url URL: index.yaml merged, existing entries kept) and/or an OCI registry (--oci).
+
+    \b
+    A version already published with the same content is skipped; with other content it is refused
+    unless --force. Nothing is written until every chart is packaged and checked.
+    --check-bump BASE_REF alone checks that changed charts (default: charts/*) have higher versions.
+
+    \b
+    Examples:
+      helm-mlops publish charts/* --repo-dir site --url https://example.github.io/charts
+      echo "$TOKEN" | helm-mlops publish ./stack --oci oci://ghcr.io/team/charts \\
+          --username team --password-stdin
+      helm-mlops publish charts/* --repo-dir site --url URL --sign --key ci@example.com \\
+          --keyring secring.gpg --passphrase-file pass.txt
+      helm-mlops publish --check-bump origin/main"""
+    from generator import publish as pub
+    from generator.errors import HelmMlopsError, UserError
+
+    destination = repo_dir is not None or oci is not None
+    if check_bump is not None:
+        problems = pub.check_bump(check_bump, list(paths), Path.cwd())
+        if problems:
+            raise HelmMlopsError("charts changed without a version bump:\n  - " + "\n  - ".join(problems))
+        click.echo(f"ok: every changed chart has a higher version than at {check_bump}")
+        if not destination:
+            return
+    password = None
+    if password_stdin:
+        if passphrase_file is not None and str(passphrase_file) == "-":
+            raise UserError(
+                "standard input cannot carry both the password and the passphrase",
+                field="--passphrase-file",
+                hint="give the passphrase in a file",
+            )
+        password = sys.stdin.read().rstrip("\r\n")
+        if not password:
+            raise UserError("standard input was empty", field="--password-stdin", hint="pipe the password in")
+    passphrase_tmp = None
+    if passphrase_file is not None and str(passphrase_file) == "-":
+        import tempfile
+
+        fd, name = tempfile.mkstemp(prefix="helm-mlops-passphrase-")
+        with os.fdopen(fd, "w") as handle:
+            handle.write(sys.stdin.read().rstrip("\r\n"))
+        passphrase_file = passphrase_tmp = Path(name)
+    try:
+        options = pub.check_options(
+            list(paths),
+            repo_dir=repo_dir,
+            url=url,
+            oci=oci,
+            username=username,
+            password=password,
+            plain_http=plain_http,
+            ca_file=ca_file,
+            insecure=insecure,
+            sign=sign,
+            key=key,
+            keyring=keyring,
+            passphrase_file=passphrase_file,
+            version=chart_version,
+            app_version=app_version,
+            force=force,
+        )
+        from generator.helm.adapter import Helm
+        from generator.helm.binary import find_helm
+
+        pub.publish(
+            Helm(find_helm(helm_bin)),
+            list(paths),
+            options,
+            click.echo,
+            lambda line: click.secho(line, fg="yellow", err=True, color=_color()),
+        )
+    finally:
+        if passphrase_tmp is not None:
+            passphrase_tmp.unlink(missing_ok=True)
+
+
 @cli.command("init")
 @click.option(
     "-o",

@@ -119,10 +119,26 @@ USER_ERROR_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (
         re.compile(
             r"response status code 40[13]|unauthorized: authentication required|denied: requested access"
+            r"|40[13] Unauthorized|40[13] Forbidden|basic credential not found"
         ),
-        "check the registry credentials (helm-mlops logs in with --password-stdin)",
+        "check the registry credentials: `helm registry login HOST`, or --username with --password-stdin",
+    ),
+    (
+        re.compile(r"certificate signed by unknown authority|x509: |tls: "),
+        "give the registry's CA with --ca-file (or, for a test registry only, --insecure-skip-tls-verify)",
+    ),
+    (
+        re.compile(r"server gave HTTP response to HTTPS client"),
+        "the registry speaks plain HTTP: add --plain-http",
+    ),
+    (re.compile(r"private key checksum failure"), "the passphrase is wrong: check --passphrase-file"),
+    (
+        re.compile(r"private key not found"),
+        "no such key in the keyring: check --key (a name or email in `gpg --list-secret-keys`) and "
+        "--keyring (export it with `gpg --export-secret-keys > secring.gpg`)",
     ),
 )
+REGISTRY_ACTIONS = ("push", "pull", "registry login", "show", "dependency build")
 UNREACHABLE = re.compile(
     r"Kubernetes cluster unreachable|connection refused|no such host|i/o timeout|dial tcp"
 )
@@ -143,7 +159,12 @@ def classify(
         return UserError(message, field=source, hint="change the values named above")
     for pattern, hint in USER_ERROR_PATTERNS:
         if pattern.search(message):
-            return UserError(f"helm {action}: {message}", field=f"helm {action}", hint=hint)
+            return UserError(message, field=f"helm {action}", hint=hint)
+    if UNREACHABLE.search(message) and action in REGISTRY_ACTIONS:
+        return ToolError(
+            f"helm {action}: the registry is not reachable:\n{message}\n"
+            "  fix: check the host and port in the oci:// reference, and that the registry is running"
+        )
     if UNREACHABLE.search(message):
         where = f" at {server}" if server else ""
         return ToolError(
@@ -194,6 +215,29 @@ def repair_args(args: Sequence[Arg], binary: HelmBinary) -> list[str]:
 
 
 # --- results --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RegistryAccess:
+    """How helm reaches an OCI registry: TLS settings and, optionally, a registry config file (Docker's
+    config.json format) holding the credentials instead of the user's own from `helm registry login`."""
+
+    plain_http: bool = False
+    ca_file: Path | None = None
+    insecure_skip_tls_verify: bool = False
+    registry_config: Path | None = None
+
+    def args(self, *, tls: bool = True) -> list[Arg]:
+        out: list[Arg] = []
+        if self.plain_http:
+            out.append("--plain-http")
+        if tls and self.ca_file is not None:
+            out += ["--ca-file", self.ca_file]
+        if tls and self.insecure_skip_tls_verify:
+            out.append("--insecure-skip-tls-verify")
+        if self.registry_config is not None:
+            out += ["--registry-config", self.registry_config]
+        return out
 
 
 @dataclass(frozen=True)
@@ -478,34 +522,71 @@ class Helm:
         stdin = json.dumps(values or {}).encode()
         return self.run(args, stdin=stdin, source=source).decode(errors="replace")
 
-    def dependency_build(self, chart: Path) -> None:
-        self.run(["dependency", "build", chart])
+    def dependency_build(self, chart: Path, access: RegistryAccess | None = None) -> None:
+        self.run(["dependency", "build", chart, *(access.args() if access else [])])
 
-    def package(self, chart: Path, destination: Path, *, version: str | None = None) -> Path:
+    def dependency_list(self, chart: Path) -> list[tuple[str, str, str, str]]:
+        """(name, version, repository, status) of each dependency; status "ok" when it is in charts/."""
+        out = self.run(["dependency", "list", chart]).decode(errors="replace")
+        rows = []
+        for line in out.splitlines()[1:]:
+            cells = [c.strip() for c in line.split("\t")]
+            if len(cells) >= 4 and cells[0]:
+                rows.append((cells[0], cells[1], cells[2], cells[-1]))
+        return rows
+
+    def package(
+        self,
+        chart: Path,
+        destination: Path,
+        *,
+        version: str | None = None,
+        app_version: str | None = None,
+        sign: tuple[str, Path, Path | None] | None = None,
+    ) -> Path:
+        """`helm package`; `sign` is (key, secret keyring, passphrase file or None): writes FILE.prov too."""
         args: list[Arg] = ["package", chart, "--destination", destination]
         if version:
             args += ["--version", version]
+        if app_version:
+            args += ["--app-version", app_version]
+        if sign is not None:
+            key, keyring, passphrase_file = sign
+            args += ["--sign", "--key", key, "--keyring", keyring]
+            if passphrase_file is not None:
+                args += ["--passphrase-file", passphrase_file]
         out = self.run(args).decode(errors="replace")
         match = re.search(r"saved it to: (\S+)", out)
         if not match:
             raise ToolError(f"helm package printed no archive path:\n{out}")
         return Path(match.group(1))
 
-    def push(self, archive: Path, remote: str, *, plain_http: bool = False) -> str:
-        args: list[Arg] = ["push", archive, remote]
-        if plain_http:
-            args.append("--plain-http")
-        return self.run(args).decode(errors="replace")
+    def repo_index(self, directory: Path, url: str, *, merge: Path | None = None) -> None:
+        args: list[Arg] = ["repo", "index", directory, "--url", url]
+        if merge is not None:
+            args += ["--merge", merge]
+        self.run(args)
+
+    def push(
+        self, archive: Path, remote: str, *, plain_http: bool = False, access: RegistryAccess | None = None
+    ) -> str:
+        access = access or RegistryAccess(plain_http=plain_http)
+        return self.run(["push", archive, remote, *access.args()]).decode(errors="replace")
 
     def pull(
-        self, ref: str, destination: Path, *, version: str | None = None, plain_http: bool = False
+        self,
+        ref: str,
+        destination: Path,
+        *,
+        version: str | None = None,
+        plain_http: bool = False,
+        access: RegistryAccess | None = None,
     ) -> None:
+        access = access or RegistryAccess(plain_http=plain_http)
         args: list[Arg] = ["pull", ref, "--destination", destination]
         if version:
             args += ["--version", version]
-        if plain_http:
-            args.append("--plain-http")
-        self.run(args)
+        self.run([*args, *access.args()])
 
     def registry_login(
         self, host: str, username: str, password: str, *, plain_http: bool = False, insecure: bool = False
