@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,7 @@ from tests.support.plugin import (
     plugin_source,
     wheelhouse,
 )
+from tests.support.signing import gpg_unavailable, signing_key
 
 VERSION = yaml.safe_load((REPO / "plugin.yaml").read_text())["version"]
 TARBALL = f"helm-mlops-plugin-{VERSION}.tgz"
@@ -81,44 +83,27 @@ def home(tmp_path: Path, wheels: Path) -> HelmHome:
 
 
 @pytest.fixture(scope="module")
-def dist(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
     """hack/plugin-package.sh --key: the packages signed by a throwaway GnuPG key (no passphrase);
     returns the dist folder and a keyring with the public key, as Helm's --keyring reads it."""
-    if shutil.which("gpg") is None:
-        message = "gpg is not installed: the signed plugin package cannot be made"
+    reason = gpg_unavailable()
+    if reason is not None:
+        message = f"{reason}: the signed plugin package cannot be made"
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
     root = tmp_path_factory.mktemp("dist")
-    gnupg = root / "gnupg"
-    gnupg.mkdir(mode=0o700)
-    env = {**os.environ, "GNUPGHOME": str(gnupg)}
-    gpg = ["gpg", "--batch", "--quiet"]
-    subprocess.run(
-        [*gpg, "--passphrase", "", "--quick-gen-key", SIGNER, "default", "default", "never"],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    keyring = root / "pubring.gpg"  # GnuPG 2.1+ keeps pubring.kbx, which Helm cannot read: export
-    keyring.write_bytes(subprocess.run([*gpg, "--export"], env=env, check=True, capture_output=True).stdout)
-    out = root / "dist"
-    packaged = subprocess.run(
-        [
-            "bash",
-            str(REPO / "hack" / "plugin-package.sh"),
-            "--out",
-            str(out),
-            "--key",
-            "tests@example.invalid",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert packaged.returncode == 0, packaged.stdout + packaged.stderr
-    return out, keyring
+    with signing_key(root) as key:
+        out = root / "dist"
+        packaged = subprocess.run(
+            ["bash", str(REPO / "hack" / "plugin-package.sh"), "--out", str(out), "--key", key.email],
+            env=key.env(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert packaged.returncode == 0, packaged.stdout + packaged.stderr
+        yield out, key.public_keyring
 
 
 def ok(proc: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
@@ -355,6 +340,28 @@ def test_packaged_plugin_on_helm4(
     assert from_venv.stdout == f".venv: status r with {helm_path('helm4')}\n"
     ok(home.helm("helm4", "plugin", "uninstall", "mlops"))
     assert_nothing_left(home)
+
+
+def test_helm4_plugin_verify_checks_the_package(dist: tuple[Path, Path], tmp_path: Path) -> None:
+    """`helm plugin verify FILE.tgz --keyring PUBRING` (Helm 4) reads our .prov: it accepts the signed
+    tarball and refuses one that differs from what was signed or a keyring without the signer."""
+    out, keyring = dist
+    home = HelmHome(tmp_path / "home", tmp_path / "no-wheels")  # verify runs no hook
+    tgz = out / TARBALL
+    verified = ok(home.helm("helm4", "plugin", "verify", tgz, "--keyring", keyring))
+    assert f"Signed by: {SIGNER}" in verified.stdout and "Plugin Hash Verified: sha256:" in verified.stdout
+
+    tampered = tmp_path / "tampered" / TARBALL
+    tampered.parent.mkdir()
+    tampered.write_bytes(tgz.read_bytes() + b"\0")
+    shutil.copy2(f"{tgz}.prov", f"{tampered}.prov")
+    refused = home.helm("helm4", "plugin", "verify", tampered, "--keyring", keyring)
+    assert refused.returncode != 0 and "sha256 sum does not match" in refused.stderr, refused.stderr
+
+    with signing_key(tmp_path / "other", email="other@example.invalid") as other:
+        stranger = home.helm("helm4", "plugin", "verify", tgz, "--keyring", other.public_keyring)
+    assert stranger.returncode != 0 and "signature made by unknown entity" in stranger.stderr, stranger.stderr
+    assert home.plugin_dirs() == []
 
 
 @pytest.mark.real

@@ -36,14 +36,19 @@ def free_port() -> int:
 
 
 def wait_http(
-    url: str, timeout: float = 120, proc: subprocess.Popen[bytes] | None = None, log: Path | None = None
+    url: str,
+    timeout: float = 120,
+    proc: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None,
+    context: ssl.SSLContext | None = None,
 ) -> None:
+    """Until URL answers without an error status; CONTEXT verifies an https server (its CA)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode} before {url} answered:\n{_tail(log)}")
         try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
+            with urllib.request.urlopen(url, timeout=5, context=context) as resp:
                 if resp.status < 500:
                     return
         except OSError:
@@ -191,13 +196,15 @@ def serve(
     timeout: float,
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
+    context: ssl.SSLContext | None = None,
 ) -> Iterator[None]:
-    """Run a server in its own session until the block ends; ready once health_url answers."""
+    """Run a server in its own session until the block ends; ready once health_url answers (over
+    https: verified with CONTEXT)."""
     proc = subprocess.Popen(
         argv, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd, env=env
     )
     try:
-        wait_http(health_url, timeout=timeout, proc=proc, log=log)
+        wait_http(health_url, timeout=timeout, proc=proc, log=log, context=context)
         yield
     finally:
         stop(proc)
@@ -388,12 +395,17 @@ class Registry:
     host: str  # 127.0.0.1:PORT
     username: str
     password: str
+    ca_file: Path | None = None  # TLS mode: the CA (PEM) that signed the server's certificate
 
 
 @contextlib.contextmanager
-def oci_registry(root: Path, username: str = "ci", password: str = "") -> Iterator[Registry]:
-    """Debian's docker-registry (distribution 2.8) on plain HTTP with htpasswd basic auth; yields where
-    it listens and its credentials."""
+def oci_registry(
+    root: Path, username: str = "ci", password: str = "", tls: bool = False
+) -> Iterator[Registry]:
+    """Debian's docker-registry (distribution 2.8) with htpasswd basic auth, on plain HTTP or, with
+    TLS, on https with a server certificate for 127.0.0.1 and localhost signed by a throwaway CA of
+    its own (tls_ca; Registry.ca_file is that CA, what `helm --ca-file` takes); yields where it
+    listens and its credentials."""
     import bcrypt
 
     exe = shutil.which("docker-registry")
@@ -405,17 +417,25 @@ def oci_registry(root: Path, username: str = "ci", password: str = "") -> Iterat
     (root / "htpasswd").write_text(
         f"{username}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(4)).decode()}\n"
     )
+    certs = tls_ca(root / "tls", hosts=("127.0.0.1", "localhost")) if tls else None
+    tls_config = f", tls: {{certificate: {certs.cert}, key: {certs.key}}}" if certs else ""
     (root / "config.yml").write_text(
         "version: 0.1\n"
         "log: {level: warn}\n"
         f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}, delete: {{enabled: true}}}}\n"
-        f"http: {{addr: '127.0.0.1:{port}', headers: {{X-Content-Type-Options: [nosniff]}}}}\n"
+        f"http: {{addr: '127.0.0.1:{port}', headers: {{X-Content-Type-Options: [nosniff]}}{tls_config}}}\n"
         f"auth: {{htpasswd: {{realm: helm-mlops-test, path: {root / 'htpasswd'}}}}}\n"
     )
+    scheme = "https" if certs else "http"
+    context = ssl.create_default_context(cafile=str(certs.ca)) if certs else None
     with serve(
-        [exe, "serve", str(root / "config.yml")], root / "registry.log", f"http://127.0.0.1:{port}/", 60
+        [exe, "serve", str(root / "config.yml")],
+        root / "registry.log",
+        f"{scheme}://127.0.0.1:{port}/",
+        60,
+        context=context,
     ):
-        yield Registry(f"127.0.0.1:{port}", username, password)
+        yield Registry(f"127.0.0.1:{port}", username, password, certs.ca if certs else None)
 
 
 def http_json(url: str, body: Any = None, raw: bytes | None = None, timeout: float = 60) -> tuple[int, Any]:
