@@ -104,6 +104,10 @@ def check_options(
 
     if not paths:
         raise UserError("nothing to publish", field="CHART_DIR", hint="name chart or stack directories")
+    for path in paths:
+        read_chart(path)
+    if url and repo_dir is None:
+        raise UserError("--url goes with --repo-dir", field="--url", hint="add --repo-dir DIR")
     if repo_dir is None and oci is None:
         raise UserError(
             "no destination",
@@ -125,8 +129,6 @@ def check_options(
                 f"{repo_dir.parent} does not exist", field="--repo-dir", hint="create the parent directory"
             )
         http = HttpTarget(repo_dir, http_url(url, "--url").rstrip("/"))
-    elif url:
-        raise UserError("--url goes with --repo-dir", field="--url", hint="add --repo-dir DIR")
     target = None
     if oci is not None:
         rest = oci[len("oci://") :].rstrip("/") if oci.startswith("oci://") else ""
@@ -339,7 +341,7 @@ def _package(helm: Helm, source: Source, options: Options, into: Path) -> _Packa
     if options.signing is not None:
         s = options.signing
         sign = (s.key, s.keyring, s.passphrase_file)
-    out = into / source.name
+    out = into / f"{len(list(into.iterdir()))}-{source.name}"
     out.mkdir()
     try:
         archive = helm.package(
@@ -424,13 +426,17 @@ def publish(
                 packages.append(pkg)
             seen: dict[tuple[str, str], Path] = {}
             for pkg in packages:
-                other = seen.setdefault((pkg.name, pkg.version), pkg.source.path)
-                if other != pkg.source.path:
+                other = seen.get((pkg.name, pkg.version))
+                if other is not None:
+                    what = f"{pkg.name} {pkg.version}"
                     raise UserError(
-                        f"{other} and {pkg.source.path} are both {pkg.name} {pkg.version}",
+                        f"{other} is given twice ({what})"
+                        if other == pkg.source.path
+                        else f"{other} and {pkg.source.path} are both {what}",
                         field=str(pkg.source.path),
-                        hint="publish one of them, or give them different versions",
+                        hint="publish each chart version once (give them different versions)",
                     )
+                seen[(pkg.name, pkg.version)] = pkg.source.path
 
             # Decide everything before writing anything.
             problems: list[str] = []
