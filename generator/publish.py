@@ -173,9 +173,9 @@ def check_options(
                 field="--keyring",
                 hint="export the secret key: gpg --export-secret-keys KEY > secring.gpg",
             )
-        for path, name in ((keyring, "--keyring"), (passphrase_file, "--passphrase-file")):
-            if path is not None and not path.is_file():
-                raise UserError(f"{path} is not a file", field=name)
+        for given, name in ((keyring, "--keyring"), (passphrase_file, "--passphrase-file")):
+            if given is not None and not given.is_file():
+                raise UserError(f"{given} is not a file", field=name)
         signing = Signing(key, keyring, passphrase_file)
     else:
         for given, name in ((key, "--key"), (keyring, "--keyring"), (passphrase_file, "--passphrase-file")):
@@ -348,10 +348,14 @@ def _package(helm: Helm, source: Source, options: Options, into: Path) -> _Packa
             source.path, out, version=options.version, app_version=options.app_version, sign=sign
         )
     except UserError as exc:
-        if exc.hint and ("--passphrase-file" in exc.hint or "--key" in exc.hint):
-            field = "--passphrase-file" if "passphrase" in exc.hint else "--key"
-            raise UserError(str(exc).split("\n")[0].split(": ", 1)[-1], field=field, hint=exc.hint) from None
-        raise
+        hint = exc.hint or ""
+        fields = {"the passphrase is wrong": "--passphrase-file", "--keyring holds no": "--keyring",
+                  "no such key in the keyring": "--key"}  # fmt: skip
+        field = next((f for start, f in fields.items() if hint.startswith(start)), None)
+        if field is None:
+            raise
+        said = [line for line in str(exc.args[0]).splitlines() if line.strip()]
+        raise UserError(said[-1].removeprefix("Error: "), field=field, hint=hint) from None
     name, version = archive_meta(archive)
     prov = archive.with_name(archive.name + ".prov")
     return _Package(source, archive, name, version, archive.read_bytes(), prov if prov.exists() else None)

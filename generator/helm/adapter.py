@@ -131,6 +131,15 @@ USER_ERROR_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         re.compile(r"server gave HTTP response to HTTPS client"),
         "the registry speaks plain HTTP: add --plain-http",
     ),
+    (
+        re.compile(r'media type "application/vnd\.cncf\.helm\.chart\.provenance\.v1\.prov" is not allowed'),
+        "Helm 3.18.0 cannot pull a signed chart from an OCI registry (helm/helm#30890): use Helm 3.18.1 or "
+        "later, or Helm 4 (--helm PATH)",
+    ),
+    (
+        re.compile(r"provided key is not a private key"),
+        "--keyring holds no secret key: export it with `gpg --export-secret-keys KEY > secring.gpg`",
+    ),
     (re.compile(r"private key checksum failure"), "the passphrase is wrong: check --passphrase-file"),
     (
         re.compile(r"private key not found"),
