@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.charts import HELMS, REPO, helm_path
+from tests.support.charts import CHARTS, HELMS, REPO, helm_path
 from tests.support.plugin import (
     IN_CI,
     VENV_LINK,
@@ -181,6 +181,14 @@ def test_install_from_the_repository_directory(
     assert f"(helm {HELMS[helm_name][1]}" in first_lint, run.stdout
     bad = home.helm(helm_name, "mlops", "demo", "--preset", "nope", "-o", out)
     assert bad.returncode == 2 and "no preset named" in bad.stderr
+    # `helm mlops publish`: the chart packaged by the calling helm into a repository directory.
+    site = tmp_path / "site"
+    said = ok(home.helm(helm_name, "mlops", "publish", CHARTS / "training-job", "--repo-dir", site,
+                        "--url", "https://charts.example.com")).stdout  # fmt: skip
+    version = yaml.safe_load((CHARTS / "training-job" / "Chart.yaml").read_text())["version"]
+    assert f"published: https://charts.example.com/training-job-{version}.tgz" in said, said
+    index = yaml.safe_load((site / "index.yaml").read_text())
+    assert [e["version"] for e in index["entries"]["training-job"]] == [version]
     target = venv_target(source)
     ok(home.helm(helm_name, "plugin", "uninstall", "mlops"))
     assert_nothing_left(home)
