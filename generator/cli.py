@@ -1178,6 +1178,11 @@ def versions(project: str, show_all: bool, pre: bool, output: str, ttl: float | 
 @click.option("--app-version", help="Set appVersion in the published charts.")
 @click.option("--force", is_flag=True, help="Replace a version already published with other content.")
 @click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Package and check everything, say what would be published, write nothing.",
+)
+@click.option(
     "--check-bump",
     metavar="BASE_REF",
     help="Fail when a chart changed since BASE_REF (its merge base) without a version bump.",
@@ -1202,6 +1207,7 @@ def publish(
     chart_version: str | None,
     app_version: str | None,
     force: bool,
+    dry_run: bool,
     check_bump: str | None,
     helm_bin: str | None,
 ) -> None:
@@ -1269,6 +1275,7 @@ def publish(
             version=chart_version,
             app_version=app_version,
             force=force,
+            dry_run=dry_run,
         )
         from generator.helm.adapter import Helm
         from generator.helm.binary import find_helm

@@ -68,6 +68,7 @@ class Options:
     version: str | None = None
     app_version: str | None = None
     force: bool = False
+    dry_run: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ def check_options(
     version: str | None,
     app_version: str | None,
     force: bool,
+    dry_run: bool = False,
 ) -> Options:
     """The command line's options, checked together (exit 2 with the fix on the first problem)."""
     from generator.values import http_url
@@ -186,7 +188,7 @@ def check_options(
             raise UserError("is empty", field=name)
     if version is not None:
         _semver(version, "--version")
-    return Options(http, target, signing, version, app_version, force)
+    return Options(http, target, signing, version, app_version, force, dry_run)
 
 
 def _semver(text: str, where: str) -> Any:
@@ -492,6 +494,19 @@ def publish(
                     "nothing was published:\n  - " + "\n  - ".join(problems),
                     hint="bump the versions named above (Chart.yaml, or --version), or pass --force",
                 )
+
+            if options.dry_run:
+                for pkg, action in to_push:
+                    assert options.oci is not None
+                    where = f"{options.oci.url}/{pkg.name}:{pkg.version}"
+                    echo(f"would be {action}: {where} (dry run)")
+                    outcomes.append(Outcome(pkg.name, pkg.version, "oci", f"would be {action}", where))
+                for pkg, action in to_index:
+                    assert options.http is not None
+                    where = f"{options.http.url}/{pkg.archive.name}"
+                    echo(f"would be {action}: {where} (dry run)")
+                    outcomes.append(Outcome(pkg.name, pkg.version, "http", f"would be {action}", where))
+                return outcomes
 
             # OCI first (the remote step that can fail), then the local index.
             for pkg, action in to_push:

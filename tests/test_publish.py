@@ -303,6 +303,16 @@ def test_a_version_published_with_other_content_is_refused_then_forced(
     assert f"{published.oci}/mlflow:{version}" in message and "--force" in message
     assert {p.name: p.read_bytes() for p in published.site.iterdir()} == before  # nothing written
 
+    said = ok(publish(source, *common, "--force", "--dry-run", home=published.home))
+    assert f"would be replaced: {published.url}/mlflow-{version}.tgz (dry run)" in said
+    assert f"would be replaced: {published.oci}/mlflow:{version} (dry run)" in said
+    assert {p.name: p.read_bytes() for p in published.site.iterdir()} == before  # a dry run writes nothing
+    untouched = tmp_path / "untouched"
+    untouched.mkdir()
+    helm("helm4", "pull", f"{published.oci}/mlflow", "--version", version, "-d", untouched, "--plain-http",
+         home=published.home)  # fmt: skip
+    assert archive_files(untouched / f"mlflow-{version}.tgz")["templates/NOTES.txt"] != b"changed\n"
+
     said = ok(publish(source, *common, "--force", home=published.home))
     assert f"replaced: {published.url}/mlflow-{version}.tgz" in said
     assert f"replaced: {published.oci}/mlflow:{version}" in said
