@@ -398,13 +398,32 @@ def _published_oci(helm: Helm, ref: str, version: str, access: RegistryAccess, s
     return archives[0].read_bytes() if archives else None
 
 
-def _conflict(pkg: _Package, where: str, force: bool) -> str | None:
+def _conflict(pkg: _Package, where: str, force: bool, why: str = "with other content") -> str | None:
     if force:
         return None
     return (
-        f"{pkg.name} {pkg.version} is already published at {where} with other content: raise the "
+        f"{pkg.name} {pkg.version} is already published at {where} {why}: raise the "
         f"chart's version (or pass --version), or --force to replace it"
     )
+
+
+@contextlib.contextmanager
+def _locked(repo_dir: Path, echo: Echo) -> Iterator[None]:
+    """One publish at a time into a repository directory: an flock on the directory itself (its parent
+    while it does not exist yet), so two CI jobs cannot both merge the same old index."""
+    import fcntl
+
+    target = repo_dir if repo_dir.is_dir() else repo_dir.parent
+    fd = os.open(target, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            echo(f"waiting for another publish into {repo_dir} to finish")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def publish(
@@ -413,13 +432,15 @@ def publish(
     """Publish PATHS as OPTIONS say; ECHO gets one line per chart published, WARN the warnings."""
     warn = warn or echo
     sources = [read_chart(p) for p in paths]
-    index = read_index(options.http.repo_dir) if options.http else None
     outcomes: list[Outcome] = []
     with tempfile.TemporaryDirectory(prefix="helm-mlops-publish-") as tmp:
         scratch = Path(tmp)
         os.chmod(scratch, 0o700)
         access: RegistryAccess | None = None
         with contextlib.ExitStack() as stack:
+            if options.http is not None:
+                stack.enter_context(_locked(options.http.repo_dir, warn))
+            index = read_index(options.http.repo_dir) if options.http else None
             if options.oci is not None:
                 access = stack.enter_context(_registry_config(options.oci, scratch))
             built = scratch / "packages"
@@ -466,7 +487,17 @@ def publish(
                                 pkg.name, pkg.version, "http", "unchanged", url, str(entry.get("digest", ""))
                             )
                         )
-                    elif (problem := _conflict(pkg, url, options.force)) is not None:
+                    elif (
+                        problem := _conflict(
+                            pkg,
+                            url,
+                            options.force,
+                            "with other content"
+                            if old.is_file()
+                            else f"with another digest (its archive is not in {options.http.repo_dir} "
+                            "to compare the files)",
+                        )
+                    ) is not None:
                         problems.append(problem)
                     else:
                         to_index.append((pkg, "replaced"))

@@ -573,6 +573,37 @@ def test_a_failing_index_step_leaves_the_repository_as_it_was(site: Path, tmp_pa
     assert sorted(p.name for p in site.iterdir()) == sorted(before)
 
 
+def test_two_publishes_into_one_directory_keep_every_chart(tmp_path: Path) -> None:
+    """Three CI jobs publishing into the same directory at once: each waits for the one before (an flock
+    on the directory), so the index ends with every chart instead of the last writer's."""
+    site = tmp_path / "site"
+    site.mkdir()
+    procs = [
+        subprocess.Popen(
+            [
+                str(EXE),
+                "publish",
+                str(CHARTS / name),
+                "--repo-dir",
+                str(site),
+                "--url",
+                "https://c.example.com",
+                "--helm",
+                helm_path("helm4"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=helm_env(tmp_path / name),
+        )
+        for name in CHART_NAMES
+    ]
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, out + err
+    assert sorted(index_of(site)["entries"]) == sorted(CHART_NAMES)
+
+
 # --- --check-bump ------------------------------------------------------------------------------------
 
 
