@@ -291,3 +291,15 @@ def test_in_cluster_minio_and_the_bucket_job(
     )
     with pytest.raises(ClientError):
         wrong.list_objects_v2(Bucket="mlflow-artifacts")
+    # Credentials MinIO refuses end the Job at once with the values to check (it used to call them
+    # "waiting for MinIO" until its deadline): pod.run's 120 s timeout is far below the 600 s given here.
+    for key, value, code in (
+        ("AWS_SECRET_ACCESS_KEY", "not-the-secret", "SignatureDoesNotMatch"),
+        ("AWS_ACCESS_KEY_ID", "nobody", "InvalidAccessKeyId"),
+    ):
+        refused = _bucket_job(docs, tmp_path / f"refused-{code}", endpoint, MLFLOW_HELM_WAIT_SECONDS="600",
+                              **{key: value})  # fmt: skip
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        last = refused.stdout.strip().splitlines()[-1]
+        assert last.startswith(f"MinIO refuses the credentials ({code})"), refused.stdout
+        assert "existingSecretAccessKeyKey" in last and value not in refused.stdout
