@@ -75,16 +75,56 @@ def render_text(stack_dir: Path, *, release: str | None, helm_bin: str | None, n
     return "".join("---\n" + yamlio.dump(doc) for doc in docs)
 
 
-def _pod_spec(doc: dict[str, Any]) -> dict[str, Any] | None:
+# KServe component fields that hold a model server container (the "kserve-container" KServe builds).
+KSERVE_MODEL_FIELDS = (
+    "model", "sklearn", "xgboost", "tensorflow", "pytorch", "triton", "onnx", "huggingface", "pmml",
+    "lightgbm", "paddle",
+)  # fmt: skip
+
+
+def _pod_specs(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(where, pod spec) for every pod an object carries or stands for: workloads' templates, a
+    PyTorchJob's replicas, a KServe InferenceService's components (their pod fields, containers and
+    model container) and a TrainJob's runtime patches (the trainer's fields on its "node" container)."""
     kind = doc.get("kind")
     spec = doc.get("spec") or {}
     if kind == "Pod":
-        return spec
+        return [("", spec)]
     if kind in WORKLOADS:
-        return (spec.get("template") or {}).get("spec")
+        return [("", (spec.get("template") or {}).get("spec") or {})]
     if kind == "CronJob":
-        return ((((spec.get("jobTemplate") or {}).get("spec") or {}).get("template")) or {}).get("spec")
-    return None
+        job = (spec.get("jobTemplate") or {}).get("spec") or {}
+        return [("", (job.get("template") or {}).get("spec") or {})]
+    out: list[tuple[str, dict[str, Any]]] = []
+    if kind == "PyTorchJob":
+        for role, replica in (spec.get("pytorchReplicaSpecs") or {}).items():
+            out.append((f"/{role}", ((replica or {}).get("template") or {}).get("spec") or {}))
+    elif kind == "InferenceService":
+        for name in ("predictor", "transformer", "explainer"):
+            component = spec.get(name)
+            if isinstance(component, dict):
+                containers = list(component.get("containers") or [])
+                containers += [
+                    {"name": "kserve-container", **component[f]}
+                    for f in KSERVE_MODEL_FIELDS
+                    if isinstance(component.get(f), dict)
+                ]
+                out.append((f"/{name}", {**component, "containers": containers}))
+    elif kind == "TrainJob":
+        trainer = spec.get("trainer") or {}
+        for patch in spec.get("runtimePatches") or []:
+            runtime = ((patch.get("trainingRuntimeSpec") or {}).get("template") or {}).get("spec") or {}
+            for replicated in runtime.get("replicatedJobs") or []:
+                job = ((replicated.get("template") or {}).get("spec") or {}).get("template") or {}
+                pod = dict(job.get("spec") or {})
+                pod["containers"] = [
+                    {**c, "image": trainer.get("image"), "resources": trainer.get("resourcesPerNode", {})}
+                    if c.get("name") == "node"
+                    else c
+                    for c in pod.get("containers") or []
+                ]
+                out.append((f"/{replicated.get('name')}", pod))
+    return out
 
 
 def problems_in(
@@ -117,9 +157,8 @@ def problems_in(
                 else:
                     hint = " (pass --crds with its CRD)" if custom else ""
                     out.append(f"{where}: no schema for {doc.get('apiVersion')} {doc.get('kind')}{hint}")
-        spec = _pod_spec(doc)
-        if spec:
-            out += [f"{where}: Pod Security restricted: {p}" for p in restricted_violations(spec)]
+        for part, spec in _pod_specs(doc):
+            out += [f"{where}{part}: Pod Security restricted: {p}" for p in restricted_violations(spec)]
     return out
 
 
