@@ -138,3 +138,13 @@ def plugin_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, 
     return {
         name: install_plugin(name, tmp_path_factory.mktemp(f"plugin-{name}")) for name in ("helm4", "helm3")
     }
+
+
+@pytest.fixture
+def helm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """helm's repositories, registry credentials and caches in a temporary home."""
+    from tests.support.charts import helm_home_env
+
+    for var, value in helm_home_env(tmp_path / "helm").items():
+        monkeypatch.setenv(var, value)
+    return tmp_path / "helm"

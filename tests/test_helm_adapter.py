@@ -37,21 +37,6 @@ def adapter(name: str) -> tuple[Helm, Recorder]:
     return Helm(find_helm(helm_path(name)), runner=recorder), recorder
 
 
-@pytest.fixture
-def helm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """helm's repositories, registry credentials and caches in a temporary home."""
-    for var, sub in (
-        ("HELM_REPOSITORY_CONFIG", "repositories.yaml"),
-        ("HELM_REPOSITORY_CACHE", "repo-cache"),
-        ("HELM_REGISTRY_CONFIG", "registry.json"),
-        ("HELM_CACHE_HOME", "cache"),
-        ("HELM_CONFIG_HOME", "config"),
-        ("HELM_DATA_HOME", "data"),
-    ):
-        monkeypatch.setenv(var, str(tmp_path / "helm" / sub))
-    return tmp_path / "helm"
-
-
 V3 = HelmBinary("helm", "v3.18.0")
 V4 = HelmBinary("helm", "v4.1.4")
 

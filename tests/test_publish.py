@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.charts import CHARTS, REPO, TOOLS_BIN, helm_path
+from tests.support.charts import CHARTS, REPO, TOOLS_BIN, helm_home_env, helm_path
 from tests.support.cluster import Cluster
 from tests.support.plugin import http_server
 from tests.support.servers import Registry, oci_registry
@@ -32,42 +32,23 @@ CHART_NAMES = ("inference-service", "mlflow", "training-job")
 
 def helm_env(home: Path) -> dict[str, str]:
     """helm's repositories, registry credentials and caches under HOME (never the user's)."""
-    return {
-        **os.environ,
-        "PATH": f"{TOOLS_BIN}:{os.environ['PATH']}",
-        "HELM_REPOSITORY_CONFIG": str(home / "repositories.yaml"),
-        "HELM_REPOSITORY_CACHE": str(home / "repo-cache"),
-        "HELM_REGISTRY_CONFIG": str(home / "registry.json"),
-        "HELM_CACHE_HOME": str(home / "cache"),
-        "HELM_CONFIG_HOME": str(home / "config"),
-        "HELM_DATA_HOME": str(home / "data"),
-    }
+    return {**os.environ, "PATH": f"{TOOLS_BIN}:{os.environ['PATH']}", **helm_home_env(home)}
+
+
+def _run(argv: list[str], home: Path, stdin: str | None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv, input=stdin, capture_output=True, text=True, env=helm_env(home), check=False, timeout=600
+    )
 
 
 def publish(
     *args: str | Path, home: Path, stdin: str | None = None, helm: str = "helm4"
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(EXE), "publish", *map(str, args), "--helm", helm_path(helm)],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=helm_env(home),
-        check=False,
-        timeout=600,
-    )
+    return _run([str(EXE), "publish", *map(str, args), "--helm", helm_path(helm)], home, stdin)
 
 
 def helm(name: str, *args: str | Path, home: Path, stdin: str | None = None) -> str:
-    proc = subprocess.run(
-        [helm_path(name), *map(str, args)],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=helm_env(home),
-        check=False,
-        timeout=600,
-    )
+    proc = _run([helm_path(name), *map(str, args)], home, stdin)
     assert proc.returncode == 0, f"helm {' '.join(map(str, args))}:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 

@@ -21,21 +21,6 @@ from tests.support.signing import SigningKey, gpg_unavailable, signing_key
 pytestmark = pytest.mark.real
 
 
-@pytest.fixture
-def helm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """helm's repositories, registry credentials and caches in a temporary home."""
-    for var, sub in (
-        ("HELM_REPOSITORY_CONFIG", "repositories.yaml"),
-        ("HELM_REPOSITORY_CACHE", "repo-cache"),
-        ("HELM_REGISTRY_CONFIG", "registry.json"),
-        ("HELM_CACHE_HOME", "cache"),
-        ("HELM_CONFIG_HOME", "config"),
-        ("HELM_DATA_HOME", "data"),
-    ):
-        monkeypatch.setenv(var, str(tmp_path / "helm" / sub))
-    return tmp_path / "helm"
-
-
 def helm(name: str, *args: str | Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [helm_path(name), *map(str, args)], input=stdin, capture_output=True, text=True, check=False

@@ -35,6 +35,22 @@ def helm_path(name: str) -> str:
     return found.path
 
 
+# helm's own state (repositories, registry credentials, caches), redirected per test.
+HELM_HOME_VARS = (
+    ("HELM_REPOSITORY_CONFIG", "repositories.yaml"),
+    ("HELM_REPOSITORY_CACHE", "repo-cache"),
+    ("HELM_REGISTRY_CONFIG", "registry.json"),
+    ("HELM_CACHE_HOME", "cache"),
+    ("HELM_CONFIG_HOME", "config"),
+    ("HELM_DATA_HOME", "data"),
+)
+
+
+def helm_home_env(home: Path) -> dict[str, str]:
+    """The environment that keeps helm's repositories, registry credentials and caches under HOME."""
+    return {var: str(home / sub) for var, sub in HELM_HOME_VARS}
+
+
 def chart_dirs() -> list[Path]:
     return paths.chart_dirs()
 
