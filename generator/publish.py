@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from generator import yamlio
-from generator.errors import HelmMlopsError, ToolError, UserError
+from generator.errors import HelmMlopsError, Interrupted, ToolError, UserError
 from generator.helm.adapter import Helm, RegistryAccess
 
 Echo = Callable[[str], None]
@@ -325,6 +325,8 @@ def _with_dependencies(helm: Helm, source: Source, access: RegistryAccess | None
         shutil.copytree(source.path, copy, symlinks=False)
         helm.dependency_build(copy, access)
         return Source(copy, source.name, source.version)
+    except Interrupted:
+        raise
     except HelmMlopsError as exc:
         said = [line for line in str(exc).splitlines() if line.strip()]
         last = next((line for line in reversed(said) if "Error" in line or "error" in line), said[-1])
@@ -389,6 +391,8 @@ def _published_oci(helm: Helm, ref: str, version: str, access: RegistryAccess, s
     where = Path(tempfile.mkdtemp(dir=scratch))
     try:
         helm.pull(ref, where, version=version, access=access)
+    except Interrupted:
+        raise
     except HelmMlopsError as exc:
         text = str(exc)
         if "not found" in text and "credential" not in text:
