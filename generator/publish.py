@@ -16,6 +16,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -130,17 +131,27 @@ def check_options(
             raise UserError(
                 f"{repo_dir.parent} does not exist", field="--repo-dir", hint="create the parent directory"
             )
-        http = HttpTarget(repo_dir, http_url(url, "--url").rstrip("/"))
+        writable = repo_dir if repo_dir.exists() else repo_dir.parent
+        if not os.access(writable, os.W_OK | os.X_OK):
+            raise UserError(f"{writable} is not writable", field="--repo-dir", hint="check its permissions")
+        index_file = repo_dir / "index.yaml"
+        if index_file.exists() and not index_file.is_file():
+            raise UserError(f"{index_file} is not a file", field="--repo-dir")
+        if index_file.is_file() and not os.access(index_file, os.R_OK):
+            raise UserError(f"{index_file} is not readable", field="--repo-dir", hint="check its permissions")
+        _no_credentials(url, "--url")
+        base = http_url(url, "--url").rstrip("/")
+        if any(c in base for c in "?#"):
+            raise UserError(
+                "has a query or fragment, which the archives' URLs cannot carry",
+                field="--url",
+                hint="give the directory's URL alone, e.g. https://example.github.io/charts",
+            )
+        http = HttpTarget(repo_dir, base)
     target = None
     if oci is not None:
-        rest = oci[len("oci://") :].rstrip("/") if oci.startswith("oci://") else ""
-        host, _, repo_path = rest.partition("/")
-        if not host or any(c in oci for c in " @?#") or ":" in repo_path:
-            raise UserError(
-                f"{oci!r} is not an OCI repository",
-                field="--oci",
-                hint="e.g. oci://registry.example.com/charts (no tag: each chart's version is its tag)",
-            )
+        _no_credentials(oci, "--oci")
+        _check_oci(oci)
         if bool(username) != (password is not None):
             raise UserError(
                 "--username and --password-stdin go together",
@@ -178,6 +189,12 @@ def check_options(
         for given, name in ((keyring, "--keyring"), (passphrase_file, "--passphrase-file")):
             if given is not None and not given.is_file():
                 raise UserError(f"{given} is not a file", field=name)
+        if passphrase_file is not None and not passphrase_file.read_bytes().strip():
+            raise UserError(
+                f"{passphrase_file} is empty",
+                field="--passphrase-file",
+                hint="put the key's passphrase in it",
+            )
         signing = Signing(key, keyring, passphrase_file)
     else:
         for given, name in ((key, "--key"), (keyring, "--keyring"), (passphrase_file, "--passphrase-file")):
@@ -189,6 +206,44 @@ def check_options(
     if version is not None:
         _semver(version, "--version")
     return Options(http, target, signing, version, app_version, force, dry_run)
+
+
+def _no_credentials(url: str, where: str) -> None:
+    """Refuse user:password@ in a URL without printing it: it would be echoed and, for --url, written
+    into a public index.yaml."""
+    from urllib.parse import urlsplit
+
+    try:
+        has = urlsplit(url).password is not None or urlsplit(url).username is not None
+    except ValueError:
+        has = "@" in url
+    if has:
+        raise UserError(
+            "carries credentials (user:password@), which would be printed and stored",
+            field=where,
+            hint="remove them; for a registry pass --username with --password-stdin (or helm registry login)",
+        )
+
+
+# What an OCI repository path may hold (the distribution spec's name grammar, lower case).
+_OCI_PATH = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
+
+
+def _check_oci(oci: str) -> None:
+    hint = "e.g. oci://registry.example.com/charts (no tag: each chart's version is its tag)"
+    rest = oci[len("oci://") :].rstrip("/") if oci.startswith("oci://") else ""
+    host, _, path = rest.partition("/")
+    if not host or any(c in oci for c in " ?#") or ":" in path or "@" in path:
+        raise UserError(f"{oci!r} is not an OCI repository", field="--oci", hint=hint)
+    name, _, port = host.partition(":")
+    if not name or (port and (not port.isdigit() or not 0 < int(port) < 65536)):
+        raise UserError(f"{host!r} is not a registry host[:port]", field="--oci", hint=hint)
+    if path and not _OCI_PATH.fullmatch(path):
+        raise UserError(
+            f"{path!r} is not a repository path: lower-case letters, digits and . _ - between slashes",
+            field="--oci",
+            hint=hint,
+        )
 
 
 def _semver(text: str, where: str) -> Any:
@@ -216,25 +271,21 @@ def read_chart(path: Path) -> Source:
     """A chart directory's name and version; UserError when it is not a chart."""
     if not path.is_dir():
         what = "does not exist" if not path.exists() else "is not a directory"
-        raise UserError(f"{path} {what}", field=str(path), hint="name a chart or generated stack directory")
+        raise UserError(what, field=str(path), hint="name a chart or generated stack directory")
     meta_file = path / "Chart.yaml"
     if not meta_file.is_file():
         raise UserError(
-            f"{path} is not a chart: it has no Chart.yaml",
+            "is not a chart: it has no Chart.yaml",
             field=str(path),
             hint="name a chart directory (charts/NAME) or a stack made by `helm-mlops generate`",
         )
-    try:
-        meta = yamlio.load_mapping(meta_file)
-    except HelmMlopsError as exc:
-        raise UserError(f"{meta_file}: {exc}", field=str(meta_file)) from None
+    meta = yamlio.load_mapping(meta_file)  # UserError naming the file when it is not YAML
     name, version = meta.get("name"), meta.get("version")
     if not isinstance(name, str) or not name or version is None:
         raise UserError(
-            f"{meta_file} lacks name or version",
-            field=str(meta_file),
-            hint="add both (helm create shows how)",
+            "lacks name or version", field=str(meta_file), hint="add both (helm create shows how)"
         )
+    _semver(str(version), f"{meta_file} version")
     return Source(path, name, str(version))
 
 
@@ -313,31 +364,60 @@ class _Package:
 
 
 def _with_dependencies(helm: Helm, source: Source, access: RegistryAccess | None, scratch: Path) -> Source:
-    """The chart to package: SOURCE itself when its dependencies are all in charts/, else a copy in
-    SCRATCH after `helm dependency build` (a stack generated with --chart-repo), so the user's directory
-    is never changed. UserError naming the chart when the dependencies cannot be had."""
-    missing: list[tuple[str, str, str, str]] = []
+    """The chart to package: SOURCE itself when its dependencies are all in charts/, else a copy after
+    `helm dependency build` (a stack generated with --chart-repo, an umbrella chart), so the user's
+    directory is never changed. The copy sits beside the source (a hidden temporary directory) so that
+    relative `file://` dependencies resolve as they do from the source; where that directory is not
+    writable, in SCRATCH. UserError naming the chart when the dependencies cannot be had."""
     try:
         missing = [row for row in helm.dependency_list(source.path) if row[3] != "ok"]
-        if not missing:
-            return source
-        copy = scratch / "sources" / f"{len(list(scratch.glob('sources/*')))}-{source.name}"
-        shutil.copytree(source.path, copy, symlinks=False)
-        helm.dependency_build(copy, access)
-        return Source(copy, source.name, source.version)
     except Interrupted:
         raise
     except HelmMlopsError as exc:
-        said = [line for line in str(exc).splitlines() if line.strip()]
-        last = next((line for line in reversed(said) if "Error" in line or "error" in line), said[-1])
+        raise UserError(
+            _cause(str(exc.args[0] if exc.args else exc)),
+            field=str(source.path),
+            hint=f"fix the chart (`helm lint {source.path}` shows what helm finds wrong)",
+        ) from None
+    if not missing:
+        return source
+    real = source.path.resolve()  # "." has no name or parent of its own
+    try:
+        copy = Path(tempfile.mkdtemp(prefix=f".{real.name}.publish-", dir=real.parent))
+    except OSError:
+        copy = Path(tempfile.mkdtemp(prefix=f"{source.name}-", dir=scratch))
+    scratch_copies = scratch / "copies.txt"
+    with scratch_copies.open("a") as handle:
+        handle.write(f"{copy}\n")
+    shutil.copytree(real, copy, symlinks=False, dirs_exist_ok=True)
+    try:
+        helm.dependency_build(copy, access)
+    except Interrupted:
+        raise
+    except HelmMlopsError as exc:
+        generated = (source.path / "answers.yaml").is_file()
         raise UserError(
             "its dependencies ("
-            + ", ".join(f"{r[0]} {r[1]}" for r in missing)
-            + f") cannot be fetched: {last.strip()}",
+            + ", ".join(f"{r[0]} {r[1]} from {r[2] or 'charts/'}" for r in missing)
+            + f") cannot be fetched: {_cause(str(exc.args[0] if exc.args else exc))}",
             field=str(source.path),
-            hint="publish the charts it depends on to that repository first (or `helm repo add` it), "
-            "or generate the stack without --chart-repo so the charts are vendored",
+            hint="publish the charts it depends on to that repository first, or generate the stack "
+            "without --chart-repo so the charts are vendored"
+            if generated
+            else "check the dependencies' repository URLs and versions in Chart.yaml "
+            f"(`helm dependency build {source.path}` shows the same)",
         ) from None
+    return Source(copy, source.name, source.version)
+
+
+def _cause(message: str) -> str:
+    """The line of helm's output that says what went wrong, helm's internal names left out."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    for marker in ("Unable to get an update from", "could not download", "not found", "Error:"):
+        hit = next((line for line in lines if marker in line and "no cached repository" not in line), None)
+        if hit is not None:
+            return hit.removeprefix("Error: ")
+    return lines[-1].removeprefix("Error: ") if lines else "(no message)"
 
 
 def _package(helm: Helm, source: Source, options: Options, into: Path) -> _Package:
@@ -353,7 +433,7 @@ def _package(helm: Helm, source: Source, options: Options, into: Path) -> _Packa
         )
     except UserError as exc:
         hint = exc.hint or ""
-        fields = {"the passphrase is wrong": "--passphrase-file", "--keyring holds no": "--keyring",
+        fields = {"the passphrase is": "--passphrase-file", "--keyring ": "--keyring",
                   "no such key in the keyring": "--key"}  # fmt: skip
         field = next((f for start, f in fields.items() if hint.startswith(start)), None)
         if field is None:
@@ -363,6 +443,18 @@ def _package(helm: Helm, source: Source, options: Options, into: Path) -> _Packa
     name, version = archive_meta(archive)
     prov = archive.with_name(archive.name + ".prov")
     return _Package(source, archive, name, version, archive.read_bytes(), prov if prov.exists() else None)
+
+
+@contextlib.contextmanager
+def _copies_removed(scratch: Path) -> Iterator[None]:
+    """Remove the chart copies _with_dependencies made beside their sources, whatever happens."""
+    try:
+        yield
+    finally:
+        listed = scratch / "copies.txt"
+        if listed.is_file():
+            for line in listed.read_text().splitlines():
+                shutil.rmtree(line, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -386,11 +478,13 @@ def _registry_config(target: OciTarget, scratch: Path) -> Iterator[RegistryAcces
         path.unlink(missing_ok=True)
 
 
-def _published_oci(helm: Helm, ref: str, version: str, access: RegistryAccess, scratch: Path) -> bytes | None:
-    """The archive at REF:VERSION, or None when the registry has no such tag."""
+def _published_oci(
+    helm: Helm, ref: str, version: str, access: RegistryAccess, scratch: Path
+) -> tuple[bytes, bool] | None:
+    """The archive at REF:VERSION and whether it carries provenance, or None when there is no such tag."""
     where = Path(tempfile.mkdtemp(dir=scratch))
     try:
-        helm.pull(ref, where, version=version, access=access)
+        helm.pull(ref, where, version=version, access=access, prov=True)
     except Interrupted:
         raise
     except HelmMlopsError as exc:
@@ -399,15 +493,23 @@ def _published_oci(helm: Helm, ref: str, version: str, access: RegistryAccess, s
             return None
         raise
     archives = list(where.glob("*.tgz"))
-    return archives[0].read_bytes() if archives else None
-
-
-def _conflict(pkg: _Package, where: str, force: bool, why: str = "with other content") -> str | None:
-    if force:
+    if not archives:
         return None
+    return archives[0].read_bytes(), bool(list(where.glob("*.prov")))
+
+
+def _conflict(pkg: _Package, where: str, why: str) -> str:
     return (
-        f"{pkg.name} {pkg.version} is already published at {where} {why}: raise the "
-        f"chart's version (or pass --version), or --force to replace it"
+        f"{pkg.name} {pkg.version} is already published at {where} {why}: raise the chart's version "
+        "(or pass --version), or --force to replace it"
+    )
+
+
+def _unsigned(pkg: _Package, where: str) -> str:
+    return (
+        f"{pkg.name} {pkg.version} is published unsigned at {where}, and this package differs from it "
+        "byte for byte (Helm 3 stamps file times into archives), so no signature can be added to it: "
+        "--force replaces it with this signed package (or raise the version)"
     )
 
 
@@ -437,7 +539,7 @@ def publish(
     warn = warn or echo
     sources = [read_chart(p) for p in paths]
     outcomes: list[Outcome] = []
-    with tempfile.TemporaryDirectory(prefix="helm-mlops-publish-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="helm-mlops-publish-") as tmp, _copies_removed(Path(tmp)):
         scratch = Path(tmp)
         os.chmod(scratch, 0o700)
         access: RegistryAccess | None = None
@@ -445,6 +547,10 @@ def publish(
             if options.http is not None:
                 stack.enter_context(_locked(options.http.repo_dir, warn))
             index = read_index(options.http.repo_dir) if options.http else None
+            if options.http is not None and index is not None:
+                # Helm refuses some indexes other tools write (unknown fields): find out before any push.
+                trial = Path(tempfile.mkdtemp(dir=scratch))
+                helm.repo_index(trial, options.http.url, merge=options.http.repo_dir / "index.yaml")
             if options.oci is not None:
                 access = stack.enter_context(_registry_config(options.oci, scratch))
             built = scratch / "packages"
@@ -472,39 +578,40 @@ def publish(
             # Decide everything before writing anything.
             problems: list[str] = []
             to_index: list[tuple[_Package, str]] = []
+            to_sign: list[_Package] = []  # published unsigned, same archive: add the .prov beside it
             to_push: list[tuple[_Package, str]] = []
+            signing = options.signing is not None
             if options.http is not None:
+                repo = options.http.repo_dir
                 for pkg in packages:
                     entry = indexed(index, pkg.name, pkg.version)
-                    url = f"{options.http.url}/{pkg.archive.name}"
                     if entry is None:
                         to_index.append((pkg, "published"))
                         continue
-                    old = options.http.repo_dir / pkg.archive.name
-                    same = entry.get("digest") == sha256(pkg.data) or (
+                    where = str((entry.get("urls") or [f"{options.http.url}/{pkg.archive.name}"])[0])
+                    old = repo / pkg.archive.name
+                    identical = entry.get("digest") == sha256(pkg.data) and old.is_file()
+                    same = identical or (
                         old.is_file() and content_digest(old.read_bytes()) == content_digest(pkg.data)
                     )
-                    if same and not options.force:
+                    unsigned = signing and not (repo / f"{pkg.archive.name}.prov").is_file()
+                    if same and not unsigned:
                         echo(f"unchanged: {pkg.name} {pkg.version} is already in the index, same content")
-                        outcomes.append(
-                            Outcome(
-                                pkg.name, pkg.version, "http", "unchanged", url, str(entry.get("digest", ""))
-                            )
-                        )
-                    elif (
-                        problem := _conflict(
-                            pkg,
-                            url,
-                            options.force,
+                        digest = str(entry.get("digest", ""))
+                        outcomes.append(Outcome(pkg.name, pkg.version, "http", "unchanged", where, digest))
+                    elif same and identical:
+                        to_sign.append(pkg)
+                    elif options.force:
+                        to_index.append((pkg, "replaced"))
+                    elif same:
+                        problems.append(_unsigned(pkg, where))
+                    else:
+                        why = (
                             "with other content"
                             if old.is_file()
-                            else f"with another digest (its archive is not in {options.http.repo_dir} "
-                            "to compare the files)",
+                            else f"(its archive is not in {repo} to compare the files)"
                         )
-                    ) is not None:
-                        problems.append(problem)
-                    else:
-                        to_index.append((pkg, "replaced"))
+                        problems.append(_conflict(pkg, where, why))
             if options.oci is not None:
                 assert access is not None
                 for pkg in packages:
@@ -513,17 +620,23 @@ def publish(
                     where = f"{ref}:{pkg.version}"
                     if there is None:
                         to_push.append((pkg, "published"))
-                    elif not options.force and (
-                        sha256(there) == sha256(pkg.data) or content_digest(there) == content_digest(pkg.data)
-                    ):
+                        continue
+                    data, there_signed = there
+                    identical = sha256(data) == sha256(pkg.data)
+                    same = identical or content_digest(data) == content_digest(pkg.data)
+                    if same and not (signing and not there_signed):
                         warn(f"warning: {where} is already there with the same content: skipped")
                         outcomes.append(
-                            Outcome(pkg.name, pkg.version, "oci", "unchanged", where, sha256(there))
+                            Outcome(pkg.name, pkg.version, "oci", "unchanged", where, sha256(data))
                         )
-                    elif (problem := _conflict(pkg, where, options.force)) is not None:
-                        problems.append(problem)
-                    else:
+                    elif same and identical:
+                        to_push.append((pkg, "signed"))  # the same chart layer, now with its provenance
+                    elif options.force:
                         to_push.append((pkg, "replaced"))
+                    elif same:
+                        problems.append(_unsigned(pkg, where))
+                    else:
+                        problems.append(_conflict(pkg, where, "with other content"))
             if problems:
                 raise UserError(
                     "nothing was published:\n  - " + "\n  - ".join(problems),
@@ -536,7 +649,7 @@ def publish(
                     where = f"{options.oci.url}/{pkg.name}:{pkg.version}"
                     echo(f"would be {action}: {where} (dry run)")
                     outcomes.append(Outcome(pkg.name, pkg.version, "oci", f"would be {action}", where))
-                for pkg, action in to_index:
+                for pkg, action in [*to_index, *((p, "signed") for p in to_sign)]:
                     assert options.http is not None
                     where = f"{options.http.url}/{pkg.archive.name}"
                     echo(f"would be {action}: {where} (dry run)")
@@ -550,7 +663,19 @@ def publish(
                 digest = next((w for w in said.split() if w.startswith("sha256:")), "")
                 where = f"{options.oci.url}/{pkg.name}:{pkg.version}"
                 outcomes.append(Outcome(pkg.name, pkg.version, "oci", action, where, sha256(pkg.data)))
-                echo(f"{action}: {where}" + (f" (manifest {digest})" if digest else ""))
+                notes = [f"manifest {digest}"] if digest else []
+                notes += ["signed"] if pkg.prov is not None else []
+                echo(f"{action}: {where}" + (f" ({', '.join(notes)})" if notes else ""))
+            if options.http is not None and to_sign:
+                for pkg in to_sign:
+                    assert pkg.prov is not None
+                    target = options.http.repo_dir / pkg.prov.name
+                    staged = options.http.repo_dir / f".{pkg.prov.name}.publish-{os.getpid()}"
+                    shutil.copy2(pkg.prov, staged)
+                    _replace(staged, target)
+                    url = f"{options.http.url}/{pkg.archive.name}"
+                    echo(f"signed: {url} (provenance added beside the published archive)")
+                    outcomes.append(Outcome(pkg.name, pkg.version, "http", "signed", url, sha256(pkg.data)))
             if options.http is not None and to_index:
                 outcomes += _write_http(helm, options.http, to_index, scratch, echo)
     return outcomes
@@ -636,8 +761,8 @@ def check_bump(base_ref: str, paths: Sequence[Path], cwd: Path) -> list[str]:
     for chart in charts:
         source = read_chart(chart)
         rel = os.path.relpath(chart.resolve(), root)
-        changed = _git(["diff", "--name-only", commit, "--", rel], root).stdout.split()
-        changed += _git(["ls-files", "--others", "--exclude-standard", "--", rel], root).stdout.split()
+        changed = _git(["diff", "--name-only", commit, "--", rel], root).stdout.splitlines()
+        changed += _git(["ls-files", "--others", "--exclude-standard", "--", rel], root).stdout.splitlines()
         if not changed:
             continue
         old = _git(["show", f"{commit}:{rel}/Chart.yaml"], root)
@@ -647,12 +772,12 @@ def check_bump(base_ref: str, paths: Sequence[Path], cwd: Path) -> list[str]:
         before, now = str(old_meta.get("version")), source.version
         try:
             bumped = semver.Version.parse(now) > semver.Version.parse(before)
+            why = f"but its version {now} is not higher than {before}"
         except ValueError:
-            bumped = False
+            bumped, why = False, f"and its version {now!r} or the old {before!r} is not SemVer"
         if not bumped:
             problems.append(
                 f"{rel}: {len(changed)} file(s) changed since {base_ref} ({', '.join(changed[:3])}"
-                f"{', ...' if len(changed) > 3 else ''}) but the version is still {now} (was {before}): "
-                "raise `version` in its Chart.yaml"
+                f"{', ...' if len(changed) > 3 else ''}) {why}: raise `version` in its Chart.yaml"
             )
     return problems

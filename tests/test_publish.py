@@ -250,6 +250,14 @@ def test_publishing_again_keeps_every_entry_and_skips_what_is_there(published: P
         where = f"{published.oci}/{name}:{chart_version(CHARTS / name)}"
         assert f"warning: {where} is already there with the same content: skipped" in proc.stderr
     assert (published.site / "index.yaml").read_bytes() == before
+    # --force replaces other content only: the same content stays as it is, its created time too.
+    said = ok(
+        publish(
+            *sources, "--repo-dir", published.site, "--url", published.url, "--force", home=published.home
+        )
+    )
+    assert "published" not in said and "replaced" not in said and said.count("unchanged: ") == 4, said
+    assert (published.site / "index.yaml").read_bytes() == before
 
 
 def test_a_new_version_is_added_beside_the_old_entries(published: Published, tmp_path: Path) -> None:
@@ -424,6 +432,11 @@ def snapshot(folder: Path) -> dict[str, bytes]:
         (["{chart}", "--repo-dir", "{site}", "--url", "https://c.example.com", "--sign", "--key", "k", "--keyring", "{tmp}/none.gpg"], "--keyring"),  # noqa: E501
         (["{chart}", "--repo-dir", "{site}", "--url", "https://c.example.com", "--key", "k"], "--key is for signing"),  # noqa: E501
         (["{chart}", "--repo-dir", "{site}", "--url", "https://c.example.com", "--version", "one"], "--version: 'one' is not a semantic version"),  # noqa: E501
+        (["{chart}", "--repo-dir", "{site}", "--url", "https://c.example.com/a?x=1"], "--url: has a query or fragment"),  # noqa: E501
+        (["{chart}", "--oci", "oci://r.example.com/Charts"], "'Charts' is not a repository path"),
+        (["{chart}", "--oci", "oci://r.example.com//c"], "is not a repository path"),
+        (["{chart}", "--oci", "oci://r.example.com:99999/c"], "'r.example.com:99999' is not a registry host[:port]"),  # noqa: E501
+        (["{chart}", "--oci", "oci://r.example.com/c@sha256:abc"], "is not an OCI repository"),
         (["{chart}", "{chart}", "--repo-dir", "{site}", "--url", "https://c.example.com", "--version", "9.0.0"], "is given twice (training-job 9.0.0)"),  # noqa: E501
     ],
 )  # fmt: skip
@@ -436,6 +449,78 @@ def test_bad_input_is_refused_before_anything_is_written(
     assert words in message, message
     assert "fix:" in message or "--" in message
     assert snapshot(site) == before
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--url", "https://ci:s3cretPW@charts.example.com"),
+        ("--oci", "oci://ci:s3cretPW@registry.example.com/c"),
+    ],
+)
+def test_credentials_in_a_url_are_refused_and_never_printed(tmp_path: Path, option: str, value: str) -> None:
+    args = ["--repo-dir", tmp_path / "site", "--url", value] if option == "--url" else ["--oci", value]
+    message = refused(publish(CHARTS / "mlflow", *args, home=tmp_path))
+    assert message.startswith(f"error: {option}: carries credentials") and "--password-stdin" in message
+    assert "s3cretPW" not in message and not (tmp_path / "site").exists()
+
+
+def test_a_chart_whose_version_is_not_semver_is_named(tmp_path: Path) -> None:
+    chart = tmp_path / "odd"
+    shutil.copytree(CHARTS / "training-job", chart)
+    bump(chart, "one.two")
+    message = refused(
+        publish(chart, "--repo-dir", tmp_path / "site", "--url", "https://c.example.com", home=tmp_path)
+    )
+    assert f"error: {chart / 'Chart.yaml'} version: 'one.two' is not a semantic version" in message, message
+
+
+def test_an_umbrella_chart_with_a_relative_file_dependency_is_published_whole(tmp_path: Path) -> None:
+    """`file://../mlflow` resolves from the chart's own folder, as for `helm dependency build` there:
+    publish builds the dependencies in a copy beside it (removed after), not somewhere else."""
+    shutil.copytree(CHARTS / "mlflow", tmp_path / "mlflow")
+    umbrella = tmp_path / "platform"
+    (umbrella / "templates").mkdir(parents=True)
+    version = chart_version(CHARTS / "mlflow")
+    (umbrella / "Chart.yaml").write_text(
+        "apiVersion: v2\nname: platform\nversion: 1.0.0\n"
+        f"dependencies:\n  - name: mlflow\n    version: {version}\n    repository: file://../mlflow\n"
+    )
+    before = sorted(p.name for p in tmp_path.iterdir())
+    said = ok(
+        publish(
+            umbrella, "--repo-dir", tmp_path / "site", "--url", "https://c.example.com", home=tmp_path / "h"
+        )
+    )
+    assert "published: https://c.example.com/platform-1.0.0.tgz" in said, said
+    files = archive_files(tmp_path / "site" / "platform-1.0.0.tgz")
+    assert files["charts/mlflow/values.yaml"] == (CHARTS / "mlflow" / "values.yaml").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*before, "site"]), "a copy was left behind"
+    assert not (umbrella / "charts").exists() and not (umbrella / "Chart.lock").exists()
+
+
+def test_an_index_helm_cannot_merge_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    """An index another tool wrote with a field Helm does not know: refused (exit 2) with the fix."""
+    site = tmp_path / "site"
+    ok(publish(CHARTS / "training-job", "--repo-dir", site, "--url", "https://c.example.com", home=tmp_path))
+    text = (
+        (site / "index.yaml")
+        .read_text()
+        .replace("    name: training-job\n", "    name: training-job\n    x-custom: 1\n")
+    )
+    (site / "index.yaml").write_text(text)
+    before = snapshot(site)
+    message = refused(
+        publish(CHARTS / "mlflow", "--repo-dir", site, "--url", "https://c.example.com", home=tmp_path)
+    )
+    assert "x-custom" in message and "remove it from index.yaml" in message, message
+    assert snapshot(site) == before
+    (site / "index.yaml").unlink()
+    (site / "index.yaml").mkdir()
+    message = refused(
+        publish(CHARTS / "mlflow", "--repo-dir", site, "--url", "https://c.example.com", home=tmp_path)
+    )
+    assert message.startswith("error: --repo-dir: ") and "index.yaml is not a file" in message
 
 
 def test_an_index_that_is_not_a_helm_index_is_refused_and_left_alone(tmp_path: Path) -> None:

@@ -96,7 +96,7 @@ def signed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Signed]:
                 stdin=registry.password,
             )
         )
-        assert said.count("(signed)") == 4, said
+        assert said.count("(signed)") == 8, said
         yield Signed(key, other, root / "helm", site, url, registry, registry.ca_file, oci, stack)
 
 
@@ -247,19 +247,26 @@ def test_signing_again_changes_nothing(signed: Signed) -> None:
         ({"passphrase": "wrong horse"}, "--passphrase-file", "the passphrase is wrong"),
         ({"key": "nobody@example.invalid"}, "--key", "no such key in the keyring"),
         ({"keyring": "public"}, "--keyring", "holds no secret key"),
+        ({"keyring": "kbx"}, "--keyring", "is not a keyring Helm reads"),
+        ({"passphrase": ""}, "--passphrase-file", "is empty"),
+        ({"passphrase": None}, "--passphrase-file", "the passphrase is missing"),
     ],
 )
 def test_signing_problems_are_refused_before_anything_is_written(
-    signed: Signed, tmp_path: Path, change: dict[str, str], field: str, words: str
+    signed: Signed, tmp_path: Path, change: dict[str, str | None], field: str, words: str
 ) -> None:
     site = tmp_path / "site"
     shutil.copytree(signed.site, site)
     before = snapshot(site)
     passphrase = tmp_path / "pass"
-    passphrase.write_text(change.get("passphrase", PASSPHRASE) + "\n")
-    keyring = signed.key.public_keyring if change.get("keyring") == "public" else signed.key.secret_keyring
+    given = change.get("passphrase", PASSPHRASE)
+    passphrase.write_text(given + "\n" if given else "")
+    keyrings = {"public": signed.key.public_keyring, "kbx": signed.key.gnupg_home / "pubring.kbx"}
+    keyring = keyrings.get(str(change.get("keyring")), signed.key.secret_keyring)
+    assert keyring.is_file()
     source = tmp_path / "mlflow"
     shutil.copytree(CHARTS / "mlflow", source)
+    unprotected: list[str | Path] = ["--passphrase-file", passphrase] if given is not None else []
     message = refused(
         publish(
             source,
@@ -271,17 +278,66 @@ def test_signing_problems_are_refused_before_anything_is_written(
             "7.7.7",
             "--sign",
             "--key",
-            change.get("key", signed.key.email),
+            str(change.get("key", signed.key.email)),
             "--keyring",
             keyring,
-            "--passphrase-file",
-            passphrase,
+            *unprotected,
             home=tmp_path / "h",
+            stdin="",
         )
     )
     assert message.startswith(f"error: {field}: ") and words in message, message
     assert PASSPHRASE not in message and "wrong horse" not in message
     assert snapshot(site) == before
+
+
+def test_signing_a_version_published_unsigned_adds_its_provenance(signed: Signed, tmp_path: Path) -> None:
+    """A version published unsigned, then published again with --sign: the same archive gets its .prov
+    (HTTP: beside it, index untouched; OCI: pushed again with the provenance layer), verifiable after.
+    An archive that differs byte-wise (Helm 3.17 packages with file times) cannot take that signature:
+    refused until --force replaces it."""
+    site = tmp_path / "site"
+    source = tmp_path / "training-job"
+    shutil.copytree(CHARTS / "training-job", source)
+    home = tmp_path / "h"
+    registry = ("--oci", signed.oci, "--ca-file", signed.ca, "--username", signed.registry.username,
+                "--password-stdin")  # fmt: skip
+    ok(publish(source, "--repo-dir", site, "--url", signed.url, *registry, "--version", "8.0.0", home=home,
+               stdin=signed.registry.password))  # fmt: skip
+    index = (site / "index.yaml").read_bytes()
+    signing = ("--sign", "--key", signed.key.email, "--keyring", signed.key.secret_keyring,
+               "--passphrase-file", str(signed.key.passphrase_file))  # fmt: skip
+    said = ok(publish(source, "--repo-dir", site, "--url", signed.url, *registry, "--version", "8.0.0",
+                      *signing, home=home, stdin=signed.registry.password))  # fmt: skip
+    assert f"signed: {signed.url}/training-job-8.0.0.tgz (provenance added" in said, said
+    assert f"signed: {signed.oci}/training-job:8.0.0" in said, said
+    assert (site / "index.yaml").read_bytes() == index
+    archive = site / "training-job-8.0.0.tgz"
+    verified = helm("helm4", "verify", archive, "--keyring", signed.key.public_keyring, home=home)
+    assert f"Signed by: {signed.key.uid}" in verified
+    login("helm4", signed, home)
+    out = tmp_path / "pulled"
+    out.mkdir()
+    pulled = helm("helm4", "pull", f"{signed.oci}/training-job", "--version", "8.0.0", "-d", out, "--verify",
+                  "--keyring", signed.key.public_keyring, "--ca-file", signed.ca, home=home)  # fmt: skip
+    assert f"Signed by: {signed.key.uid}" in pulled
+
+    # Helm 3.17's archive of the same chart, unsigned, then a Helm 4 signed package of it.
+    ok(
+        publish(
+            source, "--repo-dir", site, "--url", signed.url, "--version", "9.0.0", home=home, helm="helm3.17"
+        )
+    )
+    message = refused(publish(source, "--repo-dir", site, "--url", signed.url, "--version", "9.0.0", *signing,
+                              home=home))  # fmt: skip
+    assert "training-job 9.0.0 is published unsigned at" in message and "--force" in message, message
+    assert not (site / "training-job-9.0.0.tgz.prov").exists()
+    said = ok(publish(source, "--repo-dir", site, "--url", signed.url, "--version", "9.0.0", *signing,
+                      "--force", home=home))  # fmt: skip
+    assert f"replaced: {signed.url}/training-job-9.0.0.tgz (signed)" in said
+    helm(
+        "helm4", "verify", site / "training-job-9.0.0.tgz", "--keyring", signed.key.public_keyring, home=home
+    )
 
 
 def test_a_registry_with_an_unknown_ca_is_refused_with_the_fix(signed: Signed, tmp_path: Path) -> None:

@@ -140,6 +140,24 @@ USER_ERROR_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         re.compile(r"provided key is not a private key"),
         "--keyring holds no secret key: export it with `gpg --export-secret-keys KEY > secring.gpg`",
     ),
+    (
+        re.compile(r"tag byte does not have MSB set|openpgp: invalid data: .*(packet|armor)"),
+        "--keyring is not a keyring Helm reads (GnuPG's pubring.kbx / private-keys-v1.d are not): export "
+        "one with `gpg --export-secret-keys KEY > secring.gpg`",
+    ),
+    (
+        re.compile(r"inappropriate ioctl for device"),
+        "the passphrase is missing: the key is protected, give it with --passphrase-file FILE (or -)",
+    ),
+    (
+        re.compile(r"failed to append certificates from pem|can't create TLS config"),
+        "--ca-file is not a PEM CA bundle: give the CA certificate the registry's certificate is signed by",
+    ),
+    (
+        re.compile(r"merge failed: .*unknown field"),
+        "--repo-dir's index.yaml has a field Helm does not know (named above): remove it from index.yaml, "
+        "or publish into a directory of its own",
+    ),
     (re.compile(r"private key checksum failure"), "the passphrase is wrong: check --passphrase-file"),
     (
         re.compile(r"private key not found"),
@@ -590,11 +608,15 @@ class Helm:
         version: str | None = None,
         plain_http: bool = False,
         access: RegistryAccess | None = None,
+        prov: bool = False,
     ) -> None:
+        """`helm pull`; with PROV the provenance file too when there is one (no verification)."""
         access = access or RegistryAccess(plain_http=plain_http)
         args: list[Arg] = ["pull", ref, "--destination", destination]
         if version:
             args += ["--version", version]
+        if prov:
+            args.append("--prov")
         self.run([*args, *access.args()])
 
     def registry_login(
