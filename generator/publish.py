@@ -106,7 +106,9 @@ def check_options(
     from generator.values import http_url
 
     if not paths:
-        raise UserError("nothing to publish", field="CHART_DIR", hint="name chart or stack directories")
+        raise UserError(
+            "nothing to publish", field="CHART_OR_STACK_DIR", hint="name chart or stack directories"
+        )
     for path in paths:
         read_chart(path)
     if url and repo_dir is None:
@@ -160,6 +162,12 @@ def check_options(
             )
         if ca_file is not None and not ca_file.is_file():
             raise UserError(f"{ca_file} is not a file", field="--ca-file")
+        if ca_file is not None and insecure:
+            raise UserError(
+                "--ca-file and --insecure-skip-tls-verify contradict each other",
+                field="--insecure-skip-tls-verify",
+                hint="keep --ca-file to check the registry's certificate (drop the other)",
+            )
         target = OciTarget(
             oci.rstrip("/"),
             RegistryAccess(plain_http=plain_http, ca_file=ca_file, insecure_skip_tls_verify=insecure),
@@ -571,7 +579,9 @@ def publish(
                         if other == pkg.source.path
                         else f"{other} and {pkg.source.path} are both {what}",
                         field=str(pkg.source.path),
-                        hint="publish each chart version once (give them different versions)",
+                        hint="name each directory once"
+                        if other == pkg.source.path
+                        else "publish each chart version once (give them different versions)",
                     )
                 seen[(pkg.name, pkg.version)] = pkg.source.path
 

@@ -418,7 +418,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     [
         (["{tmp}"], "is not a chart: it has no Chart.yaml"),
         (["{tmp}/nothing-here"], "does not exist"),
-        ([], "nothing to publish"),
+        ([], "CHART_OR_STACK_DIR: nothing to publish"),
         (["{chart}", "--url", "https://c.example.com"], "--url goes with --repo-dir"),
         (["{chart}", "--repo-dir", "{site}"], "--url: --repo-dir needs the URL"),
         (["{chart}", "--repo-dir", "{site}", "--url", "ftp://x"], "--url"),
@@ -437,6 +437,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
         (["{chart}", "--oci", "oci://r.example.com//c"], "is not a repository path"),
         (["{chart}", "--oci", "oci://r.example.com:99999/c"], "'r.example.com:99999' is not a registry host[:port]"),  # noqa: E501
         (["{chart}", "--oci", "oci://r.example.com/c@sha256:abc"], "is not an OCI repository"),
+        (["{chart}", "--oci", "oci://r.example.com/c", "--ca-file", "{chart}/Chart.yaml", "--insecure-skip-tls-verify"], "contradict each other"),  # noqa: E501
         (["{chart}", "{chart}", "--repo-dir", "{site}", "--url", "https://c.example.com", "--version", "9.0.0"], "is given twice (training-job 9.0.0)"),  # noqa: E501
     ],
 )  # fmt: skip

@@ -340,6 +340,30 @@ def test_signing_a_version_published_unsigned_adds_its_provenance(signed: Signed
     )
 
 
+@pytest.mark.parametrize(("extra", "helm_name"), [(("--plain-http",), "helm4"), (("--ca-file",), "helm3.17")])
+def test_plain_http_to_a_tls_registry_is_named_with_the_fix(
+    signed: Signed, tmp_path: Path, extra: tuple[str, ...], helm_name: str
+) -> None:
+    """--plain-http to a TLS registry, and Helm 3.17 (plain HTTP to loopback registries whatever it is
+    told): the registry answers 400, which is named with what to do."""
+    args = [*extra, signed.ca] if extra == ("--ca-file",) else list(extra)
+    message = refused(
+        publish(
+            CHARTS / "training-job",
+            "--oci",
+            signed.oci,
+            *args,
+            "--username",
+            signed.registry.username,
+            "--password-stdin",
+            home=tmp_path,
+            stdin=signed.registry.password,
+            helm=helm_name,
+        )
+    )
+    assert "drop --plain-http" in message and "Helm 3.17" in message, message
+
+
 def test_a_registry_with_an_unknown_ca_is_refused_with_the_fix(signed: Signed, tmp_path: Path) -> None:
     home = tmp_path / "h"
     common = ("--oci", signed.oci, "--username", signed.registry.username, "--password-stdin")

@@ -128,6 +128,11 @@ USER_ERROR_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         "give the registry's CA with --ca-file (or, for a test registry only, --insecure-skip-tls-verify)",
     ),
     (
+        re.compile(r"(status code|status from HEAD request to http://\S+:) 400(: Bad Request| Bad Request)"),
+        "the registry refused a plain-HTTP request (400): if it speaks TLS, drop --plain-http; Helm 3.17 "
+        "always speaks plain HTTP to a registry on 127.0.0.1/localhost (docs/publishing.md): use Helm 4",
+    ),
+    (
         re.compile(r"server gave HTTP response to HTTPS client"),
         "the registry speaks plain HTTP: add --plain-http",
     ),
