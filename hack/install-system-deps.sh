@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the tests start for real on 127.0.0.1: PostgreSQL (backend store), wrk (load),
-# docker-registry (an OCI registry for helm push/pull and login); and the real node's (hack/real-node.sh):
+# docker-registry (an OCI registry for helm push/pull and login), gpg (signed charts and plugin
+# packages); and the real node's (hack/real-node.sh):
 # containerd, runc, the CNI plugins, iptables (kube-proxy), debootstrap and a static C toolchain
 # (build-essential: gcc, libc.a) for its images (hack/build-images.sh).
 # Installs only what is missing; needs root or sudo for apt-get.
@@ -16,6 +17,7 @@ need=()
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 command -v wrk >/dev/null || need+=(wrk)
 command -v docker-registry >/dev/null || need+=(docker-registry)
+command -v gpg >/dev/null || need+=(gpg gpg-agent)
 command -v containerd >/dev/null || need+=(containerd)
 command -v runc >/dev/null || need+=(runc)
 [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
