@@ -1282,7 +1282,6 @@ def publish(
 
         pub.publish(
             Helm(find_helm(helm_bin)),
-            list(paths),
             options,
             click.echo,
             lambda line: click.secho(line, fg="yellow", err=True, color=_color()),

@@ -70,6 +70,7 @@ class Options:
     app_version: str | None = None
     force: bool = False
     dry_run: bool = False
+    sources: tuple[Source, ...] = ()  # the charts, read and checked once
 
 
 @dataclass(frozen=True)
@@ -109,8 +110,7 @@ def check_options(
         raise UserError(
             "nothing to publish", field="CHART_OR_STACK_DIR", hint="name chart or stack directories"
         )
-    for path in paths:
-        read_chart(path)
+    sources = tuple(read_chart(path) for path in paths)
     if url and repo_dir is None:
         raise UserError("--url goes with --repo-dir", field="--url", hint="add --repo-dir DIR")
     if repo_dir is None and oci is None:
@@ -213,7 +213,7 @@ def check_options(
             raise UserError("is empty", field=name)
     if version is not None:
         _semver(version, "--version")
-    return Options(http, target, signing, version, app_version, force, dry_run)
+    return Options(http, target, signing, version, app_version, force, dry_run, sources)
 
 
 def _no_credentials(url: str, where: str) -> None:
@@ -371,7 +371,9 @@ class _Package:
     prov: Path | None
 
 
-def _with_dependencies(helm: Helm, source: Source, access: RegistryAccess | None, scratch: Path) -> Source:
+def _with_dependencies(
+    helm: Helm, source: Source, access: RegistryAccess | None, scratch: Path, cleanup: contextlib.ExitStack
+) -> Source:
     """The chart to package: SOURCE itself when its dependencies are all in charts/, else a copy after
     `helm dependency build` (a stack generated with --chart-repo, an umbrella chart), so the user's
     directory is never changed. The copy sits beside the source (a hidden temporary directory) so that
@@ -394,9 +396,7 @@ def _with_dependencies(helm: Helm, source: Source, access: RegistryAccess | None
         copy = Path(tempfile.mkdtemp(prefix=f".{real.name}.publish-", dir=real.parent))
     except OSError:
         copy = Path(tempfile.mkdtemp(prefix=f"{source.name}-", dir=scratch))
-    scratch_copies = scratch / "copies.txt"
-    with scratch_copies.open("a") as handle:
-        handle.write(f"{copy}\n")
+    cleanup.callback(shutil.rmtree, copy, ignore_errors=True)
     shutil.copytree(real, copy, symlinks=False, dirs_exist_ok=True)
     try:
         helm.dependency_build(copy, access)
@@ -435,34 +435,12 @@ def _package(helm: Helm, source: Source, options: Options, into: Path) -> _Packa
         sign = (s.key, s.keyring, s.passphrase_file)
     out = into / f"{len(list(into.iterdir()))}-{source.name}"
     out.mkdir()
-    try:
-        archive = helm.package(
-            source.path, out, version=options.version, app_version=options.app_version, sign=sign
-        )
-    except UserError as exc:
-        hint = exc.hint or ""
-        fields = {"the passphrase is": "--passphrase-file", "--keyring ": "--keyring",
-                  "no such key in the keyring": "--key"}  # fmt: skip
-        field = next((f for start, f in fields.items() if hint.startswith(start)), None)
-        if field is None:
-            raise
-        said = [line for line in str(exc.args[0]).splitlines() if line.strip()]
-        raise UserError(said[-1].removeprefix("Error: "), field=field, hint=hint) from None
+    archive = helm.package(
+        source.path, out, version=options.version, app_version=options.app_version, sign=sign
+    )
     name, version = archive_meta(archive)
     prov = archive.with_name(archive.name + ".prov")
     return _Package(source, archive, name, version, archive.read_bytes(), prov if prov.exists() else None)
-
-
-@contextlib.contextmanager
-def _copies_removed(scratch: Path) -> Iterator[None]:
-    """Remove the chart copies _with_dependencies made beside their sources, whatever happens."""
-    try:
-        yield
-    finally:
-        listed = scratch / "copies.txt"
-        if listed.is_file():
-            for line in listed.read_text().splitlines():
-                shutil.rmtree(line, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -540,14 +518,12 @@ def _locked(repo_dir: Path, echo: Echo) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-def publish(
-    helm: Helm, paths: Sequence[Path], options: Options, echo: Echo, warn: Echo | None = None
-) -> list[Outcome]:
-    """Publish PATHS as OPTIONS say; ECHO gets one line per chart published, WARN the warnings."""
+def publish(helm: Helm, options: Options, echo: Echo, warn: Echo | None = None) -> list[Outcome]:
+    """Publish OPTIONS' charts as they say; ECHO gets one line per chart published, WARN the warnings."""
     warn = warn or echo
-    sources = [read_chart(p) for p in paths]
+    sources = options.sources
     outcomes: list[Outcome] = []
-    with tempfile.TemporaryDirectory(prefix="helm-mlops-publish-") as tmp, _copies_removed(Path(tmp)):
+    with tempfile.TemporaryDirectory(prefix="helm-mlops-publish-") as tmp:
         scratch = Path(tmp)
         os.chmod(scratch, 0o700)
         access: RegistryAccess | None = None
@@ -565,7 +541,7 @@ def publish(
             built.mkdir()
             packages: list[_Package] = []
             for source in sources:
-                ready = _with_dependencies(helm, source, access, scratch)
+                ready = _with_dependencies(helm, source, access, scratch, stack)
                 pkg = _package(helm, ready, options, built)
                 pkg.source = source
                 packages.append(pkg)

@@ -142,29 +142,38 @@ USER_ERROR_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         "later, or Helm 4 (--helm PATH)",
     ),
     (
+        re.compile(r"merge failed: .*unknown field"),
+        "--repo-dir's index.yaml has a field Helm does not know (named above): remove it from index.yaml, "
+        "or publish into a directory of its own",
+    ),
+)
+# helm's messages about a value of ours it was given as an option (signing keys, CA files): the error
+# names that option. Checked before USER_ERROR_PATTERNS.
+OPTION_ERROR_PATTERNS: tuple[tuple[str, re.Pattern[str], str], ...] = (
+    (
+        "--keyring",
         re.compile(r"provided key is not a private key"),
         "--keyring holds no secret key: export it with `gpg --export-secret-keys KEY > secring.gpg`",
     ),
     (
+        "--keyring",
         re.compile(r"tag byte does not have MSB set|openpgp: invalid data: .*(packet|armor)"),
         "--keyring is not a keyring Helm reads (GnuPG's pubring.kbx / private-keys-v1.d are not): export "
         "one with `gpg --export-secret-keys KEY > secring.gpg`",
     ),
     (
+        "--passphrase-file",
         re.compile(r"inappropriate ioctl for device"),
         "the passphrase is missing: the key is protected, give it with --passphrase-file FILE (or -)",
     ),
     (
+        "--ca-file",
         re.compile(r"failed to append certificates from pem|can't create TLS config"),
         "--ca-file is not a PEM CA bundle: give the CA certificate the registry's certificate is signed by",
     ),
+    ("--passphrase-file", re.compile(r"private key checksum failure"), "the passphrase is wrong: check it"),
     (
-        re.compile(r"merge failed: .*unknown field"),
-        "--repo-dir's index.yaml has a field Helm does not know (named above): remove it from index.yaml, "
-        "or publish into a directory of its own",
-    ),
-    (re.compile(r"private key checksum failure"), "the passphrase is wrong: check --passphrase-file"),
-    (
+        "--key",
         re.compile(r"private key not found"),
         "no such key in the keyring: check --key (a name or email in `gpg --list-secret-keys`) and "
         "--keyring (export it with `gpg --export-secret-keys > secring.gpg`)",
@@ -189,6 +198,10 @@ def classify(
     message = helm_message(stderr)
     if source is not None and any(p.search(message) for p in VALUES_ERROR_PATTERNS):
         return UserError(message, field=source, hint="change the values named above")
+    for option, pattern, hint in OPTION_ERROR_PATTERNS:
+        if pattern.search(message):
+            said = next((line for line in message.splitlines() if pattern.search(line)), message)
+            return UserError(said.strip().removeprefix("Error: "), field=option, hint=hint)
     for pattern, hint in USER_ERROR_PATTERNS:
         if pattern.search(message):
             return UserError(message, field=f"helm {action}", hint=hint)
