@@ -24,7 +24,7 @@ setup: $(BIN)/helm-mlops tools ## Create .venv (project editable + test extras) 
 tools: ## Install helm (4), helm3, helm3.17, kubectl and ct into .tools/bin (sha256-checked, cached)
 	@bash hack/install-tools.sh
 
-system-deps: ## Install the Debian packages the tests start (postgresql, wrk, docker-registry) when missing
+system-deps: ## Install the Debian packages the tests start (postgresql, wrk, docker-registry, prometheus) when missing
 	@bash hack/install-system-deps.sh
 
 cluster-tools: ## Build kube-apiserver, controller-manager, scheduler, etcd and kwok from Go modules (cached)

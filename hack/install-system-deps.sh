@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Debian packages the tests start for real on 127.0.0.1: PostgreSQL (backend store), wrk (load),
 # docker-registry (an OCI registry for helm push/pull and login), gpg (signed charts and plugin
-# packages); and the real node's (hack/real-node.sh):
+# packages), prometheus (Prometheus and promtool: the alert rules and dashboards are checked against a
+# real scrape); and the real node's (hack/real-node.sh):
 # containerd, runc, the CNI plugins, iptables (kube-proxy), debootstrap and a static C toolchain
 # (build-essential: gcc, libc.a) for its images (hack/build-images.sh).
 # Installs only what is missing; needs root or sudo for apt-get.
@@ -18,6 +19,7 @@ compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 command -v wrk >/dev/null || need+=(wrk)
 command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v gpg >/dev/null || need+=(gpg gpg-agent)
+{ command -v prometheus >/dev/null && command -v promtool >/dev/null; } || need+=(prometheus)
 command -v containerd >/dev/null || need+=(containerd)
 command -v runc >/dev/null || need+=(runc)
 [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
@@ -30,6 +32,6 @@ log "installing ${need[*]}"
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 # The Debian packages start services of their own; the tests run private instances instead.
-for service in postgresql docker-registry containerd; do
+for service in postgresql docker-registry containerd prometheus; do
   $sudo service "$service" stop >/dev/null 2>&1 || true
 done
