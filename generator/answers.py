@@ -73,6 +73,13 @@ def defaults(mlflow_version: str) -> dict[str, Any]:
             "podDisruptionBudget": False,
             "metrics": False,
         },
+        "monitoring": {
+            "enabled": False,
+            "alerts": True,
+            "dashboards": True,
+            "labels": {},
+            "prometheusNamespace": "monitoring",
+        },
         "training": {"jobs": []},
         "inference": {"services": []},
     }

@@ -412,6 +412,37 @@ SERVICE = _obj(
     required=["name"],
 )
 
+LABELS = {
+    "type": "object",
+    "description": "Labels (Kubernetes label keys and values).",
+    "propertyNames": {"type": "string", "pattern": LABEL_KEY, "maxLength": 317},
+    "additionalProperties": {"type": "string", "pattern": LABEL_VALUE, "maxLength": 63},
+}
+
+MONITORING = _obj(
+    "Prometheus and Grafana for every component (needs the Prometheus Operator, e.g. kube-prometheus-stack).",
+    {
+        "enabled": _b(
+            "ServiceMonitors, alert rules (PrometheusRule) and Grafana dashboards (ConfigMaps) for MLflow, "
+            "the training jobs and the inference services."
+        ),
+        "alerts": _b("Alert rules (PrometheusRule objects), with `enabled`."),
+        "dashboards": _b(
+            "Grafana dashboards as ConfigMaps for Grafana's sidecar (one per chart), with `enabled`."
+        ),
+        "labels": {
+            **LABELS,
+            "description": "Labels on the ServiceMonitors and PrometheusRules: what the Prometheus selects "
+            "them by (kube-prometheus-stack's default: `release: <its release name>`).",
+        },
+        "prometheusNamespace": _s(
+            "Namespace Prometheus runs in: the NetworkPolicies let its scrapes through.",
+            pattern=DNS_LABEL,
+            maxLength=63,
+        ),
+    },
+)
+
 SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "$id": "https://helm-mlops.dev/schemas/answers-v1.json",
@@ -450,6 +481,7 @@ SCHEMA: dict[str, Any] = {
             },
         ),
         "mlflow": MLFLOW,
+        "monitoring": MONITORING,
         "training": _obj("Training jobs.", {"jobs": {"type": "array", "items": JOB}}),
         "inference": _obj("Inference services.", {"services": {"type": "array", "items": SERVICE}}),
     },

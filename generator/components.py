@@ -553,6 +553,57 @@ SERVICE_PROVENANCE = {
 }
 
 
+# Monitoring ---------------------------------------------------------------------------------------------
+
+MONITORING_PROVENANCE = {
+    "metrics.enabled": "@monitoring.enabled",
+    "metrics.serviceMonitor": "@monitoring.enabled",
+    "metrics.serviceMonitor.labels": "@monitoring.labels",
+    "metrics.prometheusRule": "@monitoring.alerts",
+    "metrics.prometheusRule.labels": "@monitoring.labels",
+    "metrics.dashboards": "@monitoring.dashboards",
+    "networkPolicy.monitoringNamespace": "@monitoring.prometheusNamespace",
+}
+
+
+def monitoring_values(kind: str, answers: Mapping[str, Any], dashboards: bool) -> dict[str, Any]:
+    """The values that turn on monitoring for one component of kind mlflow, job or service:
+    ServiceMonitor (MLflow and services: jobs expose no metrics; kube-state-metrics watches them),
+    alert rules, and the chart's dashboard when `dashboards` (one ConfigMap per chart kind in a stack:
+    every release of a chart would ship the same dashboard)."""
+    m = answers.get("monitoring") or {}
+    if not m.get("enabled"):
+        return {}
+    labels = dict(m.get("labels") or {})
+    v: dict[str, Any] = {}
+    if kind != "job":
+        if kind == "mlflow":
+            put(v, "metrics.enabled", True)
+        put(v, "metrics.serviceMonitor.enabled", True)
+        if labels:
+            put(v, "metrics.serviceMonitor.labels", labels)
+        if m.get("prometheusNamespace"):
+            put(v, "networkPolicy.monitoringNamespace", m["prometheusNamespace"])
+    if m.get("alerts", True):
+        put(v, "metrics.prometheusRule.enabled", True)
+        if labels:
+            put(v, "metrics.prometheusRule.labels", labels)
+    if dashboards and m.get("dashboards", True):
+        put(v, "metrics.dashboards.enabled", True)
+    return v
+
+
+def merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `extra` merged in, maps recursively (a new dict; neither argument changes)."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def provenance(table: Mapping[str, str], prefix: str, path: tuple[str, ...]) -> str | None:
     """The answer that set the chart value at `path`: the longest matching key of `table`."""
     for n in range(len(path), 0, -1):

@@ -80,6 +80,13 @@ def components(answers: Mapping[str, Any]) -> list[Component]:
                 svc["name"], c.INFERENCE, "service", values, c.SERVICE_PROVENANCE, f"inference.services[{i}]"
             )
         )
+    seen: set[str] = set()
+    for comp in out:
+        extra = c.monitoring_values(comp.kind, answers, dashboards=comp.kind not in seen)
+        if extra:
+            seen.add(comp.kind)
+            comp.values = c.merge(comp.values, extra)
+            comp.table = {**comp.table, **c.MONITORING_PROVENANCE}
     # Services that load models from the stack's own MinIO may reach it (its NetworkPolicy admits only
     # MLflow's pods otherwise).
     readers = [
@@ -476,6 +483,7 @@ def readme(stack: Stack, answers: Mapping[str, Any], vendored: bool, repo: str, 
                     "<MLflow URL> "
                     f"--experiment {experiment} --sweep-id <the Job's uid> --metric {metric}`"
                 )
+    text += monitoring_readme(stack, answers)
     text += [
         "",
         "## Check it",
@@ -489,6 +497,56 @@ def readme(stack: Stack, answers: Mapping[str, Any], vendored: bool, repo: str, 
         "",
     ]
     return "\n".join(text)
+
+
+def monitoring_readme(stack: Stack, answers: Mapping[str, Any]) -> list[str]:
+    """The README's Monitoring section: what the stack renders and what the cluster needs for it."""
+    m = answers.get("monitoring") or {}
+    if not m.get("enabled"):
+        return [
+            "",
+            "## Monitoring",
+            "",
+            "Off. Set `monitoring.enabled: true` in answers.yaml and generate again for ServiceMonitors,",
+            "alert rules and Grafana dashboards of every component.",
+        ]
+    ns = stack.namespace
+    parts = ["ServiceMonitors for MLflow and the inference services"]
+    if m.get("alerts", True):
+        parts.append("PrometheusRules with each chart's alerts (docs/runbooks.md has a section per alert)")
+    if m.get("dashboards", True):
+        parts.append('Grafana dashboards as ConfigMaps labelled `grafana_dashboard: "1"`, one per chart')
+    labels = ", ".join(f"`{k}: {v}`" for k, v in sorted((m.get("labels") or {}).items()))
+    text = [
+        "",
+        "## Monitoring",
+        "",
+        "This stack renders " + "; ".join(parts) + ".",
+        "",
+        "The cluster needs:",
+        "",
+        "- the Prometheus Operator's CRDs and a Prometheus that selects these objects (kube-prometheus-stack "
+        "installs both;",
+        "  its Prometheus selects ServiceMonitors and PrometheusRules labelled `release: <its release name>` "
+        "by default"
+        + (f": these carry {labels})" if labels else ": set `monitoring.labels` in answers.yaml to match)"),
+        f"- Prometheus in the namespace `{m.get('prometheusNamespace') or 'monitoring'}` (the "
+        "NetworkPolicies let its scrapes through);",
+        "- kube-state-metrics (kube-prometheus-stack has it) for the Job, Deployment and HPA alerts;",
+    ]
+    if m.get("dashboards", True):
+        text.append(
+            "- Grafana with its dashboard sidecar watching this namespace or all "
+            f"(`sidecar.dashboards.searchNamespace: ALL`, or `{ns}`)."
+        )
+    else:
+        text[-1] = text[-1].rstrip(";") + "."
+    text += [
+        "",
+        "Check it: `kubectl -n " + ns + " get servicemonitors,prometheusrules,configmaps -l "
+        "app.kubernetes.io/part-of=helm-mlops`.",
+    ]
+    return text
 
 
 CREDENTIALS = """{{- /* Secrets from seed-shaped requests (values from credentials.yaml, -f). */ -}}

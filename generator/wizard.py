@@ -370,7 +370,20 @@ class Wizard:
             self.mlflow()
         self.training()
         self.inference()
+        self.monitoring()
         return self.data
+
+    def monitoring(self) -> None:
+        if self.confirm(
+            ("monitoring", "enabled"),
+            "Monitor the stack (ServiceMonitors, alert rules, Grafana dashboards; "
+            "needs the Prometheus Operator)?",
+        ):
+            self.text(
+                ("monitoring", "prometheusNamespace"),
+                "Namespace Prometheus runs in (its scrapes pass the NetworkPolicies):",
+                as_required_text,
+            )
 
     def mlflow(self) -> None:
         self.mlflow_version()

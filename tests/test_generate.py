@@ -460,3 +460,47 @@ def test_a_service_device_reaches_the_runtime(tmp_path: Path) -> None:
     lines = text.splitlines()
     at = next(i for i, line in enumerate(lines) if line.strip() == "device: cuda")
     assert lines[at - 1].strip() == "# <- inference.services[0].device"
+
+
+def test_one_answer_turns_monitoring_on_for_every_component(answers_file: Path, tmp_path: Path) -> None:
+    """`monitoring.enabled`: ServiceMonitors (MLflow, services), a PrometheusRule per component and one
+    dashboard ConfigMap per chart, all selected by the labels answered; the README says what to install."""
+    answers_file.write_text(
+        ANSWERS
+        + "monitoring:\n  enabled: true\n  labels: {release: kube-prometheus-stack}\n"
+        + "  prometheusNamespace: observability\n"
+    )
+    out = tmp_path / "stack"
+    clean(run("generate", "--answers", answers_file, "-o", out), 0)
+    docs = [d for d in yaml.safe_load_all(run("template", out).stdout) if d]
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], []).append(d)
+    monitors = sorted(d["metadata"]["name"] for d in by_kind["ServiceMonitor"])
+    assert monitors == ["team-iris", "team-mlflow", "team-onnx"]
+    rules = by_kind["PrometheusRule"]
+    assert len(rules) == 4, [d["metadata"]["name"] for d in rules]  # mlflow, fit, iris, onnx
+    for d in by_kind["ServiceMonitor"] + rules:
+        assert d["metadata"]["labels"]["release"] == "kube-prometheus-stack", d["metadata"]["name"]
+    dashboards = [
+        d for d in by_kind["ConfigMap"] if d["metadata"].get("labels", {}).get("grafana_dashboard") == "1"
+    ]
+    assert len(dashboards) == 3  # one per chart: every release of a chart would carry the same dashboard
+    # Prometheus' namespace reaches the NetworkPolicies of the scraped pods.
+    policies = [
+        json.dumps(d["spec"]) for d in by_kind["NetworkPolicy"] if d["metadata"]["name"] == "team-iris"
+    ]
+    assert policies and "observability" in policies[0]
+    readme = (out / "README.md").read_text()
+    assert "## Monitoring" in readme and "`release: kube-prometheus-stack`" in readme
+    assert "kube-state-metrics" in readme and "`observability`" in readme
+    values_text = (out / "values.yaml").read_text()
+    assert "# <- monitoring.enabled" in values_text and "# <- monitoring.labels" in values_text
+    clean(run("lint", out), 0)
+    # Off (the default): none of it, and the README says how to turn it on.
+    answers_file.write_text(ANSWERS)
+    off = tmp_path / "off"
+    clean(run("generate", "--answers", answers_file, "-o", off), 0)
+    kinds = {d["kind"] for d in yaml.safe_load_all(run("template", off).stdout) if d}
+    assert not kinds & {"ServiceMonitor", "PrometheusRule"}
+    assert "Set `monitoring.enabled: true`" in (off / "README.md").read_text()

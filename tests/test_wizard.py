@@ -160,6 +160,10 @@ def test_full_flow_with_a_training_job_and_an_inference_service(tmp_path: Path) 
     t.answer("Most replicas", "5")
     t.answer("Target CPU", "60")
     t.confirm("Add an inference service?", False)
+    t.confirm("Monitor the stack", True)
+    t.answer("Namespace Prometheus runs in", "Observability")  # not a DNS label: refused in place
+    t.expect("is not a DNS-1123 label")
+    t.child.send(CTRL_U + "observability" + ENTER)
 
     t.expect("Answers")  # the summary table
     t.confirm("Write answers to", True)
@@ -170,6 +174,8 @@ def test_full_flow_with_a_training_job_and_an_inference_service(tmp_path: Path) 
     data = read_answers(out)
     assert data["name"] == "vision"
     assert data["global"]["namespace"] == "ml-team"
+    assert data["monitoring"]["enabled"] is True
+    assert data["monitoring"]["prometheusNamespace"] == "observability"
     mlflow = data["mlflow"]
     assert mlflow["enabled"] is True
     assert mlflow["version"] == "3.16.1"
@@ -253,6 +259,7 @@ def test_bad_answers_show_generates_message_and_are_asked_again(tmp_path: Path) 
     t.child.send(CTRL_U + "4" + ENTER)
     t.keep("Target CPU")
     t.confirm("Add an inference service?", False)
+    t.confirm("Monitor the stack", False)
     t.confirm("Write answers to", True)
     assert t.finish() == 0, t.transcript()
 
@@ -279,6 +286,7 @@ def test_ctrl_c_writes_nothing_and_exits_130(tmp_path: Path, where: str) -> None
         t.confirm("Deploy MLflow", False)
         t.confirm("Add a training job?", False)
         t.confirm("Add an inference service?", False)
+        t.confirm("Monitor the stack", False)
     else:
         t.confirm("Deploy MLflow", True)
         t.keep("MLflow version")
@@ -298,6 +306,7 @@ def test_declining_to_write_writes_nothing(tmp_path: Path) -> None:
     t.confirm("Deploy MLflow", False)
     t.confirm("Add a training job?", False)
     t.confirm("Add an inference service?", False)
+    t.confirm("Monitor the stack", False)
     t.confirm("Write answers to", False)
     assert t.finish() == 0, t.transcript()
     assert "nothing written" in t.transcript()
@@ -365,6 +374,7 @@ def test_a_preset_gives_the_defaults_and_its_jobs_may_go(tmp_path: Path) -> None
     t.confirm("Add a training job?", False)
     t.confirm("Keep the inference service serve?", True)
     t.confirm("Add an inference service?", False)
+    t.confirm("Monitor the stack", False)
     t.confirm("Write answers to", True)
     assert t.finish() == 0, t.transcript()
 
@@ -504,6 +514,7 @@ def test_an_incompatible_format_and_untrusted_pickle_are_asked_again(tmp_path: P
             ("Autoscale", False),
             ("Replicas", "2"),
             ("Add an inference service?", False),
+            ("Monitor the stack", False),
         ],
     )
     assert any("mlserver has no runtime for torch models" in s for s in ask.said), ask.said
@@ -533,6 +544,7 @@ def test_switching_to_sqlite_brings_mlflow_back_to_one_replica(tmp_path: Path) -
             ("basic auth", False),
             ("Add a training job?", False),
             ("Add an inference service?", False),
+            ("Monitor the stack", False),
         ]
     )
     start = answers.defaults("3.17.2")
