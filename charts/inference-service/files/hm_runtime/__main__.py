@@ -34,6 +34,46 @@ def _device(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{exc} (HM_RUNTIME_DEVICE; the chart's fastapi.device)") from None
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(
+            "--monitor-sample-rate (HM_RUNTIME_MONITOR_SAMPLE_RATE) must be a fraction in (0, 1], "
+            f"not {text!r}"
+        )
+    return value
+
+
+def _positive(option: str) -> Any:
+    env = "HM_RUNTIME_" + option[2:].upper().replace("-", "_")
+
+    def check(text: str | int) -> int:
+        value = int(text) if str(text).isdigit() else 0
+        if value < 1:
+            raise argparse.ArgumentTypeError(
+                f"{option} ({env}) must be a whole number of 1 or more, not {text!r}"
+            )
+        return value
+
+    return check
+
+
+def reference(ns: argparse.Namespace) -> Any:
+    """The --reference rows and names, read before anything is served; unusable: exit 2 naming it."""
+    if not ns.reference:
+        return None
+    from hm_runtime.monitoring import ReferenceError, read_reference
+
+    try:
+        return read_reference(ns.reference)
+    except ReferenceError as exc:
+        print(f"hm_runtime: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="hm_runtime", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=_env("MODEL"), help="model file, MLflow model dir, or models:/ URI")
@@ -68,6 +108,42 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--max-head-bytes", type=int, default=int(_env("MAX_HEAD_BYTES", str(64 << 10)) or 64 << 10)
     )
+    p.add_argument(
+        "--reference",
+        default=_env("REFERENCE"),
+        help="a sample of training rows (.npy, .csv with or without a header, .parquet, or an MLflow "
+        "artifact URI such as runs:/ID/reference.csv): turns on data-quality and drift monitoring",
+    )
+    p.add_argument(
+        "--monitor-sample-rate",
+        type=_fraction,
+        default=_env("MONITOR_SAMPLE_RATE", "1"),
+        help="fraction of rows the monitor examines (0 < r <= 1)",
+    )
+    p.add_argument(
+        "--monitor-window",
+        type=_positive("--monitor-window"),
+        default=_env("MONITOR_WINDOW", "1000"),
+        help="rows in the sliding drift window",
+    )
+    p.add_argument(
+        "--monitor-max-features",
+        type=_positive("--monitor-max-features"),
+        default=_env("MONITOR_MAX_FEATURES", "200"),
+        help="monitor at most the first N features (bounds the metrics' feature labels)",
+    )
+    p.add_argument(
+        "--feedback",
+        action="store_true",
+        default=_env("FEEDBACK", "false") == "true",
+        help="POST /v2/models/{name}/feedback with true labels: rolling accuracy (classifiers)",
+    )
+    p.add_argument(
+        "--feedback-window",
+        type=_positive("--feedback-window"),
+        default=_env("FEEDBACK_WINDOW", "1000"),
+        help="labels in the rolling accuracy (hm_accuracy)",
+    )
     ns = p.parse_args(argv)
     if not ns.model:
         p.error("--model (or HM_RUNTIME_MODEL) is required")
@@ -99,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     where = placement(ns)
+    ref = reference(ns)
     rows = ns.max_batch_rows or devices.DEFAULT_BATCH_ROWS[where.kind]
     log.info("device %s (%s); at most %d rows per model call", where.device, where.reason, rows)
     import uvicorn
@@ -121,6 +198,13 @@ def main(argv: list[str] | None = None) -> int:
             max_concurrency=ns.max_concurrency,
             max_buffered_bytes=ns.max_buffered_bytes,
             body_timeout=ns.body_timeout,
+            reference=ref,
+            reference_source=ns.reference or "",
+            monitor_sample_rate=ns.monitor_sample_rate,
+            monitor_window=ns.monitor_window,
+            monitor_max_features=ns.monitor_max_features,
+            feedback=ns.feedback,
+            feedback_window=ns.feedback_window,
         )
     )
     fatal: list[str] = []

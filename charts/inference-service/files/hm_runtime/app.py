@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
+import re
 import threading
 import time
 import uuid
@@ -24,7 +26,9 @@ from hm_runtime import metrics
 from hm_runtime.batching import Batcher, WrongLength
 from hm_runtime.limits import Budget
 from hm_runtime.models import DeviceUnusable, InputError, LoadedModel, ModelError, load, v2_type
+from hm_runtime.monitoring import Collector, Feedback, Monitor, Predictions, Reference
 from hm_runtime.protocol import (
+    V2Context,
     jsonable,
     rows_from_input,
     rows_from_v2,
@@ -78,6 +82,14 @@ class Settings:
     body_timeout: float = 30.0  # seconds a request body may take to arrive; beyond: 408
     device: str = "cpu"  # "cpu" or "cuda:N", resolved from --device before the app is built
     device_fallback: bool = False  # --device auto chose the GPU: the CPU if the framework cannot start on it
+    # --reference, read before the app is built (monitoring.read_reference): rows and column names
+    reference: tuple[np.ndarray, list[str] | None] | None = None
+    reference_source: str = ""
+    monitor_sample_rate: float = 1.0
+    monitor_window: int = 1000
+    monitor_max_features: int = 200
+    feedback: bool = False
+    feedback_window: int = 1000
 
 
 @dataclass
@@ -91,6 +103,23 @@ class State:
     in_flight: int = 0
     budget: Budget = field(default_factory=lambda: Budget(0))
     error_id: str = ""
+    monitor: Monitor | None = None
+    feedback: Feedback | None = None
+    classifier: bool = False  # predictions are class labels: remembered for feedback
+
+
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
+
+
+def _request_id(sent: str | None) -> str:
+    """The client's X-Request-Id when it is a sane token (1-128 of [A-Za-z0-9._:/+=-]), else a new one."""
+    if sent is not None and REQUEST_ID.fullmatch(sent):
+        return sent
+    return os.urandom(12).hex()
+
+
+def _is_classifier(model: LoadedModel, out: np.ndarray) -> bool:
+    return out.ndim == 1 and (model.predict_proba is not None or out.dtype.kind not in "fc")
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -182,19 +211,27 @@ def _decoded(raw: bytes, encoding: str, limit: int) -> bytes | Response:
 
     if encoding not in ("gzip", "deflate"):
         shown = encoding if len(encoding) <= 20 else encoding[:20] + "..."
-        return _error(415, f"Content-Encoding {shown!r} is not supported: send gzip, deflate or identity")
+        return _refused(
+            415, f"Content-Encoding {shown!r} is not supported: send gzip, deflate or identity", "encoding"
+        )
     inflater = zlib.decompressobj(zlib.MAX_WBITS | 16 if encoding == "gzip" else zlib.MAX_WBITS)
     try:
         out = inflater.decompress(raw, limit + 1)
     except zlib.error as exc:
-        return _error(400, f"the body is not valid {encoding} data: {exc}")
+        return _refused(400, f"the body is not valid {encoding} data: {exc}", "encoding")
     if len(out) > limit or inflater.unconsumed_tail:
-        return _error(413, f"the {encoding} body inflates beyond the limit of {limit} bytes")
+        return _refused(413, f"the {encoding} body inflates beyond the limit of {limit} bytes", "too_large")
     return out
 
 
 def _error(status: int, message: str) -> Response:
     return _json({"error": message}, status)
+
+
+def _refused(status: int, message: str, reason: str) -> Response:
+    """A 4xx for invalid input, counted in hm_schema_violations_total{reason}."""
+    metrics.SCHEMA_VIOLATIONS.labels(reason).inc()
+    return _error(status, message)
 
 
 BUSY = {"Retry-After": "1"}
@@ -206,7 +243,9 @@ async def _body(request: Request, settings: Settings, budget: Budget) -> bytes |
     limit = settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        return _error(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes")
+        return _refused(
+            413, f"request body of {declared} bytes exceeds the limit of {limit} bytes", "too_large"
+        )
     chunks: list[bytes] = []
     size = 0
     # A declared body reserves its whole size at once, so concurrent uploads cannot each hold a part
@@ -226,7 +265,11 @@ async def _body(request: Request, settings: Settings, budget: Budget) -> bytes |
             except TimeoutError:
                 return _error(408, f"the request body did not arrive within {settings.body_timeout:g}s")
             if size + len(chunk) > limit or (reserved and size + len(chunk) > reserved):
-                return _error(413, f"request body exceeds the limit of {limit} bytes (or its Content-Length)")
+                return _refused(
+                    413,
+                    f"request body exceeds the limit of {limit} bytes (or its Content-Length)",
+                    "too_large",
+                )
             if not reserved and not budget.take(len(chunk)):
                 return _json(
                     {"error": "the server is busy receiving other requests; retry shortly"}, 429, BUSY
@@ -257,13 +300,7 @@ def build_app(settings: Settings) -> FastAPI:
         except DeviceUnusable as exc:
             # An explicit CUDA device the framework could not start on: an error at start, never a
             # server that stays up unready. `python -m hm_runtime` stops the server and exits with 2.
-            state.error, state.error_id = str(exc), uuid.uuid4().hex[:12]
-            on_fatal, stop = getattr(app.state, "on_fatal", None), getattr(app.state, "stop", None)
-            if on_fatal is None or stop is None:  # the app on its own (tests): unready, as other errors
-                log.error("model %s failed to load (error id %s): %s", settings.model, state.error_id, exc)
-            else:
-                on_fatal(str(exc))
-                stop()
+            fatal(str(exc))
         except ModelError as exc:
             state.error, state.error_id = str(exc), uuid.uuid4().hex[:12]
             log.error("model %s failed to load (error id %s): %s", settings.model, state.error_id, exc)
@@ -271,6 +308,12 @@ def build_app(settings: Settings) -> FastAPI:
             state.error, state.error_id = f"{type(exc).__name__}: {exc}", uuid.uuid4().hex[:12]
             log.exception("model %s failed to load (error id %s)", settings.model, state.error_id)
         else:
+            if settings.reference is not None or settings.feedback:
+                try:
+                    start_monitoring(model)
+                except ValueError as exc:  # a --reference that does not fit the model: as above
+                    fatal(str(exc))
+                    return
             # Everything loaded so far (libraries, the model) lives for the whole process: move it out
             # of the collector's reach, so full collections under load do not walk it again and again.
             gc.collect()
@@ -290,6 +333,52 @@ def build_app(settings: Settings) -> FastAPI:
         finally:
             state.loaded.set()
 
+    def fatal(message: str) -> None:
+        state.error, state.error_id = message, uuid.uuid4().hex[:12]
+        on_fatal, stop = getattr(app.state, "on_fatal", None), getattr(app.state, "stop", None)
+        if on_fatal is None or stop is None:  # the app on its own (tests): unready, as other errors
+            log.error("model %s failed to load (error id %s): %s", settings.model, state.error_id, message)
+        else:
+            on_fatal(message)
+            stop()
+
+    def start_monitoring(model: LoadedModel) -> None:
+        """The monitor (with --reference) and the feedback store (with --feedback), once the model is in."""
+        monitor: Monitor | None = None
+        if settings.reference is not None:
+            data, names = settings.reference
+            where = f"--reference {settings.reference_source!r} (HM_RUNTIME_REFERENCE)"
+            if model.n_features is not None and data.shape[1] != model.n_features:
+                raise ValueError(
+                    f"{where} has {data.shape[1]} columns but the model takes {model.n_features} features: "
+                    "give a sample of the model's own training rows"
+                )
+            if names is not None and len(names) != data.shape[1]:
+                raise ValueError(f"{where} names {len(names)} columns but holds {data.shape[1]}")
+            reference = Reference.build(data, names, settings.monitor_max_features)
+            try:
+                out = np.asarray(model.predict(reference.rows.astype(model.input_dtype)))
+            except Exception as exc:
+                raise ValueError(f"the model cannot predict the rows of {where}: {exc}") from None
+            predictions = None
+            if out.ndim == 1 and len(out) == len(reference.rows):
+                predictions = Predictions.build(out, _is_classifier(model, out))
+            monitor = Monitor(
+                reference,
+                predictions,
+                window=settings.monitor_window,
+                sample_rate=settings.monitor_sample_rate,
+            )
+            monitor.start()
+            state.monitor = monitor
+        if settings.feedback:
+            state.feedback = Feedback(window=settings.feedback_window)
+            labels = model.output_datatype
+            state.classifier = model.predict_proba is not None or (
+                labels is not None and not labels.startswith("FP")
+            )
+        metrics.monitoring(Collector(monitor, state.feedback))
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # Load in a thread: liveness answers at once, readiness once the model is in.
@@ -299,6 +388,8 @@ def build_app(settings: Settings) -> FastAPI:
         watcher.cancel()
         if state.batcher is not None:
             await state.batcher.stop()
+        if state.monitor is not None:
+            state.monitor.stop()
 
     async def _start_batcher(loader: Awaitable[None]) -> None:
         await loader
@@ -308,6 +399,7 @@ def build_app(settings: Settings) -> FastAPI:
                 max_rows=settings.max_batch_rows,
                 max_wait=settings.max_batch_wait,
                 observe=metrics.BATCH_ROWS.observe,
+                full=metrics.BATCH_FULL.inc,
             )
             state.batcher.start()
 
@@ -316,7 +408,8 @@ def build_app(settings: Settings) -> FastAPI:
         return _error(
             code,
             f"no route for {request.method} {request.url.path[:200]}: this server answers POST /predict, "
-            "POST /v2/models/{name}/infer, GET /v2/models/{name}[/ready], /v2/health/live|ready and /metrics",
+            "POST /v2/models/{name}/infer, POST /v2/models/{name}/feedback, "
+            "GET /v2/models/{name}[/ready], /v2/health/live|ready and /metrics",
         )
 
     app = FastAPI(
@@ -390,14 +483,14 @@ def build_app(settings: Settings) -> FastAPI:
             # A large body parses in a thread, so health checks and small requests go on meanwhile.
             rows, context = await asyncio.to_thread(decode) if len(raw) > LARGE_BODY else decode()
         except orjson.JSONDecodeError as exc:
-            return _error(400, f"body is not valid JSON: {exc}")
+            return _refused(400, f"body is not valid JSON: {exc}", "invalid_json")
         except InputError as exc:
-            return _error(422, str(exc))
+            return _refused(422, str(exc), exc.reason)
         try:
             out = await infer(rows)
         except Exception as exc:
             if _sklearn_refused(exc):
-                return _error(422, f"the model refused this input: {exc}")
+                return _refused(422, f"the model refused this input: {exc}", "model_refused")
             error_id = state.errors.record("model call failed", exc)
             return _error(
                 500,
@@ -405,15 +498,25 @@ def build_app(settings: Settings) -> FastAPI:
             )
         if model.output_datatype is None:  # no signature said it: learnt from the first answer
             model.output_datatype, model.output_shape = v2_type(out), [-1, *out.shape[1:]]
+        # The request id: the client's X-Request-Id if sane, else its v2 body "id" if sane, else new.
+        body_id = getattr(context, "request_id", None)
+        sent = request.headers.get("x-request-id")
+        request_id = _request_id(sent if sent is not None or body_id is None else body_id)
+        if body_id is None and isinstance(context, V2Context):
+            context = context._replace(request_id=request_id)  # v2 responses carry it as "id"
+        if state.monitor is not None:
+            state.monitor.submit(rows, out)  # an append: the monitor's thread examines it later
+        if state.feedback is not None and state.classifier:
+            state.feedback.remember(request_id, out)
         body = reply(model, out, context)
         if isinstance(body, tuple):  # the v2 binary extension: JSON, then the tensor's bytes
             head = orjson.dumps(body[0], option=orjson.OPT_SERIALIZE_NUMPY)
             return Response(
                 head + body[1],
-                headers={"Inference-Header-Content-Length": str(len(head))},
+                headers={"Inference-Header-Content-Length": str(len(head)), "X-Request-Id": request_id},
                 media_type="application/octet-stream",
             )
-        return _json(body)
+        return _json(body, headers={"X-Request-Id": request_id})
 
     async def predict(request: Request) -> Response:
         return await serve(
@@ -433,6 +536,50 @@ def build_app(settings: Settings) -> FastAPI:
 
     async def v2_infer(request: Request) -> Response:
         return unknown(request) or await serve(request, rows_from_v2, v2_response)
+
+    async def feedback(request: Request) -> Response:
+        """True labels for earlier predictions: {"request_id": ID, "labels": [..]} or a list of such
+        items; answered with the counts by outcome (unknown: an id not or no longer remembered)."""
+        if (refused := unknown(request)) is not None:
+            return refused
+        if state.feedback is None:
+            return _error(
+                404,
+                "feedback is off: start the runtime with --feedback "
+                "(the chart's monitoring.feedback.enabled)",
+            )
+        if not state.classifier:
+            return _error(
+                409,
+                "feedback scores class labels; this model's predictions are not classes (no accuracy for it)",
+            )
+        raw = await _body(request, settings, state.budget)
+        if isinstance(raw, Response):
+            return raw
+        try:
+            payload = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            return _error(400, f"body is not valid JSON: {exc}")
+        items = payload if isinstance(payload, list) else [payload]
+        shape = 'the body must be {"request_id": "...", "labels": [...]} or a list of such objects'
+        for k, item in enumerate(items):
+            if (
+                not isinstance(item, dict)
+                or not isinstance(item.get("request_id"), str)
+                or not isinstance(item.get("labels"), list)
+                or not item["labels"]
+                or not all(isinstance(v, (str, int, float)) for v in item["labels"])
+            ):
+                return _error(422, f"item {k}: {shape}; labels are one class per predicted row")
+        totals = {"correct": 0, "incorrect": 0, "unknown": 0}
+        for k, item in enumerate(items):
+            try:
+                counts = state.feedback.label(item["request_id"], item["labels"])
+            except ValueError as exc:
+                return _error(422, f"item {k}: {exc}")
+            for outcome, n in counts.items():
+                totals[outcome] += n
+        return _json(totals)
 
     async def live(_request: Request) -> Response:
         return _json({"live": True})
@@ -464,6 +611,7 @@ def build_app(settings: Settings) -> FastAPI:
         ("/predict", predict, ["POST"]),
         ("/v2/models/{name}/infer", v2_infer, ["POST"]),
         ("/v2/models/{name}/versions/{version}/infer", v2_infer, ["POST"]),
+        ("/v2/models/{name}/feedback", feedback, ["POST"]),
         ("/v2/models/{name}/ready", model_ready, ["GET"]),
         ("/v2/models/{name}/versions/{version}/ready", model_ready, ["GET"]),
         ("/v2/models/{name}", model_metadata, ["GET"]),

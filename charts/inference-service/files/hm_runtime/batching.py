@@ -29,9 +29,11 @@ class Batcher:
         max_rows: int = 64,
         max_wait: float = 0.0,
         observe: Callable[[int], None] | None = None,
+        full: Callable[[], None] | None = None,
     ) -> None:
         self.predict, self.max_rows, self.max_wait = predict, max_rows, max_wait
         self.observe = observe or (lambda _n: None)
+        self.full = full or (lambda: None)  # a model call at the row cap (hm_batch_full_total)
         self.pending: deque[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = deque()
         self.wake = asyncio.Event()
         self.slow = False  # learnt: the last predicts took longer than INLINE_LIMIT_S
@@ -94,6 +96,8 @@ class Batcher:
     async def _serve(self, taken: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]]) -> None:
         batch = taken[0][0] if len(taken) == 1 else np.concatenate([r for r, _ in taken])
         self.observe(len(batch))
+        if len(batch) >= self.max_rows:
+            self.full()
         failed: Exception | None = None
         try:
             started = time.perf_counter()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 
 REGISTRY = CollectorRegistry()
 REQUESTS = Counter(
@@ -26,6 +28,40 @@ DEVICE = Gauge(
     ["device"],
     registry=REGISTRY,
 )
+BATCH_FULL = Counter(
+    "hm_batch_full", "Model calls that hit the batch row cap (--max-batch-rows)", registry=REGISTRY
+)
+SCHEMA_VIOLATIONS = Counter(
+    "hm_schema_violations",
+    "Requests refused as invalid input (4xx) by reason",
+    ["reason"],
+    registry=REGISTRY,
+)
+# The reasons a request is refused as invalid input (hm_schema_violations_total{reason}).
+REASONS = (
+    "invalid_json",
+    "malformed",
+    "shape",
+    "datatype",
+    "non_finite",
+    "out_of_range",
+    "too_large",
+    "encoding",
+    "model_refused",
+)
+for _reason in REASONS:
+    SCHEMA_VIOLATIONS.labels(_reason)
+ProcessCollector(registry=REGISTRY)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
+_monitoring: list[Any] = []
+
+
+def monitoring(collector: Any) -> None:
+    """The monitoring collector (hm_runtime.monitoring.Collector) in the registry, replacing any
+    earlier one."""
+    while _monitoring:
+        REGISTRY.unregister(_monitoring.pop())
+    REGISTRY.register(collector)
+    _monitoring.append(collector)
 
 
 def exposition() -> bytes:

@@ -87,7 +87,12 @@ class DeviceUnusable(ModelError):
 
 
 class InputError(ValueError):
-    """Input that does not fit the model; the message names the expected shape."""
+    """Input that does not fit the model; the message names the expected shape. `reason` is its
+    hm_schema_violations_total label (metrics.REASONS)."""
+
+    def __init__(self, message: str, reason: str = "malformed") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass
@@ -116,12 +121,14 @@ class LoadedModel:
     def check_rows(self, rows: np.ndarray) -> None:
         if rows.ndim != 2:
             raise InputError(
-                f"expected rows of shape [n, {self.n_features or 'features'}], got shape {list(rows.shape)}"
+                f"expected rows of shape [n, {self.n_features or 'features'}], got shape {list(rows.shape)}",
+                "shape",
             )
         if self.n_features is not None and rows.shape[1] != self.n_features:
             raise InputError(
                 f"expected {self.n_features} features per row (shape [n, {self.n_features}]), "
-                f"got {rows.shape[1]}"
+                f"got {rows.shape[1]}",
+                "shape",
             )
 
 

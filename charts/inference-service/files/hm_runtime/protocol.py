@@ -64,10 +64,14 @@ def _range_of(dtype: np.dtype[Any]) -> str:
     return "true or false"
 
 
-def _refuse_first(a: np.ndarray, bad: np.ndarray, where: str, why: str, nan: str = "null") -> None:
+def _refuse_first(
+    a: np.ndarray, bad: np.ndarray, where: str, why: str, nan: str = "null", reason: str = "datatype"
+) -> None:
     if bad.any():
         i = int(np.argmax(bad.reshape(-1)))
-        raise InputError(f"{_where(where, a.shape, i)} is {_describe(a.reshape(-1)[i].item(), nan)}: {why}")
+        raise InputError(
+            f"{_where(where, a.shape, i)} is {_describe(a.reshape(-1)[i].item(), nan)}: {why}", reason
+        )
 
 
 def _misfit(value: Any, target: np.dtype[Any], label: str) -> str | None:
@@ -102,14 +106,15 @@ def _parse(data: Any, target: np.dtype[Any], where: str, label: str) -> np.ndarr
         raw = np.asarray(data)
     except (ValueError, TypeError, OverflowError):
         raise InputError(
-            f"{where} must be {label} numbers, as one row or a list of equally long rows"
+            f"{where} must be {label} numbers, as one row or a list of equally long rows", "shape"
         ) from None
     if raw.dtype.kind not in "biuf":  # nulls, strings, objects, integers beyond 64 bits
         values = np.asarray(data, dtype=object).reshape(-1).tolist()  # as sent: numpy made all strings
         for i, value in enumerate(values):
             why = _misfit(value, target, label)
             if why:
-                raise InputError(f"{_where(where, raw.shape, i)} is {_describe(value)}: {why}")
+                reason = "out_of_range" if "range" in why else "datatype"
+                raise InputError(f"{_where(where, raw.shape, i)} is {_describe(value)}: {why}", reason)
         raw = np.asarray(data, dtype=np.float64 if target.kind == "f" else target)
     elif raw.dtype.kind == "b" and target.kind != "b":
         _refuse_first(raw, np.ones(raw.shape, bool), where, f"{label} takes numbers, not true or false")
@@ -128,7 +133,7 @@ def _cast(a: np.ndarray, target: np.dtype[Any], where: str, owner: str, nan: str
             upper = 2.0 ** (info.bits - (1 if info.min < 0 else 0))  # the first value out of range
             with np.errstate(invalid="ignore"):
                 bad = ~np.isfinite(a) | (a != np.trunc(a)) | (a < float(info.min)) | (a >= upper)
-            _refuse_first(a, bad, where, why, nan)
+            _refuse_first(a, bad, where, why, nan, "out_of_range")
         elif a.dtype.kind in "iu":
             source = np.iinfo(a.dtype)
             bad = np.zeros(a.shape, bool)
@@ -136,7 +141,7 @@ def _cast(a: np.ndarray, target: np.dtype[Any], where: str, owner: str, nan: str
                 bad |= a > info.max
             if source.min < info.min:
                 bad |= a < info.min
-            _refuse_first(a, bad, where, why, nan)
+            _refuse_first(a, bad, where, why, nan, "out_of_range")
         return a.astype(target)
     if target.kind == "f":
         if a.dtype.kind == "f" and a.dtype.itemsize <= target.itemsize:
@@ -144,12 +149,14 @@ def _cast(a: np.ndarray, target: np.dtype[Any], where: str, owner: str, nan: str
         with np.errstate(over="ignore", invalid="ignore"):
             cast = a.astype(target)
         bad = np.isinf(cast) & ~np.isinf(a) if a.dtype.kind == "f" else np.isinf(cast)
-        _refuse_first(a, bad, where, f"too large for {owner} (range {_range_of(target)})", nan)
+        _refuse_first(
+            a, bad, where, f"too large for {owner} (range {_range_of(target)})", nan, "out_of_range"
+        )
         return cast
     if target.kind == "b":
         _refuse_first(a, (a != 0) & (a != 1), where, f"{owner} takes true or false (1 or 0)", nan)
         return a.astype(bool)
-    raise InputError(f"{where} cannot be given to a model that takes {target.name}")
+    raise InputError(f"{where} cannot be given to a model that takes {target.name}", "datatype")
 
 
 def as_model_input(values: np.ndarray, model: LoadedModel, where: str, nan: str = "null") -> np.ndarray:
@@ -161,7 +168,9 @@ def as_model_input(values: np.ndarray, model: LoadedModel, where: str, nan: str 
         finite = np.isfinite(rows)
         bad = ~finite & ~np.isnan(rows) if model.allow_nan else ~finite
         accepts = "numbers or null (a missing value)" if model.allow_nan else "finite numbers"
-        _refuse_first(values, bad, where, f"this model takes {accepts} ({model.input_dtype})", nan)
+        _refuse_first(
+            values, bad, where, f"this model takes {accepts} ({model.input_dtype})", nan, "non_finite"
+        )
     return rows
 
 
@@ -193,7 +202,7 @@ def rows_from_input(payload: Any, model: LoadedModel, _blob: bytes = b"") -> tup
     rows = values.reshape(1, -1) if single else values
     model.check_rows(rows)
     if not len(rows):
-        raise InputError("input holds no rows: send one row [..] or a list of rows [[..], ..]")
+        raise InputError("input holds no rows: send one row [..] or a list of rows [[..], ..]", "shape")
     return as_model_input(rows if not single else values, model, "input").reshape(rows.shape), single
 
 
@@ -201,7 +210,9 @@ def _datatype(tensor: dict[str, Any]) -> str:
     datatype = tensor.get("datatype")
     if not isinstance(datatype, str) or datatype.upper() not in V2_TYPES:
         raise InputError(
-            f"inputs[0].datatype {_describe(datatype)} is not a v2 datatype: use one of {', '.join(V2_TYPES)}"
+            f"inputs[0].datatype {_describe(datatype)} is not a v2 datatype: "
+            f"use one of {', '.join(V2_TYPES)}",
+            "datatype",
         )
     return datatype.upper()
 
@@ -241,11 +252,14 @@ def rows_from_v2(payload: Any, model: LoadedModel, blob: bytes = b"") -> tuple[n
         or not shape
         or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)
     ):
-        raise InputError(f"inputs[0].shape must be a list of sizes like [2, 4], not {_describe(shape)}")
+        raise InputError(
+            f"inputs[0].shape must be a list of sizes like [2, 4], not {_describe(shape)}", "shape"
+        )
     if datatype == "BYTES":
         raise InputError(
             f"inputs[0] is BYTES (strings): this model takes numbers ({model.input_dtype}); "
-            "send FP32, FP64 or INT64"
+            "send FP32, FP64 or INT64",
+            "datatype",
         )
     if binary:
         values = _binary_data(tensor, blob, datatype, shape)
@@ -253,14 +267,15 @@ def rows_from_v2(payload: Any, model: LoadedModel, blob: bytes = b"") -> tuple[n
         values = _parse(tensor["data"], np.dtype(V2_TYPES[datatype]), "inputs[0].data", datatype)
     if values.size != math.prod(shape):
         raise InputError(
-            f"inputs[0].data holds {values.size} values but its shape {shape} needs {math.prod(shape)}"
+            f"inputs[0].data holds {values.size} values but its shape {shape} needs {math.prod(shape)}",
+            "shape",
         )
     rows: np.ndarray = values.reshape(shape)
     if rows.ndim == 1:
         rows = rows.reshape(1, -1)
     model.check_rows(rows)
     if not len(rows):
-        raise InputError(f"inputs[0] holds no rows (shape {shape})")
+        raise InputError(f"inputs[0] holds no rows (shape {shape})", "shape")
     _check_outputs(payload, model)
     request_id = payload.get("id")
     checked = as_model_input(values, model, "inputs[0].data", "NaN" if binary else "null")
