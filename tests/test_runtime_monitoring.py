@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from scipy.stats import ks_2samp  # type: ignore[import-untyped]
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from tests.support.charts import REPO
+from tests.support.charts import REPO, find, template, template_error
 from tests.support.servers import free_port, http_json, runtime_server
 
 pytestmark = pytest.mark.real
@@ -309,3 +309,77 @@ def test_an_unusable_reference_exits_2_naming_the_option(
     assert proc.returncode == 2, proc.stderr
     assert "--reference" in proc.stderr and says in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+CHART = REPO / "charts" / "inference-service"
+
+
+def server_env(docs: list[dict[str, Any]]) -> dict[str, str]:
+    pod = find(docs, "Deployment")["spec"]["template"]["spec"]
+    server = next(c for c in pod["containers"] if c["name"] == "server")
+    return {e["name"]: e.get("value", "") for e in server["env"]}
+
+
+def test_the_chart_fetches_the_reference_from_the_models_bucket_and_sets_the_env(tmp_path: Path) -> None:
+    docs = template(CHART, values_files=[CHART / "ci" / "fastapi-monitoring-values.yaml"], tmp_dir=tmp_path)
+    pod = find(docs, "Deployment")["spec"]["template"]["spec"]
+    fetch = next(c for c in pod["initContainers"] if c["name"] == "fetch-reference")
+    command = fetch["command"]
+    assert command[command.index("--s3") + 1] == "models/churn/reference.csv"
+    assert command[command.index("--dest") + 1] == "/opt/helm-mlops/reference"
+    env = server_env(docs)
+    assert env["HM_RUNTIME_REFERENCE"] == "/opt/helm-mlops/reference/reference.csv"
+    assert env["HM_RUNTIME_MONITOR_SAMPLE_RATE"] == "0.5"
+    assert env["HM_RUNTIME_MONITOR_WINDOW"] == "2000"
+    assert env["HM_RUNTIME_FEEDBACK"] == "true" and env["HM_RUNTIME_FEEDBACK_WINDOW"] == "500"
+    assert {"name": "reference", "emptyDir": {"sizeLimit": "20Gi"}} in pod["volumes"]
+
+
+def test_the_chart_takes_the_reference_from_the_claim_or_mlflow_and_is_off_by_default(tmp_path: Path) -> None:
+    pvc = {
+        "model": {
+            "trustModel": True,
+            "source": {"type": "pvc", "pvc": {"claimName": "c", "path": "m/model.pkl"}},
+        }
+    }
+    env = server_env(template(CHART, values=pvc, tmp_dir=tmp_path))
+    assert not any(k.startswith(("HM_RUNTIME_REFERENCE", "HM_RUNTIME_MONITOR")) for k in env)
+    on = {**pvc, "monitoring": {"enabled": True, "reference": {"file": "m/reference.npy"}}}
+    docs = template(CHART, values=on, tmp_dir=tmp_path)
+    assert server_env(docs)["HM_RUNTIME_REFERENCE"] == "/opt/helm-mlops/model-src/m/reference.npy"
+    assert server_env(docs)["HM_RUNTIME_FEEDBACK"] == "false"
+    mlflow = {
+        "model": {
+            "trustModel": True,
+            "source": {
+                "type": "mlflow",
+                "mlflow": {"uri": "models:/churn/3", "trackingUri": "http://mlflow:5000"},
+            },
+        },
+        "monitoring": {"enabled": True, "reference": {"file": "runs:/abc123/reference.csv"}},
+    }
+    assert server_env(template(CHART, values=mlflow, tmp_dir=tmp_path))["HM_RUNTIME_REFERENCE"] == (
+        "runs:/abc123/reference.csv"
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "says"),
+    [
+        ({"runtime": "mlserver"}, "monitoring.enabled: model monitoring runs in the helm-mlops runtime only"),
+        (
+            {"monitoring": {"enabled": True, "reference": {"file": ""}}},
+            "monitoring.reference.file is required",
+        ),
+        ({"monitoring": {"enabled": True, "sampleRate": 0}}, "sampleRate"),
+    ],
+)
+def test_the_chart_refuses_monitoring_it_cannot_do(tmp_path: Path, values: dict[str, Any], says: str) -> None:
+    base: dict[str, Any] = {
+        "model": {"trustModel": True, "source": {"type": "pvc", "pvc": {"claimName": "c"}}},
+        "monitoring": {"enabled": True, "reference": {"file": "reference.csv"}},
+    }
+    merged = {**base, **values}
+    if "monitoring" in values:
+        merged["monitoring"] = {**base["monitoring"], **values["monitoring"]}
+    assert says in template_error(CHART, merged, "helm4", tmp_path)

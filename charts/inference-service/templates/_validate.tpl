@@ -153,6 +153,20 @@
 {{- $errors = append $errors (printf "fastapi.device=%s with an ONNX model: install-deps installs the CPU onnxruntime. Build an image with onnxruntime-gpu (docker/runtime.Dockerfile) and set fastapi.image and fastapi.prebuilt=true, or use fastapi.device=auto (the CPU)." $device) -}}
 {{- end -}}
 {{- end -}}
+{{- $mon := $v.monitoring -}}
+{{- if $mon.enabled -}}
+{{- if ne $v.runtime "fastapi" -}}
+{{- $errors = append $errors (printf "monitoring.enabled: model monitoring runs in the helm-mlops runtime only (runtime=fastapi), not runtime=%s. Set monitoring.enabled=false or runtime=fastapi." $v.runtime) -}}
+{{- else if eq $s.type "inline" -}}
+{{- $errors = append $errors "monitoring.enabled with model.source.type=inline: the reference sample cannot be inline. Serve the model from pvc, s3, https or mlflow, or set monitoring.enabled=false." -}}
+{{- else if not $mon.reference.file -}}
+{{- $errors = append $errors "monitoring.reference.file is required with monitoring.enabled: a sample of training rows (.npy, .csv, .parquet) from the model's source (a path in the claim, a key in the bucket, a URL, or an MLflow artifact URI)." -}}
+{{- else if and (eq $s.type "https") (not (regexMatch "^https?://" $mon.reference.file)) -}}
+{{- $errors = append $errors "monitoring.reference.file must be an http(s) URL with model.source.type=https." -}}
+{{- else if and (eq $s.type "mlflow") (not (regexMatch "^(runs|models|mlflow-artifacts):/" $mon.reference.file)) -}}
+{{- $errors = append $errors "monitoring.reference.file must be an MLflow artifact URI with model.source.type=mlflow, e.g. runs:/<run id>/reference.csv." -}}
+{{- end -}}
+{{- end -}}
 {{- if $errors -}}
 {{- fail (printf "\n\nInvalid values for the inference-service chart:\n  - %s\n" (join "\n  - " $errors)) -}}
 {{- end -}}

@@ -135,6 +135,8 @@ def _endpoint(path: str) -> str:
     if path.startswith("/v2/models/"):
         if path.endswith("/infer"):
             return "v2_infer"
+        if path.endswith("/feedback"):
+            return "feedback"
         return "v2_model_ready" if path.endswith("/ready") else "v2_model_metadata"
     if path.startswith("/v2/health/"):
         return "health"
