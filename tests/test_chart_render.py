@@ -47,15 +47,18 @@ def test_renders_pass_kubernetes_validate_strict(helm_name: str, chart: Path, va
 # The scenarios whose renders hold custom resources, and those holding pre-install hooks with pods:
 # the tests below run on these only, and test_scenario_lists_are_complete keeps the lists true.
 CUSTOM_RESOURCE_SCENARIOS = [
+    "inference-service-fastapi-alerts-values",  # ServiceMonitor, PrometheusRule
     "inference-service-fastapi-https-onnx-values",  # HTTPRoute
     "inference-service-fastapi-s3-sklearn-values",  # ServiceMonitor
     "inference-service-kserve-sklearn-values",  # InferenceService
     "inference-service-kserve-torch-serverless-values",  # InferenceService
     "inference-service-mlserver-sklearn-values",  # ServiceMonitor
+    "mlflow-alerts-values",  # ServiceMonitor, PrometheusRule
     "mlflow-external-postgresql-s3-values",  # HTTPRoute
     "mlflow-incluster-postgresql-minio-values",  # ServiceMonitor
     "mlflow-sqlite-ingress-auth-values",  # ServiceMonitor
     "training-job-pytorchjob-values",  # PyTorchJob
+    "training-job-sweep-alerts-values",  # PrometheusRule
     "training-job-trainjob-values",  # TrainJob
 ]
 # The MLflow migration Job runs before install against an external database.

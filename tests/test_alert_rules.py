@@ -1,0 +1,292 @@
+"""The charts' PrometheusRules (metrics.prometheusRule): rendered by real helm (4 and 3), checked by the
+real promtool (`check rules`) and unit-tested with it (`test rules`, tests/promtool/<chart>.yaml: each
+alert fires on bad series with its labels and annotations, and stays quiet on healthy ones and on
+another release's series); runbook anchors exist in docs/runbooks.md; values reach the expressions;
+the schema refuses bad values; the object passes the upstream PrometheusRule CRD."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support.charts import REPO, template, template_error
+from tests.support.crds import load_crd_schemas, validate_custom_resource
+
+CHARTS = REPO / "charts"
+PROMTOOL_TESTS = REPO / "tests" / "promtool"
+RUNBOOKS = REPO / "docs" / "runbooks.md"
+# chart -> the ci scenario that turns the rules on (release t, namespace ml in the promtool tests).
+SCENARIOS = {
+    "inference-service": "fastapi-alerts-values.yaml",
+    "mlflow": "alerts-values.yaml",
+    "training-job": "sweep-alerts-values.yaml",
+}
+# A scenario of each chart without the rules.
+PLAIN = {
+    "inference-service": "fastapi-inline-values.yaml",
+    "mlflow": "incluster-postgresql-minio-values.yaml",
+    "training-job": "sweep-grid-values.yaml",
+}
+MONITORING = {"monitoring": {"enabled": True, "feedback": {"enabled": True}}}
+
+
+def _promtool() -> str:
+    exe = shutil.which("promtool")
+    if exe is None:
+        pytest.fail("promtool is not installed: run `make system-deps`")
+    return exe
+
+
+def _ci(chart: str) -> Path:
+    return CHARTS / chart / "ci" / SCENARIOS[chart]
+
+
+def _rule_objects(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == "PrometheusRule"]
+
+
+def _render_rules(
+    chart: Path, values: dict[str, Any] | None, ci: Path, helm_name: str, tmp: Path
+) -> dict[str, Any]:
+    docs = template(chart, values_files=[ci], values=values, helm_name=helm_name, tmp_dir=tmp)
+    [rule] = _rule_objects(docs)
+    return rule
+
+
+def _alerts(rule: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
+
+
+def _promtool_run(tmp: Path, rule: dict[str, Any], test_file: Path) -> None:
+    rules = tmp / "rules.yaml"
+    rules.write_text(yaml.safe_dump(rule["spec"]))
+    check = subprocess.run([_promtool(), "check", "rules", str(rules)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    shutil.copy(test_file, tmp / test_file.name)
+    test = subprocess.run(
+        [_promtool(), "test", "rules", test_file.name], capture_output=True, text=True, cwd=tmp
+    )
+    assert test.returncode == 0, test.stdout + test.stderr
+
+
+def _tested_alerts(test_file: Path) -> set[str]:
+    spec = yaml.safe_load(test_file.read_text())
+    return {t["alertname"] for group in spec["tests"] for t in group["alert_rule_test"]}
+
+
+def _monitoring_chart(tmp: Path) -> Path:
+    """The inference chart, its schema admitting the top-level `monitoring` block where it does not yet
+    (the runtime-monitoring values land separately; the rules read `(.Values.monitoring).enabled`)."""
+    copy = tmp / "inference-service"
+    shutil.copytree(CHARTS / "inference-service", copy)
+    schema_path = copy / "values.schema.json"
+    schema = json.loads(schema_path.read_text())
+    schema["properties"].setdefault("monitoring", {"type": "object"})
+    schema_path.write_text(json.dumps(schema))
+    return copy
+
+
+@pytest.mark.parametrize("helm_name", ["helm4", "helm3"])
+@pytest.mark.parametrize("chart", list(SCENARIOS))
+def test_rules_pass_promtool_check_and_unit_tests(chart: str, helm_name: str, tmp_path: Path) -> None:
+    rule = _render_rules(CHARTS / chart, None, _ci(chart), helm_name, tmp_path)
+    test_file = PROMTOOL_TESTS / f"{chart}.yaml"
+    # Every rendered alert has a unit test, and every unit-tested alert is rendered.
+    assert set(_alerts(rule)) == _tested_alerts(test_file)
+    _promtool_run(tmp_path, rule, test_file)
+
+
+def test_monitoring_rules_pass_promtool(tmp_path: Path) -> None:
+    chart = _monitoring_chart(tmp_path)
+    rule = _render_rules(chart, MONITORING, _ci("inference-service"), "helm4", tmp_path)
+    test_file = PROMTOOL_TESTS / "inference-service-monitoring.yaml"
+    both = _tested_alerts(test_file) | _tested_alerts(PROMTOOL_TESTS / "inference-service.yaml")
+    assert set(_alerts(rule)) == both
+    _promtool_run(tmp_path, rule, test_file)
+
+
+def test_monitoring_rules_follow_monitoring_and_feedback(tmp_path: Path) -> None:
+    chart = _monitoring_chart(tmp_path)
+    ci = _ci("inference-service")
+    off = set(_alerts(_render_rules(chart, None, ci, "helm4", tmp_path)))
+    assert not {a for a in off if "Drift" in a or "Accuracy" in a or "Missing" in a}
+    no_feedback = {"monitoring": {"enabled": True, "feedback": {"enabled": False}}}
+    mon = set(_alerts(_render_rules(chart, no_feedback, ci, "helm4", tmp_path)))
+    assert "HelmMlopsInferenceFeatureDrift" in mon and "HelmMlopsInferenceAccuracyDrop" not in mon
+
+
+@pytest.mark.parametrize("chart", list(SCENARIOS))
+def test_defaults_render_no_rules(chart: str) -> None:
+    docs = template(CHARTS / chart, values_files=[CHARTS / chart / "ci" / PLAIN[chart]])
+    assert docs and not _rule_objects(docs)
+
+
+def _github_anchor(heading: str) -> str:
+    return re.sub(r"[^a-z0-9 _-]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_runbook_url_points_at_a_runbook_section(tmp_path: Path) -> None:
+    anchors = {_github_anchor(m) for m in re.findall(r"^#+ (.+)$", RUNBOOKS.read_text(), re.M)}
+    rules = [_render_rules(CHARTS / c, None, _ci(c), "helm4", tmp_path) for c in SCENARIOS]
+    rules.append(
+        _render_rules(_monitoring_chart(tmp_path), MONITORING, _ci("inference-service"), "helm4", tmp_path)
+    )
+    seen: set[str] = set()
+    for rule in rules:
+        for name, alert in _alerts(rule).items():
+            base, _, anchor = alert["annotations"]["runbook_url"].partition("#")
+            assert base == "https://github.com/helm-mlops/helm-mlops/blob/main/docs/runbooks.md"
+            assert anchor in anchors, f"{name}: no section #{anchor} in docs/runbooks.md"
+            assert alert["annotations"]["summary"] and alert["annotations"]["description"]
+            assert alert["labels"]["severity"] in {"critical", "warning"}
+            assert re.fullmatch(r"HelmMlops(Inference|Mlflow|Training)[A-Z][A-Za-z0-9]+", name)
+            seen.add(name)
+    # 13 inference (6 runtime/Kubernetes + 7 monitoring), 4 MLflow, 3 training alerts.
+    assert len(seen) == 20
+
+
+# (chart, rule key, value key, new value, alert name): each threshold reaches its alert's expression.
+THRESHOLDS = [
+    ("inference-service", "errorRatio", "threshold", 0.123, "HelmMlopsInferenceErrorRatio"),
+    ("inference-service", "latencyP99", "seconds", 0.75, "HelmMlopsInferenceLatencyP99"),
+    ("inference-service", "batchSaturated", "threshold", 0.66, "HelmMlopsInferenceBatchSaturated"),
+    ("inference-service", "featureDrift", "psiThreshold", 0.31, "HelmMlopsInferenceFeatureDrift"),
+    ("inference-service", "featureDrift", "ksThreshold", 0.42, "HelmMlopsInferenceFeatureDriftKS"),
+    ("inference-service", "predictionDrift", "psiThreshold", 0.27, "HelmMlopsInferencePredictionDrift"),
+    ("inference-service", "missingValues", "threshold", 0.011, "HelmMlopsInferenceMissingValues"),
+    ("inference-service", "outOfRange", "threshold", 0.022, "HelmMlopsInferenceOutOfRange"),
+    ("inference-service", "schemaViolations", "threshold", 0.033, "HelmMlopsInferenceSchemaViolations"),
+    ("inference-service", "accuracyDrop", "threshold", 0.71, "HelmMlopsInferenceAccuracyDrop"),
+    ("inference-service", "accuracyDrop", "minLabels", 77, "HelmMlopsInferenceAccuracyDrop"),
+    ("mlflow", "errorRatio", "threshold", 0.123, "HelmMlopsMlflowErrorRatio"),
+    ("mlflow", "latencyP99", "seconds", 4.5, "HelmMlopsMlflowLatencyP99"),
+    ("training-job", "jobTooLong", "expectedSeconds", 5400, "HelmMlopsTrainingJobTooLong"),
+    ("training-job", "sweepTrialsFailed", "threshold", 3, "HelmMlopsTrainingSweepTrialsFailed"),
+]
+
+
+def _values(chart: str, rules: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {"metrics": {"prometheusRule": {"rules": rules, **extra}}}
+    if chart == "inference-service":
+        values.update(MONITORING)
+    return values
+
+
+def _chart_for(chart: str, tmp: Path) -> Path:
+    return _monitoring_chart(tmp) if chart == "inference-service" else CHARTS / chart
+
+
+@pytest.mark.parametrize(("chart", "rule", "key", "value", "alert"), THRESHOLDS)
+def test_each_threshold_and_for_reaches_its_alert(
+    chart: str, rule: str, key: str, value: float, alert: str, tmp_path: Path
+) -> None:
+    path = _chart_for(chart, tmp_path)
+    values = _values(chart, {rule: {key: value, "for": "17m", "severity": "critical"}})
+    changed = _alerts(_render_rules(path, values, _ci(chart), "helm4", tmp_path))[alert]
+    assert re.search(rf"[<>]=? {re.escape(str(value))}\b", changed["expr"]), changed["expr"]
+    assert changed["for"] == "17m" and changed["labels"]["severity"] == "critical"
+
+
+@pytest.mark.parametrize(
+    ("chart", "key", "alert"),
+    [
+        ("inference-service", "down", "HelmMlopsInferenceDown"),
+        ("mlflow", "migrationFailed", "HelmMlopsMlflowMigrationFailed"),
+        ("training-job", "jobFailed", "HelmMlopsTrainingJobFailed"),
+    ],
+)
+def test_rules_toggle_and_additional_rules(chart: str, key: str, alert: str, tmp_path: Path) -> None:
+    path = _chart_for(chart, tmp_path)
+    default = _alerts(_render_rules(path, _values(chart, {}), _ci(chart), "helm4", tmp_path))
+    assert alert in default
+    extra = [{"alert": "MyOwnAlert", "expr": "vector(1) > 0", "labels": {"severity": "warning"}}]
+    values = _values(chart, {key: {"enabled": False}}, additionalRules=extra, labels={"release": "kps"})
+    rule = _render_rules(path, values, _ci(chart), "helm4", tmp_path)
+    alerts = _alerts(rule)
+    assert set(alerts) == set(default) - {alert} | {"MyOwnAlert"}
+    assert rule["metadata"]["labels"]["release"] == "kps"
+
+
+@pytest.mark.parametrize(
+    ("chart", "bad", "field"),
+    [
+        ("inference-service", {"rules": {"down": {"for": "five minutes"}}}, "for"),
+        ("mlflow", {"rules": {"latencyP99": {"seconds": 0}}}, "seconds"),
+        ("training-job", {"rules": {"jobFailed": {"severity": "page"}}}, "severity"),
+        ("mlflow", {"rateWindow": "5"}, "rateWindow"),
+        ("inference-service", {"rules": {"errorRatio": {"threshold": 5}}}, "threshold"),
+    ],
+)
+def test_schema_refuses_bad_values(chart: str, bad: dict[str, Any], field: str, tmp_path: Path) -> None:
+    values = yaml.safe_load(_ci(chart).read_text())
+    values["metrics"]["prometheusRule"].update(bad)
+    error = template_error(CHARTS / chart, values, "helm4", tmp_path)
+    assert "prometheusRule" in error and field in error, error
+
+
+@pytest.mark.parametrize("chart", list(SCENARIOS))
+def test_rule_object_matches_upstream_crd(chart: str, shared_crds: Path, tmp_path: Path) -> None:
+    schemas = load_crd_schemas(shared_crds)
+    rule = _render_rules(CHARTS / chart, None, _ci(chart), "helm4", tmp_path)
+    assert validate_custom_resource(rule, schemas[("monitoring.coreos.com/v1", "PrometheusRule")]) == []
+    # A misspelt field is caught, so the check above can fail.
+    broken = json.loads(json.dumps(rule))
+    broken["spec"]["groups"][0]["rules"][0]["fro"] = "5m"
+    assert validate_custom_resource(broken, schemas[("monitoring.coreos.com/v1", "PrometheusRule")])
+
+
+def test_inference_runtimes_other_than_fastapi_get_the_kubernetes_rules_only(tmp_path: Path) -> None:
+    on = {"metrics": {"prometheusRule": {"enabled": True}}}
+    mlserver = _render_rules(
+        CHARTS / "inference-service",
+        on,
+        CHARTS / "inference-service/ci/mlserver-sklearn-values.yaml",
+        "helm4",
+        tmp_path,
+    )
+    assert set(_alerts(mlserver)) == {"HelmMlopsInferenceDown"}
+    kserve = _render_rules(
+        CHARTS / "inference-service",
+        on,
+        CHARTS / "inference-service/ci/kserve-sklearn-values.yaml",
+        "helm4",
+        tmp_path,
+    )
+    down = _alerts(kserve)["HelmMlopsInferenceDown"]["expr"]
+    [isvc] = [
+        d
+        for d in template(
+            CHARTS / "inference-service",
+            values_files=[CHARTS / "inference-service/ci/kserve-sklearn-values.yaml"],
+        )
+        if d["kind"] == "InferenceService"
+    ]
+    # KServe's raw-deployment predictor Deployment is <InferenceService name>-predictor.
+    assert f'deployment=~"{isvc["metadata"]["name"]}-predictor(-.*)?"' in down
+
+
+def test_training_job_names_match_what_the_chart_creates(tmp_path: Path) -> None:
+    chart = CHARTS / "training-job"
+    docs = template(chart, values_files=[_ci("training-job")])
+    [job] = [d for d in docs if d["kind"] == "Job"]
+    expr = _alerts(_rule_objects(docs)[0])["HelmMlopsTrainingJobFailed"]["expr"]
+    pattern = re.search(r'job_name=~"([^"]+)"', expr)
+    assert pattern and re.fullmatch(pattern.group(1), job["metadata"]["name"])
+    assert not re.fullmatch(pattern.group(1), "other-training-job-abc")
+    cron = yaml.safe_load((chart / "ci" / "cronjob-image-values.yaml").read_text())
+    cron["metrics"] = {"prometheusRule": {"enabled": True}}
+    cron_docs = template(chart, values=cron, tmp_dir=tmp_path)
+    [cronjob] = [d for d in cron_docs if d["kind"] == "CronJob"]
+    cexpr = _alerts(_rule_objects(cron_docs)[0])["HelmMlopsTrainingJobFailed"]["expr"]
+    cpattern = re.search(r'job_name=~"([^"]+)"', cexpr)
+    # The CronJob controller names its Jobs <CronJob name>-<scheduled time in minutes>.
+    assert cpattern and re.fullmatch(cpattern.group(1), f"{cronjob['metadata']['name']}-29123456")
+    # No deadline and no expected duration: no too-long rule.
+    assert "HelmMlopsTrainingJobTooLong" not in _alerts(_rule_objects(cron_docs)[0])
