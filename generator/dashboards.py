@@ -52,7 +52,7 @@ class Variable:
     name: str
     label: str
     query: str
-    multi: bool = False
+    regex: str = ""
 
 
 @dataclass(frozen=True)
@@ -100,17 +100,16 @@ def _query_variable(var: Variable) -> dict[str, Any]:
         "datasource": DATASOURCE,
         "definition": var.query,
         "hide": 0,
-        "includeAll": var.multi,
+        "includeAll": False,
         "label": var.label,
-        "multi": var.multi,
+        "multi": False,
         "name": var.name,
         "options": [],
         "query": {"qryType": 1, "query": var.query, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
         "refresh": 2,
-        "regex": "",
+        "regex": var.regex,
         "sort": 1,
         "type": "query",
-        **({"allValue": ".*"} if var.multi else {}),
     }
 
 
@@ -235,14 +234,26 @@ def _error_ratio(counter: str, sel: str, code_label: str) -> str:
     return f"({errors} or vector(0)) / {_rate(counter, sel)}"
 
 
+def _prediction_distribution(sel: str) -> str:
+    """Classifiers: predictions/s per class; regressors: the median and p95 predicted value (as
+    class="p50"/"p95"). One expression, so it shows data for either kind of model."""
+    values = _rate("hm_prediction_value_bucket", sel, "le")
+    medians = [
+        f'label_replace(histogram_quantile({q}, {values}), "class", "p{int(q * 100)}", "", "")'
+        for q in (0.5, 0.95)
+    ]
+    return " or ".join([_rate("hm_prediction_class_total", sel, "class"), *medians])
+
+
 def _ratio_per_feature(counter: str, sel: str) -> str:
-    return f"{_rate(counter, sel, 'feature')} / on() group_left() {_rate('hm_monitor_rows_total', sel)}"
+    """Share of the examined rows that COUNTER counted, per feature; 0 while it counted none."""
+    examined = _rate("hm_monitor_rows_total", sel)
+    return f"({_rate(counter, sel, 'feature')} / on() group_left() {examined}) or (0 * {examined})"
 
 
 def inference() -> Dashboard:
     s = 'namespace="$namespace", service="$service"'
     deploy = 'namespace="$namespace", deployment="$service"'
-    hpa = 'namespace="$namespace", horizontalpodautoscaler="$service"'
     traffic = Row(
         "Traffic",
         (
@@ -301,7 +312,6 @@ def inference() -> Dashboard:
                     (f"count(hm_model_ready{{{s}}} == 1) or vector(0)", "model ready"),
                     (f"sum(kube_deployment_status_replicas_available{{{deploy}}})", "available"),
                     (f"sum(kube_deployment_spec_replicas{{{deploy}}})", "desired"),
-                    (f"sum(kube_horizontalpodautoscaler_spec_max_replicas{{{hpa}}})", "HPA max"),
                 ],
             ),
             panel(
@@ -343,10 +353,7 @@ def inference() -> Dashboard:
             panel("Prediction drift (PSI)", [(f"max(hm_prediction_psi{{{s}}})", "prediction PSI")]),
             panel(
                 "Prediction distribution",
-                [
-                    (_rate("hm_prediction_class_total", s, "class"), "{{class}}"),
-                    *_quantiles("hm_prediction_value_bucket", s),
-                ],
+                [(_prediction_distribution(s), "{{class}}")],
                 description=(
                     "Classifiers: predictions/s per class; regressors: percentiles of the predicted value."
                 ),
@@ -433,8 +440,8 @@ def mlflow() -> Dashboard:
 
 
 def training() -> Dashboard:
-    j = 'namespace="$namespace", job_name=~"$job"'
-    pods = 'namespace="$namespace", pod=~"($job)-.*"'
+    j = 'namespace="$namespace", job_name=~"$service-.*"'
+    pods = 'namespace="$namespace", pod=~"$service-.*"'
     gpu, cpu, mem = (f'{pods}, resource="{r}"' for r in ("nvidia_com_gpu", "cpu", "memory"))
     phases = Row(
         "Jobs",
@@ -459,14 +466,10 @@ def training() -> Dashboard:
                 "Job duration",
                 [
                     (
-                        f"max by (job_name) (kube_job_status_completion_time{{{j}}}"
+                        f"max by (job_name) ((kube_job_status_completion_time{{{j}}}"
+                        f" or on(namespace, job_name) (0 * kube_job_status_start_time{{{j}}} + time()))"
                         f" - on(namespace, job_name) kube_job_status_start_time{{{j}}})",
-                        "{{job_name}} (finished)",
-                    ),
-                    (
-                        f"max by (job_name) (time() - kube_job_status_start_time{{{j}}}"
-                        f" unless on(namespace, job_name) kube_job_status_completion_time{{{j}}})",
-                        "{{job_name}} (running)",
+                        "{{job_name}}",
                     ),
                 ],
                 "s",
@@ -513,11 +516,13 @@ def training() -> Dashboard:
         "Training Jobs by phase, their duration and the GPUs they request (kube-state-metrics).",
         (
             Variable("namespace", "Namespace", "label_values(kube_job_status_start_time, namespace)"),
+            # A Job is `<fullname>-<10 hex digits>` (a CronJob's `<fullname>-<minutes>`): the variable is
+            # the release's fullname, what the other dashboards' `service` is.
             Variable(
-                "job",
-                "Job",
+                "service",
+                "Training",
                 'label_values(kube_job_status_start_time{namespace="$namespace"}, job_name)',
-                True,
+                regex="/^(.*)-[0-9a-f]{8,10}$/",
             ),
         ),
         (phases, resources),
