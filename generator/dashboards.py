@@ -248,7 +248,7 @@ def _prediction_distribution(sel: str) -> str:
 def _ratio_per_feature(counter: str, sel: str) -> str:
     """Share of the examined rows that COUNTER counted, per feature; 0 while it counted none."""
     examined = _rate("hm_monitor_rows_total", sel)
-    return f"({_rate(counter, sel, 'feature')} / on() group_left() {examined}) or (0 * {examined})"
+    return f"({_rate(counter, sel, 'feature')} / on() group_left() {examined}) or on() (0 * {examined})"
 
 
 def inference() -> Dashboard:
