@@ -211,17 +211,27 @@ def _service_variables(metric: str) -> tuple[Variable, ...]:
     )
 
 
+def _rate_of(metric: str, sel: str, by: str) -> str:
+    """rate() of METRIC; grouped by the runtime's `endpoint` label, that label is taken from
+    `exported_endpoint` where the scrape renamed it (a ServiceMonitor sets its own `endpoint`, the
+    port name, and without honorLabels the runtime's becomes `exported_endpoint`)."""
+    rate = f"rate({metric}{{{sel}}}[{RATE}])"
+    if "endpoint" not in by.split(", "):
+        return rate
+    return f'label_replace({rate}, "endpoint", "$1", "exported_endpoint", "(.+)")'
+
+
 def _rate(metric: str, sel: str, by: str = "") -> str:
     grouping = f" by ({by})" if by else ""
-    return f"sum{grouping} (rate({metric}{{{sel}}}[{RATE}]))"
+    return f"sum{grouping} ({_rate_of(metric, sel, by)})"
 
 
 def _quantiles(bucket: str, sel: str, by: str = "") -> list[tuple[str, str]]:
-    extra = f", {by}" if by else ""
+    grouping = f"le, {by}" if by else "le"
     suffix = f" {{{{{by}}}}}" if by else ""
     return [
         (
-            f"histogram_quantile({q}, sum by (le{extra}) (rate({bucket}{{{sel}}}[{RATE}])))",
+            f"histogram_quantile({q}, sum by ({grouping}) ({_rate_of(bucket, sel, grouping)}))",
             f"p{int(q * 100)}{suffix}",
         )
         for q in (0.5, 0.95, 0.99)

@@ -350,3 +350,81 @@ def test_chart_files_ship_the_dashboards() -> None:
         shipped = dict(chart_files(CHARTS / chart))
         assert shipped.get(rel) == (CHARTS / chart / rel).read_bytes(), sorted(shipped)[:20]
     assert "graft charts" in (REPO / "MANIFEST.in").read_text()
+
+
+# --- what the queries compute: the real promtool evaluates them on given series ----------------------
+
+
+def _panel_expr(chart: str, title: str, index: int = 0) -> str:
+    (p,) = [p for p in panels(chart) if p["title"] == title]
+    expr: str = p["targets"][index]["expr"]
+    return expr.replace("$__rate_interval", "5m").replace("$namespace", "ml").replace("$service", "s")
+
+
+def _promtool_eval(
+    tmp_path: Path, series: dict[str, str], expr: str, expected: list[tuple[str, float]]
+) -> subprocess.CompletedProcess[str]:
+    """promtool test rules: SERIES (one sample a minute) loaded, EXPR evaluated at 10m, EXPECTED asked for."""
+    (tmp_path / "empty.yaml").write_text("groups: []\n")
+    case = {
+        "interval": "1m",
+        "input_series": [{"series": s, "values": v} for s, v in series.items()],
+        "promql_expr_test": [
+            {
+                "expr": expr,
+                "eval_time": "10m",
+                "exp_samples": [{"labels": labels, "value": value} for labels, value in expected],
+            }
+        ],
+    }
+    path = tmp_path / "test.yaml"
+    path.write_text(yaml.safe_dump({"rule_files": ["empty.yaml"], "tests": [case]}))
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool is not installed: run `make system-deps`")
+    return subprocess.run(
+        [promtool, "test", "rules", str(path)], capture_output=True, text=True, cwd=tmp_path
+    )
+
+
+SEL = 'namespace="ml", service="s"'
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        'endpoint="predict"',  # scraped as it is exported
+        'endpoint="http", exported_endpoint="predict"',  # a ServiceMonitor without honorLabels
+    ],
+)
+def test_requests_by_endpoint_reads_the_runtimes_endpoint(labels: str, tmp_path: Path) -> None:
+    series = {f'hm_requests_total{{{SEL}, {labels}, code="200"}}': "0+60x10"}  # 1/s
+    expr = _panel_expr("inference-service", "Requests/s by endpoint")
+    ok = _promtool_eval(tmp_path, series, expr, [('{endpoint="predict"}', 1.0)])
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    wrong = _promtool_eval(tmp_path, series, expr, [('{endpoint="http"}', 1.0)])
+    assert wrong.returncode != 0
+
+
+def test_missing_share_per_feature_and_zero_when_none(tmp_path: Path) -> None:
+    expr = _panel_expr("inference-service", "Missing values by feature")
+    rows = {f"hm_monitor_rows_total{{{SEL}}}": "0+60x10"}  # 1 row/s examined
+    some = {**rows, f'hm_feature_missing_total{{{SEL}, feature="age"}}': "0+6x10"}  # 0.1/s missing
+    result = _promtool_eval(tmp_path, some, expr, [('{feature="age"}', 0.1)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    result = _promtool_eval(tmp_path, rows, expr, [("{}", 0.0)])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_training_duration_for_finished_and_running_jobs(tmp_path: Path) -> None:
+    sel = 'namespace="ml"'
+    series = {
+        f'kube_job_status_start_time{{{sel}, job_name="s-0123456789"}}': "60x10",  # started at 60 s
+        f'kube_job_status_completion_time{{{sel}, job_name="s-0123456789"}}': "360x10",  # done at 360 s
+        f'kube_job_status_start_time{{{sel}, job_name="s-abcdefabcd"}}': "420x10",  # still running
+        f'kube_job_status_start_time{{{sel}, job_name="other-0123456789"}}': "0x10",  # another release
+    }
+    expr = _panel_expr("training-job", "Job duration")
+    expected = [('{job_name="s-0123456789"}', 300.0), ('{job_name="s-abcdefabcd"}', 600.0 - 420.0)]
+    result = _promtool_eval(tmp_path, series, expr, expected)
+    assert result.returncode == 0, result.stdout + result.stderr
