@@ -101,11 +101,14 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.argument("chart_dirs", nargs=-1, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--check", is_flag=True, help="Fail (exit 4) instead of writing when a README is stale.")
 def docs(chart_dirs: tuple[Path, ...], check: bool) -> None:
-    """Regenerate each chart's README values table and values.schema.json from values.yaml."""
+    """Regenerate each chart's README values table and values.schema.json from values.yaml, and its
+    Grafana dashboard (files/dashboards/) from generator/dashboards.py."""
     from generator.charts.docs import undocumented_keys, update_readme
     from generator.charts.schema import update_schema
+    from generator.dashboards import DASHBOARDS, dashboard_file, update_dashboard
     from generator.errors import UserError
     from generator.paths import chart_dirs as all_charts
+    from generator.yamlio import load_mapping
 
     charts = list(chart_dirs) or all_charts()
     if not charts:
@@ -131,6 +134,10 @@ def docs(chart_dirs: tuple[Path, ...], check: bool) -> None:
             ("README.md", update_readme(chart, check=check)),
         ):
             click.echo(f"{chart}/{name}: {'updated' if changed else 'up to date'}")
+        chart_name = str(load_mapping(chart / "Chart.yaml").get("name") or chart.name)
+        if chart_name in DASHBOARDS:
+            written = update_dashboard(chart, chart_name, check=check)
+            click.echo(f"{dashboard_file(chart, chart_name)}: {'updated' if written else 'up to date'}")
     if not chart_dirs:
         from generator.charts.docs import update_answers_docs
 

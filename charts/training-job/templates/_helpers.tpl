@@ -114,7 +114,7 @@ A CronJob keeps `<fullname>`: its job template may change. */}}
 
 {{- define "training-job.specHash" -}}
 {{- $global := .Values.global | default dict -}}
-{{- $values := omit .Values "tests" "global" -}}
+{{- $values := omit .Values "tests" "global" "metrics" -}}
 {{- $_ := set $values "rerun" (toString .Values.rerun) -}}
 {{- $_ := set $values "global" (dict "mlflowTrackingUri" (dig "mlflow" "trackingUri" "" $global) "imagePullSecrets" (dig "imagePullSecrets" (list) $global)) -}}
 {{- $spec := dict "values" $values "release" .Release.Name "namespace" .Release.Namespace "fullname" (include "training-job.fullname" .) "chart" (include "training-job.chart" .) "config" (include "training-job.configChecksum" .) -}}
