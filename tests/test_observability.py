@@ -1,0 +1,290 @@
+"""A real scrape: Debian's Prometheus scrapes a real helm-mlops runtime (after a short load with bad requests)
+and a real `mlflow server --expose-prometheus`, with scrape configs derived from the charts' rendered
+ServiceMonitors. Every PromQL expression of every rendered PrometheusRule and Grafana dashboard must parse,
+and the inference and MLflow ones must return data against those real metrics."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support.charts import CHARTS, template
+from tests.support.prometheus import (
+    Expression,
+    Prometheus,
+    PromQLError,
+    dashboard_expressions,
+    grafana_variables,
+    prometheus,
+    prometheus_binary,
+    rule_expressions,
+    scrape_configs,
+    signals,
+    substitute,
+)
+from tests.support.servers import http_json, mlflow_server, runtime_server, unavailable
+
+NAMESPACE = "ml"
+RELEASE = "obs"
+INFERENCE = CHARTS / "inference-service"
+MLFLOW = CHARTS / "mlflow"
+
+
+def chart_values(chart: Path) -> dict[str, Any]:
+    return dict(yaml.safe_load((chart / "values.yaml").read_text()))
+
+
+def metrics_values(chart: Path) -> dict[str, Any]:
+    return dict(chart_values(chart).get("metrics") or {})
+
+
+def observed_values(chart: Path) -> dict[str, Any]:
+    """The chart's metrics turned on: a ServiceMonitor scraping every second, and the alert rules and
+    dashboards wherever the chart has them."""
+    metrics: dict[str, Any] = {"serviceMonitor": {"enabled": True, "interval": "1s"}}
+    defaults = metrics_values(chart)
+    if "scrapeTimeout" in defaults.get("serviceMonitor", {}):
+        metrics["serviceMonitor"]["scrapeTimeout"] = "1s"
+    if "enabled" in defaults:
+        metrics["enabled"] = True
+    for extra in ("prometheusRule", "dashboards"):
+        if extra in defaults:
+            metrics[extra] = {"enabled": True}
+    return {"metrics": metrics}
+
+
+def dashboard_label(chart: Path) -> str:
+    return str((metrics_values(chart).get("dashboards") or {}).get("label") or "grafana_dashboard")
+
+
+def service_name(docs: list[dict[str, Any]]) -> str:
+    """The Service the chart's ServiceMonitor selects (the chart's fullname Service)."""
+    monitor = next(d for d in docs if d["kind"] == "ServiceMonitor")
+    want = monitor["spec"]["selector"]["matchLabels"]
+    return next(
+        d["metadata"]["name"]
+        for d in docs
+        if d["kind"] == "Service" and all(d["metadata"]["labels"].get(k) == v for k, v in want.items())
+    )
+
+
+@dataclass(frozen=True)
+class Observed:
+    prom: Prometheus
+    docs: dict[str, list[dict[str, Any]]]  # chart name -> rendered objects
+    services: dict[str, str]  # chart name -> the scraped Service
+
+
+def _load_runtime(url: str) -> None:
+    """A short load: good predictions (one row and batches), V2 infers, and a few bad requests."""
+    from sklearn.datasets import load_iris
+
+    x, _ = load_iris(return_X_y=True)
+    good = [("/predict", {"input": x[i % 150].tolist()}) for i in range(60)]
+    good += [("/predict", {"input": x[i : i + 8].tolist()}) for i in range(0, 80, 8)]
+    v2 = {"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP64", "data": x[:2].reshape(-1).tolist()}]}
+    good += [("/v2/models/iris/infer", v2)] * 10
+    bad = [("/predict", {"input": [None, 1, 1, 1]}), ("/predict", {"wrong": 1}), ("/predict", {"input": "x"})]
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda r: http_json(url + r[0], r[1])[0], good + bad * 3))
+    assert codes.count(200) == len(good), codes
+    assert all(400 <= c < 500 for c in codes[len(good) :]), codes
+    for path in ("/v2/health/ready", "/v2/health/live", "/metrics"):
+        urllib.request.urlopen(url + path, timeout=30).read()
+
+
+def _load_mlflow(url: str) -> None:
+    """Real MLflow API calls: an experiment, runs with params and metrics, searches and a 404."""
+    api = url + "/api/2.0/mlflow"
+    code, body = http_json(api + "/experiments/create", {"name": "observability"})
+    assert code == 200, body
+    exp = body["experiment_id"]
+    for i in range(3):
+        code, run = http_json(api + "/runs/create", {"experiment_id": exp, "start_time": 1})
+        assert code == 200, run
+        run_id = run["run"]["info"]["run_id"]
+        assert (
+            http_json(
+                api + "/runs/log-metric",
+                {"run_id": run_id, "key": "acc", "value": i, "timestamp": 1, "step": 0},
+            )[0]
+            == 200
+        )
+        assert (
+            http_json(api + "/runs/update", {"run_id": run_id, "status": "FINISHED", "end_time": 2})[0] == 200
+        )
+    assert http_json(api + "/runs/search", {"experiment_ids": [exp]})[0] == 200
+    assert http_json(api + "/experiments/get?experiment_id=999999")[0] == 404
+
+
+@pytest.fixture(scope="module")
+def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
+    if prometheus_binary() is None:
+        unavailable("prometheus is not installed: run `make system-deps`")
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    root = tmp_path_factory.mktemp("observability")
+    (root / "mlflow").mkdir()
+    model = root / "iris.pkl"
+    model.write_bytes(pickle.dumps(LogisticRegression(max_iter=500).fit(*load_iris(return_X_y=True))))
+    inference_values = {**observed_values(INFERENCE), "model": {"name": "iris"}}
+    docs = {
+        "inference-service": template(
+            INFERENCE,
+            values=inference_values,
+            values_files=[INFERENCE / "ci" / "fastapi-inline-values.yaml"],
+            release=RELEASE,
+            namespace=NAMESPACE,
+            tmp_dir=root,
+        ),
+        "mlflow": template(
+            MLFLOW, values=observed_values(MLFLOW), release=RELEASE, namespace=NAMESPACE, tmp_dir=root
+        ),
+    }
+    services = {chart: service_name(rendered) for chart, rendered in docs.items()}
+    with (
+        runtime_server(model, "--trust-model", "--max-batch-wait-ms", "2", name="iris") as runtime_url,
+        mlflow_server(root / "mlflow", expose_prometheus=root / "mlflow-metrics") as mlflow_url,
+    ):
+        addresses = {
+            f"{services['inference-service']}/http": runtime_url.removeprefix("http://"),
+            f"{services['mlflow']}/http": mlflow_url.removeprefix("http://"),
+        }
+        configs = [c for rendered in docs.values() for c in scrape_configs(rendered, addresses)]
+        _load_runtime(runtime_url)
+        _load_mlflow(mlflow_url)
+        with prometheus(root / "prometheus", configs) as prom:
+            prom.wait_scraped(jobs=len(configs), scrapes=5)
+            # A second round of load between scrapes so rate() over the window sees increases.
+            _load_runtime(runtime_url)
+            _load_mlflow_more(mlflow_url)
+            prom.wait_scraped(jobs=len(configs), scrapes=10)
+            yield Observed(prom, docs, services)
+
+
+def _load_mlflow_more(url: str) -> None:
+    api = url + "/api/2.0/mlflow"
+    assert http_json(api + "/experiments/search", {"max_results": 10})[0] == 200
+    assert http_json(api + "/experiments/get-by-name?experiment_name=observability")[0] == 200
+
+
+# --- the harness itself ---------------------------------------------------------------------------------
+
+
+def _monitor(path: str, port: str) -> list[dict[str, Any]]:
+    labels = {"app": "x"}
+    return [
+        {"kind": "Service", "metadata": {"name": "svc", "namespace": "ns", "labels": labels},
+         "spec": {"ports": [{"name": "http", "port": 80}, {"name": "metrics", "port": 90}]}},
+        {"kind": "ServiceMonitor", "metadata": {"name": "mon", "namespace": "ns"},
+         "spec": {"selector": {"matchLabels": labels}, "endpoints": [{"port": port, "path": path,
+                                                                        "interval": "7s"}]}},
+    ]  # fmt: skip
+
+
+def test_scrape_config_follows_the_servicemonitor() -> None:
+    addresses = {"svc/http": "127.0.0.1:1", "svc/metrics": "127.0.0.1:2"}
+    [one] = scrape_configs(_monitor("/metrics", "http"), addresses)
+    [two] = scrape_configs(_monitor("/other", "metrics"), addresses)
+    assert (one["metrics_path"], one["static_configs"], one["scrape_interval"]) == (
+        "/metrics", [{"targets": ["127.0.0.1:1"]}], "7s",
+    )  # fmt: skip
+    assert (two["metrics_path"], two["static_configs"]) == ("/other", [{"targets": ["127.0.0.1:2"]}])
+    labels = {r["target_label"]: r["replacement"] for r in two["relabel_configs"]}
+    assert labels == {
+        "namespace": "ns",
+        "service": "svc",
+        "endpoint": "metrics",
+        "pod": "svc-0",
+        "job": "svc",
+    }
+    with pytest.raises(LookupError, match="port 'grpc'; Service svc has none"):
+        scrape_configs(_monitor("/metrics", "grpc"), addresses)
+
+
+def test_signals_drop_thresholds_and_absent() -> None:
+    assert signals('sum(rate(a{x="1"}[5m])) / sum(rate(b[5m])) > 0.05') == [
+        'sum(rate(a{x="1"}[5m])) / sum(rate(b[5m]))'
+    ]
+    assert signals("max(c) == 0 and on(service) d > bool 3") == ["max(c)", "d"]
+    assert signals("absent(up{job='x'})") == ["up{job='x'}"]
+    assert signals('e{le="+Inf", x=">"} unless f') == ['e{le="+Inf", x=">"}', "f"]
+
+
+def test_substitute_grafana_variables() -> None:
+    variables = grafana_variables("ml", "obs-svc")
+    got = substitute('rate(x{namespace="$namespace",service="${service}"}[$__rate_interval])', variables)
+    assert got == 'rate(x{namespace="ml",service="obs-svc"}[15s])'
+    assert substitute('label_replace(x, "a", "$1", "b", "(.*)")', variables).count("$1") == 1
+    with pytest.raises(KeyError, match=r"\$feature"):
+        substitute("x{feature=~'$feature'}", variables)
+
+
+@pytest.mark.real
+def test_harness_up_and_parse_errors(observed: Observed) -> None:
+    """`up` returns the derived targets with the Operator's labels; a broken expression is a parse error."""
+    up = {
+        (s["metric"]["service"], s["metric"]["job"], s["metric"]["namespace"], s["value"][1])
+        for s in observed.prom.query("up")
+    }
+    assert up == {(svc, svc, NAMESPACE, "1") for svc in observed.services.values()}
+    with pytest.raises(PromQLError, match="bad_data"):
+        observed.prom.query("sum(rate(hm_requests_total[5m])")
+    assert observed.prom.query("hm_requests_total_that_does_not_exist") == []
+
+
+# --- every rule and dashboard expression ----------------------------------------------------------------
+
+
+def _expressions(chart: str, docs: list[dict[str, Any]]) -> tuple[list[Expression], list[Expression]]:
+    return rule_expressions(docs), dashboard_expressions(docs, dashboard_label(CHARTS / chart))
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("chart", ["inference-service", "mlflow"])
+def test_every_expression_parses_and_returns_data(observed: Observed, chart: str) -> None:
+    docs = observed.docs[chart]
+    rules, panels = _expressions(chart, docs)
+    defaults = metrics_values(CHARTS / chart)
+    # Once a chart has the values, rendering them on must give expressions: never a silent pass.
+    if "prometheusRule" in defaults:
+        assert rules, f"{chart}: metrics.prometheusRule.enabled=true rendered no PrometheusRule expressions"
+    if "dashboards" in defaults:
+        assert panels, f"{chart}: metrics.dashboards.enabled=true rendered no dashboard panel expressions"
+    variables = grafana_variables(NAMESPACE, observed.services[chart])
+    failures: list[str] = []
+    for item in rules + panels:
+        try:
+            expr = substitute(item.expr, variables)
+            observed.prom.query(expr)  # must parse whole
+            checks = signals(expr) if item.source.startswith("PrometheusRule") else [expr]
+            failures += [f"{item.source}: no data for {c}" for c in checks if not observed.prom.query(c)]
+        except (PromQLError, KeyError) as exc:
+            failures.append(f"{item.source}: {exc}\n  {item.expr}")
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.real
+def test_the_scraped_metrics_are_the_contracts(observed: Observed) -> None:
+    """The metric names the rules and dashboards are written against exist in the real scrape."""
+    names = set(
+        json.loads(urllib.request.urlopen(observed.prom.url + "/api/v1/label/__name__/values").read())["data"]
+    )
+    assert {
+        "hm_requests_total",
+        "hm_request_seconds_bucket",
+        "hm_batch_rows_count",
+        "hm_model_ready",
+    } <= names
+    mlflow = sorted(n for n in names if n.startswith(("flask_", "mlflow_")))
+    assert mlflow, f"mlflow server --expose-prometheus exported no flask_/mlflow_ series: {sorted(names)}"
