@@ -70,10 +70,12 @@ def service_name(docs: list[dict[str, Any]]) -> str:
     """The Service the chart's ServiceMonitor selects (the chart's fullname Service)."""
     monitor = next(d for d in docs if d["kind"] == "ServiceMonitor")
     want = monitor["spec"]["selector"]["matchLabels"]
-    return next(
-        d["metadata"]["name"]
-        for d in docs
-        if d["kind"] == "Service" and all(d["metadata"]["labels"].get(k) == v for k, v in want.items())
+    return str(
+        next(
+            d["metadata"]["name"]
+            for d in docs
+            if d["kind"] == "Service" and all(d["metadata"]["labels"].get(k) == v for k, v in want.items())
+        )
     )
 
 
@@ -243,7 +245,53 @@ def test_harness_up_and_parse_errors(observed: Observed) -> None:
     assert observed.prom.query("hm_requests_total_that_does_not_exist") == []
 
 
+@pytest.mark.real
+def test_harness_reports_each_bad_expression(observed: Observed) -> None:
+    """Hand-written rules and panels through the same evaluation: a quiet alert whose series exist passes;
+    a panel on a metric nobody exports, a broken expression and an unknown variable fail by name."""
+    service = observed.services["inference-service"]
+    sel = '{namespace="$namespace", service="$service"}'
+    good = [
+        Expression("PrometheusRule r / alert Quiet", f"sum(rate(hm_requests_total{sel}[1m])) > 1e9"),
+        Expression("PrometheusRule r / alert NotReady", f"max(hm_model_ready{sel}) == 0"),
+        Expression(
+            "dashboard d / panel 'Errors'", f"sum by (code) (rate(hm_requests_total{sel}[$__rate_interval]))"
+        ),
+        Expression(
+            "dashboard d / panel 'p95'",
+            f"histogram_quantile(0.95, sum by (le) (rate(hm_request_seconds_bucket{sel}[$__rate_interval])))",
+        ),
+    ]
+    assert evaluate(observed.prom, good, grafana_variables(NAMESPACE, service)) == []
+    bad = [
+        Expression("dashboard d / panel 'Ghost'", f"rate(hm_no_such_metric{sel}[5m])"),
+        Expression("PrometheusRule r / alert Broken", "sum(rate(hm_requests_total[5m])"),
+        Expression("dashboard d / panel 'Feature'", "hm_feature_psi{feature=~'$feature'}"),
+        Expression(
+            "dashboard d / panel 'Elsewhere'", 'hm_model_ready{namespace="$namespace", service="other"}'
+        ),
+    ]
+    failures = evaluate(observed.prom, bad, grafana_variables(NAMESPACE, service))
+    assert [f.split(":", 1)[0] for f in failures] == [b.source for b in bad], failures
+    assert "bad_data" in failures[1] and "$feature" in failures[2]
+
+
 # --- every rule and dashboard expression ----------------------------------------------------------------
+
+
+def evaluate(prom: Prometheus, expressions: list[Expression], variables: dict[str, str]) -> list[str]:
+    """What is wrong with EXPRESSIONS against the real scrape, one line each naming the rule or panel:
+    a parse error, an unknown Grafana variable, or no data (for a rule: its signals, see signals())."""
+    failures: list[str] = []
+    for item in expressions:
+        try:
+            expr = substitute(item.expr, variables)
+            prom.query(expr)  # must parse whole
+            checks = signals(expr) if item.source.startswith("PrometheusRule") else [expr]
+            failures += [f"{item.source}: no data for {c}" for c in checks if not prom.query(c)]
+        except (PromQLError, KeyError) as exc:
+            failures.append(f"{item.source}: {exc}\n  {item.expr}")
+    return failures
 
 
 def _expressions(chart: str, docs: list[dict[str, Any]]) -> tuple[list[Expression], list[Expression]]:
@@ -261,16 +309,7 @@ def test_every_expression_parses_and_returns_data(observed: Observed, chart: str
         assert rules, f"{chart}: metrics.prometheusRule.enabled=true rendered no PrometheusRule expressions"
     if "dashboards" in defaults:
         assert panels, f"{chart}: metrics.dashboards.enabled=true rendered no dashboard panel expressions"
-    variables = grafana_variables(NAMESPACE, observed.services[chart])
-    failures: list[str] = []
-    for item in rules + panels:
-        try:
-            expr = substitute(item.expr, variables)
-            observed.prom.query(expr)  # must parse whole
-            checks = signals(expr) if item.source.startswith("PrometheusRule") else [expr]
-            failures += [f"{item.source}: no data for {c}" for c in checks if not observed.prom.query(c)]
-        except (PromQLError, KeyError) as exc:
-            failures.append(f"{item.source}: {exc}\n  {item.expr}")
+    failures = evaluate(observed.prom, rules + panels, grafana_variables(NAMESPACE, observed.services[chart]))
     assert not failures, "\n".join(failures)
 
 
