@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import pickle
+import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +19,16 @@ import pytest
 import yaml
 
 from tests.support.charts import CHARTS, template
+from tests.support.cluster import Cluster
 from tests.support.prometheus import (
     Expression,
     Prometheus,
     PromQLError,
     dashboard_expressions,
     grafana_variables,
+    kube_state_metrics,
+    kube_state_metrics_binary,
+    kube_state_metrics_scrape,
     prometheus,
     prometheus_binary,
     rule_expressions,
@@ -50,16 +55,18 @@ def metrics_values(chart: Path) -> dict[str, Any]:
 def observed_values(chart: Path) -> dict[str, Any]:
     """The chart's metrics turned on: a ServiceMonitor scraping every second, and the alert rules and
     dashboards wherever the chart has them."""
-    metrics: dict[str, Any] = {"serviceMonitor": {"enabled": True, "interval": "1s"}}
+    metrics: dict[str, Any] = {}
     defaults = metrics_values(chart)
-    if "scrapeTimeout" in defaults.get("serviceMonitor", {}):
-        metrics["serviceMonitor"]["scrapeTimeout"] = "1s"
+    if "serviceMonitor" in defaults:
+        metrics["serviceMonitor"] = {"enabled": True, "interval": "1s"}
+        if "scrapeTimeout" in defaults["serviceMonitor"]:
+            metrics["serviceMonitor"]["scrapeTimeout"] = "1s"
     if "enabled" in defaults:
         metrics["enabled"] = True
     for extra in ("prometheusRule", "dashboards"):
         if extra in defaults:
             metrics[extra] = {"enabled": True}
-    return {"metrics": metrics}
+    return {"metrics": metrics} if metrics else {}
 
 
 def dashboard_label(chart: Path) -> str:
@@ -279,16 +286,28 @@ def test_harness_reports_each_bad_expression(observed: Observed) -> None:
 # --- every rule and dashboard expression ----------------------------------------------------------------
 
 
-def evaluate(prom: Prometheus, expressions: list[Expression], variables: dict[str, str]) -> list[str]:
+def from_kube_state_metrics(expr: str) -> bool:
+    return "kube_" in expr
+
+
+def evaluate(
+    prom: Prometheus,
+    expressions: list[Expression],
+    variables: dict[str, str],
+    needs_data: Callable[[str], bool] = lambda expr: True,
+) -> list[str]:
     """What is wrong with EXPRESSIONS against the real scrape, one line each naming the rule or panel:
-    a parse error, an unknown Grafana variable, or no data (for a rule: its signals, see signals())."""
+    a parse error, an unknown Grafana variable, or no data (for a rule: its signals, see signals()) where
+    NEEDS_DATA says the scrape has the series."""
     failures: list[str] = []
     for item in expressions:
         try:
             expr = substitute(item.expr, variables)
             prom.query(expr)  # must parse whole
             checks = signals(expr) if item.source.startswith("PrometheusRule") else [expr]
-            failures += [f"{item.source}: no data for {c}" for c in checks if not prom.query(c)]
+            failures += [
+                f"{item.source}: no data for {c}" for c in checks if needs_data(c) and not prom.query(c)
+            ]
         except (PromQLError, KeyError) as exc:
             failures.append(f"{item.source}: {exc}\n  {item.expr}")
     return failures
@@ -309,7 +328,9 @@ def test_every_expression_parses_and_returns_data(observed: Observed, chart: str
         assert rules, f"{chart}: metrics.prometheusRule.enabled=true rendered no PrometheusRule expressions"
     if "dashboards" in defaults:
         assert panels, f"{chart}: metrics.dashboards.enabled=true rendered no dashboard panel expressions"
-    failures = evaluate(observed.prom, rules + panels, grafana_variables(NAMESPACE, observed.services[chart]))
+    variables = grafana_variables(NAMESPACE, observed.services[chart])
+    # kube-state-metrics series (deployments, HPAs) are real in the cluster test below, not here.
+    failures = evaluate(observed.prom, rules + panels, variables, lambda c: not from_kube_state_metrics(c))
     assert not failures, "\n".join(failures)
 
 
@@ -327,3 +348,129 @@ def test_the_scraped_metrics_are_the_contracts(observed: Observed) -> None:
     } <= names
     mlflow = sorted(n for n in names if n.startswith(("flask_", "mlflow_")))
     assert mlflow, f"mlflow server --expose-prometheus exported no flask_/mlflow_ series: {sorted(names)}"
+
+
+# --- kube_* series: kube-state-metrics against the test cluster -----------------------------------------
+
+TRAINING = CHARTS / "training-job"
+
+
+@dataclass(frozen=True)
+class ClusterObserved:
+    prom: Prometheus
+    namespace: str
+    releases: dict[str, tuple[Path, dict[str, Any], list[Path]]]  # release -> chart, values, values files
+
+
+def _install_values(chart: Path) -> dict[str, Any]:
+    """What the install turns on beyond the ci scenario: the inference service's HPA, so the
+    kube_horizontalpodautoscaler_* series exist (MLflow's on SQLite refuses several replicas)."""
+    return {"autoscaling": {"enabled": True}} if chart == INFERENCE else {}
+
+
+@pytest.fixture(scope="module")
+def cluster_observed(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterObserved]:
+    """Helm 4 installs of the inference-service and mlflow charts and of three training-jobs (a Job that
+    succeeds, a grid sweep, a Job whose pod fails: kwok fails images tagged kwok-fail) in a fresh
+    namespace; kube-state-metrics watches it and Prometheus scrapes it (honor_labels)."""
+    if prometheus_binary() is None:
+        unavailable("prometheus is not installed: run `make system-deps`")
+    ksm = kube_state_metrics_binary()
+    root = tmp_path_factory.mktemp("observability-cluster")
+    ns = cluster.restricted_namespace("obs")
+    releases: dict[str, tuple[Path, dict[str, Any], list[Path]]] = {
+        "inf": (INFERENCE, {"model": {"name": "iris"}}, [INFERENCE / "ci" / "fastapi-inline-values.yaml"]),
+        "mlf": (MLFLOW, {}, [MLFLOW / "ci" / "default-values.yaml"]),
+        "train": (TRAINING, {}, [TRAINING / "ci" / "default-values.yaml"]),
+        "sweep": (TRAINING, {}, [TRAINING / "ci" / "sweep-grid-values.yaml"]),
+        "bad": (
+            TRAINING,
+            {"image": {"tag": "kwok-fail"}, "job": {"backoffLimit": 0}},
+            [TRAINING / "ci" / "default-values.yaml"],
+        ),
+    }
+    try:
+        for release, (chart, values, files) in releases.items():
+            given = root / f"{release}.yaml"
+            given.write_text(yaml.safe_dump({**values, **_install_values(chart)}))
+            args = ["install", release, str(chart), "-n", ns, "-f", *map(str, files), "-f", str(given)]
+            wait = ["--wait", "--timeout", "180s"] if chart != TRAINING else []
+            cluster.helm("helm4", *args, *wait)
+        with (
+            kube_state_metrics(ksm, cluster.kubeconfig, [ns], root) as address,
+            prometheus(root / "prometheus", [kube_state_metrics_scrape(address)]) as prom,
+        ):
+            prom.wait_scraped(jobs=1, scrapes=3)
+            # Until the Jobs have finished as kwok makes them: the plain one complete, the bad one failed.
+            deadline = time.monotonic() + 120
+            sel = f'namespace="{ns}"'
+            while time.monotonic() < deadline:
+                done = prom.query(f"sum(kube_job_status_succeeded{{{sel}}}) > 0")
+                failed = prom.query(f"sum(kube_job_status_failed{{{sel}}}) > 0")
+                if done and failed:
+                    break
+                time.sleep(1)
+            else:
+                raise AssertionError(f"the training Jobs did not finish: {cluster.get('jobs', '-n', ns)}")
+            prom.wait_scraped(jobs=1, scrapes=10)
+            yield ClusterObserved(prom, ns, releases)
+    finally:
+        cluster.kubectl("delete", "namespace", ns, "--wait=false")
+
+
+@pytest.mark.e2e
+def test_kube_state_metrics_series_are_real(cluster_observed: ClusterObserved) -> None:
+    """The contract's kube_* series exist for the releases: the Jobs (one failed), the Deployments."""
+    prom, ns = cluster_observed.prom, cluster_observed.namespace
+    failed = {s["metric"]["job_name"] for s in prom.query(f'kube_job_status_failed{{namespace="{ns}"}} > 0')}
+    assert failed and all(name.startswith("bad-training-job") for name in failed), failed
+    jobs = {s["metric"]["job_name"] for s in prom.query(f'kube_job_status_succeeded{{namespace="{ns}"}} > 0')}
+    assert any(name.startswith("train-training-job") for name in jobs), jobs
+    deployments = {
+        s["metric"]["deployment"]
+        for s in prom.query(f'kube_deployment_status_replicas_available{{namespace="{ns}"}}')
+    }
+    assert {"inf-inference-service", "mlf-mlflow"} <= deployments, deployments
+    # A hand-written training rule and panel through the same evaluation as the charts' ones.
+    sel = 'namespace="$namespace", job_name=~"$service-.*"'
+    good = [
+        Expression(
+            "PrometheusRule r / alert JobFailed", f"max by (job_name) (kube_job_status_failed{{{sel}}}) > 0"
+        ),
+        Expression("dashboard d / panel 'Active'", f"sum(kube_job_status_active{{{sel}}})"),
+    ]
+    ghost = [Expression("dashboard d / panel 'Ghost'", 'kube_job_status_failed{job_name="no-such-job"}')]
+    variables = grafana_variables(ns, "bad-training-job")
+    assert evaluate(prom, good, variables) == []
+    assert [f.split(":", 1)[0] for f in evaluate(prom, ghost, variables)] == ["dashboard d / panel 'Ghost'"]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("release", ["inf", "mlf", "train", "sweep", "bad"])
+def test_kube_expressions_return_data(cluster_observed: ClusterObserved, release: str) -> None:
+    """Every training rule and panel, and the inference and MLflow ones on kube_* series, evaluated for
+    the installed release: they must parse and return data."""
+    chart, values, files = cluster_observed.releases[release]
+    docs = template(
+        chart,
+        values={**values, **_install_values(chart), **observed_values(chart)},
+        values_files=files,
+        release=release,
+        namespace=cluster_observed.namespace,
+    )
+    rules, panels = _expressions(chart.name, docs)
+    defaults = metrics_values(chart)
+    if "prometheusRule" in defaults:
+        assert rules, (
+            f"{chart.name}: metrics.prometheusRule.enabled=true rendered no PrometheusRule expressions"
+        )
+    if "dashboards" in defaults:
+        assert panels, (
+            f"{chart.name}: metrics.dashboards.enabled=true rendered no dashboard panel expressions"
+        )
+    expressions = [e for e in rules + panels if chart == TRAINING or from_kube_state_metrics(e.expr)]
+    fullname = f"{release}-{chart.name}"
+    failures = evaluate(
+        cluster_observed.prom, expressions, grafana_variables(cluster_observed.namespace, fullname)
+    )
+    assert not failures, "\n".join(failures)

@@ -324,3 +324,46 @@ def signals(expr: str) -> list[str]:
             else (inner.group(1) if inner else signal)
         )
     return out
+
+
+# --- kube-state-metrics ---------------------------------------------------------------------------------
+
+KSM_RESOURCES = "jobs,cronjobs,deployments,horizontalpodautoscalers,pods"
+
+
+def kube_state_metrics_binary() -> Path:
+    """kube-state-metrics built by hack/build-kube-state-metrics.sh (cached; the first build takes a minute
+    or more and needs Go and the Go module proxy): its path, or unavailable() when it cannot be built."""
+    from tests.support.charts import REPO
+    from tests.support.servers import unavailable
+
+    script = REPO / "hack" / "build-kube-state-metrics.sh"
+    proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        unavailable(
+            f"hack/build-kube-state-metrics.sh failed (Go and its module proxy):\n{proc.stderr[-2000:]}"
+        )
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+@contextlib.contextmanager
+def kube_state_metrics(binary: Path, kubeconfig: Path, namespaces: list[str], root: Path) -> Iterator[str]:
+    """kube-state-metrics against the cluster of KUBECONFIG, watching only NAMESPACES and the resources
+    the training and serving rules use; yields host:port of its /metrics."""
+    port, telemetry = free_port(), free_port()
+    argv = [str(binary), f"--kubeconfig={kubeconfig}", "--host=127.0.0.1", f"--port={port}"]
+    argv += ["--telemetry-host=127.0.0.1", f"--telemetry-port={telemetry}"]
+    argv += [f"--resources={KSM_RESOURCES}", f"--namespaces={','.join(namespaces)}"]
+    root.mkdir(parents=True, exist_ok=True)
+    with serve(argv, root / "kube-state-metrics.log", f"http://127.0.0.1:{port}/metrics", 60):
+        yield f"127.0.0.1:{port}"
+
+
+def kube_state_metrics_scrape(address: str) -> Doc:
+    """What a ServiceMonitor for kube-state-metrics with honorLabels gives: its `namespace` label is the
+    object's, not the scrape target's."""
+    return {
+        "job_name": "kube-state-metrics",
+        "honor_labels": True,
+        "static_configs": [{"targets": [address]}],
+    }
