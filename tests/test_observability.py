@@ -346,8 +346,15 @@ def test_the_scraped_metrics_are_the_contracts(observed: Observed) -> None:
         "hm_batch_rows_count",
         "hm_model_ready",
     } <= names
-    mlflow = sorted(n for n in names if n.startswith(("flask_", "mlflow_")))
-    assert mlflow, f"mlflow server --expose-prometheus exported no flask_/mlflow_ series: {sorted(names)}"
+    # What MLflow 3's --expose-prometheus really exports (prometheus_flask_exporter with its prefix).
+    mlflow = {"mlflow_http_request_total", "mlflow_http_request_duration_seconds_bucket"}
+    assert mlflow <= names, f"mlflow server --expose-prometheus: {sorted(n for n in names if 'mlflow' in n)}"
+    codes = {s["metric"]["status"] for s in observed.prom.query("mlflow_http_request_total")}
+    assert {"200", "404"} <= codes, codes
+    # The runtime's own `endpoint` label meets the ServiceMonitor's target label `endpoint` (the port
+    # name): without honorLabels Prometheus keeps the target's and renames the runtime's exported_endpoint.
+    refused = observed.prom.query('sum by (endpoint, exported_endpoint) (hm_requests_total{code=~"4.."})')
+    assert [s["metric"] for s in refused] == [{"endpoint": "http", "exported_endpoint": "predict"}], refused
 
 
 # --- kube_* series: kube-state-metrics against the test cluster -----------------------------------------
