@@ -377,9 +377,9 @@ def _install_values(chart: Path) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def cluster_observed(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterObserved]:
-    """Helm 4 installs of the inference-service and mlflow charts and of three training-jobs (a Job that
-    succeeds, a grid sweep, a Job whose pod fails: kwok fails images tagged kwok-fail) in a fresh
-    namespace; kube-state-metrics watches it and Prometheus scrapes it (honor_labels)."""
+    """Helm 4 installs of the inference-service and mlflow charts and of four training-jobs (a Job that
+    succeeds, a grid sweep, a one-GPU Job, a Job whose pod fails: kwok fails images tagged kwok-fail) in
+    a fresh namespace; kube-state-metrics watches it and Prometheus scrapes it (honor_labels)."""
     if prometheus_binary() is None:
         unavailable("prometheus is not installed: run `make system-deps`")
     ksm = kube_state_metrics_binary()
@@ -390,6 +390,7 @@ def cluster_observed(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory)
         "mlf": (MLFLOW, {}, [MLFLOW / "ci" / "default-values.yaml"]),
         "train": (TRAINING, {}, [TRAINING / "ci" / "default-values.yaml"]),
         "sweep": (TRAINING, {}, [TRAINING / "ci" / "sweep-grid-values.yaml"]),
+        "gpu": (TRAINING, {"gpu": {"count": 1}}, [TRAINING / "ci" / "default-values.yaml"]),
         "bad": (
             TRAINING,
             {"image": {"tag": "kwok-fail"}, "job": {"backoffLimit": 0}},
@@ -438,6 +439,10 @@ def test_kube_state_metrics_series_are_real(cluster_observed: ClusterObserved) -
         for s in prom.query(f'kube_deployment_status_replicas_available{{namespace="{ns}"}}')
     }
     assert {"inf-inference-service", "mlf-mlflow"} <= deployments, deployments
+    gpus = prom.query(f'kube_pod_container_resource_requests{{namespace="{ns}", resource="nvidia_com_gpu"}}')
+    assert gpus and all(s["metric"]["pod"].startswith("gpu-training-job") for s in gpus), gpus
+    hpas = prom.query(f'kube_horizontalpodautoscaler_spec_max_replicas{{namespace="{ns}"}}')
+    assert [s["metric"]["horizontalpodautoscaler"] for s in hpas] == ["inf-inference-service"], hpas
     # A hand-written training rule and panel through the same evaluation as the charts' ones.
     sel = 'namespace="$namespace", job_name=~"$service-.*"'
     good = [
@@ -453,7 +458,7 @@ def test_kube_state_metrics_series_are_real(cluster_observed: ClusterObserved) -
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("release", ["inf", "mlf", "train", "sweep", "bad"])
+@pytest.mark.parametrize("release", ["inf", "mlf", "train", "sweep", "gpu", "bad"])
 def test_kube_expressions_return_data(cluster_observed: ClusterObserved, release: str) -> None:
     """Every training rule and panel, and the inference and MLflow ones on kube_* series, evaluated for
     the installed release: they must parse and return data."""
