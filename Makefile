@@ -27,8 +27,9 @@ tools: ## Install helm (4), helm3, helm3.17, kubectl and ct into .tools/bin (sha
 system-deps: ## Install the Debian packages the tests start (postgresql, wrk, docker-registry, prometheus) when missing
 	@bash hack/install-system-deps.sh
 
-cluster-tools: ## Build kube-apiserver, controller-manager, scheduler, etcd and kwok from Go modules (cached)
+cluster-tools: ## Build kube-apiserver, controller-manager, scheduler, etcd, kwok and kube-state-metrics from Go modules (cached)
 	@bash hack/build-cluster-tools.sh
+	@bash hack/build-kube-state-metrics.sh >/dev/null
 
 minio: ## Build MinIO from its Go module (cached): the S3 server that verifies signatures in the real tests
 	@bash hack/build-minio.sh >/dev/null

@@ -374,8 +374,10 @@ def minio(binary: Path, root: Path) -> Iterator[S3Server]:
 
 
 @contextlib.contextmanager
-def mlflow_server(root: Path) -> Iterator[str]:
-    """A real `mlflow server` (SQLite backend, proxied artifacts in a temp dir); yields its URL."""
+def mlflow_server(root: Path, expose_prometheus: Path | None = None) -> Iterator[str]:
+    """A real `mlflow server` (SQLite backend, proxied artifacts in a temp dir); yields its URL. With
+    EXPOSE_PROMETHEUS (a directory) it serves Prometheus metrics at /metrics, as the chart's
+    `metrics.enabled` does."""
     port = free_port()
     exe = Path(sys.executable).parent / "mlflow"
     argv = [str(exe), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
@@ -385,6 +387,9 @@ def mlflow_server(root: Path) -> Iterator[str]:
         "--artifacts-destination",
         str(root / "artifacts"),
     ]
+    if expose_prometheus is not None:
+        expose_prometheus.mkdir(parents=True, exist_ok=True)
+        argv += ["--expose-prometheus", str(expose_prometheus)]
     url = f"http://127.0.0.1:{port}"
     with serve(argv, root / "mlflow-server.log", url + "/health", 120, cwd=root):
         yield url
