@@ -374,8 +374,9 @@ def minio(binary: Path, root: Path) -> Iterator[S3Server]:
 
 
 @contextlib.contextmanager
-def mlflow_server(root: Path) -> Iterator[str]:
-    """A real `mlflow server` (SQLite backend, proxied artifacts in a temp dir); yields its URL."""
+def mlflow_server(root: Path, prometheus: bool = False) -> Iterator[str]:
+    """A real `mlflow server` (SQLite backend, proxied artifacts in a temp dir); yields its URL. With
+    `prometheus`, it serves /metrics too (`--expose-prometheus`, as the chart's `metrics.enabled`)."""
     port = free_port()
     exe = Path(sys.executable).parent / "mlflow"
     argv = [str(exe), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
@@ -385,6 +386,9 @@ def mlflow_server(root: Path) -> Iterator[str]:
         "--artifacts-destination",
         str(root / "artifacts"),
     ]
+    if prometheus:
+        (root / "prometheus").mkdir(exist_ok=True)
+        argv += ["--expose-prometheus", str(root / "prometheus")]
     url = f"http://127.0.0.1:{port}"
     with serve(argv, root / "mlflow-server.log", url + "/health", 120, cwd=root):
         yield url
