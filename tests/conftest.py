@@ -49,6 +49,7 @@ def cluster() -> Iterator[Cluster]:
     c.kubectl("apply", "--server-side", "-f", str(crds))
     for crd in (
         "servicemonitors.monitoring.coreos.com",
+        "prometheusrules.monitoring.coreos.com",
         "httproutes.gateway.networking.k8s.io",
         "pytorchjobs.kubeflow.org",
         "trainjobs.trainer.kubeflow.org",
