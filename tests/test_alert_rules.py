@@ -10,6 +10,8 @@ import json
 import re
 import shutil
 import subprocess
+import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -36,7 +38,12 @@ PLAIN = {
     "mlflow": "incluster-postgresql-minio-values.yaml",
     "training-job": "sweep-grid-values.yaml",
 }
-MONITORING = {"monitoring": {"enabled": True, "feedback": {"enabled": True}}}
+# The monitoring alerts: a reference sample beside an S3 model (inline models take no reference).
+MONITORING_MODEL = {"source": {"type": "s3", "s3": {"bucket": "models", "key": "m/model.pkl"}}}
+MONITORING = {
+    "model": MONITORING_MODEL,
+    "monitoring": {"enabled": True, "reference": {"file": "m/reference.csv"}, "feedback": {"enabled": True}},
+}
 
 
 def _promtool() -> str:
@@ -83,18 +90,6 @@ def _tested_alerts(test_file: Path) -> set[str]:
     return {t["alertname"] for group in spec["tests"] for t in group["alert_rule_test"]}
 
 
-def _monitoring_chart(tmp: Path) -> Path:
-    """The inference chart, its schema admitting the top-level `monitoring` block where it does not yet
-    (the runtime-monitoring values land separately; the rules read `(.Values.monitoring).enabled`)."""
-    copy = tmp / "inference-service"
-    shutil.copytree(CHARTS / "inference-service", copy)
-    schema_path = copy / "values.schema.json"
-    schema = json.loads(schema_path.read_text())
-    schema["properties"].setdefault("monitoring", {"type": "object"})
-    schema_path.write_text(json.dumps(schema))
-    return copy
-
-
 @pytest.mark.parametrize("helm_name", ["helm4", "helm3"])
 @pytest.mark.parametrize("chart", list(SCENARIOS))
 def test_rules_pass_promtool_check_and_unit_tests(chart: str, helm_name: str, tmp_path: Path) -> None:
@@ -106,7 +101,7 @@ def test_rules_pass_promtool_check_and_unit_tests(chart: str, helm_name: str, tm
 
 
 def test_monitoring_rules_pass_promtool(tmp_path: Path) -> None:
-    chart = _monitoring_chart(tmp_path)
+    chart = CHARTS / "inference-service"
     rule = _render_rules(chart, MONITORING, _ci("inference-service"), "helm4", tmp_path)
     test_file = PROMTOOL_TESTS / "inference-service-monitoring.yaml"
     both = _tested_alerts(test_file) | _tested_alerts(PROMTOOL_TESTS / "inference-service.yaml")
@@ -115,11 +110,18 @@ def test_monitoring_rules_pass_promtool(tmp_path: Path) -> None:
 
 
 def test_monitoring_rules_follow_monitoring_and_feedback(tmp_path: Path) -> None:
-    chart = _monitoring_chart(tmp_path)
+    chart = CHARTS / "inference-service"
     ci = _ci("inference-service")
     off = set(_alerts(_render_rules(chart, None, ci, "helm4", tmp_path)))
     assert not {a for a in off if "Drift" in a or "Accuracy" in a or "Missing" in a}
-    no_feedback = {"monitoring": {"enabled": True, "feedback": {"enabled": False}}}
+    no_feedback = {
+        "model": MONITORING_MODEL,
+        "monitoring": {
+            "enabled": True,
+            "reference": {"file": "m/reference.csv"},
+            "feedback": {"enabled": False},
+        },
+    }
     mon = set(_alerts(_render_rules(chart, no_feedback, ci, "helm4", tmp_path)))
     assert "HelmMlopsInferenceFeatureDrift" in mon and "HelmMlopsInferenceAccuracyDrop" not in mon
 
@@ -138,7 +140,7 @@ def test_every_runbook_url_points_at_a_runbook_section(tmp_path: Path) -> None:
     anchors = {_github_anchor(m) for m in re.findall(r"^#+ (.+)$", RUNBOOKS.read_text(), re.M)}
     rules = [_render_rules(CHARTS / c, None, _ci(c), "helm4", tmp_path) for c in SCENARIOS]
     rules.append(
-        _render_rules(_monitoring_chart(tmp_path), MONITORING, _ci("inference-service"), "helm4", tmp_path)
+        _render_rules(CHARTS / "inference-service", MONITORING, _ci("inference-service"), "helm4", tmp_path)
     )
     seen: set[str] = set()
     for rule in rules:
@@ -182,7 +184,7 @@ def _values(chart: str, rules: dict[str, Any], **extra: Any) -> dict[str, Any]:
 
 
 def _chart_for(chart: str, tmp: Path) -> Path:
-    return _monitoring_chart(tmp) if chart == "inference-service" else CHARTS / chart
+    return CHARTS / "inference-service" if chart == "inference-service" else CHARTS / chart
 
 
 @pytest.mark.parametrize(("chart", "rule", "key", "value", "alert"), THRESHOLDS)
@@ -294,21 +296,6 @@ def test_training_job_names_match_what_the_chart_creates(tmp_path: Path) -> None
     assert "HelmMlopsTrainingJobTooLong" not in _alerts(_rule_objects(cron_docs)[0])
 
 
-# Metric names the rules use that the runtime does not export yet: they land with the runtime metrics
-# and monitoring work of the same issue (docs: the shared metric contract). Every other name must be
-# exported by the real server.
-PENDING_RUNTIME_METRICS = {
-    "hm_batch_full_total",
-    "hm_feature_psi",
-    "hm_feature_ks",
-    "hm_prediction_psi",
-    "hm_feature_missing_total",
-    "hm_feature_out_of_range_total",
-    "hm_monitor_rows_total",
-    "hm_schema_violations_total",
-    "hm_accuracy",
-    "hm_accuracy_labels",
-}
 KUBE_STATE_METRICS = re.compile(r"^kube_")
 
 
@@ -336,19 +323,43 @@ def _iris_model(tmp: Path) -> Path:
 
 
 def test_inference_rules_use_the_names_the_real_runtime_exports(tmp_path: Path) -> None:
-    rule = _render_rules(_monitoring_chart(tmp_path), MONITORING, _ci("inference-service"), "helm4", tmp_path)
+    rule = _render_rules(
+        CHARTS / "inference-service", MONITORING, _ci("inference-service"), "helm4", tmp_path
+    )
     used = _expr_metrics(rule)
     assert {"hm_requests_total", "hm_request_seconds_bucket", "hm_model_ready", "hm_batch_rows_count"} <= used
-    with runtime_server(_iris_model(tmp_path), "--trust-model", name="iris") as url:
-        body = json.dumps({"input": [[5.1, 3.5, 1.4, 0.2]]}).encode()
-        request = urllib.request.Request(
-            url + "/predict", data=body, headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=30) as resp:
-            assert resp.status == 200
-        exposed = _exposed(url)
+    import numpy as np
+    from sklearn.datasets import load_iris
+
+    reference = tmp_path / "reference.npy"
+    np.save(reference, load_iris(return_X_y=True)[0])
+    model = _iris_model(tmp_path)
+    monitored = {"HM_RUNTIME_REFERENCE": str(reference), "HM_RUNTIME_FEEDBACK": "true"}
+    with runtime_server(model, "--trust-model", name="iris", env=monitored) as url:
+        for body in ({"input": [[5.1, 3.5, 1.4, 0.2]] * 4}, {"input": [[1.0]]}):
+            request = urllib.request.Request(
+                url + "/predict", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=30) as resp:
+                    request_id = resp.headers["X-Request-Id"]
+            except urllib.error.HTTPError as exc:
+                assert exc.code == 422
+        feedback = json.dumps({"request_id": request_id, "labels": [0, 0, 0, 1]}).encode()
+        urllib.request.urlopen(
+            urllib.request.Request(
+                url + "/v2/models/iris/feedback", data=feedback, headers={"Content-Type": "application/json"}
+            ),
+            timeout=30,
+        ).close()
+        exposed = ""
+        for _ in range(50):  # the monitor's gauges follow the responses, off the request path
+            exposed = _exposed(url)
+            if "hm_feature_psi{" in exposed and "hm_accuracy " in exposed:
+                break
+            time.sleep(0.2)
     series = set(re.findall(r"^([a-z_]+)[{ ]", exposed, re.M))
-    assert used - series <= PENDING_RUNTIME_METRICS, used - series - PENDING_RUNTIME_METRICS
+    assert used <= series, used - series
     # The label values the rules match on are the runtime's.
     assert re.search(r'^hm_requests_total\{(?=[^}]*endpoint="predict")(?=[^}]*code="200")', exposed, re.M)
     assert re.search(r'^hm_request_seconds_bucket\{[^}]*endpoint="predict"', exposed, re.M)
