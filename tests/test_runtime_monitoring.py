@@ -25,7 +25,7 @@ from scipy.stats import ks_2samp  # type: ignore[import-untyped]
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from tests.support.charts import REPO, find, template, template_error
-from tests.support.servers import free_port, http_json, runtime_server
+from tests.support.servers import free_port, http_json, mlflow_server, runtime_server
 
 pytestmark = pytest.mark.real
 RUNTIME = REPO / "charts" / "inference-service" / "files"
@@ -383,3 +383,23 @@ def test_the_chart_refuses_monitoring_it_cannot_do(tmp_path: Path, values: dict[
     if "monitoring" in values:
         merged["monitoring"] = {**base["monitoring"], **values["monitoring"]}
     assert says in template_error(CHART, merged, "helm4", tmp_path)
+
+
+def test_a_reference_logged_in_an_mlflow_run_is_fetched(files: dict[str, Path], tmp_path: Path) -> None:
+    import mlflow
+
+    with mlflow_server(tmp_path) as tracking:
+        mlflow.set_tracking_uri(tracking)
+        mlflow.set_experiment("runtime-monitoring")
+        with mlflow.start_run() as run:
+            mlflow.log_artifact(str(files["reference.csv"]))
+        uri = f"runs:/{run.info.run_id}/reference.csv"
+        more = {"MLFLOW_TRACKING_URI": tracking, "HM_RUNTIME_FEEDBACK": "false"}
+        with runtime_server(
+            files["model.joblib"], "--trust-model", name="m", env=env(Path(uri), **more)
+        ) as url:
+            rows = sample(200, seed=7)
+            send(url, rows)
+            metrics = settled(url, 200)
+            psi, _ks = by_hand(REFERENCE[:, 1], rows[:, 1])
+            assert value(metrics, "hm_feature_psi", feature="b") == pytest.approx(psi, abs=1e-9)
