@@ -403,3 +403,40 @@ def test_a_reference_logged_in_an_mlflow_run_is_fetched(files: dict[str, Path], 
             metrics = settled(url, 200)
             psi, _ks = by_hand(REFERENCE[:, 1], rows[:, 1])
             assert value(metrics, "hm_feature_psi", feature="b") == pytest.approx(psi, abs=1e-9)
+
+
+def test_a_regressors_predictions_are_a_histogram_at_the_reference_deciles() -> None:
+    sys.path.insert(0, str(RUNTIME))
+    from hm_runtime.monitoring import Collector, Monitor, Predictions, Reference
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    rng = np.random.default_rng(8)
+    reference_predictions = rng.normal(10, 3, 2000)
+    monitor = Monitor(
+        Reference.build(REFERENCE, NAMES, 200), Predictions.build(reference_predictions, classifier=False)
+    )
+    served = rng.normal(12, 3, 300)
+    monitor.submit(sample(300, seed=9), served)
+    registry = CollectorRegistry()
+    registry.register(Collector(monitor, None))
+    metrics = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for s in family.samples
+    }
+    edges = np.unique(np.percentile(reference_predictions, [10, 20, 30, 40, 50, 60, 70, 80, 90]))
+    buckets = sorted(
+        (float(dict(labels)["le"]), count)
+        for (name, labels), count in metrics.items()
+        if name == "hm_prediction_value_bucket" and dict(labels)["le"] != "+Inf"
+    )
+    assert [le for le, _ in buckets] == pytest.approx(list(edges), rel=1e-12)
+    assert [count for _, count in buckets] == [int(np.sum(served <= edge)) for edge in edges]
+    assert value(metrics, "hm_prediction_value_bucket", le="+Inf") == 300
+    assert value(metrics, "hm_prediction_value_sum") == pytest.approx(served.sum())
+    bins = np.concatenate([[-np.inf], edges, [np.inf]])
+    p = np.maximum(np.histogram(served, bins)[0] / 300, 1e-4)
+    q = np.maximum(np.histogram(reference_predictions, bins)[0] / 2000, 1e-4)
+    assert value(metrics, "hm_prediction_psi") == pytest.approx(
+        float(np.sum((p - q) * np.log(p / q))), abs=1e-9
+    )
