@@ -440,3 +440,34 @@ def test_a_regressors_predictions_are_a_histogram_at_the_reference_deciles() -> 
     assert value(metrics, "hm_prediction_psi") == pytest.approx(
         float(np.sum((p - q) * np.log(p / q))), abs=1e-9
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "environ", "says"),
+    [
+        (
+            ["--monitor-sample-rate", "0"],
+            {},
+            "--monitor-sample-rate (HM_RUNTIME_MONITOR_SAMPLE_RATE) must be",
+        ),
+        ([], {"HM_RUNTIME_MONITOR_SAMPLE_RATE": "half"}, "must be a fraction in (0, 1], not 'half'"),
+        (
+            ["--monitor-window", "0"],
+            {},
+            "--monitor-window (HM_RUNTIME_MONITOR_WINDOW) must be a whole number",
+        ),
+        ([], {"HM_RUNTIME_FEEDBACK_WINDOW": "-3"}, "--feedback-window (HM_RUNTIME_FEEDBACK_WINDOW) must be"),
+        (["--monitor-max-features", "x"], {}, "--monitor-max-features (HM_RUNTIME_MONITOR_MAX_FEATURES)"),
+    ],
+)
+def test_bad_monitoring_flags_exit_2_naming_them(args: list[str], environ: dict[str, str], says: str) -> None:
+    argv = [sys.executable, "-m", "hm_runtime", "--model", "model.joblib", *args]
+    proc = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(RUNTIME), **environ},
+    )
+    assert proc.returncode == 2 and says in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
