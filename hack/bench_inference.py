@@ -5,6 +5,7 @@ pinned to CPU 0 and wrk (the load generator) to CPU 1; requests carry one row.
     python hack/bench_inference.py            # rows for docs/benchmarks.md (used by hack/bench.py)
     python hack/bench_inference.py --soak 600  # `make soak`: 10 minutes at concurrency 32
     python hack/bench_inference.py --gpu       # only the GPU table: a torch MLP on --device cpu vs cuda
+    python hack/bench_inference.py --monitoring  # only the monitoring on/off table (no peers needed)
 
 The GPU table is measured only where torch (the venv of hack/torch-env.sh) sees a CUDA device;
 elsewhere it is left out, never estimated.
@@ -72,6 +73,7 @@ def make_model(workdir: Path) -> Path:
     )
     path = workdir / "model.joblib"
     joblib.dump(LogisticRegression(max_iter=1000).fit(x, y), path)
+    __import__("numpy").save(workdir / "reference.npy", x)  # the training rows: --reference
     return path
 
 
@@ -233,6 +235,11 @@ def v2_body() -> str:
     return json.dumps({"inputs": [{"name": "x", "shape": [1, FEATURES], "datatype": "FP64", "data": row}]})
 
 
+MONITORED = "helm-mlops runtime, OIP v2 infer, monitoring on"
+MONITORING_ARGS = ["--monitor-sample-rate", "1", "--feedback", "--reference"]
+MONITORING_ROUNDS = int(os.environ.get("BENCH_MONITORING_ROUNDS", "2"))
+
+
 def servers(model: Path, workdir: Path) -> list[Server]:
     row = [0.1 * i for i in range(FEATURES)]
     env = {**os.environ, "PYTHONPATH": str(RUNTIME)}
@@ -250,6 +257,18 @@ def servers(model: Path, workdir: Path) -> list[Server]:
             workdir,
         ),
     ]
+    # The same server with monitoring on (every row examined, feedback remembered): its cost in req/s.
+    out.append(
+        Server(
+            MONITORED,
+            out[0].url,
+            out[0].body,
+            [*ours, *MONITORING_ARGS, str(model.parent / "reference.npy")],
+            env,
+            out[0].ready_url,
+            workdir,
+        )
+    )
     # MLServer: one model, one process (parallel_workers 0), the sklearn runtime, v2 protocol.
     mls_dir = workdir / "mlserver"
     (mls_dir / "bench").mkdir(parents=True)
@@ -353,6 +372,54 @@ def markdown(results: list[tuple[Server, float, float, dict[int, Load]]]) -> lis
             lines.append(
                 f"| {server.name} | {c} | {load.rps:.0f} | {load.p50_ms:.1f} ms | {load.p99_ms:.1f} ms | "
                 f"{load.errors} | {ratio:.2f}x | {ready_s:.1f} s | {rss:.0f} MiB |"
+            )
+    plain = next((r for r in results if r[0].name == "helm-mlops runtime, OIP v2 infer"), None)
+    monitored = next((r for r in results if r[0].name == MONITORED), None)
+    if plain and monitored:
+        ratios = ", ".join(
+            f"{monitored[3][c].rps / plain[3][c].rps:.3f} at concurrency {c}" for c in plain[3]
+        )
+        lines += ["", f"Monitoring on vs off (req/s, same run, same model and body): {ratios}."]
+    return lines
+
+
+def monitoring_table(workdir: Path) -> list[str]:
+    """The helm-mlops runtime on the same model and body with monitoring off and on (--reference, every
+    row examined, --feedback), measured one after the other in the same run."""
+    model = make_model(workdir)
+    port = free_port()
+    base = [sys.executable, "-m", "hm_runtime", "--model", str(model), "--trust-model", "--name", "bench"]
+    base += ["--port", str(port), "--host", "127.0.0.1"]
+    env = {**os.environ, "PYTHONPATH": str(RUNTIME)}
+    url, ready = f"http://127.0.0.1:{port}/v2/models/bench/infer", f"http://127.0.0.1:{port}/v2/health/ready"
+    modes = {"off": base, "on": [*base, *MONITORING_ARGS, str(workdir / "reference.npy")]}
+    loads: dict[str, dict[int, Load]] = {"off": {}, "on": {}}
+    # Off and on alternate, MONITORING_ROUNDS times each; the best req/s of each stands (a shared
+    # machine's noise only ever slows a round down).
+    for _round in range(MONITORING_ROUNDS):
+        for mode, argv in modes.items():
+            server = Server(f"monitoring {mode}", url, v2_body(), argv, env, ready, workdir)
+            with running(server, workdir / f"monitoring-{mode}.log"):
+                wrk(url, server.body, 32, 3, workdir)  # warm-up
+                for c in CONCURRENCY:
+                    load = wrk(url, server.body, c, DURATION, workdir)
+                    if c not in loads[mode] or load.rps > loads[mode][c].rps:
+                        loads[mode][c] = load
+            print(f"monitoring {mode}: {loads[mode]}", file=sys.stderr, flush=True)
+    lines = [
+        f"helm-mlops runtime, OIP v2 infer, the same model with monitoring off and on (--reference of "
+        f"{FEATURES} features, sample rate 1, --feedback), {DURATION} s per concurrency, same run; off and on "
+        f"alternate {MONITORING_ROUNDS} times, the best round of each shown.",
+        "",
+        "| Monitoring | Concurrency | req/s | p50 | p99 | errors | req/s on vs off |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for mode in modes:
+        for c, load in loads[mode].items():
+            ratio = load.rps / loads["off"][c].rps
+            lines.append(
+                f"| {mode} | {c} | {load.rps:.0f} | {load.p50_ms:.1f} ms | {load.p99_ms:.1f} ms | "
+                f"{load.errors} | {ratio:.3f} |"
             )
     return lines
 
@@ -594,7 +661,12 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--soak", type=int, help="run only the soak, for this many seconds")
     parser.add_argument("--gpu", action="store_true", help="run only the GPU table (needs a CUDA device)")
+    parser.add_argument("--monitoring", action="store_true", help="run only the monitoring on/off table")
     ns = parser.parse_args()
+    if ns.monitoring:
+        with tempfile.TemporaryDirectory() as tmp:
+            print("\n".join(monitoring_table(Path(tmp))))
+        return 0
     if ns.soak:
         return soak(ns.soak)
     if ns.gpu:
@@ -603,7 +675,9 @@ def main() -> int:
         print("\n".join(table) if table else "no CUDA device visible to torch: no GPU table", file=sys.stderr)
         return 0 if table else 1
     with tempfile.TemporaryDirectory() as tmp:
-        print("\n".join(markdown(measure_all(Path(tmp)))))
+        lines = markdown(measure_all(Path(tmp)))
+        lines += ["", *monitoring_table(Path(tmp))]
+        print("\n".join(lines))
     return 0
 
 

@@ -25,7 +25,7 @@ from scipy.stats import ks_2samp  # type: ignore[import-untyped]
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from tests.support.charts import REPO, find, template, template_error
-from tests.support.servers import free_port, http_json, runtime_server
+from tests.support.servers import free_port, http_json, mlflow_server, runtime_server
 
 pytestmark = pytest.mark.real
 RUNTIME = REPO / "charts" / "inference-service" / "files"
@@ -383,3 +383,91 @@ def test_the_chart_refuses_monitoring_it_cannot_do(tmp_path: Path, values: dict[
     if "monitoring" in values:
         merged["monitoring"] = {**base["monitoring"], **values["monitoring"]}
     assert says in template_error(CHART, merged, "helm4", tmp_path)
+
+
+def test_a_reference_logged_in_an_mlflow_run_is_fetched(files: dict[str, Path], tmp_path: Path) -> None:
+    import mlflow
+
+    with mlflow_server(tmp_path) as tracking:
+        mlflow.set_tracking_uri(tracking)
+        mlflow.set_experiment("runtime-monitoring")
+        with mlflow.start_run() as run:
+            mlflow.log_artifact(str(files["reference.csv"]))
+        uri = f"runs:/{run.info.run_id}/reference.csv"
+        more = {"MLFLOW_TRACKING_URI": tracking, "HM_RUNTIME_FEEDBACK": "false"}
+        with runtime_server(
+            files["model.joblib"], "--trust-model", name="m", env=env(Path(uri), **more)
+        ) as url:
+            rows = sample(200, seed=7)
+            send(url, rows)
+            metrics = settled(url, 200)
+            psi, _ks = by_hand(REFERENCE[:, 1], rows[:, 1])
+            assert value(metrics, "hm_feature_psi", feature="b") == pytest.approx(psi, abs=1e-9)
+
+
+def test_a_regressors_predictions_are_a_histogram_at_the_reference_deciles() -> None:
+    sys.path.insert(0, str(RUNTIME))
+    from hm_runtime.monitoring import Collector, Monitor, Predictions, Reference
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    rng = np.random.default_rng(8)
+    reference_predictions = rng.normal(10, 3, 2000)
+    monitor = Monitor(
+        Reference.build(REFERENCE, NAMES, 200), Predictions.build(reference_predictions, classifier=False)
+    )
+    served = rng.normal(12, 3, 300)
+    monitor.submit(sample(300, seed=9), served)
+    registry = CollectorRegistry()
+    registry.register(Collector(monitor, None))
+    metrics = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for s in family.samples
+    }
+    edges = np.unique(np.percentile(reference_predictions, [10, 20, 30, 40, 50, 60, 70, 80, 90]))
+    buckets = sorted(
+        (float(dict(labels)["le"]), count)
+        for (name, labels), count in metrics.items()
+        if name == "hm_prediction_value_bucket" and dict(labels)["le"] != "+Inf"
+    )
+    assert [le for le, _ in buckets] == pytest.approx(list(edges), rel=1e-12)
+    assert [count for _, count in buckets] == [int(np.sum(served <= edge)) for edge in edges]
+    assert value(metrics, "hm_prediction_value_bucket", le="+Inf") == 300
+    assert value(metrics, "hm_prediction_value_sum") == pytest.approx(served.sum())
+    bins = np.concatenate([[-np.inf], edges, [np.inf]])
+    p = np.maximum(np.histogram(served, bins)[0] / 300, 1e-4)
+    q = np.maximum(np.histogram(reference_predictions, bins)[0] / 2000, 1e-4)
+    assert value(metrics, "hm_prediction_psi") == pytest.approx(
+        float(np.sum((p - q) * np.log(p / q))), abs=1e-9
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "environ", "says"),
+    [
+        (
+            ["--monitor-sample-rate", "0"],
+            {},
+            "--monitor-sample-rate (HM_RUNTIME_MONITOR_SAMPLE_RATE) must be",
+        ),
+        ([], {"HM_RUNTIME_MONITOR_SAMPLE_RATE": "half"}, "must be a fraction in (0, 1], not 'half'"),
+        (
+            ["--monitor-window", "0"],
+            {},
+            "--monitor-window (HM_RUNTIME_MONITOR_WINDOW) must be a whole number",
+        ),
+        ([], {"HM_RUNTIME_FEEDBACK_WINDOW": "-3"}, "--feedback-window (HM_RUNTIME_FEEDBACK_WINDOW) must be"),
+        (["--monitor-max-features", "x"], {}, "--monitor-max-features (HM_RUNTIME_MONITOR_MAX_FEATURES)"),
+    ],
+)
+def test_bad_monitoring_flags_exit_2_naming_them(args: list[str], environ: dict[str, str], says: str) -> None:
+    argv = [sys.executable, "-m", "hm_runtime", "--model", "model.joblib", *args]
+    proc = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(RUNTIME), **environ},
+    )
+    assert proc.returncode == 2 and says in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -402,6 +402,7 @@ def build_app(settings: Settings) -> FastAPI:
                 max_wait=settings.max_batch_wait,
                 observe=metrics.BATCH_ROWS.observe,
                 full=metrics.BATCH_FULL.inc,
+                after=state.monitor.submit if state.monitor is not None else None,
             )
             state.batcher.start()
 
@@ -506,7 +507,7 @@ def build_app(settings: Settings) -> FastAPI:
         request_id = _request_id(sent if sent is not None or body_id is None else body_id)
         if body_id is None and isinstance(context, V2Context):
             context = context._replace(request_id=request_id)  # v2 responses carry it as "id"
-        if state.monitor is not None:
+        if state.monitor is not None and state.batcher is None:  # batched: the batcher hands it over
             state.monitor.submit(rows, out)  # an append: the monitor's thread examines it later
         if state.feedback is not None and state.classifier:
             state.feedback.remember(request_id, out)
@@ -607,7 +608,10 @@ def build_app(settings: Settings) -> FastAPI:
         return _json({"name": "helm-mlops-runtime", "version": __version__, "extensions": []})
 
     async def prometheus(_request: Request) -> Response:
-        return Response(metrics.exposition(), media_type="text/plain; version=0.0.4")
+        # With monitoring, a scrape recomputes the drift gauges (bounded by the window and the reference):
+        # in a thread, so requests go on meanwhile.
+        body = await asyncio.to_thread(metrics.exposition) if state.monitor else metrics.exposition()
+        return Response(body, media_type="text/plain; version=0.0.4")
 
     routes: list[tuple[str, Callable[[Request], Awaitable[Response]], list[str]]] = [
         ("/predict", predict, ["POST"]),

@@ -30,10 +30,12 @@ class Batcher:
         max_wait: float = 0.0,
         observe: Callable[[int], None] | None = None,
         full: Callable[[], None] | None = None,
+        after: Callable[[np.ndarray, np.ndarray], None] | None = None,
     ) -> None:
         self.predict, self.max_rows, self.max_wait = predict, max_rows, max_wait
         self.observe = observe or (lambda _n: None)
         self.full = full or (lambda: None)  # a model call at the row cap (hm_batch_full_total)
+        self.after = after  # (rows, predictions) of each answered batch, once its requests have them
         self.pending: deque[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = deque()
         self.wake = asyncio.Event()
         self.slow = False  # learnt: the last predicts took longer than INLINE_LIMIT_S
@@ -113,6 +115,8 @@ class Batcher:
             if not future.done():
                 future.set_result(out[start : start + len(rows)])
             start += len(rows)
+        if self.after is not None:  # the monitor: one hand-over per model call, not per request
+            self.after(batch, out)
 
     async def _run(self) -> None:
         while True:

@@ -317,7 +317,9 @@ class Monitor:
         self.prediction_psi = 0.0
         self.dirty = False
         self.pending: collections.deque[tuple[np.ndarray, np.ndarray]] = collections.deque()
-        self.pending_rows = 0
+        # Rows handed over (written by the server's thread only) and rows drained (under the lock only).
+        self.submitted_rows = 0
+        self.drained_rows = 0
         self.max_pending = max(window, 10_000)
         self.rng = np.random.default_rng(seed)
         self.lock = threading.Lock()
@@ -326,9 +328,9 @@ class Monitor:
 
     # --- the request path: an append, nothing else ---------------------------------------------------
     def submit(self, rows: np.ndarray, out: np.ndarray) -> None:
-        if self.pending_rows < self.max_pending:  # beyond: not examined (sampled away)
+        if self.submitted_rows - self.drained_rows < self.max_pending:  # beyond: not examined
             self.pending.append((rows, out))
-            self.pending_rows += len(rows)
+            self.submitted_rows += len(rows)
 
     # --- off the hot path -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -347,7 +349,7 @@ class Monitor:
             taken = []
             while self.pending:
                 rows, out = self.pending.popleft()
-                self.pending_rows -= len(rows)
+                self.drained_rows += len(rows)
                 taken.append((rows, out))
             if taken:
                 rows = np.concatenate([r for r, _ in taken])
