@@ -965,6 +965,22 @@ def runtime() -> None:
     help="auto, cpu, cuda or cuda:N. auto: the first GPU when one is visible and the model's framework "
     "can use it, else the CPU; cuda without a usable GPU is an error.",
 )
+@click.option(
+    "--reference",
+    help="Model monitoring: a sample of training rows (.npy, .csv with a header, .parquet, or an MLflow "
+    "artifact URI such as runs:/<id>/reference.csv); /metrics then carries data quality and drift per "
+    "feature.",
+)
+@click.option(
+    "--monitor-sample-rate",
+    type=click.FloatRange(0, 1, min_open=True),
+    help="Share of rows the monitor examines (default 1).",
+)
+@click.option(
+    "--feedback",
+    is_flag=True,
+    help="POST /v2/models/{name}/feedback with request ids and true labels: rolling accuracy in /metrics.",
+)
 def runtime_serve(
     model: str,
     fmt: str | None,
@@ -978,6 +994,9 @@ def runtime_serve(
     max_batch_rows: int | None,
     max_batch_wait_ms: float,
     device: str,
+    reference: str | None,
+    monitor_sample_rate: float | None,
+    feedback: bool,
 ) -> None:
     """Serve a model: POST /predict, the Open Inference Protocol v2 under /v2, and /metrics."""
     from generator.runtime import ServeRequest, serve
@@ -996,6 +1015,9 @@ def runtime_serve(
             max_batch_rows=max_batch_rows,
             max_batch_wait_ms=max_batch_wait_ms,
             device=device,
+            reference=reference,
+            monitor_sample_rate=monitor_sample_rate,
+            feedback=feedback,
         )
     )
 

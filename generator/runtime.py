@@ -44,6 +44,9 @@ class ServeRequest:
     max_batch_rows: int | None = None  # None: the runtime's default for the device it resolves
     max_batch_wait_ms: float = 0.0
     device: str = "auto"
+    reference: str | None = None  # model monitoring: a sample of training rows (or an MLflow artifact URI)
+    monitor_sample_rate: float | None = None
+    feedback: bool = False
 
 
 def _runtime_module(name: str) -> ModuleType:
@@ -187,6 +190,12 @@ def argv_env(req: ServeRequest, fmt: str) -> tuple[list[str], dict[str, str]]:
         argv += ["--sha256", req.sha256]
     if not req.batching:
         argv.append("--no-batching")
+    if req.reference:
+        argv += ["--reference", req.reference]
+    if req.monitor_sample_rate is not None:
+        argv += ["--monitor-sample-rate", str(req.monitor_sample_rate)]
+    if req.feedback:
+        argv.append("--feedback")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(runtime_root()), env.get("PYTHONPATH", "")) if p)
     return argv, env

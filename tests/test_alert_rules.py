@@ -334,8 +334,10 @@ def test_inference_rules_use_the_names_the_real_runtime_exports(tmp_path: Path) 
     reference = tmp_path / "reference.npy"
     np.save(reference, load_iris(return_X_y=True)[0])
     model = _iris_model(tmp_path)
-    monitored = {"HM_RUNTIME_REFERENCE": str(reference), "HM_RUNTIME_FEEDBACK": "true"}
-    with runtime_server(model, "--trust-model", name="iris", env=monitored) as url:
+    # helm-mlops runtime serve's own flags, which reach the runtime's --reference and --feedback.
+    with runtime_server(
+        model, "--trust-model", "--reference", str(reference), "--feedback", name="iris"
+    ) as url:
         for body in ({"input": [[5.1, 3.5, 1.4, 0.2]] * 4}, {"input": [[1.0]]}):
             request = urllib.request.Request(
                 url + "/predict", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
