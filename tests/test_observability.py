@@ -111,6 +111,33 @@ def _load_runtime(url: str) -> None:
         urllib.request.urlopen(url + path, timeout=30).read()
 
 
+def _mlflow_store_outage(url: str, database: Path) -> None:
+    """A real server error: a write while the backend store is locked (an SQLite exclusive transaction held
+    here) fails after SQLite's busy timeout (5 s) with a 5xx, which MLflow's metrics count."""
+    import sqlite3
+    import urllib.error
+
+    def create(name: str) -> int:
+        data = json.dumps({"name": name}).encode()
+        request = urllib.request.Request(
+            url + "/api/2.0/mlflow/experiments/create", data, {"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    lock = sqlite3.connect(database, isolation_level=None)
+    try:
+        lock.execute("BEGIN EXCLUSIVE")
+        code = create("locked")
+        lock.execute("ROLLBACK")
+    finally:
+        lock.close()
+    assert 500 <= code < 600, code  # 503 (TEMPORARILY_UNAVAILABLE) for a locked database
+
+
 def _load_mlflow(url: str) -> None:
     """Real MLflow API calls: an experiment, runs with params and metrics, searches and a 404."""
     api = url + "/api/2.0/mlflow"
@@ -172,6 +199,7 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
         configs = [c for rendered in docs.values() for c in scrape_configs(rendered, addresses)]
         _load_runtime(runtime_url)
         _load_mlflow(mlflow_url)
+        _mlflow_store_outage(mlflow_url, root / "mlflow" / "mlflow.db")
         with prometheus(root / "prometheus", configs) as prom:
             prom.wait_scraped(jobs=len(configs), scrapes=5)
             # A second round of load between scrapes so rate() over the window sees increases.
@@ -350,7 +378,7 @@ def test_the_scraped_metrics_are_the_contracts(observed: Observed) -> None:
     mlflow = {"mlflow_http_request_total", "mlflow_http_request_duration_seconds_bucket"}
     assert mlflow <= names, f"mlflow server --expose-prometheus: {sorted(n for n in names if 'mlflow' in n)}"
     codes = {s["metric"]["status"] for s in observed.prom.query("mlflow_http_request_total")}
-    assert {"200", "404"} <= codes, codes
+    assert {"200", "404"} <= codes and any(c.startswith("5") for c in codes), codes
     # The runtime's own `endpoint` label meets the ServiceMonitor's target label `endpoint` (the port
     # name): without honorLabels Prometheus keeps the target's and renames the runtime's exported_endpoint.
     refused = observed.prom.query('sum by (endpoint, exported_endpoint) (hm_requests_total{code=~"4.."})')
