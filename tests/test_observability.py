@@ -42,6 +42,8 @@ NAMESPACE = "ml"
 RELEASE = "obs"
 INFERENCE = CHARTS / "inference-service"
 MLFLOW = CHARTS / "mlflow"
+# The inference chart's model monitoring (runtime --reference, feedback): its metrics then must be real.
+MONITORING = "monitoring" in dict(yaml.safe_load((INFERENCE / "values.yaml").read_text()))
 
 
 def chart_values(chart: Path) -> dict[str, Any]:
@@ -97,7 +99,7 @@ def _load_runtime(url: str) -> None:
     """A short load: good predictions (one row and batches), V2 infers, and a few bad requests."""
     from sklearn.datasets import load_iris
 
-    x, _ = load_iris(return_X_y=True)
+    x, y = load_iris(return_X_y=True)
     good = [("/predict", {"input": x[i % 150].tolist()}) for i in range(60)]
     good += [("/predict", {"input": x[i : i + 8].tolist()}) for i in range(0, 80, 8)]
     v2 = {"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP64", "data": x[:2].reshape(-1).tolist()}]}
@@ -109,6 +111,21 @@ def _load_runtime(url: str) -> None:
     assert all(400 <= c < 500 for c in codes[len(good) :]), codes
     for path in ("/v2/health/ready", "/v2/health/live", "/metrics"):
         urllib.request.urlopen(url + path, timeout=30).read()
+    if MONITORING:  # true labels for earlier predictions (by X-Request-Id): the rolling accuracy
+        feedback = []
+        for i in range(12):
+            body = json.dumps(
+                {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": x[i * 12].tolist()}]}
+            )
+            request = urllib.request.Request(
+                url + "/v2/models/iris/infer",
+                body.encode(),
+                {"Content-Type": "application/json", "X-Request-Id": f"r{i}-{time.monotonic_ns()}"},
+            )
+            with urllib.request.urlopen(request, timeout=30) as response:
+                feedback.append({"request_id": response.headers["X-Request-Id"], "labels": [int(y[i * 12])]})
+        code, counts = http_json(url + "/v2/models/iris/feedback", feedback)
+        assert code == 200, counts
 
 
 def _mlflow_store_outage(url: str, database: Path) -> None:
@@ -173,12 +190,25 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
     (root / "mlflow").mkdir()
     model = root / "iris.pkl"
     model.write_bytes(pickle.dumps(LogisticRegression(max_iter=500).fit(*load_iris(return_X_y=True))))
-    inference_values = {**observed_values(INFERENCE), "model": {"name": "iris"}}
+    inference_values: dict[str, Any] = {**observed_values(INFERENCE), "model": {"name": "iris"}}
+    scenario = INFERENCE / "ci" / "fastapi-inline-values.yaml"
+    if MONITORING:  # monitoring (a reference from the model's source: not inline) turns on its rules too
+        scenario = INFERENCE / "ci" / "fastapi-monitoring-values.yaml"
+        inference_values["monitoring"] = {"enabled": True, "feedback": {"enabled": True}}
+    x, _ = load_iris(return_X_y=True)
+    reference = root / "reference.csv"
+    reference.write_text("f0,f1,f2,f3\n" + "".join(",".join(map(str, row)) + "\n" for row in x))
+    # The runtime's monitoring, as the chart sets it (HM_RUNTIME_* env); a runtime without it ignores these.
+    monitoring_env = {
+        "HM_RUNTIME_REFERENCE": str(reference),
+        "HM_RUNTIME_MONITOR_WINDOW": "200",
+        "HM_RUNTIME_FEEDBACK": "true",
+    }
     docs = {
         "inference-service": template(
             INFERENCE,
             values=inference_values,
-            values_files=[INFERENCE / "ci" / "fastapi-inline-values.yaml"],
+            values_files=[scenario],
             release=RELEASE,
             namespace=NAMESPACE,
             tmp_dir=root,
@@ -189,7 +219,9 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
     }
     services = {chart: service_name(rendered) for chart, rendered in docs.items()}
     with (
-        runtime_server(model, "--trust-model", "--max-batch-wait-ms", "2", name="iris") as runtime_url,
+        runtime_server(
+            model, "--trust-model", "--max-batch-wait-ms", "2", name="iris", env=monitoring_env
+        ) as runtime_url,
         mlflow_server(root / "mlflow", expose_prometheus=root / "mlflow-metrics") as mlflow_url,
     ):
         addresses = {
