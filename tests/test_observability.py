@@ -406,6 +406,11 @@ def test_the_scraped_metrics_are_the_contracts(observed: Observed) -> None:
         "hm_batch_rows_count",
         "hm_model_ready",
     } <= names
+    if MONITORING:  # the contract's monitoring series, real after the load, the feedback and the bad requests
+        monitoring = {"hm_schema_violations_total", "hm_batch_full_total", "process_cpu_seconds_total"}
+        monitoring |= {"hm_monitor_rows_total", "hm_monitor_window_rows", "hm_feature_psi", "hm_feature_ks"}
+        monitoring |= {"hm_prediction_psi", "hm_prediction_class_total", "hm_feedback_total", "hm_accuracy"}
+        assert monitoring <= names, sorted(monitoring - names)
     # What MLflow 3's --expose-prometheus really exports (prometheus_flask_exporter with its prefix).
     mlflow = {"mlflow_http_request_total", "mlflow_http_request_duration_seconds_bucket"}
     assert mlflow <= names, f"mlflow server --expose-prometheus: {sorted(n for n in names if 'mlflow' in n)}"
