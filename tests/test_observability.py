@@ -287,6 +287,7 @@ def test_signals_drop_thresholds_and_absent() -> None:
     ]
     assert signals("max(c) == 0 and on(service) d > bool 3") == ["max(c)", "d"]
     assert signals("absent(up{job='x'})") == ["up{job='x'}"]
+    assert signals("absent_over_time(hm_model_ready{a='b'}[10m])") == ["hm_model_ready{a='b'}"]
     assert signals('e{le="+Inf", x=">"} unless f') == ['e{le="+Inf", x=">"}', "f"]
 
 
