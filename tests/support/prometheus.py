@@ -317,12 +317,9 @@ def signals(expr: str) -> list[str]:
     for part in _top_level_split(expr, _SET_OPERATOR):
         sides = _top_level_split(part, _COMPARISON)
         signal = next((s for s in sides if not re.fullmatch(r"[\d.eE+-]+", s)), sides[0])
-        inner = re.fullmatch(r"absent(?:_over_time)?\s*\((.*)\)", signal, re.S)
-        out.append(
-            inner.group(1).rsplit("[", 1)[0]
-            if inner and "absent_over_time" in signal
-            else (inner.group(1) if inner else signal)
-        )
+        inner = re.fullmatch(r"absent\s*\((.*)\)", signal, re.S)
+        ranged = re.fullmatch(r"absent_over_time\s*\((.*)\[[^\]]*\]\s*\)", signal, re.S)
+        out.append(inner.group(1) if inner else ranged.group(1) if ranged else signal)
     return out
 
 
