@@ -400,7 +400,7 @@ def inference() -> Dashboard:
 
 def mlflow() -> Dashboard:
     s = 'namespace="$namespace", service="$service"'
-    job = 'namespace="$namespace", job_name=~"$service-migration.*"'
+    job = 'namespace="$namespace", job_name=~"$service-migrate.*"'
     server = Row(
         "Server",
         (

@@ -428,3 +428,26 @@ def test_training_duration_for_finished_and_running_jobs(tmp_path: Path) -> None
     expected = [('{job_name="s-0123456789"}', 300.0), ('{job_name="s-abcdefabcd"}', 600.0 - 420.0)]
     result = _promtool_eval(tmp_path, series, expr, expected)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mlflow_migration_panel_selects_the_migration_jobs_the_chart_renders(tmp_path: Path) -> None:
+    """The panel's job_name pattern, $service set to the release's Service, matches the migration Job
+    the chart really renders (a wrong pattern reads 0 forever: the panel falls back to vector(0))."""
+    docs = template(
+        CHARTS / "mlflow",
+        values_files=[CHARTS / "mlflow/ci/alerts-values.yaml"],
+        release="m1",
+        tmp_dir=tmp_path,
+    )
+    jobs = [d["metadata"]["name"] for d in docs if d["kind"] == "Job" and "migrat" in d["metadata"]["name"]]
+    [service] = [
+        d["metadata"]["name"]
+        for d in docs
+        if d["kind"] == "Service" and d["spec"].get("ports", [{}])[0].get("name") == "http"
+    ]
+    assert jobs, "the alerts scenario (a database backend) renders a migration Job"
+    patterns = set(re.findall(r'job_name=~"([^"]+)"', "\n".join(exprs("mlflow"))))
+    assert patterns
+    for pattern in patterns:
+        regex = pattern.replace("$service", re.escape(service))
+        assert all(re.fullmatch(regex, job) for job in jobs), (pattern, jobs)
