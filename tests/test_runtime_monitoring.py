@@ -66,6 +66,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     np.save(root / "narrow.npy", REFERENCE[:, :3])
     (root / "reference.txt").write_text("1 2 3 4 5\n")
     (root / "garbage.csv").write_text("a,b,c,d,e\n1,2,x,4,5\n")
+    (root / "twice.csv").write_text("a,b,c,c,e\n1,2,3,4,5\n")
     return {p.name: p for p in root.iterdir()}
 
 
@@ -294,6 +295,7 @@ def test_npy_reference_names_features_f0_to_fn(files: dict[str, Path]) -> None:
         ("missing.csv", "no such file"),
         ("reference.txt", "unknown format"),
         ("garbage.csv", "cannot read it as numbers"),
+        ("twice.csv", "column name(s) 'c' appear more than once"),
         ("narrow.npy", "has 3 columns but the model takes 5 features"),
     ],
 )
@@ -458,6 +460,13 @@ def test_a_regressors_predictions_are_a_histogram_at_the_reference_deciles() -> 
         ),
         ([], {"HM_RUNTIME_FEEDBACK_WINDOW": "-3"}, "--feedback-window (HM_RUNTIME_FEEDBACK_WINDOW) must be"),
         (["--monitor-max-features", "x"], {}, "--monitor-max-features (HM_RUNTIME_MONITOR_MAX_FEATURES)"),
+        # A boolean the chart did not write ("1", "True") would silently mean off.
+        ([], {"HM_RUNTIME_FEEDBACK": "1"}, "HM_RUNTIME_FEEDBACK (--feedback) must be true or false, not '1'"),
+        (
+            [],
+            {"HM_RUNTIME_TRUST_MODEL": "True"},
+            "HM_RUNTIME_TRUST_MODEL (--trust-model) must be true or false",
+        ),
     ],
 )
 def test_bad_monitoring_flags_exit_2_naming_them(args: list[str], environ: dict[str, str], says: str) -> None:

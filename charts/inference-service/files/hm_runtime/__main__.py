@@ -145,6 +145,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="labels in the rolling accuracy (hm_accuracy)",
     )
     ns = p.parse_args(argv)
+    for name, option in (
+        ("TRUST_MODEL", "--trust-model"),
+        ("BATCHING", "--no-batching"),
+        ("FEEDBACK", "--feedback"),
+    ):
+        value = _env(name)
+        if value is not None and value not in ("true", "false"):
+            # The chart writes "true" or "false"; anything else would silently mean "false".
+            p.error(f"HM_RUNTIME_{name} ({option}) must be true or false, not {value[:40]!r}")
     if not ns.model:
         p.error("--model (or HM_RUNTIME_MODEL) is required")
     if ns.max_batch_rows is not None and ns.max_batch_rows < 0:

@@ -78,6 +78,13 @@ def read_reference(source: str) -> tuple[np.ndarray, list[str] | None]:
             f"{_where(source)}: needs rows of features (a 2-D table with at least one row), "
             f"got shape {list(data.shape)}"
         )
+    if names is not None:
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:  # the feature label of two series would be the same: Prometheus could not tell them apart
+            raise ReferenceError(
+                f"{_where(source)}: column name(s) {', '.join(map(repr, twice))} appear more than once; "
+                "give every column its own name"
+            )
     return data, names
 
 
