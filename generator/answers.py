@@ -785,6 +785,18 @@ def cross_checks(answers: Mapping[str, Any]) -> list[Problem]:
                 f"{gpus} GPU(s) requested: runtime {runtime}'s default image has no CUDA; set a "
                 "CUDA-capable image",
             )
+        if svc.get("monitoring"):
+            if runtime != "fastapi":
+                bad(
+                    f"{at}.monitoring",
+                    f"model monitoring runs in the helm-mlops runtime: runtime fastapi, not {runtime}",
+                )
+            elif source_type(svc) == "inline":
+                bad(
+                    f"{at}.monitoring",
+                    "the reference sample comes from the model's source, and an inline model has none: serve "
+                    "the model from pvc://, s3://, https:// or MLflow",
+                )
         ingress = svc.get("ingress") or {}
         _ingress(bad, f"{at}.ingress", ingress)
         if ingress.get("enabled") and runtime == "kserve":

@@ -408,6 +408,23 @@ SERVICE = _obj(
         "ingress": INGRESS,
         "env": ENV,
         "secrets": SECRETS,
+        "monitoring": _obj(
+            "Model monitoring in the helm-mlops runtime (runtime fastapi): data quality and drift per "
+            "feature against a reference sample, in /metrics and the monitoring alerts.",
+            {
+                "reference": _s(
+                    "The reference sample (.npy, .csv with a header, .parquet), from the model's own "
+                    "source: a path in its claim (pvc://), a key in its bucket (s3://), an https URL, or "
+                    "an MLflow artifact URI (runs:/<run id>/reference.csv) for models:/ URIs.",
+                    minLength=1,
+                ),
+                "feedback": _b(
+                    "POST /v2/models/<name>/feedback with request ids and true labels: rolling accuracy "
+                    "and its alert (classifiers). Each pod remembers its own predictions."
+                ),
+            },
+            required=["reference"],
+        ),
     },
     required=["name"],
 )

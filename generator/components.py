@@ -508,6 +508,11 @@ def service_values(svc: Mapping[str, Any], answers: Mapping[str, Any], tracking_
         put(v, "gpu.count", int(svc["gpus"]))
     if svc.get("device"):
         put(v, "fastapi.device", str(svc["device"]))
+    monitoring = svc.get("monitoring") or {}
+    if monitoring:
+        put(v, "monitoring.enabled", True)
+        put(v, "monitoring.reference.file", str(monitoring["reference"]))
+        put(v, "monitoring.feedback.enabled", bool(monitoring.get("feedback")))
     v["ingress"] = ingress_values(svc.get("ingress") or {})
     issuer = v["ingress"].get("tls", {}).pop("certManagerIssuer", None)
     if issuer:  # the inference-service chart takes the issuer as the annotation cert-manager reads
@@ -523,6 +528,7 @@ def service_values(svc: Mapping[str, Any], answers: Mapping[str, Any], tracking_
 
 
 SERVICE_PROVENANCE = {
+    "monitoring": "monitoring",
     "runtime": "runtime",
     "fullnameOverride": "name (as <stack>-<name>)",
     "model.name": "name",

@@ -465,8 +465,14 @@ def test_a_service_device_reaches_the_runtime(tmp_path: Path) -> None:
 def test_one_answer_turns_monitoring_on_for_every_component(answers_file: Path, tmp_path: Path) -> None:
     """`monitoring.enabled`: ServiceMonitors (MLflow, services), a PrometheusRule per component and one
     dashboard ConfigMap per chart, all selected by the labels answered; the README says what to install."""
+    monitored = ANSWERS.replace(
+        '      model: {uri: "s3://models/iris.onnx"}\n',
+        '      model: {uri: "s3://models/iris.onnx"}\n'
+        "      monitoring: {reference: iris/reference.csv, feedback: true}\n",
+    )
+    assert monitored != ANSWERS
     answers_file.write_text(
-        ANSWERS
+        monitored
         + "monitoring:\n  enabled: true\n  labels: {release: kube-prometheus-stack}\n"
         + "  prometheusNamespace: observability\n"
     )
@@ -494,6 +500,20 @@ def test_one_answer_turns_monitoring_on_for_every_component(answers_file: Path, 
     readme = (out / "README.md").read_text()
     assert "## Monitoring" in readme and "`release: kube-prometheus-stack`" in readme
     assert "kube-state-metrics" in readme and "`observability`" in readme
+    # The service with model monitoring gets its drift, data-quality and accuracy alerts; the other not.
+    drift = {
+        d["metadata"]["name"]: "HelmMlopsInferenceFeatureDrift" in json.dumps(d["spec"])
+        for d in rules
+        if d["metadata"]["name"].startswith(("team-iris", "team-onnx"))
+    }
+    assert drift == {"team-iris": False, "team-onnx": True}, drift
+    [server] = [d for d in by_kind["Deployment"] if d["metadata"]["name"] == "team-onnx"]
+    env = {
+        e["name"]: e.get("value")
+        for c in server["spec"]["template"]["spec"]["containers"]
+        for e in c.get("env", [])
+    }
+    assert env.get("HM_RUNTIME_FEEDBACK") == "true" and env.get("HM_RUNTIME_REFERENCE"), env
     values_text = (out / "values.yaml").read_text()
     assert "# <- monitoring.enabled" in values_text and "# <- monitoring.labels" in values_text
     clean(run("lint", out), 0)
@@ -504,3 +524,30 @@ def test_one_answer_turns_monitoring_on_for_every_component(answers_file: Path, 
     kinds = {d["kind"] for d in yaml.safe_load_all(run("template", off).stdout) if d}
     assert not kinds & {"ServiceMonitor", "PrometheusRule"}
     assert "Set `monitoring.enabled: true`" in (off / "README.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("service", "says"),
+    [
+        (
+            '{name: ms, runtime: mlserver, model: {uri: "s3://m/a.joblib", trust: true}',
+            "inference.services[0].monitoring: model monitoring runs in the helm-mlops runtime",
+        ),
+        (
+            "{name: tiny, model: {inline: {fileName: a.onnx, base64: AAAA}}",
+            "inference.services[0].monitoring: the reference sample comes from the model's source",
+        ),
+    ],
+)
+def test_model_monitoring_answers_need_the_runtime_and_a_model_source(
+    service: str, says: str, tmp_path: Path
+) -> None:
+    answers = tmp_path / "answers.yaml"
+    answers.write_text(
+        "apiVersion: helm-mlops/v1\nkind: Stack\nname: s\nmlflow: {enabled: false}\n"
+        f"inference:\n  services:\n    - {service}, monitoring: {{reference: ref.csv}}}}\n"
+    )
+    out = tmp_path / "out"
+    stderr = clean(run("generate", "--answers", answers, "-o", out), 2)
+    assert says in stderr
+    assert not out.exists()
