@@ -377,3 +377,21 @@ def test_mlflow_rules_use_the_names_the_real_mlflow_exports(tmp_path: Path) -> N
     series = set(re.findall(r"^([a-z_]+)[{ ]", exposed, re.M))
     assert used <= series, used - series
     assert re.search(r'^mlflow_http_request_total\{[^}]*status="200"', exposed, re.M)
+
+
+@pytest.mark.parametrize("helm_name", ["helm4", "helm3"])
+@pytest.mark.parametrize("chart", list(SCENARIOS))
+def test_label_maps_take_only_kubernetes_labels(chart: str, helm_name: str, tmp_path: Path) -> None:
+    """A label the API server would refuse fails the render, naming it (the rule's selector labels and
+    the pods' labels alike); a good one renders."""
+    values = yaml.safe_load(_ci(chart).read_text())
+    values["metrics"]["prometheusRule"]["labels"] = {"bad key!": "x"}
+    error = template_error(CHARTS / chart, values, helm_name, tmp_path)
+    assert "bad key!" in error, error
+    values["metrics"]["prometheusRule"]["labels"] = {"release": "kube-prometheus-stack"}
+    values["podLabels"] = {"team": "no spaces allowed"}
+    error = template_error(CHARTS / chart, values, helm_name, tmp_path)
+    assert "no spaces allowed" in error or "podLabels.team" in error, error  # Helm 4 the value, 3 the path
+    values["podLabels"] = {"example.com/team": "vision"}
+    rule = _render_rules(CHARTS / chart, values, _ci(chart), helm_name, tmp_path)
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from generator import yamlio
+from generator.answers_schema import LABEL_KEY, LABEL_VALUE
 from generator.errors import StaleError
 from generator.values import QUANTITY_PATTERN
 
@@ -39,6 +40,16 @@ FREE_FORM = {
 }
 
 
+# Maps of Kubernetes labels: keys and values as the API server validates them, so a bad key fails at
+# `helm install` with its value's name instead of at the API server (the answers' own patterns).
+LABEL_MAPS = {"labels", "podLabels", "commonLabels"}
+LABELS = {
+    "type": "object",
+    "propertyNames": {"type": "string", "pattern": LABEL_KEY, "maxLength": 317},
+    "additionalProperties": {"type": "string", "pattern": LABEL_VALUE, "maxLength": 63},
+}
+
+
 def _infer(value: Any, path: str, refine: dict[str, dict[str, Any]]) -> dict[str, Any]:
     if path in refine:
         schema = dict(refine[path])
@@ -50,6 +61,8 @@ def _infer(value: Any, path: str, refine: dict[str, dict[str, Any]]) -> dict[str
         return RESOURCES
     if last == "size":
         return SIZE
+    if last in LABEL_MAPS:
+        return LABELS
     if last in FREE_FORM:
         return {"type": "object"}
     if isinstance(value, bool):
