@@ -599,17 +599,6 @@ def monitoring_values(kind: str, answers: Mapping[str, Any], dashboards: bool) -
     return v
 
 
-def merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    """`base` with `extra` merged in, maps recursively (a new dict; neither argument changes)."""
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def provenance(table: Mapping[str, str], prefix: str, path: tuple[str, ...]) -> str | None:
     """The answer that set the chart value at `path`: the longest matching key of `table`."""
     for n in range(len(path), 0, -1):

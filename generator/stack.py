@@ -12,6 +12,7 @@ from typing import Any
 
 from generator import components as c
 from generator import yamlio
+from generator.values import deep_merge
 
 GENERATOR_ANNOTATION = "helm-mlops.dev/generated-by"
 
@@ -85,7 +86,7 @@ def components(answers: Mapping[str, Any]) -> list[Component]:
         extra = c.monitoring_values(comp.kind, answers, dashboards=comp.kind not in seen)
         if extra:
             seen.add(comp.kind)
-            comp.values = c.merge(comp.values, extra)
+            comp.values = deep_merge(comp.values, extra)
             comp.table = {**comp.table, **c.MONITORING_PROVENANCE}
     # Services that load models from the stack's own MinIO may reach it (its NetworkPolicy admits only
     # MLflow's pods otherwise).
