@@ -52,7 +52,17 @@ TOTAL = int(os.environ.get("HELM_MLOPS_FUZZ_EXAMPLES") or 2000)
 RENDER = int(os.environ.get("HELM_MLOPS_FUZZ_RENDER") or 60)
 SEED = os.environ.get("HELM_MLOPS_FUZZ_SEED")
 SHARES = {"random": 0.5, "mutated": 0.35, "plausible": 0.15}
-KNOWN_ROOTS = {"apiVersion", "kind", "name", "description", "global", "mlflow", "training", "inference"}
+KNOWN_ROOTS = {
+    "apiVersion",
+    "kind",
+    "name",
+    "description",
+    "global",
+    "mlflow",
+    "monitoring",
+    "training",
+    "inference",
+}
 MLFLOW_VERSION = generate.default_mlflow_version()
 
 
