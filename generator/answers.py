@@ -563,7 +563,7 @@ def cross_checks(answers: Mapping[str, Any]) -> list[Problem]:
         if cron:
             bad(
                 f"{at}.schedule",
-                f"{job['schedule']!s} is not a cron schedule ({cron}; five fields, e.g. \"0 3 * * *\")",
+                f'{job["schedule"]!s} is not a cron schedule ({cron}; five fields, e.g. "0 3 * * *")',
             )
         space = job.get("sweep")
         if space:
