@@ -61,6 +61,37 @@ def _positive(option: str) -> Any:
     return check
 
 
+def _workers(text: str) -> int:
+    """--workers: a whole number of 1 or more, or `auto` (0 here: decided once the other options are
+    known, see workers())."""
+    if text == "auto":
+        return 0
+    value = int(text) if text.isdigit() else 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"--workers (HM_RUNTIME_WORKERS) must be a whole number of 1 or more, or auto, not {text!r}"
+        )
+    return value
+
+
+def workers(ns: argparse.Namespace, p: argparse.ArgumentParser) -> int:
+    """The number of worker processes: as given, else the CPUs the container may use; model
+    monitoring and feedback keep their state in one process, so they run with one."""
+    single = "--reference" if ns.reference else "--feedback" if ns.feedback else None
+    if single:
+        if ns.workers > 1:
+            p.error(
+                f"--workers {ns.workers} cannot be used with {single}: model monitoring and feedback keep "
+                "their window and predictions in one process; use --workers 1 (or leave it unset)"
+            )
+        return 1
+    if ns.workers:
+        return int(ns.workers)
+    from hm_runtime.workers import available_cpus
+
+    return available_cpus()
+
+
 def reference(ns: argparse.Namespace) -> Any:
     """The --reference rows and names, read before anything is served; unusable: exit 2 naming it."""
     if not ns.reference:
@@ -144,7 +175,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         default=_env("FEEDBACK_WINDOW", "1000"),
         help="labels in the rolling accuracy (hm_accuracy)",
     )
+    p.add_argument(
+        "--workers",
+        type=_workers,
+        default=_env("WORKERS", "auto"),
+        help="worker processes serving the port: a number, or auto (the CPUs this container may use: "
+        "CPU affinity and cgroup quota); one with --reference or --feedback",
+    )
     ns = p.parse_args(argv)
+    ns.workers = workers(ns, p)
     for name, option in (
         ("TRUST_MODEL", "--trust-model"),
         ("BATCHING", "--no-batching"),
@@ -183,41 +222,85 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    if ns.workers > 1:
+        from hm_runtime import workers as supervisor
+
+        supervisor.prepare(ns.workers)  # before the metrics module is imported
     where = placement(ns)
     ref = reference(ns)
     rows = ns.max_batch_rows or devices.DEFAULT_BATCH_ROWS[where.kind]
     log.info("device %s (%s); at most %d rows per model call", where.device, where.reason, rows)
+    from hm_runtime.app import Settings
+
+    settings = Settings(
+        model=ns.model,
+        name=ns.name,
+        format=ns.format,
+        trust_model=ns.trust_model,
+        sha256=ns.sha256,
+        batching=not ns.no_batching,
+        max_batch_rows=rows,
+        device=where.device,
+        device_fallback=where.fallback,
+        max_batch_wait=ns.max_batch_wait_ms / 1000,
+        max_body_bytes=ns.max_body_bytes,
+        max_concurrency=ns.max_concurrency,
+        max_buffered_bytes=ns.max_buffered_bytes,
+        body_timeout=ns.body_timeout,
+        reference=ref,
+        reference_source=ns.reference or "",
+        monitor_sample_rate=ns.monitor_sample_rate,
+        monitor_window=ns.monitor_window,
+        monitor_max_features=ns.monitor_max_features,
+        feedback=ns.feedback,
+        feedback_window=ns.feedback_window,
+    )
+    if ns.workers == 1:
+        return run(settings, ns)
+    return run_workers(settings, ns)
+
+
+def run_workers(settings: Any, ns: argparse.Namespace) -> int:
+    """The supervisor: the socket bound and (where the format allows) the model loaded once, then
+    the workers forked (hm_runtime.workers)."""
+    import dataclasses
+
+    from hm_runtime import workers as supervisor
+    from hm_runtime.models import ModelError, detect_format, load
+
+    sock = config(ns, None).bind_socket()
+    sock.set_inheritable(True)
+    preloaded = None
+    try:
+        fmt = detect_format(ns.model, ns.format)
+    except ModelError:
+        fmt = None  # each worker's load says why (readiness stays 503), as with one worker
+    if fmt in supervisor.PRELOADED:
+        try:
+            preloaded = load(ns.model, ns.name, fmt, ns.trust_model, ns.sha256, settings.device)
+        except Exception:  # each worker tries again and reports it as a single runtime does
+            preloaded = None
+        else:
+            log.info("model loaded once in %.2fs, shared by the workers", preloaded.load_seconds)
+    else:
+        log.info("%s models load in each worker (their runtime does not survive fork)", fmt)
+    log.warning("serving on http://%s:%d with %d workers", ns.host, ns.port, ns.workers)
+
+    def serve(index: int, slots: Any) -> int:
+        own = dataclasses.replace(
+            settings,
+            preloaded=preloaded,
+            on_ready=lambda: slots.set(index, supervisor.READY),
+            siblings_ready=slots.all_ready,
+        )
+        return run(own, ns, [sock])
+
+    return supervisor.supervise(ns.workers, sock, serve, ns.graceful_seconds)
+
+
+def config(ns: argparse.Namespace, app: Any) -> Any:
     import uvicorn
 
-    from hm_runtime.app import Settings, build_app
-
-    app = build_app(
-        Settings(
-            model=ns.model,
-            name=ns.name,
-            format=ns.format,
-            trust_model=ns.trust_model,
-            sha256=ns.sha256,
-            batching=not ns.no_batching,
-            max_batch_rows=rows,
-            device=where.device,
-            device_fallback=where.fallback,
-            max_batch_wait=ns.max_batch_wait_ms / 1000,
-            max_body_bytes=ns.max_body_bytes,
-            max_concurrency=ns.max_concurrency,
-            max_buffered_bytes=ns.max_buffered_bytes,
-            body_timeout=ns.body_timeout,
-            reference=ref,
-            reference_source=ns.reference or "",
-            monitor_sample_rate=ns.monitor_sample_rate,
-            monitor_window=ns.monitor_window,
-            monitor_max_features=ns.monitor_max_features,
-            feedback=ns.feedback,
-            feedback_window=ns.feedback_window,
-        )
-    )
-    fatal: list[str] = []
-    app.state.on_fatal = fatal.append
     http: Any = "h11"
     try:
         from hm_runtime.limits import LimitedHeadersProtocol  # needs httptools (uvicorn[standard])
@@ -227,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         pass
     # uvloop and httptools when installed (uvicorn[standard]); uvicorn drains in-flight requests on SIGTERM.
-    config = uvicorn.Config(
+    return uvicorn.Config(
         app,
         host=ns.host,
         port=ns.port,
@@ -235,13 +318,25 @@ def main(argv: list[str] | None = None) -> int:
         http=http,
         h11_max_incomplete_event_size=ns.max_head_bytes,  # the same cap when h11 serves
         access_log=False,
+        proxy_headers=False,  # nothing here reads the client's address; saves a middleware per request
         log_level="warning",
         timeout_graceful_shutdown=ns.graceful_seconds,
     )
-    server = uvicorn.Server(config)
+
+
+def run(settings: Any, ns: argparse.Namespace, sockets: list[Any] | None = None) -> int:
+    """One runtime: the app on uvicorn until SIGTERM; its exit status."""
+    import uvicorn
+
+    from hm_runtime.app import build_app
+
+    app = build_app(settings)
+    fatal: list[str] = []
+    app.state.on_fatal = fatal.append
+    server = uvicorn.Server(config(ns, app))
     app.state.stop = lambda: setattr(server, "should_exit", True)
     with contextlib.suppress(KeyboardInterrupt):
-        server.run()
+        server.run(sockets=sockets)
     if fatal:  # the model could not start on the device asked for: an error at start, as above
         print(f"hm_runtime: error: {fatal[0]}", file=sys.stderr)
         return 2

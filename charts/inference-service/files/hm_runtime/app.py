@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import logging
 import os
 import re
@@ -14,7 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -90,6 +91,9 @@ class Settings:
     monitor_max_features: int = 200
     feedback: bool = False
     feedback_window: int = 1000
+    preloaded: LoadedModel | None = None  # loaded before the workers were forked (hm_runtime.workers)
+    on_ready: Callable[[], None] | None = None  # a worker's slot, once its model is in
+    siblings_ready: Callable[[], bool] | None = None  # every worker has loaded (readiness)
 
 
 @dataclass
@@ -111,21 +115,58 @@ class State:
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 
 
+class _Ids:
+    """New request ids: a random prefix per process (a forked worker draws its own) and a counter."""
+
+    def __init__(self) -> None:
+        self.renew()
+        os.register_at_fork(after_in_child=self.renew)
+
+    def renew(self) -> None:
+        self.prefix, self.next = os.urandom(6).hex(), itertools.count().__next__
+
+    def __call__(self) -> str:
+        return f"{self.prefix}{self.next():012x}"
+
+
+_new_id = _Ids()
+
+
 def _request_id(sent: str | None) -> str:
     """The client's X-Request-Id when it is a sane token (1-128 of [A-Za-z0-9._:/+=-]), else a new one."""
     if sent is not None and REQUEST_ID.fullmatch(sent):
         return sent
-    return os.urandom(12).hex()
+    return _new_id()
 
 
 def _is_classifier(model: LoadedModel, out: np.ndarray) -> bool:
     return out.ndim == 1 and (model.predict_proba is not None or out.dtype.kind not in "fc")
 
 
-def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status, headers, media_type="application/json"
-    )
+class Out(NamedTuple):
+    """An answer as the ASGI server sends it: the hot routes send it as it is, the others through
+    Starlette (`_response`)."""
+
+    status: int
+    body: bytes
+    headers: list[tuple[bytes, bytes]]
+
+
+JSON_TYPE = (b"content-type", b"application/json")
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Out:
+    data = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+    raw = [JSON_TYPE, (b"content-length", b"%d" % len(data))]
+    if headers:
+        raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    return Out(status, data, raw)
+
+
+def _response(out: Out) -> Response:
+    response = Response(out.body, out.status)
+    response.raw_headers = list(out.headers)
+    return response
 
 
 def _endpoint(path: str) -> str:
@@ -156,18 +197,15 @@ def _sklearn_refused(exc: BaseException) -> bool:
     return False
 
 
-class CountEveryResponse:
-    """ASGI middleware: every response counted by endpoint and status code and timed, 4xx and 5xx
-    included, and an exception no handler caught answered as a JSON 500 with an error id (the
-    traceback goes to the log, rate-limited), never as a bare text page. A client that goes away
-    before its body arrived is counted as 499 (nginx's "client closed request"), not as a 5xx."""
+class Counts:
+    """hm_requests_total by endpoint and status code and hm_request_seconds by endpoint, with the
+    label children looked up once."""
 
-    def __init__(self, app: Any, errors: ErrorLog) -> None:
-        self.app, self.errors = app, errors
+    def __init__(self) -> None:
         self.latency: dict[str, Any] = {}
         self.counters: dict[tuple[str, int], Any] = {}
 
-    def _count(self, endpoint: str, status: int, seconds: float) -> None:
+    def __call__(self, endpoint: str, status: int, seconds: float) -> None:
         latency = self.latency.get(endpoint)
         if latency is None:
             latency = self.latency[endpoint] = metrics.LATENCY.labels(endpoint)
@@ -176,6 +214,17 @@ class CountEveryResponse:
         if counter is None:
             counter = self.counters[(endpoint, status)] = metrics.REQUESTS.labels(endpoint, str(status))
         counter.inc()
+
+
+class CountEveryResponse:
+    """ASGI middleware of the routes other than the hot ones: every response counted by endpoint and
+    status code and timed, 4xx and 5xx included, and an exception no handler caught answered as a JSON
+    500 with an error id (the traceback goes to the log, rate-limited), never as a bare text page. A
+    client that goes away before its body arrived is counted as 499 (nginx's "client closed request"),
+    not as a 5xx."""
+
+    def __init__(self, app: Any, errors: ErrorLog, counts: Counts) -> None:
+        self.app, self.errors, self.count = app, errors, counts
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -200,13 +249,13 @@ class CountEveryResponse:
             if sent:
                 raise
             error_id = self.errors.record(f"unhandled error on {scope.get('path')}", exc)
-            response = _error(500, f"internal error (error id {error_id}); the details are in the server log")
-            await response(scope, receive, send_counted)
+            out = _error(500, f"internal error (error id {error_id}); the details are in the server log")
+            await _response(out)(scope, receive, send_counted)
         finally:
-            self._count(_endpoint(scope.get("path", "")), status, time.perf_counter() - started)
+            self.count(_endpoint(scope.get("path", "")), status, time.perf_counter() - started)
 
 
-def _decoded(raw: bytes, encoding: str, limit: int) -> bytes | Response:
+def _decoded(raw: bytes, encoding: str, limit: int) -> bytes | Out:
     """A gzip or deflate body (tritonclient's request_compression_algorithm) inflated within the body
     limit, so a small compressed body cannot expand without bound; other encodings are refused (415)."""
     import zlib
@@ -226,11 +275,11 @@ def _decoded(raw: bytes, encoding: str, limit: int) -> bytes | Response:
     return out
 
 
-def _error(status: int, message: str) -> Response:
+def _error(status: int, message: str) -> Out:
     return _json({"error": message}, status)
 
 
-def _refused(status: int, message: str, reason: str) -> Response:
+def _refused(status: int, message: str, reason: str) -> Out:
     """A 4xx for invalid input, counted in hm_schema_violations_total{reason}."""
     metrics.SCHEMA_VIOLATIONS.labels(reason).inc()
     return _error(status, message)
@@ -240,11 +289,33 @@ BUSY = {"Retry-After": "1"}
 LARGE_BODY = 256 * 1024  # bodies above this are parsed in a thread, off the event loop
 
 
-async def _body(request: Request, settings: Settings, budget: Budget) -> bytes | Response:
-    """The request body, within the per-request limit, the server's budget and the time allowed."""
+class BodyClock:
+    """The deadlines of request bodies being read (--body-timeout): one sweep every `period` seconds
+    cancels the reads past theirs, which then answer 408, instead of a timer per request."""
+
+    def __init__(self) -> None:
+        self.reading: dict[asyncio.Task[Any], float] = {}
+        self.late: set[asyncio.Task[Any]] = set()
+
+    async def run(self, period: float) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(period)
+            now = loop.time()
+            for task, deadline in list(self.reading.items()):
+                if now >= deadline and task not in self.late:
+                    self.late.add(task)
+                    task.cancel()
+
+
+async def _body(
+    receive: Any, declared: str | None, settings: Settings, budget: Budget, clock: BodyClock
+) -> bytes | Out:
+    """The request body, read from the ASGI `receive`, within the per-request limit, the server's
+    budget and the time allowed; `declared` is its Content-Length header, if any."""
     limit = settings.max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    size_declared = int(declared) if declared is not None and declared.isdigit() else None
+    if size_declared is not None and size_declared > limit:
         return _refused(
             413, f"request body of {declared} bytes exceeds the limit of {limit} bytes", "too_large"
         )
@@ -252,20 +323,18 @@ async def _body(request: Request, settings: Settings, budget: Budget) -> bytes |
     size = 0
     # A declared body reserves its whole size at once, so concurrent uploads cannot each hold a part
     # of the budget and all fail; a chunked one reserves as it arrives.
-    reserved = int(declared) if declared is not None and declared.isdigit() else 0
+    reserved = size_declared or 0
     if reserved and not budget.take(reserved):
         return _json({"error": "the server is busy receiving other requests; retry shortly"}, 429, BUSY)
-    deadline = asyncio.get_running_loop().time() + settings.body_timeout
-    stream = request.stream().__aiter__()
+    task = asyncio.current_task()
+    assert task is not None
+    clock.reading[task] = asyncio.get_running_loop().time() + settings.body_timeout
     try:
         while True:
-            remaining = deadline - asyncio.get_running_loop().time()
-            try:
-                chunk = await asyncio.wait_for(stream.__anext__(), timeout=max(remaining, 0.001))
-            except StopAsyncIteration:
-                break
-            except TimeoutError:
-                return _error(408, f"the request body did not arrive within {settings.body_timeout:g}s")
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnect()
+            chunk = message.get("body", b"")
             if size + len(chunk) > limit or (reserved and size + len(chunk) > reserved):
                 return _refused(
                     413,
@@ -278,19 +347,28 @@ async def _body(request: Request, settings: Settings, budget: Budget) -> bytes |
                 )
             size += len(chunk)
             chunks.append(chunk)
-        return b"".join(chunks)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    except asyncio.CancelledError:
+        if task not in clock.late:
+            raise
+        clock.late.discard(task)
+        task.uncancel()
+        return _error(408, f"the request body did not arrive within {settings.body_timeout:g}s")
     finally:
+        del clock.reading[task]
         budget.give(reserved or size)
 
 
-def build_app(settings: Settings) -> FastAPI:
+def build_app(settings: Settings) -> Runtime:
     state = State(settings)
     state.budget = Budget(settings.max_buffered_bytes)
+    clock, count = BodyClock(), Counts()
     app: FastAPI  # made below; the loader reaches its state (the process's hooks) once it runs
 
     def load_model() -> None:
         try:
-            model = load(
+            model = settings.preloaded or load(
                 settings.model,
                 settings.name,
                 settings.format,
@@ -325,6 +403,8 @@ def build_app(settings: Settings) -> FastAPI:
             metrics.DEVICE.labels(model.device).set(1)
             metrics.LOAD_SECONDS.set(model.load_seconds)
             metrics.READY.set(1)
+            if settings.on_ready is not None:
+                settings.on_ready()
             log.warning(
                 "model %s (%s) ready on %s in %.2fs",
                 settings.name,
@@ -386,8 +466,10 @@ def build_app(settings: Settings) -> FastAPI:
         # Load in a thread: liveness answers at once, readiness once the model is in.
         loader = asyncio.get_running_loop().run_in_executor(None, load_model)
         watcher = asyncio.ensure_future(_start_batcher(loader))
+        sweeper = asyncio.ensure_future(clock.run(min(0.5, settings.body_timeout / 4)))
         yield
         watcher.cancel()
+        sweeper.cancel()
         if state.batcher is not None:
             await state.batcher.stop()
         if state.monitor is not None:
@@ -408,11 +490,13 @@ def build_app(settings: Settings) -> FastAPI:
 
     async def no_route(request: Request, exc: Exception) -> Response:
         code = getattr(exc, "status_code", 404)
-        return _error(
-            code,
-            f"no route for {request.method} {request.url.path[:200]}: this server answers POST /predict, "
-            "POST /v2/models/{name}/infer, POST /v2/models/{name}/feedback, "
-            "GET /v2/models/{name}[/ready], /v2/health/live|ready and /metrics",
+        return _response(
+            _error(
+                code,
+                f"no route for {request.method} {request.url.path[:200]}: this server answers POST /predict, "
+                "POST /v2/models/{name}/infer, POST /v2/models/{name}/feedback, "
+                "GET /v2/models/{name}[/ready], /v2/health/live|ready and /metrics",
+            )
         )
 
     app = FastAPI(
@@ -439,7 +523,7 @@ def build_app(settings: Settings) -> FastAPI:
             )
         return out
 
-    def not_ready() -> Response:
+    def not_ready() -> Out:
         # The reason (paths, library internals) is for the operator's log, not for any caller.
         if state.error:
             return _error(
@@ -447,11 +531,10 @@ def build_app(settings: Settings) -> FastAPI:
             )
         return _error(503, "model is loading")
 
-    async def serve(
-        request: Request,
-        parse: Callable[[Any, LoadedModel, bytes], tuple[np.ndarray, Any]],
-        reply: Callable[[LoadedModel, np.ndarray, Any], Any],
-    ) -> Response:
+    Parse = Callable[[Any, LoadedModel, bytes], tuple[np.ndarray, Any]]
+    Reply = Callable[[LoadedModel, np.ndarray, Any], Any]
+
+    async def serve(headers: dict[bytes, bytes], receive: Any, parse: Parse, reply: Reply) -> Out:
         """Body -> rows -> (batched) model call -> response, with the errors a client can act on."""
         if state.model is None:
             return not_ready()
@@ -459,27 +542,28 @@ def build_app(settings: Settings) -> FastAPI:
             return _json({"error": "too many requests in flight; retry shortly"}, 429, BUSY)
         state.in_flight += 1
         try:
-            return await _serve(request, parse, reply, state.model)
+            return await _serve(headers, receive, parse, reply, state.model)
         finally:
             state.in_flight -= 1
 
     async def _serve(
-        request: Request,
-        parse: Callable[[Any, LoadedModel, bytes], tuple[np.ndarray, Any]],
-        reply: Callable[[LoadedModel, np.ndarray, Any], Any],
-        model: LoadedModel,
-    ) -> Response:
-        raw = await _body(request, settings, state.budget)
-        if isinstance(raw, Response):
+        headers: dict[bytes, bytes], receive: Any, parse: Parse, reply: Reply, model: LoadedModel
+    ) -> Out:
+        declared = headers.get(b"content-length")
+        raw = await _body(
+            receive, None if declared is None else declared.decode("latin-1"), settings, state.budget, clock
+        )
+        if isinstance(raw, Out):
             return raw
-        encoding = request.headers.get("content-encoding", "identity").strip().lower()
-        if encoding != "identity":
-            raw = _decoded(raw, encoding, settings.max_body_bytes)
-            if isinstance(raw, Response):
+        encoding = headers.get(b"content-encoding")
+        if encoding is not None and (encoding := encoding.strip().lower()) != b"identity":
+            raw = _decoded(raw, encoding.decode("latin-1"), settings.max_body_bytes)
+            if isinstance(raw, Out):
                 return raw
+        split = headers.get(b"inference-header-content-length")
 
         def decode() -> tuple[np.ndarray, Any]:
-            head, blob = split_binary(raw, request.headers.get("inference-header-content-length"))
+            head, blob = split_binary(raw, None if split is None else split.decode("latin-1"))
             return parse(orjson.loads(head), model, blob)
 
         try:
@@ -503,8 +587,10 @@ def build_app(settings: Settings) -> FastAPI:
             model.output_datatype, model.output_shape = v2_type(out), [-1, *out.shape[1:]]
         # The request id: the client's X-Request-Id if sane, else its v2 body "id" if sane, else new.
         body_id = getattr(context, "request_id", None)
-        sent = request.headers.get("x-request-id")
-        request_id = _request_id(sent if sent is not None or body_id is None else body_id)
+        sent = headers.get(b"x-request-id")
+        request_id = _request_id(
+            sent.decode("latin-1") if sent is not None else body_id if body_id is not None else None
+        )
         if body_id is None and isinstance(context, V2Context):
             context = context._replace(request_id=request_id)  # v2 responses carry it as "id"
         if state.monitor is not None and state.batcher is None:  # batched: the batcher hands it over
@@ -512,23 +598,28 @@ def build_app(settings: Settings) -> FastAPI:
         if state.feedback is not None and state.classifier:
             state.feedback.remember(request_id, out)
         body = reply(model, out, context)
+        rid = (b"x-request-id", request_id.encode())
         if isinstance(body, tuple):  # the v2 binary extension: JSON, then the tensor's bytes
             head = orjson.dumps(body[0], option=orjson.OPT_SERIALIZE_NUMPY)
-            return Response(
-                head + body[1],
-                headers={"Inference-Header-Content-Length": str(len(head)), "X-Request-Id": request_id},
-                media_type="application/octet-stream",
+            data = head + body[1]
+            return Out(
+                200,
+                data,
+                [
+                    (b"content-type", b"application/octet-stream"),
+                    (b"content-length", b"%d" % len(data)),
+                    (b"inference-header-content-length", b"%d" % len(head)),
+                    rid,
+                ],
             )
-        return _json(body, headers={"X-Request-Id": request_id})
+        data = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+        return Out(200, data, [JSON_TYPE, (b"content-length", b"%d" % len(data)), rid])
 
-    async def predict(request: Request) -> Response:
-        return await serve(
-            request, rows_from_input, lambda _model, out, _single: {"prediction": jsonable(out)}
-        )
+    def predict_reply(_model: LoadedModel, out: np.ndarray, _single: Any) -> Any:
+        return {"prediction": jsonable(out)}
 
-    def unknown(request: Request) -> Response | None:
+    def unknown(name: str, version: str | None) -> Out | None:
         """404 for a model name or version this server does not serve (versions: the one loaded, "1")."""
-        name, version = request.path_params["name"], request.path_params.get("version")
         if name != settings.name:
             return _error(404, f"unknown model {name!r}; this server serves {settings.name!r}")
         if version is not None and version != "1":
@@ -537,13 +628,19 @@ def build_app(settings: Settings) -> FastAPI:
             )
         return None
 
-    async def v2_infer(request: Request) -> Response:
-        return unknown(request) or await serve(request, rows_from_v2, v2_response)
+    def starlette(handler: Callable[[Request], Awaitable[Out]]) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            return _response(await handler(request))
 
-    async def feedback(request: Request) -> Response:
+        return endpoint
+
+    def _unknown(request: Request) -> Out | None:
+        return unknown(request.path_params["name"], request.path_params.get("version"))
+
+    async def feedback(request: Request) -> Out:
         """True labels for earlier predictions: {"request_id": ID, "labels": [..]} or a list of such
         items; answered with the counts by outcome (unknown: an id not or no longer remembered)."""
-        if (refused := unknown(request)) is not None:
+        if (refused := _unknown(request)) is not None:
             return refused
         if state.feedback is None:
             return _error(
@@ -556,8 +653,10 @@ def build_app(settings: Settings) -> FastAPI:
                 409,
                 "feedback scores class labels; this model's predictions are not classes (no accuracy for it)",
             )
-        raw = await _body(request, settings, state.budget)
-        if isinstance(raw, Response):
+        raw = await _body(
+            request.receive, request.headers.get("content-length"), settings, state.budget, clock
+        )
+        if isinstance(raw, Out):
             return raw
         try:
             payload = orjson.loads(raw)
@@ -584,25 +683,28 @@ def build_app(settings: Settings) -> FastAPI:
                 totals[outcome] += n
         return _json(totals)
 
-    async def live(_request: Request) -> Response:
+    async def live(_request: Request) -> Out:
         return _json({"live": True})
 
-    async def ready(_request: Request) -> Response:
+    async def ready(_request: Request) -> Out:
         if state.model is None:
             return not_ready()
+        # With --workers, whichever worker answers the probe: ready once every worker has loaded.
+        if settings.siblings_ready is not None and not settings.siblings_ready():
+            return _error(503, "other workers are loading the model")
         return _json({"ready": True})
 
-    async def model_ready(request: Request) -> Response:
-        return unknown(request) or await ready(request)
+    async def model_ready(request: Request) -> Out:
+        return _unknown(request) or await ready(request)
 
-    async def model_metadata(request: Request) -> Response:
-        if (refused := unknown(request)) is not None:
+    async def model_metadata(request: Request) -> Out:
+        if (refused := _unknown(request)) is not None:
             return refused
         if state.model is None:
             return not_ready()
         return _json(v2_metadata(state.model))
 
-    async def server_metadata(_request: Request) -> Response:
+    async def server_metadata(_request: Request) -> Out:
         from hm_runtime import __version__
 
         return _json({"name": "helm-mlops-runtime", "version": __version__, "extensions": []})
@@ -614,21 +716,82 @@ def build_app(settings: Settings) -> FastAPI:
         return Response(body, media_type="text/plain; version=0.0.4")
 
     routes: list[tuple[str, Callable[[Request], Awaitable[Response]], list[str]]] = [
-        ("/predict", predict, ["POST"]),
-        ("/v2/models/{name}/infer", v2_infer, ["POST"]),
-        ("/v2/models/{name}/versions/{version}/infer", v2_infer, ["POST"]),
-        ("/v2/models/{name}/feedback", feedback, ["POST"]),
-        ("/v2/models/{name}/ready", model_ready, ["GET"]),
-        ("/v2/models/{name}/versions/{version}/ready", model_ready, ["GET"]),
-        ("/v2/models/{name}", model_metadata, ["GET"]),
-        ("/v2/models/{name}/versions/{version}", model_metadata, ["GET"]),
-        ("/v2/health/live", live, ["GET"]),
-        ("/v2/health/ready", ready, ["GET"]),
-        ("/v2", server_metadata, ["GET"]),
+        ("/v2/models/{name}/feedback", starlette(feedback), ["POST"]),
+        ("/v2/models/{name}/ready", starlette(model_ready), ["GET"]),
+        ("/v2/models/{name}/versions/{version}/ready", starlette(model_ready), ["GET"]),
+        ("/v2/models/{name}", starlette(model_metadata), ["GET"]),
+        ("/v2/models/{name}/versions/{version}", starlette(model_metadata), ["GET"]),
+        ("/v2/health/live", starlette(live), ["GET"]),
+        ("/v2/health/ready", starlette(ready), ["GET"]),
+        ("/v2", starlette(server_metadata), ["GET"]),
         ("/metrics", prometheus, ["GET"]),
     ]
     for path, handler, methods in routes:
         app.router.add_route(path, handler, methods=methods)
-    app.add_middleware(CountEveryResponse, errors=state.errors)
+    app.add_middleware(CountEveryResponse, errors=state.errors, counts=count)
     app.state.runtime = state
-    return app
+
+    v2_parse: Parse = rows_from_v2
+    input_parse: Parse = rows_from_input
+
+    async def hot(
+        scope: Any, receive: Any, send: Any, endpoint: str, name: str | None, version: str | None
+    ) -> None:
+        """POST /predict and the v2 infer routes, straight from the ASGI server: no router, no
+        middleware stack, the body read from `receive` and the answer sent as prepared bytes."""
+        started = time.perf_counter()
+        status = 500
+        sent = False
+        try:
+            headers = {k: v for k, v in scope["headers"] if k in HOT_HEADERS}
+            if name is not None and (refused := unknown(name, version)) is not None:
+                out = refused
+            elif name is None:
+                out = await serve(headers, receive, input_parse, predict_reply)
+            else:
+                out = await serve(headers, receive, v2_parse, v2_response)
+            status = out.status
+            sent = True
+            await send({"type": "http.response.start", "status": status, "headers": out.headers})
+            await send({"type": "http.response.body", "body": out.body})
+        except ClientDisconnect:
+            if not sent:
+                status = 499
+        except Exception as exc:
+            if sent:
+                raise
+            error_id = state.errors.record(f"unhandled error on {scope.get('path')}", exc)
+            out = _error(500, f"internal error (error id {error_id}); the details are in the server log")
+            await send({"type": "http.response.start", "status": 500, "headers": out.headers})
+            await send({"type": "http.response.body", "body": out.body})
+        finally:
+            count(endpoint, status, time.perf_counter() - started)
+
+    return Runtime(app, hot)
+
+
+HOT_HEADERS = frozenset(
+    (b"content-length", b"content-encoding", b"inference-header-content-length", b"x-request-id")
+)
+
+
+class Runtime:
+    """The ASGI application: the hot routes (POST /predict, POST /v2/models/{name}[/versions/{v}]/infer)
+    go to `hot`; everything else (health, metadata, feedback, metrics, lifespan, 404s) to FastAPI."""
+
+    def __init__(self, app: FastAPI, hot: Callable[..., Awaitable[None]]) -> None:
+        self.app, self.hot = app, hot
+        self.state = app.state
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path: str = scope["path"]
+            if path == "/predict":
+                return await self.hot(scope, receive, send, "predict", None, None)
+            if path.startswith("/v2/models/") and path.endswith("/infer"):
+                parts = path[11:-6].split("/")
+                if len(parts) == 1 and parts[0]:
+                    return await self.hot(scope, receive, send, "v2_infer", parts[0], None)
+                if len(parts) == 3 and parts[1] == "versions" and parts[0] and parts[2]:
+                    return await self.hot(scope, receive, send, "v2_infer", parts[0], parts[2])
+        await self.app(scope, receive, send)

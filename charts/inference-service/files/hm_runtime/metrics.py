@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
@@ -20,13 +21,23 @@ LATENCY = Histogram(
 BATCH_ROWS = Histogram(
     "hm_batch_rows", "Rows per model call", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512), registry=REGISTRY
 )
-LOAD_SECONDS = Gauge("hm_model_load_seconds", "Time the model took to load", registry=REGISTRY)
-READY = Gauge("hm_model_ready", "1 once the model is loaded and serving", registry=REGISTRY)
+# With --workers the values live in PROMETHEUS_MULTIPROC_DIR (hm_runtime.workers): each gauge says how
+# the workers' values combine.
+LOAD_SECONDS = Gauge(
+    "hm_model_load_seconds", "Time the model took to load", registry=REGISTRY, multiprocess_mode="max"
+)
+READY = Gauge(
+    "hm_model_ready",
+    "1 once the model is loaded and serving (with workers: in every live worker)",
+    registry=REGISTRY,
+    multiprocess_mode="livemin",
+)
 DEVICE = Gauge(
     "hm_model_device_info",
     'Where the model predicts: 1 for the device its weights are on ("cpu" or "cuda:N"), set once loaded',
     ["device"],
     registry=REGISTRY,
+    multiprocess_mode="max",
 )
 BATCH_FULL = Counter(
     "hm_batch_full", "Model calls that hit the batch row cap (--max-batch-rows)", registry=REGISTRY
@@ -51,7 +62,8 @@ REASONS = (
 )
 for _reason in REASONS:
     SCHEMA_VIOLATIONS.labels(_reason)
-ProcessCollector(registry=REGISTRY)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
+if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:  # with workers: hm_runtime.workers.Processes
+    ProcessCollector(registry=REGISTRY)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
 _monitoring: list[Any] = []
 
 
@@ -65,4 +77,16 @@ def monitoring(collector: Any) -> None:
 
 
 def exposition() -> bytes:
-    return generate_latest(REGISTRY)
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        return generate_latest(REGISTRY)
+    # Workers: every worker's values, summed (dead workers' counters included), and the processes'.
+    from prometheus_client import multiprocess
+
+    from hm_runtime.workers import Processes
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    registry.register(Processes(os.getppid()))
+    for collector in _monitoring:
+        registry.register(collector)
+    return generate_latest(registry)

@@ -72,9 +72,15 @@ V2_TYPES = {
 NUMPY_TO_V2 = {v: k for k, v in V2_TYPES.items()}
 
 
+_V2_OF_DTYPE: dict[np.dtype[Any], str] = {}
+
+
 def v2_type(array: np.ndarray) -> str:
     """The v2 datatype of an output: strings and objects (class names) are BYTES."""
-    return NUMPY_TO_V2.get(str(array.dtype), "BYTES")
+    found = _V2_OF_DTYPE.get(array.dtype)
+    if found is None:
+        found = _V2_OF_DTYPE[array.dtype] = NUMPY_TO_V2.get(str(array.dtype), "BYTES")
+    return found
 
 
 class ModelError(Exception):
