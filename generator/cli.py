@@ -981,6 +981,12 @@ def runtime() -> None:
     is_flag=True,
     help="POST /v2/models/{name}/feedback with request ids and true labels: rolling accuracy in /metrics.",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Worker processes serving the port, each batching on its own (default: one per CPU the runtime "
+    "may use; 1 with --reference or --feedback, which take no more).",
+)
 def runtime_serve(
     model: str,
     fmt: str | None,
@@ -997,6 +1003,7 @@ def runtime_serve(
     reference: str | None,
     monitor_sample_rate: float | None,
     feedback: bool,
+    workers: int | None,
 ) -> None:
     """Serve a model: POST /predict, the Open Inference Protocol v2 under /v2, and /metrics."""
     from generator.runtime import ServeRequest, serve
@@ -1018,6 +1025,7 @@ def runtime_serve(
             reference=reference,
             monitor_sample_rate=monitor_sample_rate,
             feedback=feedback,
+            workers=workers,
         )
     )
 

@@ -47,6 +47,7 @@ class ServeRequest:
     reference: str | None = None  # model monitoring: a sample of training rows (or an MLflow artifact URI)
     monitor_sample_rate: float | None = None
     feedback: bool = False
+    workers: int | None = None  # None: the runtime's default (the CPUs it may use; 1 with monitoring)
 
 
 def _runtime_module(name: str) -> ModuleType:
@@ -127,6 +128,24 @@ def check(req: ServeRequest) -> str:
         raise UserError(
             f"{req.device} cannot be used: {why}", field="--device", hint="--device auto or --device cpu"
         )
+    if req.workers is not None and req.workers < 1:
+        raise UserError(
+            f"must be 1 or more, not {req.workers}",
+            field="--workers",
+            hint="--workers 1 or more, or leave it out for one per CPU this machine lets the runtime use",
+        )
+    if req.workers is not None and req.workers > 1 and (req.reference or req.feedback):
+        # The runtime exits 2 for this too: the monitor's windows and the feedback's prediction memory
+        # are per process, so several workers would report wrong totals.
+        given = " and ".join(
+            f for f, on in (("--reference", req.reference), ("--feedback", req.feedback)) if on
+        )
+        raise UserError(
+            f"--workers {req.workers} with {given}: model monitoring keeps one worker (its windows and "
+            "prediction memory are per process, so several workers would report wrong totals)",
+            field="--workers",
+            hint=f"leave --workers out (1 with {given}) or pass --workers 1",
+        )
     if req.python is not None and not Path(req.python).is_file():
         raise UserError(
             f"{req.python} does not exist",
@@ -196,6 +215,8 @@ def argv_env(req: ServeRequest, fmt: str) -> tuple[list[str], dict[str, str]]:
         argv += ["--monitor-sample-rate", str(req.monitor_sample_rate)]
     if req.feedback:
         argv.append("--feedback")
+    if req.workers is not None:
+        argv += ["--workers", str(req.workers)]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(runtime_root()), env.get("PYTHONPATH", "")) if p)
     return argv, env

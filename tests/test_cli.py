@@ -158,3 +158,74 @@ def test_messages_name_what_is_wrong(tmp_path: Path) -> None:
         demo = run_cli("demo", "--chart", chart, "--no-install", cwd=tmp_path)
         assert demo.returncode == 2 and "No such option '--chart'" in demo.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_runtime_serve_passes_workers_to_the_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`runtime serve --workers N` reaches the runtime's own --workers; without it the runtime picks
+    (one worker per CPU it may use). The exec is caught: argv as the runtime would receive it."""
+    model = tmp_path / "m.pkl"
+    model.write_bytes(b"not loaded: the CLI checks options, the runtime loads")
+    execs: list[list[str]] = []
+
+    def fake_execve(path: str, argv: list[str], env: dict[str, str]) -> None:
+        execs.append(argv)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(os, "execve", fake_execve)
+    for extra in (["--workers", "3"], [], ["--workers", "1", "--reference", "ref.csv", "--feedback"]):
+        result = run_cli("runtime", "serve", "--model", model, "--trust-model", *extra, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    with_workers, without, monitored = execs
+    assert with_workers[1:3] == ["-m", "hm_runtime"]
+    assert with_workers[with_workers.index("--workers") + 1] == "3"
+    assert "--workers" not in without
+    assert monitored[monitored.index("--workers") + 1] == "1" and "--feedback" in monitored
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (["--workers", "0"], "Invalid value for '--workers': 0 is not in the range x>=1"),
+        (["--workers", "two"], "Invalid value for '--workers': 'two' is not a valid integer"),
+        (
+            ["--workers", "2", "--reference", "ref.csv"],
+            "error: --workers: --workers 2 with --reference: model monitoring keeps one worker",
+        ),
+        (
+            ["--workers", "4", "--reference", "ref.csv", "--feedback"],
+            "error: --workers: --workers 4 with --reference and --feedback: model monitoring keeps one",
+        ),
+        (
+            ["--workers", "2", "--feedback"],
+            "fix: leave --workers out (1 with --feedback) or pass --workers 1",
+        ),
+    ],
+    ids=["zero", "not-a-number", "reference", "reference-feedback", "feedback"],
+)
+def test_runtime_serve_refuses_workers_it_cannot_run(
+    extra: list[str], says: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exit 2 naming --workers, before the runtime starts (it would exit 2 for the same reasons)."""
+
+    def fake_execve(path: str, argv: list[str], env: dict[str, str]) -> None:
+        raise SystemExit(f"the runtime would have started: {argv}")  # exit 1, never replaces pytest
+
+    monkeypatch.setattr(os, "execve", fake_execve)
+    model = tmp_path / "m.pkl"
+    model.write_bytes(b"never loaded")
+    result = run_cli("runtime", "serve", "--model", model, "--trust-model", *extra, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert says in " ".join(result.stderr.split()), result.stderr
+
+
+def test_runtime_check_refuses_fewer_than_one_worker(tmp_path: Path) -> None:
+    """ServeRequest built without click's range check (the library API) is refused the same way."""
+    from generator.errors import UserError
+    from generator.runtime import ServeRequest, check
+
+    model = tmp_path / "m.pkl"
+    model.write_bytes(b"never loaded")
+    with pytest.raises(UserError) as refused:
+        check(ServeRequest(model=str(model), trust_model=True, workers=0))
+    assert refused.value.field == "--workers" and "must be 1 or more, not 0" in str(refused.value)
+    assert check(ServeRequest(model=str(model), trust_model=True, workers=8)) == "sklearn"

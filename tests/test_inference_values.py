@@ -425,6 +425,108 @@ def test_fetch_limits_and_a_url_from_a_secret(tmp_path: Path) -> None:
     assert _env(install)["PIP_INDEX_URL"] == {"secretKeyRef": {"name": "pypi", "key": "index"}}
 
 
+# fastapi.workers: the runtime's worker processes (HM_RUNTIME_WORKERS) ------------------------------
+
+MONITORED = {"monitoring": {"enabled": True, "reference": {"file": "iris/reference.csv"}}}
+TORCH_KSERVE = {
+    "runtime": "kserve",
+    "fastapi": {"prebuilt": True, "image": {"repository": "r/runtime", "tag": "1"}},
+    **_model({"type": "s3", "s3": {"bucket": "b", "key": "m/scripted.pt"}}, trustModel=True),
+}
+
+
+def _workers_and_cpu_limit(docs: list[dict[str, Any]]) -> tuple[str, Any]:
+    """HM_RUNTIME_WORKERS and the CPU limit of the container the helm-mlops runtime runs in."""
+    if any(d["kind"] == "InferenceService" for d in docs):
+        [server] = find(docs, "InferenceService")["spec"]["predictor"]["containers"]
+    else:
+        server = find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    return _env(server)["HM_RUNTIME_WORKERS"], server.get("resources", {}).get("limits", {}).get("cpu")
+
+
+@pytest.mark.parametrize("helm_name", ["helm4", "helm3"])
+@pytest.mark.parametrize(
+    ("values", "workers"),
+    [
+        ({}, "1"),  # the chart's default limit, cpu "1"
+        ({"resources": {"limits": {"cpu": "2"}}}, "2"),
+        ({"resources": {"limits": {"cpu": 4}}}, "4"),
+        # Rounded down: two workers under a 1.5-CPU quota get throttled.
+        ({"resources": {"limits": {"cpu": "1500m"}}}, "1"),
+        ({"resources": {"limits": {"cpu": "2.5"}}}, "2"),
+        ({"resources": {"limits": {"cpu": 2.5}}}, "2"),
+        ({"resources": {"limits": {"cpu": "3000m"}}}, "3"),
+        ({"resources": {"limits": {"cpu": "500m"}}}, "1"),  # at least 1
+        # No CPU limit: 1, not the runtime's `auto` (a worker per node core).
+        ({"resources": {"limits": None}}, "1"),
+        ({"resources": {"limits": {"cpu": "2"}}, "fastapi": {"workers": 3}}, "3"),
+        ({"resources": {"limits": None}, "fastapi": {"workers": 6}}, "6"),
+        # Model monitoring keeps one worker whatever the limit; an explicit 1 is accepted with it.
+        ({"resources": {"limits": {"cpu": "4"}}, **MONITORED}, "1"),
+        ({"resources": {"limits": {"cpu": "4"}}, "fastapi": {"workers": 1}, **MONITORED}, "1"),
+        # The same runtime as KServe's custom predictor (torch) gets the same rule.
+        ({**TORCH_KSERVE, "resources": {"limits": {"cpu": "3"}}}, "3"),
+        ({**TORCH_KSERVE, "fastapi": {**TORCH_KSERVE["fastapi"], "workers": 2}}, "2"),
+    ],
+    ids=lambda x: str(x) if isinstance(x, str) else None,
+)
+def test_workers_follow_the_cpu_limit(
+    helm_name: str, values: dict[str, Any], workers: str, tmp_path: Path
+) -> None:
+    if "model" not in values:
+        values = {**PVC, **values}
+    docs = template(CHART, values=values, helm_name=helm_name, tmp_dir=tmp_path)
+    found, limit = _workers_and_cpu_limit(docs)
+    assert found == workers
+    if values.get("resources", {}).get("limits", {}) is None:
+        assert limit is None  # the limit is gone for real, not left at the chart's default
+    elif "cpu" in values.get("resources", {}).get("limits", {}):
+        assert str(limit) == str(values["resources"]["limits"]["cpu"])
+
+
+@pytest.mark.parametrize("helm_name", ["helm4", "helm3"])
+@pytest.mark.parametrize(
+    ("values", "words"),
+    [
+        (
+            {**PVC, **MONITORED, "fastapi": {"workers": 3}},
+            ["fastapi.workers=3 with monitoring.enabled=true:", "wrong totals", "Remove fastapi.workers"],
+        ),
+        (
+            {
+                **PVC,
+                "monitoring": {**MONITORED["monitoring"], "feedback": {"enabled": True}},
+                "fastapi": {"workers": 2},
+            },
+            ["fastapi.workers=2 with monitoring.enabled=true and monitoring.feedback.enabled=true"],
+        ),
+        (
+            {"runtime": "mlserver", **PVC, "fastapi": {"workers": 2}},
+            ["fastapi.workers=2: only the helm-mlops runtime takes workers", "mlserver.parallelWorkers"],
+        ),
+        (
+            {"runtime": "kserve", **_model(S3, trustModel=True), "fastapi": {"workers": 2}},
+            ["fastapi.workers=2: only the helm-mlops runtime takes workers", "runtime=kserve"],
+        ),
+    ],
+    ids=["monitoring", "feedback", "mlserver", "kserve-builtin"],
+)
+def test_workers_refused_where_they_cannot_apply(
+    helm_name: str, values: dict[str, Any], words: list[str], tmp_path: Path
+) -> None:
+    message = template_error(CHART, values, helm_name, tmp_path)
+    for word in words:
+        assert word in message, message
+
+
+@pytest.mark.parametrize("helm_name", ["helm4", "helm3"])
+@pytest.mark.parametrize("bad", [0, -1, "two", "2", 1.5])
+def test_workers_schema_refuses_what_is_not_a_count(helm_name: str, bad: Any, tmp_path: Path) -> None:
+    error = template_error(CHART, {**PVC, "fastapi": {"workers": bad}}, helm_name, tmp_path)
+    assert "fastapi.workers" in error or "/fastapi/workers" in error, error
+    assert "schema" in error, error  # refused by values.schema.json, before any template runs
+
+
 LOCKS = CHART / "files" / "requirements"
 
 

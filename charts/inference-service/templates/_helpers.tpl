@@ -295,6 +295,26 @@ serving.kserve.io/s3-usehttps: {{ ternary "1" "0" (eq $url.scheme "https") | quo
 serving.kserve.io/s3-region: {{ $s3.region | quote }}
 {{- end -}}
 
+{{/* The whole CPUs of a CPU quantity ("2", 4, "1500m", "2.5"), rounded down, at least 1; 1 when it is
+empty (no limit) or not a quantity (the schema refuses those). */}}
+{{- define "inference-service.wholeCpus" -}}
+{{- max 1 (int (floor (float64 (include "inference-service.quantity" . | default "0")))) -}}
+{{- end -}}
+
+{{/* HM_RUNTIME_WORKERS: fastapi.workers when set; 1 with model monitoring (its windows and the feedback's
+prediction memory are per process); else the whole CPUs of resources.limits.cpu, 1 without a CPU limit
+(never the runtime's `auto`, which without a limit would fork a worker per node core). */}}
+{{- define "inference-service.workers" -}}
+{{- $v := .Values -}}
+{{- if not (kindIs "invalid" $v.fastapi.workers) -}}
+{{- int64 $v.fastapi.workers -}}
+{{- else if $v.monitoring.enabled -}}
+1
+{{- else -}}
+{{- include "inference-service.wholeCpus" (dig "limits" "cpu" "" (default dict $v.resources)) -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Checks -------------------------------------------------------------------------------------- */}}
 {{/* The same in every helm-mlops chart but for the name prefix (tests/test_chart_checks.py). */}}
 

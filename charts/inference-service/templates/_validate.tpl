@@ -153,6 +153,16 @@
 {{- $errors = append $errors (printf "fastapi.device=%s with an ONNX model: install-deps installs the CPU onnxruntime. Build an image with onnxruntime-gpu (docker/runtime.Dockerfile) and set fastapi.image and fastapi.prebuilt=true, or use fastapi.device=auto (the CPU)." $device) -}}
 {{- end -}}
 {{- end -}}
+{{- /* fastapi.workers: only the helm-mlops runtime forks workers, and model monitoring keeps one. */ -}}
+{{- $workers := $v.fastapi.workers -}}
+{{- if not (kindIs "invalid" $workers) -}}
+{{- if not $ours -}}
+{{- $own := get (dict "mlserver" " (MLServer's own: mlserver.parallelWorkers)" "bentoml" " (BentoML's own: the Bento's service config)") $v.runtime -}}
+{{- $errors = append $errors (printf "fastapi.workers=%v: only the helm-mlops runtime takes workers (runtime=fastapi, or runtime=kserve with a torch/keras model); runtime=%s runs its own processes%s. Remove fastapi.workers." $workers $v.runtime $own) -}}
+{{- else if and $v.monitoring.enabled (gt (int64 $workers) 1) -}}
+{{- $errors = append $errors (printf "fastapi.workers=%v with monitoring.enabled=true%s: the model monitor's drift windows and the feedback's prediction memory live in one process, so %v workers would report wrong totals. Remove fastapi.workers (monitoring runs 1 worker) or set it to 1, or set monitoring.enabled=false." $workers (ternary " and monitoring.feedback.enabled=true" "" $v.monitoring.feedback.enabled) $workers) -}}
+{{- end -}}
+{{- end -}}
 {{- $mon := $v.monitoring -}}
 {{- if $mon.enabled -}}
 {{- if ne $v.runtime "fastapi" -}}
