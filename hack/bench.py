@@ -269,6 +269,7 @@ def main() -> int:
             lines += bench_inference.markdown(bench_inference.measure_all(Path(tmp)))
             lines += ["", "Cold start and memory of the helm-mlops runtime by model format:", ""]
             lines += bench_inference.format_table(Path(tmp))
+            lines += ["", *bench_inference.monitoring_table(Path(tmp))]
             gpu = bench_inference.gpu_table(Path(tmp))  # [] without a CUDA device
             if gpu:
                 lines += ["", "The runtime on a GPU against the same runtime on the CPU:", "", *gpu]

@@ -12,6 +12,9 @@ from tests.support.charts import REPO, SHARED
 from tests.support.cluster import Cluster, cluster_binaries_dir, cluster_script
 
 IN_CI = os.environ.get("CI") == "true"
+# Runtimes started by tests serve with one process unless a test asks for workers
+# (tests/test_runtime_workers.py): their limits, counters and logs are per process.
+os.environ.setdefault("HM_RUNTIME_WORKERS", "1")
 
 
 def need_shared(sub: str) -> Path:

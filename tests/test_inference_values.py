@@ -464,6 +464,9 @@ def _workers_and_cpu_limit(docs: list[dict[str, Any]]) -> tuple[str, Any]:
         # Model monitoring keeps one worker whatever the limit; an explicit 1 is accepted with it.
         ({"resources": {"limits": {"cpu": "4"}}, **MONITORED}, "1"),
         ({"resources": {"limits": {"cpu": "4"}}, "fastapi": {"workers": 1}, **MONITORED}, "1"),
+        # A GPU: one worker (each would hold the model on it), unless given.
+        ({"resources": {"limits": {"cpu": "4"}}, "gpu": {"count": 1}}, "1"),
+        ({"resources": {"limits": {"cpu": "4"}}, "gpu": {"count": 1}, "fastapi": {"workers": 2}}, "2"),
         # The same runtime as KServe's custom predictor (torch) gets the same rule.
         ({**TORCH_KSERVE, "resources": {"limits": {"cpu": "3"}}}, "3"),
         ({**TORCH_KSERVE, "fastapi": {**TORCH_KSERVE["fastapi"], "workers": 2}}, "2"),

@@ -326,29 +326,44 @@ def test_an_uncaught_error_is_a_counted_json_500() -> None:
     sys.path.insert(0, str(RUNTIME))
     try:
         from hm_runtime import metrics
-        from hm_runtime.app import CountEveryResponse, ErrorLog
+        from hm_runtime.app import CountEveryResponse, Counts, ErrorLog, Settings, build_app
     finally:
         sys.path.remove(str(RUNTIME))
 
     async def broken(scope: Any, receive: Any, send: Any) -> None:
         raise TypeError("unsupported datatype in numpy array")
 
-    sent: list[dict[str, Any]] = []
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    counter = metrics.REQUESTS.labels("predict", "500")
+    def called(app: Any, scope: dict[str, Any]) -> list[dict[str, Any]]:
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        asyncio.run(app(scope, receive, send))
+        return sent
+
+    # The routes behind the router: the middleware answers and counts it.
+    counter = metrics.REQUESTS.labels("v2_model_metadata", "500")
     before = counter._value.get()
-    scope = {"type": "http", "method": "POST", "path": "/predict", "headers": []}
-    asyncio.run(CountEveryResponse(broken, ErrorLog())(scope, receive, send))
+    scope = {"type": "http", "method": "GET", "path": "/v2/models/iris", "headers": []}
+    sent = called(CountEveryResponse(broken, ErrorLog(), Counts()), scope)
     assert sent[0]["status"] == 500
     assert dict(sent[0]["headers"])[b"content-type"] == b"application/json"
     body = json.loads(sent[1]["body"])
     assert "error id" in body["error"] and "numpy" not in body["error"]
+    assert counter._value.get() == before + 1
+    # The hot routes, served without the router: the same JSON 500, counted (headers that are not a
+    # list of pairs make the handler itself fail).
+    counter = metrics.REQUESTS.labels("predict", "500")
+    before = counter._value.get()
+    app = build_app(Settings(model="unused.joblib"))
+    sent = called(app, {"type": "http", "method": "POST", "path": "/predict", "headers": [b"bad"]})
+    assert sent[0]["status"] == 500
+    assert dict(sent[0]["headers"])[b"content-type"] == b"application/json"
+    assert "error id" in json.loads(sent[1]["body"])["error"]
     assert counter._value.get() == before + 1
 
 

@@ -302,13 +302,13 @@ empty (no limit) or not a quantity (the schema refuses those). */}}
 {{- end -}}
 
 {{/* HM_RUNTIME_WORKERS: fastapi.workers when set; 1 with model monitoring (its windows and the feedback's
-prediction memory are per process); else the whole CPUs of resources.limits.cpu, 1 without a CPU limit
+prediction memory are per process) or a GPU (each worker would hold the model on it); else the whole CPUs of resources.limits.cpu, 1 without a CPU limit
 (never the runtime's `auto`, which without a limit would fork a worker per node core). */}}
 {{- define "inference-service.workers" -}}
 {{- $v := .Values -}}
 {{- if not (kindIs "invalid" $v.fastapi.workers) -}}
 {{- int64 $v.fastapi.workers -}}
-{{- else if $v.monitoring.enabled -}}
+{{- else if or $v.monitoring.enabled (gt (int64 $v.gpu.count) 0) -}}
 1
 {{- else -}}
 {{- include "inference-service.wholeCpus" (dig "limits" "cpu" "" (default dict $v.resources)) -}}

@@ -75,8 +75,8 @@ def _workers(text: str) -> int:
 
 
 def workers(ns: argparse.Namespace, p: argparse.ArgumentParser) -> int:
-    """The number of worker processes: as given, else the CPUs the container may use; model
-    monitoring and feedback keep their state in one process, so they run with one."""
+    """The number of worker processes as given (0: auto, the CPUs the container may use, one on a
+    GPU); model monitoring and feedback keep their state in one process, so they run with one."""
     single = "--reference" if ns.reference else "--feedback" if ns.feedback else None
     if single:
         if ns.workers > 1:
@@ -85,11 +85,7 @@ def workers(ns: argparse.Namespace, p: argparse.ArgumentParser) -> int:
                 "their window and predictions in one process; use --workers 1 (or leave it unset)"
             )
         return 1
-    if ns.workers:
-        return int(ns.workers)
-    from hm_runtime.workers import available_cpus
-
-    return available_cpus()
+    return int(ns.workers)  # 0: auto, decided in main() once the device is known
 
 
 def reference(ns: argparse.Namespace) -> Any:
@@ -222,11 +218,18 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-    if ns.workers > 1:
-        from hm_runtime import workers as supervisor
+    from hm_runtime import workers as supervisor
 
-        supervisor.prepare(ns.workers)  # before the metrics module is imported
+    count = ns.workers or supervisor.available_cpus()
+    if count > 1:
+        supervisor.one_thread_each()  # before numpy and the model's framework are imported
     where = placement(ns)
+    if not ns.workers and where.kind == "cuda" and count > 1:
+        log.info("one worker on %s (a worker per CPU would each hold the model on the GPU)", where.device)
+        count = 1
+    ns.workers = count
+    if count > 1:
+        supervisor.prepare(count)  # before the metrics module is imported
     ref = reference(ns)
     rows = ns.max_batch_rows or devices.DEFAULT_BATCH_ROWS[where.kind]
     log.info("device %s (%s); at most %d rows per model call", where.device, where.reason, rows)

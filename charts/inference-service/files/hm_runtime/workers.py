@@ -64,14 +64,19 @@ def available_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
     return max(1, cpus)
 
 
+def one_thread_each() -> None:
+    """One thread in the numeric libraries' pools (unless set): the workers are the parallelism, and a
+    single-threaded OpenMP pool is safe to fork. Before numpy is imported."""
+    for name in THREAD_VARIABLES:
+        os.environ.setdefault(name, "1")
+
+
 def prepare(workers: int) -> None:
-    """What must hold before the runtime's modules are imported in a multi-worker supervisor: the
-    metrics' multiprocess directory, one library thread per worker."""
+    """Before the metrics module is imported in a multi-worker supervisor: the private directory of
+    prometheus_client's multiprocess mode (removed when the supervisor ends)."""
     import tempfile
 
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="hm-runtime-metrics-")
-    for name in THREAD_VARIABLES:
-        os.environ.setdefault(name, "1")
     log.info("%d workers; metrics summed through %s", workers, os.environ["PROMETHEUS_MULTIPROC_DIR"])
 
 
@@ -134,7 +139,6 @@ def supervise(
     """Fork `count` workers, each running `serve(index, slots)` (its exit status), replace any that
     dies, and pass SIGTERM/SIGINT on. The supervisor's status: 0 after a drain, 2 when a worker could
     not start on its device."""
-    from prometheus_client import multiprocess
 
     slots = Slots(count)
     pids: dict[int, int] = {}  # pid -> worker index
@@ -166,6 +170,26 @@ def supervise(
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    try:
+        return _supervise(count, fork, pids, started, slots, lambda: stopping, stop, graceful)
+    finally:
+        import shutil
+
+        shutil.rmtree(os.environ.get("PROMETHEUS_MULTIPROC_DIR", ""), ignore_errors=True)
+
+
+def _supervise(
+    count: int,
+    fork: Callable[[int], None],
+    pids: dict[int, int],
+    started: dict[int, float],
+    slots: Slots,
+    stopping: Callable[[], bool],
+    stop: Callable[[int, Any], None],
+    graceful: float,
+) -> int:
+    from prometheus_client import multiprocess
+
     for index in range(count):
         fork(index)
     # The supervisor's own gauge files would hold a 0 for hm_model_ready among the live processes.
@@ -178,7 +202,7 @@ def supervise(
         except ChildProcessError:
             break
         if pid == 0:  # polled, so a signal is acted on at once and a worker stuck draining is killed
-            if stopping:
+            if stopping():
                 deadline = deadline or time.monotonic() + graceful + 5
                 if time.monotonic() > deadline:
                     for left in pids:
@@ -188,7 +212,7 @@ def supervise(
         index = pids.pop(pid)
         multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
         code = os.waitstatus_to_exitcode(raw)
-        if stopping:
+        if stopping():
             continue
         if code == 2:  # the worker could not start on its device: the whole runtime stops, as one would
             status = 2
@@ -200,6 +224,6 @@ def supervise(
         slots.set(index, REPLACING)
         if lived < 5:  # a worker that dies at once again and again: do not spin
             time.sleep(1)
-        if not stopping:
+        if not stopping():
             fork(index)
     return status
