@@ -125,7 +125,7 @@ def test_a_dead_worker_is_replaced_while_the_pod_stays_ready(model: Path) -> Non
 
 def test_sigterm_drains_every_worker(model: Path) -> None:
     """Requests whose bodies are still arriving when SIGTERM comes are answered; then all exit."""
-    with runtime(model, "--workers", "2") as (url, proc, log):
+    with runtime(model, "--workers", "2") as (url, proc, _log):
         workers = children(proc.pid)
         port = int(url.rsplit(":", 1)[1])
         body = json.dumps({"input": [5.1, 3.5, 1.4, 0.2]}).encode()
