@@ -250,11 +250,15 @@ class CountEveryResponse:
         except Exception as exc:
             if sent:
                 raise
-            error_id = self.errors.record(f"unhandled error on {scope.get('path')}", exc)
-            out = _error(500, f"internal error (error id {error_id}); the details are in the server log")
-            await _response(out)(scope, receive, send_counted)
+            await _response(_unhandled(self.errors, scope, exc))(scope, receive, send_counted)
         finally:
             self.count(_endpoint(scope.get("path", "")), status, time.perf_counter() - started)
+
+
+def _unhandled(errors: ErrorLog, scope: Any, exc: Exception) -> Out:
+    """A JSON 500 with an error id for an exception no handler caught; the traceback to the log."""
+    error_id = errors.record(f"unhandled error on {scope.get('path')}", exc)
+    return _error(500, f"internal error (error id {error_id}); the details are in the server log")
 
 
 def _decoded(raw: bytes, encoding: str, limit: int) -> bytes | Out:
@@ -755,8 +759,7 @@ def build_app(settings: Settings) -> Runtime:
         except Exception as exc:
             if sent:
                 raise
-            error_id = state.errors.record(f"unhandled error on {scope.get('path')}", exc)
-            out = _error(500, f"internal error (error id {error_id}); the details are in the server log")
+            out = _unhandled(state.errors, scope, exc)
             await send({"type": "http.response.start", "status": 500, "headers": out.headers})
             await send({"type": "http.response.body", "body": out.body})
         finally:
