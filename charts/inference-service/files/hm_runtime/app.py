@@ -507,10 +507,10 @@ def build_app(settings: Settings) -> Runtime:
 
     app = Starlette(lifespan=lifespan, exception_handlers={404: no_route, 405: no_route})
 
-    async def infer(rows: np.ndarray) -> np.ndarray:
+    def unbatched(rows: np.ndarray) -> np.ndarray:
+        """The model on one request's rows, without the batcher (--no-batching, or a model that takes
+        one row at a time)."""
         assert state.model is not None
-        if state.batcher is not None:
-            return await state.batcher.submit(rows)
         if not state.model.vectorised:
             out = np.concatenate([state.model.predict(rows[i : i + 1]) for i in range(len(rows))])
         else:
@@ -533,21 +533,10 @@ def build_app(settings: Settings) -> Runtime:
     Parse = Callable[[Any, LoadedModel, bytes], tuple[np.ndarray, Any]]
     Reply = Callable[[LoadedModel, np.ndarray, Any], Any]
 
-    async def serve(headers: dict[bytes, bytes], receive: Any, parse: Parse, reply: Reply) -> Out:
-        """Body -> rows -> (batched) model call -> response, with the errors a client can act on."""
-        if state.model is None:
-            return not_ready()
-        if state.in_flight >= settings.max_concurrency:
-            return _json({"error": "too many requests in flight; retry shortly"}, 429, BUSY)
-        state.in_flight += 1
-        try:
-            return await _serve(headers, receive, parse, reply, state.model)
-        finally:
-            state.in_flight -= 1
-
-    async def _serve(
+    async def serve(
         headers: dict[bytes, bytes], receive: Any, parse: Parse, reply: Reply, model: LoadedModel
     ) -> Out:
+        """Body -> rows -> (batched) model call -> response, with the errors a client can act on."""
         declared = headers.get(b"content-length")
         raw = await _body(
             receive, None if declared is None else declared.decode("latin-1"), settings, state.budget, clock
@@ -573,7 +562,8 @@ def build_app(settings: Settings) -> Runtime:
         except InputError as exc:
             return _refused(422, str(exc), exc.reason)
         try:
-            out = await infer(rows)
+            batcher = state.batcher
+            out = await batcher.submit(rows) if batcher is not None else unbatched(rows)
         except Exception as exc:
             if _sklearn_refused(exc):
                 return _refused(422, f"the model refused this input: {exc}", "model_refused")
@@ -591,7 +581,7 @@ def build_app(settings: Settings) -> Runtime:
             sent.decode("latin-1") if sent is not None else body_id if body_id is not None else None
         )
         if body_id is None and isinstance(context, V2Context):
-            context = context._replace(request_id=request_id)  # v2 responses carry it as "id"
+            context = V2Context(request_id, context.binary_output)  # v2 responses carry it as "id"
         if state.monitor is not None and state.batcher is None:  # batched: the batcher hands it over
             state.monitor.submit(rows, out)  # an append: the monitor's thread examines it later
         if state.feedback is not None and state.classifier:
@@ -730,40 +720,42 @@ def build_app(settings: Settings) -> Runtime:
     app.add_middleware(CountEveryResponse, errors=state.errors, counts=count)
     app.state.runtime = state
 
-    v2_parse: Parse = rows_from_v2
-    input_parse: Parse = rows_from_input
-
     async def hot(
         scope: Any, receive: Any, send: Any, endpoint: str, name: str | None, version: str | None
     ) -> None:
         """POST /predict and the v2 infer routes, straight from the ASGI server: no router, no
         middleware stack, the body read from `receive` and the answer sent as prepared bytes."""
         started = time.perf_counter()
-        status = 500
-        sent = False
+        status = 500  # what a request cancelled mid-way (the server stopping) counts as
         try:
             headers = {k: v for k, v in scope["headers"] if k in HOT_HEADERS}
+            model = state.model
             if name is not None and (refused := unknown(name, version)) is not None:
                 out = refused
-            elif name is None:
-                out = await serve(headers, receive, input_parse, predict_reply)
+            elif model is None:
+                out = not_ready()
+            elif state.in_flight >= settings.max_concurrency:
+                out = _json({"error": "too many requests in flight; retry shortly"}, 429, BUSY)
             else:
-                out = await serve(headers, receive, v2_parse, v2_response)
+                state.in_flight += 1
+                try:
+                    if name is None:
+                        out = await serve(headers, receive, rows_from_input, predict_reply, model)
+                    else:
+                        out = await serve(headers, receive, rows_from_v2, v2_response, model)
+                finally:
+                    state.in_flight -= 1
             status = out.status
-            sent = True
-            await send({"type": "http.response.start", "status": status, "headers": out.headers})
-            await send({"type": "http.response.body", "body": out.body})
         except ClientDisconnect:
-            if not sent:
-                status = 499
+            status = 499
+            return
         except Exception as exc:
-            if sent:
-                raise
             out = _unhandled(state.errors, scope, exc)
-            await send({"type": "http.response.start", "status": 500, "headers": out.headers})
-            await send({"type": "http.response.body", "body": out.body})
         finally:
+            # Counted before the answer leaves: a client that has its answer finds it in /metrics.
             count(endpoint, status, time.perf_counter() - started)
+        await send({"type": "http.response.start", "status": out.status, "headers": out.headers})
+        await send({"type": "http.response.body", "body": out.body})
 
     return Runtime(app, hot)
 

@@ -1,6 +1,11 @@
 """Limits that keep one client from taking the server: how many predictions are in flight, how many
 request-body bytes are buffered at once, how long a body may take to arrive, and how large a request's
-head (request line and headers) may be. Health and metrics are never limited."""
+head (request line and headers) may be. Health and metrics are never limited.
+
+The same protocol sends a POST's answer in one write: uvicorn writes the status line and headers as
+soon as the app starts its response, and the body in a second write; on loopback or a pod network each
+write is a system call that also delivers the segment, so two per answer cost about as much CPU as the
+whole rest of uvicorn's work for a small request."""
 
 from __future__ import annotations
 
@@ -46,6 +51,11 @@ class LimitedHeadersProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         super().on_headers_complete()
+        # Every POST route answers with a body (uvicorn writes it even when empty), so its head can wait
+        # for it. Not with Expect: 100-continue (uvicorn's interim answer must go out at once), nor for
+        # HEAD (no body write follows).
+        if self.scope["method"] == "POST" and not self.expect_100_continue and self.cycle is not None:
+            self.cycle.transport = HeadWithBody(self.cycle.transport)  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -61,3 +71,27 @@ class LimitedHeadersProtocol(HttpToolsProtocol):
                     + message
                 )
                 self.transport.close()
+
+
+class HeadWithBody:
+    """A response's transport that holds the first write (uvicorn's status line and headers) and sends
+    it together with the next one (the body's first part) in one system call. Closing drops what is
+    held: uvicorn closes only a connection whose response cannot be completed."""
+
+    __slots__ = ("_head", "_transport")
+
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+        self._head: bytes | None = None  # None: nothing written yet; b"": sent
+
+    def write(self, data: bytes) -> None:
+        if self._head is None:
+            self._head = bytes(data)
+        elif self._head:
+            head, self._head = self._head, b""
+            self._transport.writelines((head, data))
+        else:
+            self._transport.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)

@@ -234,7 +234,47 @@ def _binary_data(tensor: dict[str, Any], blob: bytes, datatype: str, shape: list
     return np.frombuffer(blob[:size], dtype=dtype).astype(dtype.newbyteorder("="))
 
 
+PLAIN_TENSOR = frozenset(("name", "shape", "datatype", "data"))
+NUMERIC = {name: np.dtype(V2_TYPES[name]) for name in ("FP64", "FP32", "FP16", "INT64", "INT32")}
+
+
+def _plain_v2(payload: Any, model: LoadedModel) -> tuple[np.ndarray, V2Context] | None:
+    """The common body: one tensor of plain numbers, shape [n, k], no parameters, no requested outputs,
+    perhaps an "id"; its rows, cast and checked exactly as below but without the checks of what it
+    does not carry. None for anything else (and for every mistake): the full path then says why."""
+    if type(payload) is not dict:
+        return None
+    inputs, request_id = payload.get("inputs"), payload.get("id")
+    if len(payload) != (1 if request_id is None else 2) or type(inputs) is not list or len(inputs) != 1:
+        return None
+    if request_id is not None and type(request_id) is not str:
+        return None
+    tensor = inputs[0]
+    if type(tensor) is not dict or tensor.keys() != PLAIN_TENSOR:
+        return None
+    shape, target = tensor["shape"], NUMERIC.get(tensor["datatype"])
+    if target is None or type(shape) is not list or len(shape) != 2:
+        return None
+    n, k = shape
+    if type(n) is not int or type(k) is not int or n <= 0 or k != model.n_features:
+        return None
+    try:
+        values = np.asarray(tensor["data"])
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if values.dtype.kind not in "iuf" or values.size != n * k:
+        return None
+    values = _cast(values, target, "inputs[0].data", tensor["datatype"])
+    checked = as_model_input(values, model, "inputs[0].data")
+    return checked.reshape(n, k), V2Context(request_id, False)
+
+
 def rows_from_v2(payload: Any, model: LoadedModel, blob: bytes = b"") -> tuple[np.ndarray, V2Context]:
+    """The rows of a v2 infer body (its first input tensor), in the model's dtype, checked."""
+    return _plain_v2(payload, model) or _tensor_rows(payload, model, blob)
+
+
+def _tensor_rows(payload: Any, model: LoadedModel, blob: bytes) -> tuple[np.ndarray, V2Context]:
     if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list) or not payload["inputs"]:
         raise InputError('the body must be {"inputs": [{"name", "shape", "datatype", "data"}]}')
     tensor = payload["inputs"][0]
