@@ -7,7 +7,7 @@
 # the image. Without them `--device cuda` stops the pod at start with the reason (never a CPU fallback).
 FROM python:3.11-slim
 ARG EXTRAS="scikit-learn joblib onnxruntime"
-RUN python -m pip install --no-cache-dir "fastapi>=0.115,<1" "uvicorn[standard]>=0.34,<1" "orjson>=3.10,<4" \
+RUN python -m pip install --no-cache-dir "starlette>=0.46,<2" "uvicorn[standard]>=0.34,<1" "orjson>=3.10,<4" \
       "prometheus-client>=0.21,<1" "numpy>=1.26,<3" ${EXTRAS}
 COPY charts/inference-service/files/hm_runtime /opt/helm-mlops/runtime/hm_runtime
 ENV PYTHONPATH=/opt/helm-mlops/runtime HOME=/tmp

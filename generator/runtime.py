@@ -156,7 +156,7 @@ def check(req: ServeRequest) -> str:
     return str(fmt)
 
 
-SERVER_PACKAGES = ("fastapi", "uvicorn", "orjson", "prometheus_client", "numpy")
+SERVER_PACKAGES = ("starlette", "uvicorn", "orjson", "prometheus_client", "numpy")
 
 
 def _check_server_packages(python: str | None) -> None:
@@ -192,7 +192,7 @@ def _check_server_packages(python: str | None) -> None:
         raise UserError(
             f"{python} lacks {done.stdout.strip().replace(' ', ', ')}",
             field="--python",
-            hint=f"{python} -m pip install fastapi 'uvicorn[standard]' orjson prometheus-client numpy",
+            hint=f"{python} -m pip install starlette 'uvicorn[standard]' orjson prometheus-client numpy",
         )
 
 

@@ -219,7 +219,7 @@ def running(server: Server, log: Path) -> Iterator[tuple[int, float]]:
                         break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{server.name} not ready:\n{log.read_text()[-3000:]}")
-            time.sleep(0.1)
+            time.sleep(0.01)
         yield proc.pid, time.perf_counter() - started
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -517,7 +517,9 @@ m.save("model.keras")
 
 
 def format_models(workdir: Path, model: Path) -> list[tuple[str, Path, str, list[str]]]:
-    """(label, model, python, extra args) for every format the runtime serves."""
+    """(label, model, venv, extra args) for every format the runtime serves; venv: the lock whose venv
+    serves it (sklearn, onnx, mlflow: what the chart's install-deps installs, as in a pod), or torch
+    (hack/torch-env.sh) for TorchScript and Keras."""
     import joblib
     import mlflow.sklearn
     from skl2onnx import to_onnx
@@ -530,24 +532,37 @@ def format_models(workdir: Path, model: Path) -> list[tuple[str, Path, str, list
     mlflow_dir = workdir / "mlflow-model"
     mlflow.sklearn.save_model(estimator, str(mlflow_dir))
     out = [
-        ("scikit-learn .pkl", pkl, sys.executable, ["--trust-model"]),
-        ("scikit-learn .joblib", model, sys.executable, ["--trust-model"]),
-        ("ONNX (skl2onnx)", onnx, sys.executable, []),
-        ("MLflow model dir (sklearn flavor)", mlflow_dir, sys.executable, ["--trust-model"]),
+        ("scikit-learn .pkl", pkl, "sklearn", ["--trust-model"]),
+        ("scikit-learn .joblib", model, "sklearn", ["--trust-model"]),
+        ("ONNX (skl2onnx)", onnx, "onnx", []),
+        ("MLflow model dir (sklearn flavor)", mlflow_dir, "mlflow", ["--trust-model"]),
     ]
-    torch_env = subprocess.run(["bash", str(REPO / "hack" / "torch-env.sh")], capture_output=True, text=True)
-    if torch_env.returncode == 0:
-        torch_python = torch_env.stdout.strip().splitlines()[-1]
+    if torch_python():
         env = {**os.environ, "KERAS_BACKEND": "torch"}
         subprocess.run(
-            [torch_python, "-c", TORCH_MODELS], cwd=workdir, env=env, check=True, capture_output=True
+            [torch_python(), "-c", TORCH_MODELS], cwd=workdir, env=env, check=True, capture_output=True
         )
         out += [
-            ("TorchScript .pt", workdir / "model.pt", torch_python, ["--trust-model"]),
-            ("Keras .h5 (torch backend)", workdir / "model.h5", torch_python, []),
-            ("Keras .keras (torch backend)", workdir / "model.keras", torch_python, []),
+            ("TorchScript .pt", workdir / "model.pt", "torch", ["--trust-model"]),
+            ("Keras .h5 (torch backend)", workdir / "model.h5", "torch", []),
+            ("Keras .keras (torch backend)", workdir / "model.keras", "torch", []),
         ]
     return out
+
+
+def torch_python() -> str:
+    """The torch venv's python (hack/torch-env.sh), or "" where it cannot be made."""
+    done = subprocess.run(["bash", str(REPO / "hack" / "torch-env.sh")], capture_output=True, text=True)
+    return done.stdout.strip().splitlines()[-1] if done.returncode == 0 else ""
+
+
+def pod_python(fmt: str, lock: Path | None = None) -> str:
+    """The python of a venv holding requirements/<fmt>.txt (or `lock`): what install-deps installs."""
+    argv = ["bash", str(REPO / "hack" / "runtime-env.sh"), fmt, *([str(lock)] if lock else [])]
+    out = subprocess.run(argv, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"hack/runtime-env.sh {fmt} failed:\n{out.stderr}")
+    return out.stdout.strip().splitlines()[-1]
 
 
 def np_zeros() -> object:
@@ -556,38 +571,64 @@ def np_zeros() -> object:
     return np.zeros((1, FEATURES), dtype=np.float32)
 
 
-def format_table(workdir: Path) -> list[str]:
-    """Cold start to ready and RSS after load, per format (one process per model, pinned to CPU 0)."""
-    model = workdir / "model.joblib" if (workdir / "model.joblib").exists() else make_model(workdir)
-    lines = [
-        "| Format | Ready after (cold start) | RSS after load |",
-        "|---|---|---|",
-    ]
-    for label, path, python, extra in format_models(workdir, model):
+# BENCH_BEFORE_REF=<commit>: the cold-start table also starts the runtime as it was at that commit (its
+# code and its locks, in the same run), for a change's before and after.
+BEFORE_REF = os.environ.get("BENCH_BEFORE_REF", "")
+STARTS = 3  # cold starts per format and version: the median is reported
+
+
+def runtime_at(ref: str, workdir: Path) -> Path:
+    """The runtime's files (code and locks) as they were at `ref`."""
+    dest = workdir / f"runtime-at-{ref}"
+    dest.mkdir(exist_ok=True)
+    files = "charts/inference-service/files"
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", ref, files], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    return dest / files
+
+
+def cold_start(python: str, runtime: Path, path: Path, extra: list[str], workdir: Path) -> tuple[float, float]:
+    """Median seconds from exec to ready over STARTS starts, and the RSS after load of the last."""
+    times, rss = [], 0.0
+    for _ in range(STARTS):
         port = free_port()
-        argv = [
-            python,
-            "-m",
-            "hm_runtime",
-            "--model",
-            str(path),
-            "--port",
-            str(port),
-            "--host",
-            "127.0.0.1",
-            *extra,
-        ]
         server = Server(
-            label,
+            path.name,
             "",
             "",
-            argv,
-            {**os.environ, "PYTHONPATH": str(RUNTIME), "KERAS_BACKEND": "torch"},
+            [python, "-m", "hm_runtime", "--model", str(path), "--port", str(port), "--host", "127.0.0.1", *extra],
+            {**os.environ, "PYTHONPATH": str(runtime), "KERAS_BACKEND": "torch"},
             f"http://127.0.0.1:{port}/v2/health/ready",
             workdir,
         )
         with running(server, workdir / "format.log") as (pid, ready_s):
-            lines.append(f"| {label} | {ready_s:.2f} s | {rss_mb(pid):.0f} MiB |")
+            times.append(ready_s)
+            rss = rss_mb(pid)
+    return sorted(times)[len(times) // 2], rss
+
+
+def format_table(workdir: Path) -> list[str]:
+    """Cold start to ready and RSS after load, per format (one process per model, pinned to CPU 0),
+    each format in the venv a pod has for it; with BENCH_BEFORE_REF, also the runtime at that commit."""
+    model = workdir / "model.joblib" if (workdir / "model.joblib").exists() else make_model(workdir)
+    before = runtime_at(BEFORE_REF, workdir) if BEFORE_REF else None
+    head = "| Format | Ready after (cold start) | RSS after load |"
+    if before is not None:
+        head = f"| Format | Ready after (cold start) | at {BEFORE_REF} (before) | RSS after load |"
+    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+    for label, path, venv, extra in format_models(workdir, model):
+        python = torch_python() if venv == "torch" else pod_python(venv)
+        ready_s, rss = cold_start(python, RUNTIME, path, extra, workdir)
+        cells = [label, f"{ready_s:.2f} s"]
+        if before is not None:
+            old = torch_python() if venv == "torch" else pod_python(venv, before / "requirements" / f"{venv}.txt")
+            try:
+                cells.append(f"{cold_start(old, before, path, extra, workdir)[0]:.2f} s")
+            except RuntimeError as exc:  # e.g. a lock that lacked what the model needs
+                print(f"{label} at {BEFORE_REF}: {exc}", file=sys.stderr)
+                cells.append("did not load")
+        lines.append("| " + " | ".join([*cells, f"{rss:.0f} MiB"]) + " |")
+        print(lines[-1], file=sys.stderr, flush=True)
     return lines
 
 

@@ -49,7 +49,7 @@ ALL=(python pause mlflow runtime torch)
 MLFLOW_PACKAGES=("mlflow[auth]==$mlflow_version" boto3 "psycopg2-binary" "psycopg[binary]" pymysql
   prometheus-flask-exporter google-cloud-storage azure-storage-blob azure-identity)
 # docker/runtime.Dockerfile's install line, with the sklearn flavor's extras.
-RUNTIME_PACKAGES=("fastapi>=0.115,<1" "uvicorn[standard]>=0.34,<1" "orjson>=3.10,<4"
+RUNTIME_PACKAGES=("starlette>=0.46,<2" "uvicorn[standard]>=0.34,<1" "orjson>=3.10,<4"
   "prometheus-client>=0.21,<1" "numpy>=1.26,<3" scikit-learn joblib onnxruntime)
 
 ref_of() { printf '%s\n' "${REFS[$1]}"; }

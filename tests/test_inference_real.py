@@ -401,7 +401,8 @@ LOCKS = {"sklearn": "iris/model.joblib", "onnx": "iris/model.onnx"}
 # from, and whether anything of the test venv is importable.
 WHERE = """
 import importlib, json, sys
-mods = ["hm_runtime.app", "hm_runtime.__main__", "numpy", "fastapi", "uvicorn", "orjson", "prometheus_client"]
+mods = ["hm_runtime.app", "hm_runtime.__main__", "numpy", "starlette", "uvicorn", "orjson"]
+mods += ["prometheus_client"]
 mods += sys.argv[1:]
 found = {m: importlib.import_module(m).__file__ for m in mods}
 leaks = []
@@ -497,11 +498,11 @@ def test_install_deps_from_a_local_index_then_serve_from_only_those_deps(
     assert broken.wait(timeout=120) != 0
     assert "No module named 'orjson'" in (tmp_path / "broken.log").read_text()
 
-    # Every hash pinned for fastapi (its wheel and its sdist) replaced: what the index serves no longer
+    # Every hash pinned for starlette (its wheel and its sdist) replaced: what the index serves no longer
     # matches what the chart pinned.
     lines, inside = [], False
     for ln in code["data"]["requirements.txt"].splitlines():
-        inside = ln.startswith("fastapi==") or (inside and ln.startswith(" "))
+        inside = ln.startswith("starlette==") or (inside and ln.startswith(" "))
         lines.append(re.sub(r"sha256:[0-9a-f]{64}", "sha256:" + "0" * 64, ln) if inside else ln)
     code["data"]["requirements.txt"] = "\n".join(lines)
     tampered = LocalPod(docs, tmp_path / "tampered", python=bare, isolated=True, extra_env=dict(offline))

@@ -563,3 +563,20 @@ def test_each_lock_is_compiled_from_its_input_with_hashes(lock: str) -> None:
     assert direct == wanted, (
         f"{lock}.txt was not compiled from the current {lock}.in: run hack/lock-runtime-deps.sh"
     )
+
+
+def test_the_mlflow_lock_holds_what_mlflow_saves_sklearn_models_with(tmp_path: Path) -> None:
+    """A scikit-learn model saved by MLflow with its defaults (skops since MLflow 3) loads in a pod: the
+    module of its serialization format is pinned in the mlflow lock, which install-deps installs."""
+    import mlflow.sklearn
+    import yaml
+    from sklearn.linear_model import LogisticRegression
+
+    mlflow.sklearn.save_model(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), str(tmp_path / "m"))
+    flavor = yaml.safe_load((tmp_path / "m" / "MLmodel").read_text())["flavors"]["sklearn"]
+    module = {"skops": "skops", "cloudpickle": "cloudpickle", "pickle": None}[flavor["serialization_format"]]
+    pinned = {name for name, _ in _entries((LOCKS / "mlflow.txt").read_text())}
+    assert {"mlflow-skinny", "scikit-learn"} <= pinned
+    assert module is None or module in pinned, (
+        f"{module} (MLflow's {flavor['serialization_format']}) is not in mlflow.txt"
+    )

@@ -473,7 +473,7 @@ def test_runtime_serve_checks_the_python_it_is_given(tmp_path: Path) -> None:
     model.write_bytes(b"x")
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "bare")], check=True)
     for python, words in (
-        (str(tmp_path / "bare" / "bin" / "python"), ["lacks fastapi, uvicorn", "-m pip install fastapi"]),
+        (str(tmp_path / "bare" / "bin" / "python"), ["lacks starlette, uvicorn", "-m pip install starlette"]),
         ("/etc/passwd", ["--python:", "cannot run /etc/passwd"]),
     ):
         done = subprocess.run(

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -29,7 +29,6 @@ from hm_runtime import metrics
 from hm_runtime.batching import Batcher, WrongLength
 from hm_runtime.limits import Budget
 from hm_runtime.models import DeviceUnusable, InputError, LoadedModel, ModelError, load, v2_type
-from hm_runtime.monitoring import Collector, Feedback, Monitor, Predictions, Reference
 from hm_runtime.protocol import (
     V2Context,
     jsonable,
@@ -39,6 +38,9 @@ from hm_runtime.protocol import (
     v2_metadata,
     v2_response,
 )
+
+if TYPE_CHECKING:
+    from hm_runtime.monitoring import Feedback, Monitor
 
 log = logging.getLogger("hm_runtime")
 
@@ -292,6 +294,7 @@ def _refused(status: int, message: str, reason: str) -> Out:
 
 
 BUSY = {"Retry-After": "1"}
+SETTLE_SECONDS = 1.0  # after the model is in: the one full garbage collection (`_after_load`)
 LARGE_BODY = 256 * 1024  # bodies above this are parsed in a thread, off the event loop
 
 
@@ -400,10 +403,6 @@ def build_app(settings: Settings) -> Runtime:
                 except ValueError as exc:  # a --reference that does not fit the model: as above
                     fatal(str(exc))
                     return
-            # Everything loaded so far (libraries, the model) lives for the whole process: move it out
-            # of the collector's reach, so full collections under load do not walk it again and again.
-            gc.collect()
-            gc.freeze()
             state.model = model
             # Where the weights actually are (models.py reads it off the loaded model), not --device.
             metrics.DEVICE.labels(model.device).set(1)
@@ -432,6 +431,8 @@ def build_app(settings: Settings) -> Runtime:
 
     def start_monitoring(model: LoadedModel) -> None:
         """The monitor (with --reference) and the feedback store (with --feedback), once the model is in."""
+        from hm_runtime.monitoring import Collector, Feedback, Monitor, Predictions, Reference  # only then
+
         monitor: Monitor | None = None
         if settings.reference is not None:
             data, names = settings.reference
@@ -471,7 +472,7 @@ def build_app(settings: Settings) -> Runtime:
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         # Load in a thread: liveness answers at once, readiness once the model is in.
         loader = asyncio.get_running_loop().run_in_executor(None, load_model)
-        watcher = asyncio.ensure_future(_start_batcher(loader))
+        watcher = asyncio.ensure_future(_after_load(loader))
         sweeper = asyncio.ensure_future(clock.run(min(0.5, settings.body_timeout / 4)))
         yield
         watcher.cancel()
@@ -481,7 +482,7 @@ def build_app(settings: Settings) -> Runtime:
         if state.monitor is not None:
             state.monitor.stop()
 
-    async def _start_batcher(loader: Awaitable[None]) -> None:
+    async def _after_load(loader: Awaitable[None]) -> None:
         await loader
         if state.model is not None and settings.batching and state.model.vectorised:
             state.batcher = Batcher(
@@ -493,6 +494,16 @@ def build_app(settings: Settings) -> Runtime:
                 after=state.monitor.submit if state.monitor is not None else None,
             )
             state.batcher.start()
+        # Everything loaded so far (libraries, the model) lives for the whole process: one collection,
+        # then out of the collector's reach (gc.freeze), so full collections under load do not walk it
+        # again and again; then collection back on (`python -m hm_runtime` turns it off while loading).
+        # A moment after ready: collecting a freshly imported framework holds the interpreter for tens
+        # of milliseconds, which would otherwise delay the first readiness answer.
+        await asyncio.sleep(SETTLE_SECONDS)
+        if state.model is not None:
+            gc.collect()
+            gc.freeze()
+        gc.enable()
 
     async def no_route(request: Request, exc: Exception) -> Response:
         code = getattr(exc, "status_code", 404)
