@@ -2,11 +2,11 @@
 call (up to max_rows rows, waiting at most max_wait for company), then split back per request.
 
 On a single core a server is either parsing requests or predicting; every row that arrived during
-the last predict joins the next one, so batches grow with load and latency does not. Woken by a request,
-the batcher lets the event loop take one more turn before it takes the batch (with max_wait 0): the
-requests whose bytes came in with that one join it, for the cost of one loop pass, microseconds. With
-32 clients a 1-row model call then carries about 30 rows instead of about 15, and the model's fixed cost
-per call (scikit-learn's input checks alone are about 0.1 ms) is shared by twice as many requests."""
+the last predict joins the next one, so batches grow with load and latency does not. Before each batch
+the batcher lets the event loop take one more turn (with max_wait 0): the requests whose bytes came in
+during that turn join it, for the cost of one loop pass, microseconds. With 32 clients a model call then
+carries about 30 rows instead of about 15, and the model's fixed cost per call (scikit-learn's input
+checks alone are about 0.1 ms) is shared by twice as many requests."""
 
 from __future__ import annotations
 
