@@ -14,7 +14,8 @@ repo=$(cd "$here/.." && pwd)
 format=${1:-}
 lock=${2:-$repo/charts/inference-service/files/requirements/$format.txt}
 reqs="$repo/charts/inference-service/files/requirements"
-[ -n "$format" ] && [ -f "$lock" ] || die "usage: $0 <format> [LOCK]; formats: $(cd "$reqs" && ls -- *.txt | sed 's|\.txt$||' | tr '\n' ' ')"
+formats=$(for f in "$reqs"/*.txt; do basename "$f" .txt; done | tr '\n' ' ')
+[ -n "$format" ] && [ -f "$lock" ] || die "usage: $0 <format> [LOCK]; formats: $formats"
 key=$(sha256sum "$lock" | cut -c1-16)
 venv="$HELM_MLOPS_CACHE/runtime-$format-$key"
 if [ ! -f "$venv/.complete" ]; then
