@@ -928,6 +928,26 @@ def runtime() -> None:
     """The inference runtime: serve a model locally exactly as the inference-service chart does."""
 
 
+class WorkerCount(click.ParamType):  # type: ignore[type-arg]  # generic in newer click only
+    """`--workers`: a count of 1 or more, or auto (0 here: the runtime's `--workers auto`)."""
+
+    name = "count"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            count = value
+        elif value == "auto":
+            return 0
+        else:
+            try:
+                count = int(str(value))
+            except ValueError:
+                self.fail(f"{value!r} is not a count (1 or more) nor auto", param, ctx)
+        if count < 1:
+            self.fail(f"{count} is not 1 or more (or auto)", param, ctx)
+        return count
+
+
 @runtime.command("serve")
 @click.option(
     "--model",
@@ -983,9 +1003,9 @@ def runtime() -> None:
 )
 @click.option(
     "--workers",
-    type=click.IntRange(min=1),
-    help="Worker processes serving the port, each batching on its own (default: one per CPU the runtime "
-    "may use; 1 with --reference or --feedback, which take no more).",
+    type=WorkerCount(),
+    help="Worker processes serving the port, each batching on its own: N (1 or more) or auto (the "
+    "default: one per CPU the runtime may use; 1 with --reference or --feedback, which take no more).",
 )
 def runtime_serve(
     model: str,

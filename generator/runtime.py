@@ -47,7 +47,8 @@ class ServeRequest:
     reference: str | None = None  # model monitoring: a sample of training rows (or an MLflow artifact URI)
     monitor_sample_rate: float | None = None
     feedback: bool = False
-    workers: int | None = None  # None: the runtime's default (the CPUs it may use; 1 with monitoring)
+    # None: the runtime's default; 0: `auto`, said explicitly (both: the CPUs it may use, 1 with monitoring)
+    workers: int | None = None
 
 
 def _runtime_module(name: str) -> ModuleType:
@@ -128,9 +129,9 @@ def check(req: ServeRequest) -> str:
         raise UserError(
             f"{req.device} cannot be used: {why}", field="--device", hint="--device auto or --device cpu"
         )
-    if req.workers is not None and req.workers < 1:
+    if req.workers is not None and req.workers < 0:
         raise UserError(
-            f"must be 1 or more, not {req.workers}",
+            f"must be 1 or more (or auto), not {req.workers}",
             field="--workers",
             hint="--workers 1 or more, or leave it out for one per CPU this machine lets the runtime use",
         )
@@ -216,7 +217,7 @@ def argv_env(req: ServeRequest, fmt: str) -> tuple[list[str], dict[str, str]]:
     if req.feedback:
         argv.append("--feedback")
     if req.workers is not None:
-        argv += ["--workers", str(req.workers)]
+        argv += ["--workers", str(req.workers) if req.workers else "auto"]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(runtime_root()), env.get("PYTHONPATH", "")) if p)
     return argv, env

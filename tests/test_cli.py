@@ -172,21 +172,27 @@ def test_runtime_serve_passes_workers_to_the_runtime(tmp_path: Path, monkeypatch
         raise SystemExit(0)
 
     monkeypatch.setattr(os, "execve", fake_execve)
-    for extra in (["--workers", "3"], [], ["--workers", "1", "--reference", "ref.csv", "--feedback"]):
+    for extra in (
+        ["--workers", "3"],
+        [],
+        ["--workers", "1", "--reference", "ref.csv", "--feedback"],
+        ["--workers", "auto", "--feedback"],
+    ):
         result = run_cli("runtime", "serve", "--model", model, "--trust-model", *extra, cwd=tmp_path)
         assert result.returncode == 0, result.stderr
-    with_workers, without, monitored = execs
+    with_workers, without, monitored, auto = execs
     assert with_workers[1:3] == ["-m", "hm_runtime"]
     assert with_workers[with_workers.index("--workers") + 1] == "3"
     assert "--workers" not in without
     assert monitored[monitored.index("--workers") + 1] == "1" and "--feedback" in monitored
+    assert auto[auto.index("--workers") + 1] == "auto"  # the runtime's own auto: 1 with --feedback
 
 
 @pytest.mark.parametrize(
     ("extra", "says"),
     [
-        (["--workers", "0"], "Invalid value for '--workers': 0 is not in the range x>=1"),
-        (["--workers", "two"], "Invalid value for '--workers': 'two' is not a valid integer"),
+        (["--workers", "0"], "Invalid value for '--workers': 0 is not 1 or more (or auto)"),
+        (["--workers", "two"], "Invalid value for '--workers': 'two' is not a count (1 or more) nor auto"),
         (
             ["--workers", "2", "--reference", "ref.csv"],
             "error: --workers: --workers 2 with --reference: model monitoring keeps one worker",
@@ -218,14 +224,16 @@ def test_runtime_serve_refuses_workers_it_cannot_run(
     assert says in " ".join(result.stderr.split()), result.stderr
 
 
-def test_runtime_check_refuses_fewer_than_one_worker(tmp_path: Path) -> None:
-    """ServeRequest built without click's range check (the library API) is refused the same way."""
+def test_runtime_check_refuses_a_negative_worker_count(tmp_path: Path) -> None:
+    """ServeRequest built without click's check (the library API): a negative count is refused, 0 is
+    auto."""
     from generator.errors import UserError
     from generator.runtime import ServeRequest, check
 
     model = tmp_path / "m.pkl"
     model.write_bytes(b"never loaded")
     with pytest.raises(UserError) as refused:
-        check(ServeRequest(model=str(model), trust_model=True, workers=0))
-    assert refused.value.field == "--workers" and "must be 1 or more, not 0" in str(refused.value)
+        check(ServeRequest(model=str(model), trust_model=True, workers=-1))
+    assert refused.value.field == "--workers" and "must be 1 or more (or auto), not -1" in str(refused.value)
     assert check(ServeRequest(model=str(model), trust_model=True, workers=8)) == "sklearn"
+    assert check(ServeRequest(model=str(model), trust_model=True, workers=0)) == "sklearn"  # 0: auto

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +159,16 @@ class Recorder:
         return False
 
 
+def test_the_request_id_is_the_header_else_the_body_id_else_new() -> None:
+    from hm_runtime.app import _request_id
+
+    assert _request_id("trace-1", "body-1") == "trace-1"
+    assert _request_id("bad id with spaces", "body-1") == "body-1"
+    assert _request_id(None, "body-1") == "body-1"
+    made = _request_id("bad id", "also bad")
+    assert made not in ("bad id", "also bad") and len(made) == 24 and made != _request_id(None, None)
+
+
 def test_head_and_body_leave_in_one_write() -> None:
     recorder = Recorder()
     transport = HeadWithBody(recorder)
@@ -210,6 +221,19 @@ def test_expect_100_continue_is_answered_before_the_body(tmp_path: Path) -> None
             )
             answer = _read_answer(s)
         assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b'{"prediction":[1]}')
+        # Another method on a hot route: 405 naming the method, with Allow: POST, counted as its endpoint.
+        for method, route in (("GET", "/predict"), ("HEAD", "/v2/models/model/infer"), ("PUT", "/predict")):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(f"{method} {route} HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n".encode())
+                answer = s.recv(65536) if method == "HEAD" else _read_answer(s)
+            assert answer.startswith(b"HTTP/1.1 405 Method Not Allowed\r\n"), answer
+            assert b"\r\nallow: POST\r\n" in answer
+            said = f'{{"error":"{method} is not allowed on {route}: send POST"}}'
+            assert method == "HEAD" or answer.endswith(said.encode())
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            metrics = response.read().decode()
+        assert 'hm_requests_total{code="405",endpoint="predict"} 2.0' in metrics
+        assert 'hm_requests_total{code="405",endpoint="v2_infer"} 1.0' in metrics
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -141,6 +141,10 @@ def test_sigterm_drains_every_worker(model: Path) -> None:
         time.sleep(0.5)
         proc.send_signal(signal.SIGTERM)
         time.sleep(0.5)
+        # While those drain, a new connection is refused at once (the supervisor let go of the listening
+        # socket too), not left waiting unanswered in the backlog.
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=2)
         answers = []
         for s in sockets:
             s.sendall(body[5:])

@@ -136,10 +136,12 @@ class _Ids:
 _new_id = _Ids()
 
 
-def _request_id(sent: str | None) -> str:
-    """The client's X-Request-Id when it is a sane token (1-128 of [A-Za-z0-9._:/+=-]), else a new one."""
-    if sent is not None and REQUEST_ID.fullmatch(sent):
-        return sent
+def _request_id(sent: str | None, body_id: str | None = None) -> str:
+    """The client's X-Request-Id when it is a sane token (1-128 of [A-Za-z0-9._:/+=-]), else its v2 body
+    "id" when sane, else a new one."""
+    for given in (sent, body_id):
+        if given is not None and REQUEST_ID.fullmatch(given):
+            return given
     return _new_id()
 
 
@@ -588,9 +590,7 @@ def build_app(settings: Settings) -> Runtime:
         # The request id: the client's X-Request-Id if sane, else its v2 body "id" if sane, else new.
         body_id = getattr(context, "request_id", None)
         sent = headers.get(b"x-request-id")
-        request_id = _request_id(
-            sent.decode("latin-1") if sent is not None else body_id if body_id is not None else None
-        )
+        request_id = _request_id(sent.decode("latin-1") if sent is not None else None, body_id)
         if body_id is None and isinstance(context, V2Context):
             context = V2Context(request_id, context.binary_output)  # v2 responses carry it as "id"
         if state.monitor is not None and state.batcher is None:  # batched: the batcher hands it over
@@ -768,7 +768,7 @@ def build_app(settings: Settings) -> Runtime:
         await send({"type": "http.response.start", "status": out.status, "headers": out.headers})
         await send({"type": "http.response.body", "body": out.body})
 
-    return Runtime(app, hot)
+    return Runtime(app, hot, count)
 
 
 HOT_HEADERS = frozenset(
@@ -780,19 +780,39 @@ class Runtime:
     """The ASGI application: the hot routes (POST /predict, POST /v2/models/{name}[/versions/{v}]/infer)
     go to `hot`; everything else (health, metadata, feedback, metrics, lifespan, 404s) to Starlette."""
 
-    def __init__(self, app: Starlette, hot: Callable[..., Awaitable[None]]) -> None:
-        self.app, self.hot = app, hot
+    def __init__(self, app: Starlette, hot: Callable[..., Awaitable[None]], count: Counts) -> None:
+        self.app, self.hot, self.count = app, hot, count
         self.state = app.state
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            path: str = scope["path"]
-            if path == "/predict":
-                return await self.hot(scope, receive, send, "predict", None, None)
-            if path.startswith("/v2/models/") and path.endswith("/infer"):
-                parts = path[11:-6].split("/")
-                if len(parts) == 1 and parts[0]:
-                    return await self.hot(scope, receive, send, "v2_infer", parts[0], None)
-                if len(parts) == 3 and parts[1] == "versions" and parts[0] and parts[2]:
-                    return await self.hot(scope, receive, send, "v2_infer", parts[0], parts[2])
+        if scope["type"] == "http":
+            route = _hot_route(scope["path"])
+            if route is not None:
+                if scope["method"] == "POST":
+                    return await self.hot(scope, receive, send, *route)
+                return await self.wrong_method(scope, send, route[0])
         await self.app(scope, receive, send)
+
+    async def wrong_method(self, scope: Any, send: Any, endpoint: str) -> None:
+        """405 with `Allow: POST` for another method on a hot route, counted as its endpoint's."""
+        out = _json(
+            {"error": f"{scope['method'][:10]} is not allowed on {scope['path'][:200]}: send POST"},
+            405,
+            {"Allow": "POST"},
+        )
+        self.count(endpoint, 405, 0.0)
+        await send({"type": "http.response.start", "status": 405, "headers": out.headers})
+        await send({"type": "http.response.body", "body": out.body})
+
+
+def _hot_route(path: str) -> tuple[str, str | None, str | None] | None:
+    """(endpoint, model name, version) of a hot route's path, None for any other path."""
+    if path == "/predict":
+        return "predict", None, None
+    if path.startswith("/v2/models/") and path.endswith("/infer"):
+        parts = path[11:-6].split("/")
+        if len(parts) == 1 and parts[0]:
+            return "v2_infer", parts[0], None
+        if len(parts) == 3 and parts[1] == "versions" and parts[0] and parts[2]:
+            return "v2_infer", parts[0], parts[2]
+    return None

@@ -164,6 +164,10 @@ def supervise(
     def stop(signum: int, _frame: Any) -> None:
         nonlocal stopping
         stopping = True
+        # The supervisor's copy of the listening socket goes first: once the workers close theirs, a new
+        # connection is refused at once (as with one worker) instead of waiting, unanswered, in the
+        # backlog until the supervisor exits. No worker is forked after this.
+        sock.close()
         for pid in list(pids):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
