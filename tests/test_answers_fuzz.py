@@ -1574,3 +1574,17 @@ def test_a_package_index_is_a_url_without_credentials(tmp_path: Path, url: str, 
         generated(tmp_path, preset("full-stack", lambda d: d["training"]["jobs"][0].update(indexUrl=url))),
         said,
     )
+
+
+def test_a_prometheus_namespace_that_looks_like_a_number_stays_a_string(tmp_path: Path) -> None:
+    # Was a stack kubernetes-validate refused: `0 is not of type 'string'` in the NetworkPolicy that lets
+    # Prometheus scrape MLflow (the namespace rendered unquoted, so YAML read "0" as a number).
+    data = preset("quickstart", lambda d: d.update(monitoring={"enabled": True, "prometheusNamespace": "0"}))
+    policy = find(rendered(generated(tmp_path, data)), "NetworkPolicy")
+    namespaces = [
+        peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        for rule in policy["spec"]["ingress"]
+        for peer in rule.get("from", [])
+        if "namespaceSelector" in peer
+    ]
+    assert "0" in namespaces and all(isinstance(n, str) for n in namespaces), namespaces
