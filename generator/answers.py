@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -354,6 +354,22 @@ def model_format(service: Mapping[str, Any]) -> str:
     name = (inline or {}).get("fileName") or uri.rsplit("/", 1)[-1]
     suffix = Path(str(name)).suffix.lower()
     return EXTENSIONS.get(suffix, "")
+
+
+def _reference(bad: Callable[[str, str], None], at: str, monitoring: Any, kind: str) -> None:
+    """The reference sample comes from where the model comes from: an http(s) URL beside an https model,
+    an MLflow artifact URI beside an MLflow one (the inference-service chart's own rule)."""
+    reference = monitoring.get("reference") if isinstance(monitoring, Mapping) else None
+    if not isinstance(reference, str) or not reference:
+        return  # the schema names it
+    if kind == "https" and not re.match(r"^https?://", reference):
+        bad(at, f"{reference} is not an http(s) URL: with an https model the reference is a URL too")
+    elif kind == "mlflow" and not re.match(r"^(runs|models|mlflow-artifacts):/", reference):
+        bad(
+            at,
+            f"{reference} is not an MLflow artifact URI: with an MLflow model the reference is one too, "
+            "e.g. runs:/<run id>/reference.csv",
+        )
 
 
 def source_type(service: Mapping[str, Any]) -> str:
@@ -797,6 +813,8 @@ def cross_checks(answers: Mapping[str, Any]) -> list[Problem]:
                     "the reference sample comes from the model's source, and an inline model has none: serve "
                     "the model from pvc://, s3://, https:// or MLflow",
                 )
+            else:
+                _reference(bad, f"{at}.monitoring.reference", svc["monitoring"], source_type(svc))
         ingress = svc.get("ingress") or {}
         _ingress(bad, f"{at}.ingress", ingress)
         if ingress.get("enabled") and runtime == "kserve":

@@ -1588,3 +1588,33 @@ def test_a_prometheus_namespace_that_looks_like_a_number_stays_a_string(tmp_path
         if "namespaceSelector" in peer
     ]
     assert "0" in namespaces and all(isinstance(n, str) for n in namespaces), namespaces
+
+
+@pytest.mark.parametrize(
+    ("uri", "reference", "said"),
+    [
+        ("https://example.com/models/model.onnx", "reference.csv", "is not an http(s) URL"),
+        ("models:/iris@champion", "s3://bucket/reference.csv", "is not an MLflow artifact URI"),
+    ],
+)
+def test_a_monitoring_reference_comes_from_where_the_model_does(
+    tmp_path: Path, uri: str, reference: str, said: str
+) -> None:
+    # Was a stack the inference-service chart refused at render ("monitoring.reference.file must be an
+    # http(s) URL with model.source.type=https"): generate accepted any reference beside an https model.
+    def change(data: dict[str, Any]) -> None:
+        service = data["inference"]["services"][0]
+        service["model"]["uri"] = uri
+        service["model"]["trust"] = True
+        service["monitoring"] = {"reference": reference}
+        data["mlflow"]["enabled"] = True
+
+    refused(
+        generated(tmp_path / "bad", preset("inference-onnx", change)),
+        "services[0].monitoring.reference",
+        said,
+    )
+    good = "https://example.com/reference.csv" if uri.startswith("https") else "runs:/0123/reference.csv"
+    data = preset("inference-onnx", change)
+    data["inference"]["services"][0]["monitoring"]["reference"] = good
+    assert generated(tmp_path / "good", data).code == 0
