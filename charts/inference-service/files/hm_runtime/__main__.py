@@ -217,7 +217,8 @@ def placement(ns: argparse.Namespace) -> devices.Placement:
 def main(argv: list[str] | None = None) -> int:
     # No garbage collection while the server, the framework and the model load: importing scikit-learn
     # and scipy alone allocates enough objects for dozens of collections (about 5-10% of the start).
-    # The loader collects once, freezes what it loaded and turns collection back on (app.load_model).
+    # The app collects once after ready, freezes what it loaded and turns collection back on
+    # (app._after_load).
     gc.disable()
     ns = parse(argv)
     logging.basicConfig(

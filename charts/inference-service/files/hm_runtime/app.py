@@ -169,6 +169,12 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
     return Out(status, data, raw)
 
 
+async def _send(send: Any, out: Out) -> None:
+    """An answer sent straight through the ASGI server (the hot routes, no Starlette)."""
+    await send({"type": "http.response.start", "status": out.status, "headers": out.headers})
+    await send({"type": "http.response.body", "body": out.body})
+
+
 def _response(out: Out) -> Response:
     response = Response(out.body, out.status)
     response.raw_headers = list(out.headers)
@@ -765,8 +771,7 @@ def build_app(settings: Settings) -> Runtime:
         finally:
             # Counted before the answer leaves: a client that has its answer finds it in /metrics.
             count(endpoint, status, time.perf_counter() - started)
-        await send({"type": "http.response.start", "status": out.status, "headers": out.headers})
-        await send({"type": "http.response.body", "body": out.body})
+        await _send(send, out)
 
     return Runtime(app, hot, count)
 
@@ -801,8 +806,7 @@ class Runtime:
             {"Allow": "POST"},
         )
         self.count(endpoint, 405, 0.0)
-        await send({"type": "http.response.start", "status": 405, "headers": out.headers})
-        await send({"type": "http.response.body", "body": out.body})
+        await _send(send, out)
 
 
 def _hot_route(path: str) -> tuple[str, str | None, str | None] | None:
